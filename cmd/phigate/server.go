@@ -1,0 +1,161 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/phigate/phigate/internal/config"
+	"github.com/phigate/phigate/internal/server"
+)
+
+// defaultDevData is where server --dev keeps its state unless --data says.
+const defaultDevData = "./phigate-data"
+
+func newServerCmd() *cobra.Command {
+	var (
+		dev        bool
+		configFile string
+		dataDir    string
+		adminAddr  string
+	)
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run the phigate server (admin API over TLS)",
+		Long: `Run the phigate server.
+
+  phigate server --dev              everything on one machine: embedded store in
+                                    ./phigate-data, a self-signed certificate, the
+                                    admin API on https://127.0.0.1:8443; prints a
+                                    bootstrap admin token (first start) and the
+                                    server's SPKI pin
+  phigate server --config FILE      a real deployment (see internal/config for the
+                                    file's keys); run phigate init first`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadServerConfig(dev, configFile, dataDir)
+			if err != nil {
+				return err
+			}
+			if adminAddr != "" {
+				cfg.Admin.Listen = adminAddr
+			}
+			if err := cfg.Validate(dev); err != nil {
+				return err
+			}
+			log := newLogger(cmd.ErrOrStderr(), cfg.Log)
+			return server.Run(cmd.Context(), server.Options{
+				Config: cfg, Dev: dev, Console: cmd.OutOrStdout(), Logger: log,
+			})
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&dev, "dev", false, "development mode: embedded store in ./phigate-data, self-signed certificate")
+	f.StringVar(&configFile, "config", "", "config file (YAML)")
+	f.StringVar(&dataDir, "data", "", "data directory (overrides the config's data_dir; --dev default "+defaultDevData+")")
+	f.StringVar(&adminAddr, "admin-listen", "", "admin API listen address (overrides the config), e.g. 127.0.0.1:0")
+	return cmd
+}
+
+func loadServerConfig(dev bool, configFile, dataDir string) (*config.Config, error) {
+	var cfg *config.Config
+	switch {
+	case configFile != "":
+		c, err := config.Load(configFile)
+		if err != nil {
+			return nil, err
+		}
+		cfg = c
+	case dev:
+		cfg = config.Dev(defaultDevData)
+	default:
+		return nil, usageErr{errors.New("either --dev or --config FILE is required")}
+	}
+	if dataDir != "" {
+		cfg.DataDir = dataDir
+	}
+	if dev && cfg.DataDir == "" {
+		cfg.DataDir = defaultDevData
+	}
+	return cfg, nil
+}
+
+func newInitCmd() *cobra.Command {
+	var (
+		configFile string
+		dataDir    string
+		newAdmin   bool
+	)
+	cmd := &cobra.Command{
+		Use:   "init",
+		Short: "Initialise a data directory and print a bootstrap admin token",
+		Long: `Initialise a data directory: the token pepper (keys/, mode 0600), the
+embedded store, and one bootstrap admin token (scope admin:*, short TTL),
+printed once to standard output and never stored in plaintext.
+
+On an initialised directory, init does nothing unless --new-admin-token asks
+for another bootstrap token (access to the data directory is the proof).`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var cfg *config.Config
+			if configFile != "" {
+				c, err := config.Load(configFile)
+				if err != nil {
+					return err
+				}
+				cfg = c
+			} else {
+				cfg = config.Default()
+			}
+			if dataDir != "" {
+				cfg.DataDir = dataDir
+			}
+			if cfg.DataDir == "" {
+				return usageErr{errors.New("--data DIR (or --config with data_dir) is required")}
+			}
+			log := newLogger(cmd.ErrOrStderr(), cfg.Log)
+			already := server.Initialised(cfg.DataDir)
+			secret, rec, err := server.Init(cmd.Context(), cfg, newAdmin, log)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if secret == "" {
+				if already {
+					fmt.Fprintf(out, "%s is already initialised; use --new-admin-token for another bootstrap admin token\n", cfg.DataDir)
+				}
+				return nil
+			}
+			fmt.Fprintf(out, "Initialised %s.\n\nBootstrap admin token %s (shown once, expires %s):\n\n    %s\n\n",
+				cfg.DataDir, rec.ID, rec.ExpiresAt.Format("2006-01-02T15:04:05Z07:00"), secret)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&configFile, "config", "", "config file (YAML)")
+	f.StringVar(&dataDir, "data", "", "data directory")
+	f.BoolVar(&newAdmin, "new-admin-token", false, "issue another bootstrap admin token on an initialised directory")
+	return cmd
+}
+
+// newLogger returns the process logger: JSON unless the format is text, or
+// auto on a terminal.
+func newLogger(w io.Writer, l config.Log) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: l.SlogLevel()}
+	text := l.Format == "text"
+	if l.Format == "auto" || l.Format == "" {
+		if f, ok := w.(*os.File); ok {
+			if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+				text = true
+			}
+		}
+	}
+	if text {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}

@@ -1,0 +1,227 @@
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/phigate/phigate/internal/authority"
+	"github.com/phigate/phigate/internal/policy"
+	"github.com/phigate/phigate/internal/scope"
+)
+
+// Options configure the admin API.
+type Options struct {
+	// MaxBody bounds request bodies (default 1 MiB).
+	MaxBody int64
+	// Ready reports readiness for /readyz (nil: always ready).
+	Ready func(ctx context.Context) error
+	// Issuer is the "iss" of introspection answers.
+	Issuer string
+	Logger *slog.Logger
+}
+
+// Server is the admin API handler.
+type Server struct {
+	auth *authority.Authority
+	opts Options
+	log  *slog.Logger
+	mux  *http.ServeMux
+
+	ridPrefix string
+	ridSeq    atomic.Uint64
+}
+
+type ctxKey int
+
+const ridKey ctxKey = 0
+
+// New returns the admin API over auth.
+func New(auth *authority.Authority, opts Options) *Server {
+	if opts.MaxBody <= 0 {
+		opts.MaxBody = 1 << 20
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Issuer == "" {
+		opts.Issuer = "phigate"
+	}
+	var b [6]byte
+	rand.Read(b[:])
+	s := &Server{auth: auth, opts: opts, log: opts.Logger, mux: http.NewServeMux(), ridPrefix: "req_" + hex.EncodeToString(b[:])}
+	s.routes()
+	return s
+}
+
+// routes registers every route. Requests that match none are answered by
+// ServeHTTP with a JSON 404 or 405.
+func (s *Server) routes() {
+	m := s.mux
+	m.HandleFunc("GET /healthz", s.healthz)
+	m.HandleFunc("GET /readyz", s.readyz)
+
+	m.HandleFunc("POST /v1/tokens", s.authed(scope.AdminTokens, s.createToken))
+	m.HandleFunc("GET /v1/tokens", s.authed(scope.AdminTokens, s.listTokens))
+	m.HandleFunc("GET /v1/tokens/self", s.authed("", s.self))
+	m.HandleFunc("POST /v1/tokens/self/rotate", s.authed("", s.rotateSelf))
+	m.HandleFunc("GET /v1/tokens/{id}", s.authed(scope.AdminTokens, s.getToken))
+	m.HandleFunc("PATCH /v1/tokens/{id}", s.authed(scope.AdminTokens, s.updateToken))
+	m.HandleFunc("DELETE /v1/tokens/{id}", s.authed(scope.AdminTokens, s.revokeToken))
+	m.HandleFunc("POST /v1/tokens/{id}/rotate", s.authed(scope.AdminTokens, s.rotateToken))
+	m.HandleFunc("POST /v1/tokens/{id}/suspend", s.authed(scope.AdminTokens, s.suspendToken))
+	m.HandleFunc("POST /v1/tokens/{id}/reinstate", s.authed(scope.AdminTokens, s.reinstateToken))
+	m.HandleFunc("POST /v1/introspect", s.authed(scope.Introspect, s.introspect))
+	m.HandleFunc("POST /v1/revoke", s.authed("", s.revoke))
+
+}
+
+func (s *Server) methodNotAllowed(w http.ResponseWriter, r *http.Request) {
+	s.writeError(w, r, &apiError{status: http.StatusMethodNotAllowed, code: "method_not_allowed", msg: r.Method + " is not allowed on " + r.URL.Path})
+}
+
+// ServeHTTP assigns a request id and dispatches.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rid := r.Header.Get("X-Request-Id")
+	if !validRequestID(rid) {
+		rid = s.ridPrefix + strconv.FormatUint(s.ridSeq.Add(1), 36)
+	}
+	w.Header().Set("X-Request-Id", rid)
+	r = r.WithContext(context.WithValue(r.Context(), ridKey, rid))
+	defer func() {
+		// defence in depth: a bug must not take the connection down
+		// without an answer, nor print a request's data in a stack trace
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			s.log.Error("panic in handler", "request_id", rid, "method", r.Method, "path", r.URL.Path, "panic", fmt.Sprint(v))
+			s.writeError(w, r, errors.New("panic"))
+		}
+	}()
+	h, pattern := s.mux.Handler(r)
+	if pattern == "" {
+		// no route: ask the mux whether the path exists with another
+		// method (405 with Allow) or not at all (404), answer in JSON
+		probe := &statusProbe{h: http.Header{}}
+		h.ServeHTTP(probe, r)
+		if probe.status == http.StatusMethodNotAllowed {
+			w.Header().Set("Allow", probe.h.Get("Allow"))
+			s.methodNotAllowed(w, r)
+			return
+		}
+		s.writeError(w, r, &apiError{status: http.StatusNotFound, code: "not_found", msg: "no such endpoint"})
+		return
+	}
+	s.mux.ServeHTTP(w, r) // (Handler does not set path values; ServeHTTP does)
+}
+
+// statusProbe records what the mux's own fallback handler would answer.
+type statusProbe struct {
+	h      http.Header
+	status int
+}
+
+func (p *statusProbe) Header() http.Header         { return p.h }
+func (p *statusProbe) Write(b []byte) (int, error) { return len(b), nil }
+func (p *statusProbe) WriteHeader(code int)        { p.status = code }
+
+func validRequestID(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+func requestID(r *http.Request) string {
+	v, _ := r.Context().Value(ridKey).(string)
+	return v
+}
+
+// bearer extracts the token from "Authorization: Bearer <token>". ok is
+// false when the header is absent; a present but malformed header yields
+// an empty token (which then fails as malformed).
+func bearer(r *http.Request) (string, bool) {
+	v := r.Header.Get("Authorization")
+	if v == "" {
+		return "", false
+	}
+	if len(v) < 7 || !strings.EqualFold(v[:7], "bearer ") {
+		return "", true
+	}
+	return strings.TrimSpace(v[7:]), true
+}
+
+// clientAddr is the address of the peer (the admin API trusts no
+// forwarding headers).
+func clientAddr(r *http.Request) netip.Addr {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}
+
+type authedHandler func(w http.ResponseWriter, r *http.Request, ac authority.Actor)
+
+// authed authenticates the bearer token and, when need is set, requires
+// that plain scope. It fails closed on any technical error.
+func (s *Server) authed(need string, h authedHandler) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		secret, present := bearer(r)
+		if !present {
+			s.writeError(w, r, &apiError{status: http.StatusUnauthorized, code: "missing_token", msg: "an Authorization: Bearer phigate token is required"})
+			return
+		}
+		d, err := s.auth.Verify(r.Context(), secret, authority.Request{
+			Addr: clientAddr(r), Purpose: r.Header.Get("X-Purpose-Of-Use"), Scope: need,
+		})
+		if err != nil {
+			s.log.Error("token verification failed", "request_id", requestID(r), "err", err)
+			s.writeError(w, r, fromReason(authority.Decision{Reason: policy.Unavailable}, ""))
+			return
+		}
+		if !d.Allowed() {
+			if d.Token != nil {
+				s.log.Info("request denied", "request_id", requestID(r), "token_id", d.Token.ID, "reason", d.Reason.Code(), "path", r.URL.Path)
+			} else {
+				s.log.Info("request denied", "request_id", requestID(r), "reason", d.Reason.Code(), "path", r.URL.Path, "remote", r.RemoteAddr)
+			}
+			s.writeError(w, r, fromReason(d, need))
+			return
+		}
+		h(w, r, authority.ActorOf(d))
+	}
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	if s.opts.Ready != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := s.opts.Ready(ctx); err != nil {
+			s.log.Warn("not ready", "err", err)
+			s.writeError(w, r, &apiError{status: http.StatusServiceUnavailable, code: "not_ready", msg: "not ready", retry: time.Second})
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}

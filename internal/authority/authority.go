@@ -1,0 +1,440 @@
+package authority
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/phigate/phigate/internal/policy"
+	"github.com/phigate/phigate/internal/scope"
+	"github.com/phigate/phigate/internal/store"
+	"github.com/phigate/phigate/internal/token"
+)
+
+// Config tunes an Authority. Zero values take the defaults noted.
+type Config struct {
+	DefaultTTL time.Duration // default 15m
+	MaxTTL     time.Duration // default 24h
+	// MaxGrace bounds a rotation's grace period (default 24h).
+	MaxGrace time.Duration
+	// CacheSize bounds the verification cache in tokens (default 200000).
+	CacheSize int
+	// FlushInterval is how often last-used times are written (default 1s).
+	FlushInterval time.Duration
+	// UseLease is the most uses reserved from the store at once (default 16).
+	UseLease int64
+	Now      func() time.Time // default time.Now
+	Rand     io.Reader        // default crypto/rand.Reader
+	Logger   *slog.Logger     // default: discard
+}
+
+// Authority issues and verifies tokens. Create it with New, start its
+// background flusher with Run, and Close it at shutdown.
+type Authority struct {
+	st     store.Store
+	hasher *token.Hasher
+	cfg    Config
+	cache  *cache
+	log    *slog.Logger
+
+	dirtyMu sync.Mutex
+	dirty   []*state
+
+	releaseMu sync.Mutex
+	release   map[string]int64 // leases to give back
+
+	closeOnce sync.Once
+	done      chan struct{}
+	flushed   chan struct{}
+}
+
+// New returns an Authority over st, hashing secrets with h.
+func New(st store.Store, h *token.Hasher, cfg Config) *Authority {
+	if cfg.DefaultTTL <= 0 {
+		cfg.DefaultTTL = 15 * time.Minute
+	}
+	if cfg.MaxTTL <= 0 {
+		cfg.MaxTTL = 24 * time.Hour
+	}
+	if cfg.MaxGrace <= 0 {
+		cfg.MaxGrace = 24 * time.Hour
+	}
+	if cfg.FlushInterval <= 0 {
+		cfg.FlushInterval = time.Second
+	}
+	if cfg.UseLease <= 0 {
+		cfg.UseLease = 16
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Rand == nil {
+		cfg.Rand = rand.Reader
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Authority{
+		st: st, hasher: h, cfg: cfg, cache: newCache(cfg.CacheSize), log: cfg.Logger,
+		release: map[string]int64{}, done: make(chan struct{}), flushed: make(chan struct{}),
+	}
+}
+
+// Config returns the effective configuration.
+func (a *Authority) Config() Config { return a.cfg }
+
+// Request describes the circumstances of one use of a token.
+type Request struct {
+	// Addr is the client's address (zero when unknown: refused by tokens
+	// restricted to networks).
+	Addr netip.Addr
+	// Purpose is the HL7 PurposeOfUse code the request names, if any.
+	Purpose string
+	// Scope, when not empty, is a plain scope (such as "admin:tokens") the
+	// token must hold.
+	Scope string
+	// Now is the time of the request (zero: the authority's clock).
+	Now time.Time
+}
+
+// Decision is the outcome of Verify. Token is the cached record: shared and
+// immutable, never to be modified. It is set whenever the secret was found,
+// even when Reason is a deny (for auditing who was refused).
+type Decision struct {
+	Reason     policy.Reason
+	Token      *token.Record
+	Scopes     scope.Set
+	RetryAfter time.Duration
+}
+
+// Allowed reports whether the decision is an allow.
+func (d Decision) Allowed() bool { return d.Reason == policy.OK }
+
+// Handle is an authenticated token whose request has not been admitted yet
+// (see Authenticate and Admit).
+type Handle struct {
+	st  *state
+	now time.Time
+}
+
+// Token returns the handle's record (shared, immutable).
+func (h Handle) Token() *token.Record {
+	if h.st == nil {
+		return nil
+	}
+	return h.st.rec
+}
+
+// Scopes returns the handle's parsed scopes.
+func (h Handle) Scopes() scope.Set {
+	if h.st == nil {
+		return scope.Set{}
+	}
+	return h.st.scopes
+}
+
+// Verify authenticates secret and admits one request under the token's
+// constraints: status, expiry, idle timeout, network, hours, purpose, the
+// plain scope req.Scope if set, rate and remaining uses. It returns an error
+// only for a technical failure (the caller fails closed); every deny is a
+// Decision with its Reason. An allowed Verify counts as a use.
+func (a *Authority) Verify(ctx context.Context, secret string, req Request) (Decision, error) {
+	h, d, err := a.Authenticate(ctx, secret, req)
+	if err != nil || d.Reason != policy.ReasonNone {
+		return d, err
+	}
+	if req.Scope != "" && !h.st.scopes.Has(req.Scope) {
+		return Decision{Reason: policy.Scope, Token: h.st.rec, Scopes: h.st.scopes}, nil
+	}
+	return a.Admit(ctx, h)
+}
+
+// Authenticate finds the token for secret and checks what does not depend
+// on the resource requested: the secret's validity, status, expiry, idle
+// timeout, network, hours and purpose. On success it returns a Handle and
+// a zero Decision (Reason None); otherwise the deny. Nothing is consumed:
+// call Admit once the resource-specific checks (scopes) passed.
+func (a *Authority) Authenticate(ctx context.Context, secret string, req Request) (Handle, Decision, error) {
+	now := req.Now
+	if now.IsZero() {
+		now = a.cfg.Now()
+	}
+	ref, reason, err := a.find(ctx, secret, now)
+	if err != nil || reason != policy.ReasonNone {
+		d := Decision{Reason: reason}
+		if ref.st != nil {
+			d.Token, d.Scopes = ref.st.rec, ref.st.scopes
+		}
+		return Handle{}, d, err
+	}
+	st := ref.st
+	r := policy.ReasonNone
+	switch {
+	case !st.cons.Network(req.Addr):
+		r = policy.Network
+	case !st.cons.Hours(now):
+		r = policy.Hours
+	case !st.cons.Purpose(req.Purpose):
+		r = policy.Purpose
+	}
+	if r != policy.ReasonNone {
+		return Handle{}, Decision{Reason: r, Token: st.rec, Scopes: st.scopes}, nil
+	}
+	return Handle{st: st, now: now}, Decision{}, nil
+}
+
+// find locates the token of secret and checks the credential itself: secret
+// validity (rotation grace), status, expiry and idle timeout. Reason None
+// means valid. ref.st is set whenever the token was found.
+func (a *Authority) find(ctx context.Context, secret string, now time.Time) (secretRef, policy.Reason, error) {
+	if token.Check(secret) != nil {
+		return secretRef{}, policy.Malformed, nil
+	}
+	h := a.hasher.Sum(secret)
+	ref, ok := a.cache.get(h)
+	if !ok {
+		var err error
+		ref, ok, err = a.load(ctx, h)
+		if err != nil {
+			return secretRef{}, policy.Unavailable, err
+		}
+		if !ok {
+			return secretRef{}, policy.Unknown, nil
+		}
+	}
+	st := ref.st
+	rec := st.rec
+	n := now.UnixNano()
+	switch {
+	case ref.notAfter != 0 && n >= ref.notAfter:
+		return ref, policy.Rotated, nil
+	case rec.Status == token.StatusRevoked:
+		return ref, policy.Revoked, nil
+	case rec.Status == token.StatusSuspended:
+		return ref, policy.Suspended, nil
+	case n >= rec.ExpiresAt.UnixNano():
+		return ref, policy.Expired, nil
+	case rec.IdleTimeout > 0 && n-st.lastUsed.Load() > int64(rec.IdleTimeout):
+		return ref, policy.Idle, nil
+	}
+	return ref, policy.ReasonNone, nil
+}
+
+// Admit consumes the request: rate limit, then one use, then records the
+// last-used time. It returns the final Decision.
+func (a *Authority) Admit(ctx context.Context, h Handle) (Decision, error) {
+	st := h.st
+	if st == nil {
+		return Decision{Reason: policy.ReasonNone}, nil
+	}
+	if st.limiter != nil {
+		if ok, wait := st.limiter.Allow(h.now); !ok {
+			return Decision{Reason: policy.RateLimited, Token: st.rec, Scopes: st.scopes, RetryAfter: wait}, nil
+		}
+	}
+	if st.rec.RemainingUses != nil {
+		ok, err := a.takeUse(ctx, st)
+		if err != nil {
+			return Decision{Reason: policy.Unavailable, Token: st.rec, Scopes: st.scopes}, err
+		}
+		if !ok {
+			return Decision{Reason: policy.UsesExhausted, Token: st.rec, Scopes: st.scopes}, nil
+		}
+	}
+	a.touch(st, h.now)
+	return Decision{Reason: policy.OK, Token: st.rec, Scopes: st.scopes}, nil
+}
+
+// takeUse spends one use from the lease, reserving more from the store when
+// the lease is empty.
+func (a *Authority) takeUse(ctx context.Context, st *state) (bool, error) {
+	st.usesMu.Lock()
+	defer st.usesMu.Unlock()
+	if st.leased == 0 {
+		if st.exhausted {
+			return false, nil
+		}
+		n := a.cfg.UseLease
+		if hint := *st.rec.RemainingUses / 4; hint < n {
+			n = max(hint, 1)
+		}
+		got, err := a.st.ReserveUses(ctx, st.rec.ID, n)
+		if err != nil {
+			return false, fmt.Errorf("authority: reserve uses: %w", err)
+		}
+		if got == 0 {
+			st.exhausted = true
+			return false, nil
+		}
+		st.leased = got
+	}
+	st.leased--
+	return true, nil
+}
+
+func (a *Authority) touch(st *state, now time.Time) {
+	n := now.UnixNano()
+	for {
+		old := st.lastUsed.Load()
+		if n <= old || st.lastUsed.CompareAndSwap(old, n) {
+			break
+		}
+	}
+	if !st.dirty.Load() && st.dirty.CompareAndSwap(false, true) {
+		a.dirtyMu.Lock()
+		a.dirty = append(a.dirty, st)
+		a.dirtyMu.Unlock()
+	}
+}
+
+// load reads a secret's token from the store and caches it.
+func (a *Authority) load(ctx context.Context, h token.Hash) (secretRef, bool, error) {
+	epoch := a.cache.epoch.Load()
+	rec, sec, err := a.st.TokenBySecret(ctx, h)
+	if errors.Is(err, store.ErrNotFound) {
+		return secretRef{}, false, nil
+	}
+	if err != nil {
+		return secretRef{}, false, fmt.Errorf("authority: load token: %w", err)
+	}
+	if !sec.Hash.Equal(h) {
+		return secretRef{}, false, nil
+	}
+	st, err := a.newState(rec)
+	if err != nil {
+		return secretRef{}, false, err
+	}
+	ref := secretRef{st: st}
+	if !sec.NotAfter.IsZero() {
+		ref.notAfter = sec.NotAfter.UnixNano()
+	}
+	ref, evicted := a.cache.put(h, ref, epoch)
+	for _, v := range evicted {
+		a.settle(v)
+	}
+	return ref, true, nil
+}
+
+func (a *Authority) newState(rec *token.Record) (*state, error) {
+	cons, err := policy.Compile(rec)
+	if err != nil {
+		return nil, fmt.Errorf("authority: token %s has invalid constraints: %w", rec.ID, err)
+	}
+	set, err := scope.ParseSet(rec.Scopes)
+	if err != nil {
+		return nil, fmt.Errorf("authority: token %s has invalid scopes: %w", rec.ID, err)
+	}
+	st := &state{rec: rec, cons: cons, scopes: set}
+	if rec.Rate != nil {
+		st.limiter = policy.NewLimiter(rec.Rate.PerSecond, rec.Rate.Burst, a.cfg.Now())
+	}
+	lu := rec.LastUsedAt
+	if lu.IsZero() || lu.Before(rec.CreatedAt) {
+		lu = rec.CreatedAt
+	}
+	st.lastUsed.Store(lu.UnixNano())
+	return st, nil
+}
+
+// settle queues a dropped state's unspent lease for release; its last-used
+// time stays in the dirty list if it has not been flushed.
+func (a *Authority) settle(st *state) {
+	st.usesMu.Lock()
+	n := st.leased
+	st.leased = 0
+	st.exhausted = true // a dropped state must not spend again
+	st.usesMu.Unlock()
+	if n > 0 {
+		a.releaseMu.Lock()
+		a.release[st.rec.ID] += n
+		a.releaseMu.Unlock()
+	}
+}
+
+// Invalidate makes this node forget a token so the next Verify reads it from
+// the store. Changes made through the Authority call it themselves; a
+// cluster calls it when another node reports a change.
+func (a *Authority) Invalidate(id string) {
+	if st := a.cache.invalidate(id); st != nil {
+		a.settle(st)
+	}
+}
+
+// CacheLen reports how many tokens are cached.
+func (a *Authority) CacheLen() int { return a.cache.len() }
+
+// Run writes last-used times and gives back released leases every
+// FlushInterval until ctx ends or Close is called.
+func (a *Authority) Run(ctx context.Context) {
+	defer close(a.flushed)
+	t := time.NewTicker(a.cfg.FlushInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.done:
+			return
+		case <-t.C:
+			if err := a.Flush(ctx); err != nil {
+				a.log.Warn("flushing token usage failed; will retry", "err", err)
+			}
+		}
+	}
+}
+
+// Flush writes pending last-used times and releases returned leases now.
+func (a *Authority) Flush(ctx context.Context) error {
+	a.dirtyMu.Lock()
+	batch := a.dirty
+	a.dirty = nil
+	a.dirtyMu.Unlock()
+	var errs []error
+	if len(batch) > 0 {
+		used := make(map[string]time.Time, len(batch))
+		for _, st := range batch {
+			st.dirty.Store(false)
+			t := time.Unix(0, st.lastUsed.Load()).UTC()
+			if cur, ok := used[st.rec.ID]; !ok || t.After(cur) {
+				used[st.rec.ID] = t
+			}
+		}
+		if err := a.st.TouchLastUsed(ctx, used); err != nil {
+			// put them back so the next flush retries
+			for _, st := range batch {
+				if st.dirty.CompareAndSwap(false, true) {
+					a.dirtyMu.Lock()
+					a.dirty = append(a.dirty, st)
+					a.dirtyMu.Unlock()
+				}
+			}
+			errs = append(errs, fmt.Errorf("authority: touch last used: %w", err))
+		}
+	}
+	a.releaseMu.Lock()
+	rel := a.release
+	a.release = map[string]int64{}
+	a.releaseMu.Unlock()
+	for id, n := range rel {
+		if err := a.st.ReleaseUses(ctx, id, n); err != nil && !errors.Is(err, store.ErrNotFound) {
+			errs = append(errs, fmt.Errorf("authority: release uses: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Close stops Run, gives back every unspent use lease and flushes last-used
+// times. The store stays open (its owner closes it).
+func (a *Authority) Close(ctx context.Context) error {
+	a.closeOnce.Do(func() { close(a.done) })
+	for _, st := range a.cache.all() {
+		a.settle(st)
+	}
+	return a.Flush(ctx)
+}

@@ -1,0 +1,137 @@
+package authority
+
+import (
+	"sync"
+	"sync/atomic"
+
+	"github.com/phigate/phigate/internal/policy"
+	"github.com/phigate/phigate/internal/scope"
+	"github.com/phigate/phigate/internal/token"
+)
+
+// state is the cached, per-token verification state shared by all of the
+// token's secrets. rec, cons and scopes are immutable once published.
+type state struct {
+	rec     *token.Record
+	cons    *policy.Constraints
+	scopes  scope.Set
+	limiter *policy.Limiter // nil without a rate limit
+	hashes  []token.Hash    // secrets pointing here (guarded by cache.mu)
+
+	lastUsed atomic.Int64 // unix nanoseconds, max of stored and in-memory
+	dirty    atomic.Bool  // lastUsed not yet flushed
+
+	usesMu    sync.Mutex
+	leased    int64 // uses reserved from the store, not yet spent
+	exhausted bool
+}
+
+type secretRef struct {
+	st       *state
+	notAfter int64 // unix nanoseconds; 0 for the current secret
+}
+
+// cache maps secret hashes to token state, bounded in size. Every change to
+// a token calls invalidate(id) after the store write; loads that raced with
+// an invalidation are not inserted (the epoch check).
+type cache struct {
+	mu     sync.RWMutex
+	byHash map[token.Hash]secretRef
+	byID   map[string]*state
+	max    int
+	epoch  atomic.Uint64
+}
+
+func newCache(max int) *cache {
+	if max <= 0 {
+		max = 200000
+	}
+	return &cache{byHash: make(map[token.Hash]secretRef), byID: make(map[string]*state), max: max}
+}
+
+func (c *cache) get(h token.Hash) (secretRef, bool) {
+	c.mu.RLock()
+	r, ok := c.byHash[h]
+	c.mu.RUnlock()
+	return r, ok
+}
+
+// put inserts a loaded state for hash h unless an invalidation happened
+// since epoch was read. It returns the state to use (an existing one for
+// the same token id wins, so all secrets of a token share one state) and
+// the evicted states, whose unspent leases the caller must release.
+func (c *cache) put(h token.Hash, ref secretRef, epoch uint64) (secretRef, []*state) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.epoch.Load() != epoch {
+		return ref, nil
+	}
+	if existing, ok := c.byID[ref.st.rec.ID]; ok {
+		if existing.rec.Revision >= ref.st.rec.Revision {
+			ref.st = existing
+		} else {
+			// a newer revision: replace the old state entirely
+			c.dropLocked(existing)
+		}
+	}
+	var evicted []*state
+	for len(c.byID) >= c.max {
+		for _, victim := range c.byID { // map order: an approximately random victim
+			c.dropLocked(victim)
+			evicted = append(evicted, victim)
+			break
+		}
+	}
+	if _, ok := c.byID[ref.st.rec.ID]; !ok {
+		c.byID[ref.st.rec.ID] = ref.st
+	}
+	ref.st.hashes = append(ref.st.hashes, h)
+	c.byHash[h] = ref
+	return ref, evicted
+}
+
+func (c *cache) dropLocked(st *state) {
+	for _, h := range st.hashes {
+		if r, ok := c.byHash[h]; ok && r.st == st {
+			delete(c.byHash, h)
+		}
+	}
+	if c.byID[st.rec.ID] == st {
+		delete(c.byID, st.rec.ID)
+	}
+}
+
+// invalidate forgets a token; it returns the dropped state (nil if it was
+// not cached) so its lease and last-used time can be settled.
+func (c *cache) invalidate(id string) *state {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.epoch.Add(1)
+	st := c.byID[id]
+	if st != nil {
+		c.dropLocked(st)
+	}
+	return st
+}
+
+func (c *cache) lookupID(id string) *state {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.byID[id]
+}
+
+func (c *cache) len() int {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return len(c.byID)
+}
+
+func (c *cache) all() []*state {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	out := make([]*state, 0, len(c.byID))
+	for _, st := range c.byID {
+		out = append(out, st)
+	}
+	return out
+}

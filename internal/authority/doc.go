@@ -1,0 +1,24 @@
+// Package authority is phigate's token authority: it issues, verifies,
+// changes, rotates and revokes tokens. It is the domain core between the
+// edges (admin API, gateway, CLI) and storage; it knows nothing of HTTP.
+//
+// Guarantees:
+//
+//   - A secret exists in plaintext only in the value returned by Create,
+//     Rotate and Bootstrap. The store receives only its keyed hash.
+//   - Verify is deny by default and fails closed: a technical failure is an
+//     error and never an allow. A malformed secret is rejected before any
+//     store lookup.
+//   - A change (update, revoke, suspend, rotate) is durable in the store
+//     before it returns, and the verification cache forgets the token before
+//     it returns, so the very next Verify on this node sees the change.
+//   - Remaining uses are never exceeded: uses are reserved from the store in
+//     small leases (an atomic decrement), spent from memory, and unspent
+//     leases are given back at Close. A crash can only lose uses, never add.
+//   - Last-used times are kept in memory and written in batches every
+//     FlushInterval, not once per request.
+//   - Attenuation: a token can only create or change tokens whose scopes,
+//     lifetime and constraints are within its own. The scope admin:* is the
+//     root scope and covers every scope; its holder's lifetime and
+//     constraints still bound what it issues.
+package authority

@@ -1,0 +1,169 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Validate checks every rule of the package documentation. In dev mode
+// (dev true) data_dir and the TLS files may be empty. All problems are
+// reported, as *Error values with the key path and no line.
+func (c *Config) Validate(dev bool) error {
+	var errs []*Error
+	for _, p := range c.check(dev, func(string) bool { return true }) {
+		errs = append(errs, &Error{Path: p.path, Msg: p.msg})
+	}
+	return join(errs)
+}
+
+// problem is a validation failure of the value at path.
+type problem struct{ path, msg string }
+
+type problems []problem
+
+func (ps *problems) add(path, format string, args ...any) {
+	*ps = append(*ps, problem{path, fmt.Sprintf(format, args...)})
+}
+
+// check returns every problem of c. set reports whether the file gave a key
+// a value; it decides which of two keys in conflict is blamed, so that the
+// error points at a line the user wrote.
+func (c *Config) check(dev bool, set func(path string) bool) []problem {
+	var ps problems
+
+	if c.DataDir == "" && !dev {
+		ps.add("data_dir", "required (the directory of phigate's data)")
+	}
+
+	adminOK := ps.listen("admin.listen", c.Admin.Listen)
+	gatewayOK := ps.listen("gateway.listen", c.Gateway.Listen)
+	if adminOK && gatewayOK && c.Admin.Listen == c.Gateway.Listen && !strings.HasSuffix(c.Admin.Listen, ":0") {
+		if set("gateway.listen") || !set("admin.listen") {
+			ps.add("gateway.listen", "must differ from admin.listen (%s)", c.Admin.Listen)
+		} else {
+			ps.add("admin.listen", "must differ from gateway.listen (%s)", c.Gateway.Listen)
+		}
+	}
+
+	switch cert, key := c.TLS.CertFile, c.TLS.KeyFile; {
+	case cert == "" && key == "":
+		if !dev {
+			ps.add("tls.cert_file", "required (the PEM file of the server certificate; a self-signed one is generated only in dev mode)")
+			ps.add("tls.key_file", "required (the PEM file of the server certificate's private key)")
+		}
+	case cert == "":
+		ps.add("tls.cert_file", "required when tls.key_file is set")
+	case key == "":
+		ps.add("tls.key_file", "required when tls.cert_file is set")
+	}
+
+	t := c.Tokens
+	okDefault := ps.positive("tokens.default_ttl", t.DefaultTTL)
+	okMax := ps.positive("tokens.max_ttl", t.MaxTTL)
+	okBootstrap := ps.positive("tokens.bootstrap_ttl", t.BootstrapTTL)
+	if okDefault && okMax {
+		ps.atMost(set, "tokens.default_ttl", t.DefaultTTL, "tokens.max_ttl", t.MaxTTL)
+	}
+	if okBootstrap && okMax {
+		ps.atMost(set, "tokens.bootstrap_ttl", t.BootstrapTTL, "tokens.max_ttl", t.MaxTTL)
+	}
+	if t.CacheSize <= 0 {
+		ps.add("tokens.cache_size", "must be greater than zero (got %d)", t.CacheSize)
+	}
+	ps.positive("tokens.last_used_flush", t.LastUsedFlush)
+
+	ps.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
+	ps.oneOf("log.format", c.Log.Format, "auto", "json", "text")
+
+	l := c.Limits
+	if l.MaxBodyBytes <= 0 {
+		ps.add("limits.max_body_bytes", "must be greater than zero (got %d)", l.MaxBodyBytes)
+	}
+	if l.MaxHeaderBytes <= 0 {
+		ps.add("limits.max_header_bytes", "must be greater than zero (got %d)", l.MaxHeaderBytes)
+	}
+	ps.positive("limits.read_header_timeout", l.ReadHeaderTimeout)
+	ps.positive("limits.read_timeout", l.ReadTimeout)
+	ps.positive("limits.write_timeout", l.WriteTimeout)
+	ps.positive("limits.idle_timeout", l.IdleTimeout)
+	return ps
+}
+
+// positive adds a problem unless d > 0, and reports whether it is.
+func (ps *problems) positive(path string, d Duration) bool {
+	if d <= 0 {
+		ps.add(path, "must be greater than zero (got %s)", d)
+		return false
+	}
+	return true
+}
+
+// atMost adds a problem if small > big, on big's key unless only small's
+// was written in the file.
+func (ps *problems) atMost(set func(string) bool, smallPath string, small Duration, bigPath string, big Duration) {
+	if small <= big {
+		return
+	}
+	if set(bigPath) || !set(smallPath) {
+		ps.add(bigPath, "must be at least %s (%s)", smallPath, small)
+	} else {
+		ps.add(smallPath, "must not exceed %s (%s)", bigPath, big)
+	}
+}
+
+func (ps *problems) oneOf(path, v string, allowed ...string) {
+	if !slices.Contains(allowed, v) {
+		ps.add(path, "must be one of %s (got %q)", strings.Join(allowed, ", "), v)
+	}
+}
+
+// listen adds a problem unless addr is host:port with a numeric port and a
+// host that is empty (every interface), an IP address or a host name. It
+// reports whether addr is valid.
+func (ps *problems) listen(path, addr string) bool {
+	if addr == "" {
+		ps.add(path, "required (host:port, such as 127.0.0.1:8443)")
+		return false
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		ps.add(path, "%q is not host:port, such as 127.0.0.1:8443 or [::1]:8443", addr)
+		return false
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		ps.add(path, "port %q must be a number from 0 to 65535", port)
+		return false
+	}
+	if host != "" && !isHostname(host) {
+		if _, err := netip.ParseAddr(host); err != nil {
+			ps.add(path, "host %q is neither an IP address nor a host name", host)
+			return false
+		}
+	}
+	return true
+}
+
+// isHostname reports whether s is a DNS host name: RFC 1123 labels, the last
+// of which is not all digits (so "127.0.0.300" is a bad address, not a name).
+func isHostname(s string) bool {
+	s = strings.TrimSuffix(s, ".")
+	last := s[strings.LastIndexByte(s, '.')+1:]
+	if len(s) > 253 || strings.Trim(last, "0123456789") == "" {
+		return false
+	}
+	for label := range strings.SplitSeq(s, ".") {
+		if len(label) == 0 || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}

@@ -1,0 +1,14 @@
+// Package policy holds the constraints a token carries and the decision they
+// lead to: allow, or deny with a Reason.
+//
+// Guarantees:
+//
+//   - Deny by default: a Decision is an allow only when every check passed;
+//     the zero Reason is not OK.
+//   - Constraints are compiled once per cached token (Compile) and then
+//     evaluated without allocation: source network (CIDR), daily hours in a
+//     time zone, purpose of use, token-bucket rate.
+//   - Attenuation (Within) decides whether one token's constraints are within
+//     another's: a token can only create or widen tokens inside its own
+//     scopes, lifetime and constraints, never beyond.
+package policy

@@ -1,0 +1,232 @@
+// Package server is phigate's composition root: it reads the config, opens
+// the key material and the store, builds the authority and the admin API,
+// serves them over TLS and owns shutdown.
+//
+// Guarantees:
+//
+//   - Only TLS listens (TLS 1.2 minimum, see tlsutil); there is no plaintext
+//     listener.
+//   - Every HTTP limit is explicit: header size, header/read/write/idle
+//     timeouts, body size.
+//   - The bootstrap admin token is written once, to the Options.Console
+//     writer (the terminal), never to the log.
+//   - Shutdown drains in-flight requests, gives back unspent use leases,
+//     flushes last-used times and closes the store.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/phigate/phigate/internal/api"
+	"github.com/phigate/phigate/internal/authority"
+	"github.com/phigate/phigate/internal/config"
+	"github.com/phigate/phigate/internal/store"
+	"github.com/phigate/phigate/internal/store/sqlite"
+	"github.com/phigate/phigate/internal/tlsutil"
+	"github.com/phigate/phigate/internal/token"
+	"github.com/phigate/phigate/internal/vault"
+)
+
+// DBFile is the name of the embedded store inside the data directory.
+const DBFile = "phigate.db"
+
+const metaBootstrapped = "bootstrapped_at"
+
+// Options configure a server run.
+type Options struct {
+	Config *config.Config
+	// Dev generates a self-signed certificate in the data directory when the
+	// config names none.
+	Dev bool
+	// Console receives what an operator must see once: the bootstrap admin
+	// token and the SPKI pin. Never a log.
+	Console io.Writer
+	Logger  *slog.Logger
+	// Ready, when set, is told the listening addresses once serving starts.
+	Ready func(adminAddr string)
+}
+
+// Initialised reports whether dataDir holds an initialised phigate.
+func Initialised(dataDir string) bool {
+	_, err := os.Stat(filepath.Join(dataDir, DBFile))
+	return err == nil
+}
+
+// Init initialises dataDir: key material, the store, and a bootstrap admin
+// token, whose secret it returns (the only time it exists in plaintext).
+// On an initialised directory it issues a new bootstrap token only when
+// newAdmin is set, and otherwise returns "" and no error.
+func Init(ctx context.Context, cfg *config.Config, newAdmin bool, logger *slog.Logger) (secret string, rec *token.Record, err error) {
+	dir := cfg.DataDir
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", nil, fmt.Errorf("init: %w", err)
+	}
+	if st, err := os.Stat(dir); err == nil && st.Mode().Perm()&0o077 != 0 {
+		logger.Warn("the data directory is accessible by group or others; chmod 700 it", "dir", dir)
+	}
+	if _, err := vault.InitFile(dir, nil); err != nil {
+		return "", nil, err
+	}
+	kr, err := vault.OpenFile(dir)
+	if err != nil {
+		return "", nil, err
+	}
+	h, err := token.NewHasher(ctx, kr)
+	if err != nil {
+		return "", nil, err
+	}
+	st, err := sqlite.Open(ctx, filepath.Join(dir, DBFile), sqlite.Options{})
+	if err != nil {
+		return "", nil, err
+	}
+	defer st.Close()
+	_, err = st.GetMeta(ctx, metaBootstrapped)
+	switch {
+	case err == nil && !newAdmin:
+		return "", nil, nil
+	case err != nil && !errors.Is(err, store.ErrNotFound):
+		return "", nil, err
+	}
+	auth := authority.New(st, h, authorityConfig(cfg, logger))
+	secret, rec, err = auth.Bootstrap(ctx, "bootstrap-admin", cfg.Tokens.BootstrapTTL.Duration(), 0)
+	if err != nil {
+		return "", nil, err
+	}
+	if err := st.PutMeta(ctx, metaBootstrapped, []byte(rec.CreatedAt.Format(time.RFC3339Nano))); err != nil {
+		return "", nil, err
+	}
+	logger.Info("bootstrap admin token issued", "token_id", rec.ID, "expires_at", rec.ExpiresAt)
+	return secret, rec, nil
+}
+
+func authorityConfig(cfg *config.Config, logger *slog.Logger) authority.Config {
+	return authority.Config{
+		DefaultTTL:    cfg.Tokens.DefaultTTL.Duration(),
+		MaxTTL:        cfg.Tokens.MaxTTL.Duration(),
+		CacheSize:     cfg.Tokens.CacheSize,
+		FlushInterval: cfg.Tokens.LastUsedFlush.Duration(),
+		Logger:        logger,
+	}
+}
+
+// Run serves until ctx is cancelled, then shuts down gracefully.
+func Run(ctx context.Context, opts Options) error {
+	cfg := opts.Config
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	console := opts.Console
+	if console == nil {
+		console = io.Discard
+	}
+	if !Initialised(cfg.DataDir) {
+		if !opts.Dev {
+			return fmt.Errorf("%s is not initialised: run phigate init --data %s", cfg.DataDir, cfg.DataDir)
+		}
+	}
+	secret, rec, err := Init(ctx, cfg, false, log)
+	if err != nil {
+		return err
+	}
+
+	certFile, keyFile := cfg.TLS.CertFile, cfg.TLS.KeyFile
+	if certFile == "" && opts.Dev {
+		certFile, keyFile, err = tlsutil.GenerateSelfSigned(filepath.Join(cfg.DataDir, "tls"), nil, time.Now())
+		if err != nil {
+			return err
+		}
+	}
+	reloader, err := tlsutil.NewReloader(certFile, keyFile, log, time.Now)
+	if err != nil {
+		return err
+	}
+	pin := tlsutil.SPKIPin(reloader.Leaf())
+
+	kr, err := vault.OpenFile(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	h, err := token.NewHasher(ctx, kr)
+	if err != nil {
+		return err
+	}
+	st, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, DBFile), sqlite.Options{})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	auth := authority.New(st, h, authorityConfig(cfg, log))
+	runCtx, stopRun := context.WithCancel(context.Background())
+	defer stopRun()
+	go auth.Run(runCtx)
+
+	adminAPI := api.New(auth, api.Options{
+		MaxBody: cfg.Limits.MaxBodyBytes,
+		Ready:   st.Ping,
+		Logger:  log,
+	})
+	srv := &http.Server{
+		Handler:           adminAPI,
+		TLSConfig:         tlsutil.ServerConfig(reloader),
+		ReadHeaderTimeout: cfg.Limits.ReadHeaderTimeout.Duration(),
+		ReadTimeout:       cfg.Limits.ReadTimeout.Duration(),
+		WriteTimeout:      cfg.Limits.WriteTimeout.Duration(),
+		IdleTimeout:       cfg.Limits.IdleTimeout.Duration(),
+		MaxHeaderBytes:    cfg.Limits.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	ln, err := net.Listen("tcp", cfg.Admin.Listen)
+	if err != nil {
+		return fmt.Errorf("admin listener: %w", err)
+	}
+	addr := ln.Addr().String()
+
+	if opts.Dev {
+		fmt.Fprintln(console, "phigate is running in DEVELOPMENT mode: self-signed certificate, key files in "+cfg.DataDir+". Not for production.")
+	}
+	fmt.Fprintf(console, "admin API:   https://%s\n", addr)
+	fmt.Fprintf(console, "SPKI pin:    %s\n", pin)
+	if secret != "" {
+		fmt.Fprintf(console, "\nBootstrap admin token (shown once, expires %s):\n\n    %s\n\n", rec.ExpiresAt.Format(time.RFC3339), secret)
+		fmt.Fprintf(console, "    export PHIGATE_ADDR=https://%s PHIGATE_PIN=%s PHIGATE_TOKEN=<the token above>\n\n", addr, pin)
+	}
+	log.Info("phigate started", "admin", addr, "data_dir", cfg.DataDir, "dev", opts.Dev)
+	if opts.Ready != nil {
+		opts.Ready(addr)
+	}
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ServeTLS(ln, "", "") }()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("admin server: %w", err)
+		}
+	case <-ctx.Done():
+	}
+	log.Info("phigate shutting down")
+	shCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shCtx); err != nil {
+		log.Warn("shutdown: requests still in flight were cut", "err", err)
+	}
+	stopRun()
+	if err := auth.Close(shCtx); err != nil {
+		log.Warn("shutdown: flushing token usage failed", "err", err)
+	}
+	if err := st.Close(); err != nil {
+		return fmt.Errorf("closing store: %w", err)
+	}
+	log.Info("phigate stopped")
+	return nil
+}

@@ -1,0 +1,123 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// ErrSchemaTooNew is returned by Open for a database whose schema was
+// written by a newer phigate: opening it could misread or damage data.
+var ErrSchemaTooNew = errors.New("sqlite: database schema is newer than this phigate knows")
+
+// migrations are the schema changes in order; migrations[i] brings the
+// schema from version i to version i+1. Each runs in its own transaction,
+// together with the row that records it in schema_migrations. A released
+// migration is never edited: a change is a new migration appended here.
+var migrations = [...]string{
+	// 1: tokens, their secrets, and named values.
+	//
+	// Times are INTEGER unix nanoseconds UTC, NULL for the zero time.
+	// Durations are INTEGER nanoseconds. parent_id and created_by are NULL
+	// when empty. attrs holds the rest of token.Record as JSON (see attrs
+	// in codec.go); the columns are what is filtered, indexed or changed on
+	// its own.
+	`
+CREATE TABLE tokens (
+    id                TEXT    NOT NULL PRIMARY KEY,
+    subject           TEXT    NOT NULL,
+    kind              TEXT    NOT NULL,
+    status            TEXT    NOT NULL,
+    status_reason     TEXT    NOT NULL DEFAULT '',
+    status_changed_at INTEGER,
+    parent_id         TEXT,
+    created_by        TEXT,
+    created_at        INTEGER,
+    expires_at        INTEGER,
+    updated_at        INTEGER,
+    last_used_at      INTEGER,
+    remaining_uses    INTEGER CHECK (remaining_uses >= 0),
+    max_lifetime      INTEGER NOT NULL DEFAULT 0,
+    idle_timeout      INTEGER NOT NULL DEFAULT 0,
+    revision          INTEGER NOT NULL,
+    attrs             TEXT    NOT NULL DEFAULT '{}'
+) STRICT;
+CREATE INDEX tokens_subject ON tokens (subject, id);
+CREATE INDEX tokens_status  ON tokens (status, id);
+CREATE INDEX tokens_parent  ON tokens (parent_id, id) WHERE parent_id IS NOT NULL;
+
+CREATE TABLE token_secrets (
+    hash           BLOB    NOT NULL PRIMARY KEY CHECK (length(hash) = 32),
+    token_id       TEXT    NOT NULL REFERENCES tokens (id) ON DELETE CASCADE,
+    pepper_version INTEGER NOT NULL,
+    created_at     INTEGER,
+    not_after      INTEGER
+) STRICT;
+CREATE INDEX token_secrets_token ON token_secrets (token_id);
+
+CREATE TABLE meta (
+    key   TEXT NOT NULL PRIMARY KEY,
+    value BLOB NOT NULL
+) STRICT;
+`,
+}
+
+// SchemaVersion is the schema version this code writes and understands.
+const SchemaVersion = len(migrations)
+
+const createMigrationsTable = `
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    INTEGER NOT NULL PRIMARY KEY,
+    applied_at INTEGER NOT NULL
+) STRICT`
+
+// migrate brings the database on conn to SchemaVersion, one migration per
+// transaction. BEGIN IMMEDIATE takes the write lock before the version is
+// read, so two processes opening the same new file do not both migrate it.
+func migrate(ctx context.Context, conn *sql.Conn, now func() time.Time) error {
+	if _, err := conn.ExecContext(ctx, createMigrationsTable); err != nil {
+		return fmt.Errorf("sqlite: create schema_migrations: %w", err)
+	}
+	for {
+		done, err := migrateOne(ctx, conn, now)
+		if err != nil || done {
+			return err
+		}
+	}
+}
+
+// migrateOne applies the next migration, if any, and reports whether the
+// schema is up to date.
+func migrateOne(ctx context.Context, conn *sql.Conn, now func() time.Time) (done bool, err error) {
+	if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		return false, fmt.Errorf("sqlite: migrate: begin: %w", err)
+	}
+	defer func() {
+		if err != nil || done {
+			// Nothing to keep: roll back the failed or empty transaction.
+			_, _ = conn.ExecContext(context.Background(), "ROLLBACK")
+		}
+	}()
+	var v int
+	if err := conn.QueryRowContext(ctx, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations").Scan(&v); err != nil {
+		return false, fmt.Errorf("sqlite: migrate: read schema version: %w", err)
+	}
+	switch {
+	case v > len(migrations):
+		return false, fmt.Errorf("%w: database has version %d, this phigate knows up to %d; upgrade phigate", ErrSchemaTooNew, v, len(migrations))
+	case v == len(migrations):
+		return true, nil
+	}
+	if _, err := conn.ExecContext(ctx, migrations[v]); err != nil {
+		return false, fmt.Errorf("sqlite: migrate to version %d: %w", v+1, err)
+	}
+	if _, err := conn.ExecContext(ctx, "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)", v+1, now().UnixNano()); err != nil {
+		return false, fmt.Errorf("sqlite: migrate to version %d: record version: %w", v+1, err)
+	}
+	if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
+		return false, fmt.Errorf("sqlite: migrate to version %d: commit: %w", v+1, err)
+	}
+	return false, nil
+}

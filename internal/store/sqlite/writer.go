@@ -1,0 +1,258 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sync/atomic"
+
+	"github.com/phigate/phigate/internal/store"
+)
+
+// Group commit
+//
+// Every change is an op: a function that runs on the one writer connection
+// inside a transaction. write hands the op to the writer goroutine and waits
+// for its result. The writer takes the first op waiting, then every other op
+// already queued (up to Options.MaxBatch) without waiting for more, and runs
+// them all in one transaction:
+//
+//	BEGIN IMMEDIATE
+//	SAVEPOINT op; <op 1>; RELEASE op
+//	SAVEPOINT op; <op 2>; ROLLBACK TO op; RELEASE op   -- op 2 failed alone
+//	...
+//	COMMIT                                             -- one fsync (synchronous=FULL)
+//
+// Each caller learns its own result only after COMMIT has returned. If
+// BEGIN, a savepoint statement or COMMIT fails, the whole transaction is
+// rolled back and every caller of the batch gets that error. While one batch
+// commits, the next one queues up, so under load a batch grows until the
+// fsync is shared by many callers.
+//
+// An op's SQL runs with a background context: interrupting a statement can
+// abort the whole transaction, and with it the other callers' changes. The
+// caller's ctx is honoured around it: a caller whose ctx ends before the
+// writer has claimed its op withdraws it (the op never runs, and the caller
+// gets ctx.Err()); once claimed, the op runs, and a caller that stops
+// waiting gets an error saying the outcome is unknown.
+
+// Life cycle of an op, in op.state.
+const (
+	opPending   int32 = iota // queued; the caller may still withdraw it
+	opClaimed                // taken into a batch by the writer; it will run
+	opWithdrawn              // the caller gave up before the writer took it
+)
+
+// op is one change waiting for the writer.
+type op struct {
+	// name says what the op does, with ids but never secrets or hashes; it
+	// prefixes every error the caller gets.
+	name string
+	// run performs the change inside the transaction; it MUST NOT touch
+	// memory its caller may still use (results go to variables the caller
+	// reads only after done has delivered nil).
+	run   func(tx *wtx) error
+	state atomic.Int32
+	// done receives the op's result once; it is buffered so that the writer
+	// never blocks on a caller that has gone.
+	done chan error
+}
+
+// write runs a change through the group commit and returns its result.
+func (s *Store) write(ctx context.Context, name string, run func(tx *wtx) error) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("sqlite: %s: %w", name, err)
+	}
+	o := &op{name: name, run: run, done: make(chan error, 1)}
+	if err := s.enqueue(ctx, o); err != nil {
+		return fmt.Errorf("sqlite: %s: %w", name, err)
+	}
+	select {
+	case err := <-o.done:
+		return err
+	case <-ctx.Done():
+		select {
+		case err := <-o.done: // the result arrived at the same moment: prefer it
+			return err
+		default:
+		}
+		if o.state.CompareAndSwap(opPending, opWithdrawn) {
+			return fmt.Errorf("sqlite: %s: %w", name, ctx.Err())
+		}
+		return fmt.Errorf("sqlite: %s: stopped waiting for the commit, the change may still be committed: %w", name, ctx.Err())
+	}
+}
+
+// enqueue hands o to the writer unless the store is closed or ctx ends
+// first. The read lock keeps Close from closing the queue under a sender.
+func (s *Store) enqueue(ctx context.Context, o *op) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return store.ErrClosed
+	}
+	select {
+	case s.queue <- o:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// writeLoop is the writer goroutine. It ends when the queue is closed and
+// drained (Close), so every op handed over before Close still commits.
+func (s *Store) writeLoop() {
+	defer close(s.writerDone)
+	batch := make([]*op, 0, s.opts.MaxBatch)
+	for first := range s.queue {
+		batch = append(batch[:0], first)
+	fill:
+		for len(batch) < s.opts.MaxBatch {
+			select {
+			case o, ok := <-s.queue:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, o)
+			default:
+				break fill
+			}
+		}
+		s.runBatch(batch)
+		clear(batch) // drop references to finished ops
+	}
+}
+
+// runBatch runs the claimable ops of batch in one transaction.
+func (s *Store) runBatch(batch []*op) {
+	live := make([]*op, 0, len(batch))
+	for _, o := range batch {
+		if o.state.CompareAndSwap(opPending, opClaimed) {
+			live = append(live, o)
+		}
+	}
+	if len(live) == 0 {
+		return
+	}
+	tx := s.wtx
+	if _, err := tx.exec("BEGIN IMMEDIATE"); err != nil {
+		s.abort(live, "begin", err)
+		return
+	}
+	errs := make([]error, len(live))
+	for i, o := range live {
+		if _, err := tx.exec("SAVEPOINT op"); err != nil {
+			s.abort(live, "savepoint", err)
+			return
+		}
+		if err := runOp(o, tx); err != nil {
+			errs[i] = fmt.Errorf("sqlite: %s: %w", o.name, err)
+			if _, err := tx.exec("ROLLBACK TO op"); err != nil {
+				// SQLite rolls a transaction back by itself after some
+				// errors (I/O, disk full); then the savepoint is gone too.
+				s.abort(live, "rollback to savepoint", err)
+				return
+			}
+		}
+		if _, err := tx.exec("RELEASE op"); err != nil {
+			s.abort(live, "release savepoint", err)
+			return
+		}
+	}
+	if _, err := tx.exec("COMMIT"); err != nil {
+		s.abort(live, "commit", err)
+		return
+	}
+	s.stats.commits.Add(1)
+	s.stats.ops.Add(uint64(len(live)))
+	for {
+		cur := s.stats.largest.Load()
+		if uint64(len(live)) <= cur || s.stats.largest.CompareAndSwap(cur, uint64(len(live))) {
+			break
+		}
+	}
+	for i, o := range live {
+		o.done <- errs[i]
+	}
+}
+
+// abort rolls back the open transaction, if any, and fails every op of the
+// batch with err: none of their changes was committed.
+func (s *Store) abort(live []*op, step string, err error) {
+	// ROLLBACK fails harmlessly when SQLite already rolled back.
+	_, _ = s.wtx.exec("ROLLBACK")
+	s.stats.aborted.Add(1)
+	for _, o := range live {
+		o.done <- fmt.Errorf("sqlite: %s: %s: %w", o.name, step, err)
+	}
+}
+
+// runOp runs o, turning a panic into an error so that one bad op cannot take
+// the writer, and every caller waiting on it, down.
+func runOp(o *op, tx *wtx) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic in store operation: %v", r)
+		}
+	}()
+	return o.run(tx)
+}
+
+// wtx is the writer connection with its prepared statements. Only the
+// writer goroutine uses it (and Open, before the writer starts).
+type wtx struct {
+	conn  *sql.Conn
+	stmts map[string]*sql.Stmt
+}
+
+// stmt returns the prepared statement for q, preparing it on first use.
+func (w *wtx) stmt(q string) (*sql.Stmt, error) {
+	if st, ok := w.stmts[q]; ok {
+		return st, nil
+	}
+	st, err := w.conn.PrepareContext(context.Background(), q)
+	if err != nil {
+		return nil, err
+	}
+	w.stmts[q] = st
+	return st, nil
+}
+
+func (w *wtx) exec(q string, args ...any) (sql.Result, error) {
+	st, err := w.stmt(q)
+	if err != nil {
+		return nil, err
+	}
+	return st.ExecContext(context.Background(), args...)
+}
+
+// scan runs a query expected to return one row and scans it into dest;
+// sql.ErrNoRows when there is none.
+func (w *wtx) scan(q string, args []any, dest ...any) error {
+	st, err := w.stmt(q)
+	if err != nil {
+		return err
+	}
+	return st.QueryRowContext(context.Background(), args...).Scan(dest...)
+}
+
+// exists reports whether a token with this id exists.
+func (w *wtx) exists(id string) (bool, error) {
+	var one int
+	err := w.scan("SELECT 1 FROM tokens WHERE id = ?", []any{id}, &one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// close releases the prepared statements and the connection.
+func (w *wtx) close() error {
+	var errs []error
+	for _, st := range w.stmts {
+		errs = append(errs, st.Close())
+	}
+	errs = append(errs, w.conn.Close())
+	return errors.Join(errs...)
+}

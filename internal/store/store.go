@@ -1,0 +1,153 @@
+// Package store declares what phigate needs from persistent storage, as one
+// interface that every backend (the embedded SQLite store in store/sqlite, a
+// PostgreSQL store later) implements, and whose contract the conformance
+// suite in store/storetest checks.
+//
+// Contract common to every method:
+//
+//   - A method that changes state MUST NOT return nil until the change is
+//     durable (committed and fsync'd). Backends are expected to batch
+//     concurrent changes into one transaction and one fsync (group commit),
+//     so many callers share the cost of a sync; each caller still learns
+//     only about its own change.
+//   - A method that returns an error has changed nothing (no partial writes),
+//     with one exception: when ctx ends while a change is already waiting for
+//     its commit, the method returns an error wrapping ctx.Err() and the
+//     change may still commit. The outcome is then unknown; read to find out.
+//     A method called with a ctx that is already done returns an error
+//     wrapping ctx.Err() and changes nothing.
+//   - Records handed in are not retained; records returned are fresh copies
+//     the caller may change.
+//   - Times come back in UTC, without a monotonic clock reading, equal to the
+//     time handed in or to that time truncated to the microsecond (a backend
+//     MAY keep nanoseconds; store/sqlite does). The zero time comes back as
+//     the zero time.
+//   - Nil and empty slices and maps are not told apart: either may come back
+//     for the other. A nil *int64, *Hours or *Rate comes back nil, a non-nil
+//     one non-nil.
+//   - Errors are ErrNotFound, ErrConflict, ErrClosed, or a wrapped technical
+//     failure; callers check with errors.Is. Invalid arguments (a record with
+//     an empty ID, an unknown Kind or Status, negative RemainingUses; a
+//     non-positive use count) are refused with an error that is none of the
+//     three sentinels.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/phigate/phigate/internal/token"
+)
+
+// Errors with an operational meaning.
+var (
+	// ErrNotFound: no such token, secret or key.
+	ErrNotFound = errors.New("store: not found")
+	// ErrConflict: a unique value already exists, or an update's expected
+	// revision is stale.
+	ErrConflict = errors.New("store: conflict")
+	// ErrClosed: the store has been closed.
+	ErrClosed = errors.New("store: closed")
+)
+
+// Store is the persistent state of a phigate node. Implementations are safe
+// for concurrent use.
+type Store interface {
+	// CreateToken stores a new token record together with its first secret.
+	// The record is stored as given, Revision included. sec.TokenID, when
+	// not empty, MUST equal rec.ID. ErrConflict if the id or the secret hash
+	// exists already.
+	CreateToken(ctx context.Context, rec *token.Record, sec token.Secret) error
+
+	// Token returns the record with this id, or ErrNotFound.
+	Token(ctx context.Context, id string) (*token.Record, error)
+
+	// TokenBySecret returns the record owning the secret with this hash and
+	// that secret's stored form (whose NotAfter tells whether a rotated
+	// secret is still within its grace period). ErrNotFound when no secret
+	// has this hash. Expired secrets may be returned; the caller checks.
+	TokenBySecret(ctx context.Context, hash token.Hash) (*token.Record, token.Secret, error)
+
+	// ListTokens returns tokens ordered by id ascending, after filter.After,
+	// at most filter.Limit (1..1000; 0 means 100) of them, and the cursor of
+	// the next page ("" when there is none). A Limit above 1000 is taken as
+	// 1000 and one below 0 as 100.
+	ListTokens(ctx context.Context, filter TokenFilter) (recs []*token.Record, next string, err error)
+
+	// UpdateToken replaces the stored record whose id is rec.ID, provided its
+	// stored revision equals rec.Revision; the stored revision becomes
+	// rec.Revision+1 and is written back into rec. ErrNotFound if absent,
+	// ErrConflict if the revision is stale. RemainingUses and LastUsedAt are
+	// not changed by UpdateToken (see ReserveUses, TouchLastUsed); everything
+	// else is.
+	UpdateToken(ctx context.Context, rec *token.Record) error
+
+	// SetStatus sets status, reason and StatusChangedAt=at on each listed
+	// token whose status differs and is not revoked (revocation is final),
+	// bumping its revision and setting UpdatedAt=at, in one transaction. It
+	// returns the ids it changed, in the order given. Unknown ids are
+	// skipped; an id listed twice is changed once.
+	SetStatus(ctx context.Context, ids []string, status token.Status, reason string, at time.Time) (changed []string, err error)
+
+	// Descendants returns the ids of every token whose ParentID chain leads
+	// to id (children, grandchildren, ...), not including id itself, in no
+	// particular order. An unknown id or a leaf has none (nil error). A cycle
+	// of ParentIDs (which UpdateToken can create) does not make it loop.
+	Descendants(ctx context.Context, id string) ([]string, error)
+
+	// RotateSecret adds sec as the token's current secret and sets NotAfter
+	// of every other secret of the token that has none (or a later one) to
+	// oldNotAfter. Secrets whose NotAfter is not after "now" may be deleted.
+	// If newExpiresAt is not zero the token's ExpiresAt becomes it. Bumps
+	// the revision and sets UpdatedAt to sec.CreatedAt. oldNotAfter MUST NOT
+	// be zero; sec.TokenID, when not empty, MUST equal id. ErrNotFound if
+	// the token is absent, ErrConflict if the hash exists.
+	RotateSecret(ctx context.Context, id string, sec token.Secret, oldNotAfter, newExpiresAt time.Time) error
+
+	// Secrets returns the stored secrets of a token (hashes included), newest
+	// (by CreatedAt) first. ErrNotFound if the token is absent.
+	Secrets(ctx context.Context, id string) ([]token.Secret, error)
+
+	// ReserveUses atomically takes up to n uses from the token's remaining
+	// uses and returns how many it took (0 when none remain). For a token
+	// without a use limit it returns n. Remaining uses never go below zero,
+	// whatever the concurrency, across every node sharing the store. n MUST
+	// be positive. ErrNotFound if the token is absent. It does not bump the
+	// revision.
+	ReserveUses(ctx context.Context, id string, n int64) (int64, error)
+
+	// ReleaseUses gives back n reserved but unspent uses (at shutdown). For a
+	// token without a use limit it does nothing. n MUST be positive.
+	// ErrNotFound if the token is absent. It does not bump the revision.
+	ReleaseUses(ctx context.Context, id string, n int64) error
+
+	// TouchLastUsed records last-use times in one batch. A time older than
+	// the stored one (or zero) is ignored. Unknown ids are skipped. It does
+	// not bump revisions.
+	TouchLastUsed(ctx context.Context, used map[string]time.Time) error
+
+	// GetMeta and PutMeta keep small named values (schema facts, bootstrap
+	// state). GetMeta returns ErrNotFound for an unknown key.
+	GetMeta(ctx context.Context, key string) ([]byte, error)
+	PutMeta(ctx context.Context, key string, value []byte) error
+
+	// Ping reports whether the store can serve requests (readiness).
+	Ping(ctx context.Context) error
+
+	// Close flushes pending writes (changes handed to the store before Close
+	// still commit and their callers learn the outcome) and releases
+	// resources. Calls after Close, Close included, return ErrClosed.
+	Close() error
+}
+
+// TokenFilter selects tokens for ListTokens. Zero fields do not filter.
+type TokenFilter struct {
+	Subject string
+	Status  token.Status
+	// ParentID lists the tokens created under this one.
+	ParentID string
+	// After is the cursor: the last id of the previous page.
+	After string
+	Limit int
+}

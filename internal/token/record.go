@@ -1,0 +1,146 @@
+package token
+
+import (
+	"net/netip"
+	"time"
+)
+
+// Kind says what a token stands for.
+type Kind string
+
+// Token kinds.
+const (
+	KindUser    Kind = "user"
+	KindService Kind = "service"
+	KindAdmin   Kind = "admin"
+)
+
+// Valid reports whether k is a known kind.
+func (k Kind) Valid() bool { return k == KindUser || k == KindService || k == KindAdmin }
+
+// Status is the lifecycle state of a token.
+type Status string
+
+// Token statuses. Revoked is final; suspended can be reinstated.
+const (
+	StatusActive    Status = "active"
+	StatusSuspended Status = "suspended"
+	StatusRevoked   Status = "revoked"
+)
+
+// Valid reports whether s is a known status.
+func (s Status) Valid() bool {
+	return s == StatusActive || s == StatusSuspended || s == StatusRevoked
+}
+
+// Hours restricts use to a daily window in a time zone. Start and End are
+// "HH:MM" (24h). End before Start means the window crosses midnight. Days,
+// when set, lists the weekdays ("Mon".."Sun") on which the window opens.
+type Hours struct {
+	Start string   `json:"start"`
+	End   string   `json:"end"`
+	TZ    string   `json:"tz"`
+	Days  []string `json:"days,omitempty"`
+}
+
+// Rate is a token-bucket limit: PerSecond sustained, Burst at once.
+type Rate struct {
+	PerSecond float64 `json:"per_second"`
+	Burst     int     `json:"burst"`
+}
+
+// Limits on the free-form metadata of a token.
+const (
+	MaxMetadataEntries = 16
+	MaxMetadataKey     = 64
+	MaxMetadataValue   = 256
+	MaxSubject         = 256
+	MaxScopes          = 64
+	MaxCIDRs           = 32
+	MaxPurposes        = 16
+)
+
+// Record is everything phigate knows about a token except its secret. A
+// Record held by the verification cache is shared and MUST be treated as
+// immutable; change a Clone.
+type Record struct {
+	ID        string    `json:"id"`
+	Subject   string    `json:"subject"`
+	Kind      Kind      `json:"kind"`
+	Scopes    []string  `json:"scopes"`
+	CreatedAt time.Time `json:"created_at"`
+	// CreatedBy is the id of the token that authorised the creation (empty
+	// for the bootstrap token).
+	CreatedBy string `json:"created_by,omitempty"`
+	// ParentID is the token whose scopes and constraints bound this one
+	// (attenuation); cascade revocation follows it.
+	ParentID  string    `json:"parent_id,omitempty"`
+	ExpiresAt time.Time `json:"expires_at"`
+	// MaxLifetime bounds how far rotation may push ExpiresAt, counted from
+	// CreatedAt. Zero means ExpiresAt never moves.
+	MaxLifetime time.Duration `json:"max_lifetime,omitempty"`
+	// IdleTimeout: a token unused for this long stops working. Zero: none.
+	IdleTimeout time.Duration `json:"idle_timeout,omitempty"`
+	LastUsedAt  time.Time     `json:"last_used_at,omitempty"`
+	// RemainingUses is nil when uses are unlimited. The store's value
+	// excludes uses that a node has reserved but not yet spent.
+	RemainingUses *int64         `json:"remaining_uses,omitempty"`
+	CIDRs         []netip.Prefix `json:"cidrs,omitempty"`
+	Hours         *Hours         `json:"hours,omitempty"`
+	Rate          *Rate          `json:"rate,omitempty"`
+	// Purposes lists the HL7 PurposeOfUse codes the token may be used for.
+	// When PurposeRequired is set a request must name one of them.
+	Purposes        []string          `json:"purposes,omitempty"`
+	PurposeRequired bool              `json:"purpose_required,omitempty"`
+	PatientID       string            `json:"patient_id,omitempty"`
+	BreakGlass      bool              `json:"break_glass,omitempty"`
+	Status          Status            `json:"status"`
+	StatusReason    string            `json:"status_reason,omitempty"`
+	StatusChangedAt time.Time         `json:"status_changed_at,omitempty"`
+	Metadata        map[string]string `json:"metadata,omitempty"`
+	UpdatedAt       time.Time         `json:"updated_at"`
+	// Revision increases with every change; updates use it for optimistic
+	// concurrency.
+	Revision int64 `json:"revision"`
+}
+
+// Clone returns a deep copy of r.
+func (r *Record) Clone() *Record {
+	c := *r
+	c.Scopes = append([]string(nil), r.Scopes...)
+	c.CIDRs = append([]netip.Prefix(nil), r.CIDRs...)
+	c.Purposes = append([]string(nil), r.Purposes...)
+	if r.RemainingUses != nil {
+		v := *r.RemainingUses
+		c.RemainingUses = &v
+	}
+	if r.Hours != nil {
+		h := *r.Hours
+		h.Days = append([]string(nil), r.Hours.Days...)
+		c.Hours = &h
+	}
+	if r.Rate != nil {
+		rt := *r.Rate
+		c.Rate = &rt
+	}
+	if r.Metadata != nil {
+		c.Metadata = make(map[string]string, len(r.Metadata))
+		for k, v := range r.Metadata {
+			c.Metadata[k] = v
+		}
+	}
+	return &c
+}
+
+// Secret is the stored form of one token secret: its keyed hash, the pepper
+// version that produced it and, after a rotation, the moment it stops
+// working. A token has one current secret and, during a rotation's grace
+// period, older ones.
+type Secret struct {
+	Hash          Hash
+	PepperVersion int
+	TokenID       string
+	CreatedAt     time.Time
+	// NotAfter is zero for the current secret.
+	NotAfter time.Time
+}

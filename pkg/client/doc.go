@@ -1,0 +1,63 @@
+// Package client is the Go SDK for phigate's admin API: issue, list,
+// change, rotate, suspend and revoke tokens, and introspect (RFC 7662) or
+// revoke (RFC 7009) a token by its secret. The phigate CLI is built on it.
+//
+// # Connecting
+//
+// A Client talks HTTPS only (TLS 1.2 at least) and authenticates with a
+// phigate token ("phi_…") whose scopes allow the calls it makes:
+//
+//	c, err := client.New("https://phigate.example.org:8443",
+//		client.WithToken(os.Getenv("PHIGATE_TOKEN")),
+//		client.WithPins("sha256//Jc6bJqBS1UqL9f2ZnEb0Bf8Gh8n4pYjC2BPXqv3Qf1U="))
+//
+// or, from the same environment the CLI reads (PHIGATE_ADDR, PHIGATE_TOKEN,
+// PHIGATE_PIN, PHIGATE_CACERT):
+//
+//	c, err := client.FromEnv()
+//
+// The server is verified in one of three ways. With pins only
+// (PHIGATE_PIN, WithPins), the SHA-256 of the leaf certificate's public key
+// must equal a pin; this suits the self-signed certificate of
+// `phigate server --dev`, which prints its pin at start. With a CA file
+// (PHIGATE_CACERT, WithCAFile), the chain must lead to that CA, and pins, if
+// given as well, must match too. With neither, the system roots are used. A
+// pin mismatch is a *PinMismatchError naming the pin the server presented;
+// no request is sent.
+//
+// Plain http:// addresses are refused, unless WithInsecureHTTP is given and
+// the host is a loopback address.
+//
+// # Calls
+//
+//	tok, err := c.CreateToken(ctx, client.CreateTokenRequest{
+//		Subject: "svc:lab-results",
+//		Kind:    "service",
+//		Scopes:  []string{"patient/Observation.rs"},
+//		TTL:     "15m",
+//		Rate:    &client.Rate{PerSecond: 10, Burst: 20},
+//	})
+//	if err != nil {
+//		var apiErr *client.APIError
+//		if errors.As(err, &apiErr) && apiErr.Status == http.StatusForbidden {
+//			// the caller's own scopes do not cover the request
+//		}
+//		return err
+//	}
+//	store(tok.Secret) // shown this once; phigate keeps only a keyed hash
+//
+// Every method takes a context first. A non-2xx answer is an *APIError with
+// the server's reason code, message, request id and, for a validation
+// error, the offending field. Requests time out after DefaultTimeout
+// (WithTimeout) and answers are read up to 4 MiB.
+//
+// # Secrets
+//
+// The SDK sends the bearer token only in the Authorization header of API
+// calls (not to /healthz or /readyz) and does not follow redirects. It never
+// logs it, writes it to disk or puts it in an error: error messages are
+// scrubbed of the bearer token and of any secret passed to Introspect or
+// Revoke, and a Client prints without its token. The secret of a created or
+// rotated token is in IssuedToken.Secret only; what to do with it is the
+// caller's business.
+package client
