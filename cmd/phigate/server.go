@@ -49,7 +49,7 @@ func newServerCmd() *cobra.Command {
 			}
 			log := newLogger(cmd.ErrOrStderr(), cfg.Log)
 			return server.Run(cmd.Context(), server.Options{
-				Config: cfg, Dev: dev, Console: cmd.OutOrStdout(), Logger: log,
+				Config: cfg, Dev: dev, Console: cmd.OutOrStdout(), Logger: log, ConfigFile: configFile,
 			})
 		},
 	}

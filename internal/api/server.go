@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/phigate/phigate/internal/audit"
 	"github.com/phigate/phigate/internal/authority"
 	"github.com/phigate/phigate/internal/policy"
 	"github.com/phigate/phigate/internal/scope"
@@ -25,6 +26,8 @@ type Options struct {
 	MaxBody int64
 	// Ready reports readiness for /readyz (nil: always ready).
 	Ready func(ctx context.Context) error
+	// Audit is the audit log the audit endpoints read (nil: not wired).
+	Audit *audit.Log
 	// Issuer is the "iss" of introspection answers.
 	Issuer string
 	Logger *slog.Logger
@@ -82,6 +85,7 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /v1/tokens/{id}/reinstate", s.authed(scope.AdminTokens, s.reinstateToken))
 	m.HandleFunc("POST /v1/introspect", s.authed(scope.Introspect, s.introspect))
 	m.HandleFunc("POST /v1/revoke", s.authed("", s.revoke))
+	s.auditRoutes()
 
 }
 

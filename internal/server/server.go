@@ -16,6 +16,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -23,7 +24,9 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/phigate/phigate/internal/api"
@@ -51,8 +54,33 @@ type Options struct {
 	// token and the SPKI pin. Never a log.
 	Console io.Writer
 	Logger  *slog.Logger
+	// ConfigFile is where Config was read from; SIGHUP reloads it (the
+	// gateway's upstreams and routes). Empty: SIGHUP is ignored.
+	ConfigFile string
 	// Ready, when set, is told the listening addresses once serving starts.
 	Ready func(adminAddr string)
+}
+
+// gatewayDeps is what the gateway takes from the composition root.
+type gatewayDeps struct {
+	Config  *config.Config
+	Dev     bool
+	Auth    *authority.Authority
+	TLS     *tls.Config // the server TLS config (same certificate as the admin API)
+	Logger  *slog.Logger
+	Console io.Writer
+}
+
+// runningGateway is a started gateway listener.
+type runningGateway interface {
+	// Addr is the listening address (host:port).
+	Addr() string
+	// Reload swaps in the upstreams and routes of cfg without dropping
+	// requests; an invalid cfg changes nothing.
+	Reload(cfg *config.Config) error
+	// Shutdown stops accepting, drains in-flight requests, and releases
+	// what the gateway holds.
+	Shutdown(ctx context.Context) error
 }
 
 // Initialised reports whether dataDir holds an initialised phigate.
@@ -116,6 +144,24 @@ func authorityConfig(cfg *config.Config, logger *slog.Logger) authority.Config {
 		FlushInterval: cfg.Tokens.LastUsedFlush.Duration(),
 		Logger:        logger,
 	}
+}
+
+// reloadConfig re-reads the config file on SIGHUP and hands it to the
+// gateway. A file that does not load or validate changes nothing.
+func reloadConfig(file string, gw runningGateway, log *slog.Logger) {
+	if file == "" || gw == nil {
+		log.Info("SIGHUP ignored: no config file or no gateway")
+		return
+	}
+	cfg, err := config.Load(file)
+	if err == nil {
+		err = gw.Reload(cfg)
+	}
+	if err != nil {
+		log.Error("config reload failed; keeping the running configuration", "file", file, "err", err)
+		return
+	}
+	log.Info("config reloaded", "file", file)
 }
 
 // Run serves until ctx is cancelled, then shuts down gracefully.
@@ -194,7 +240,15 @@ func Run(ctx context.Context, opts Options) error {
 	if opts.Dev {
 		fmt.Fprintln(console, "phigate is running in DEVELOPMENT mode: self-signed certificate, key files in "+cfg.DataDir+". Not for production.")
 	}
+	gw, err := startGateway(gatewayDeps{Config: cfg, Dev: opts.Dev, Auth: auth, TLS: tlsutil.ServerConfig(reloader), Logger: log, Console: console})
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("gateway: %w", err)
+	}
 	fmt.Fprintf(console, "admin API:   https://%s\n", addr)
+	if gw != nil {
+		fmt.Fprintf(console, "gateway:     https://%s\n", gw.Addr())
+	}
 	fmt.Fprintf(console, "SPKI pin:    %s\n", pin)
 	if secret != "" {
 		fmt.Fprintf(console, "\nBootstrap admin token (shown once, expires %s):\n\n    %s\n\n", rec.ExpiresAt.Format(time.RFC3339), secret)
@@ -205,20 +259,35 @@ func Run(ctx context.Context, opts Options) error {
 		opts.Ready(addr)
 	}
 
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ServeTLS(ln, "", "") }()
-	select {
-	case err := <-errc:
-		if !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("admin server: %w", err)
+serve:
+	for {
+		select {
+		case err := <-errc:
+			if !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("admin server: %w", err)
+			}
+			break serve
+		case <-hup:
+			reloadConfig(opts.ConfigFile, gw, log)
+		case <-ctx.Done():
+			break serve
 		}
-	case <-ctx.Done():
 	}
 	log.Info("phigate shutting down")
 	shCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(shCtx); err != nil {
 		log.Warn("shutdown: requests still in flight were cut", "err", err)
+	}
+	if gw != nil {
+		if err := gw.Shutdown(shCtx); err != nil {
+			log.Warn("shutdown: gateway", "err", err)
+		}
 	}
 	stopRun()
 	if err := auth.Close(shCtx); err != nil {

@@ -1,0 +1,4 @@
+package api
+
+// auditRoutes registers the audit-reading endpoints (owned by the audit work).
+func (s *Server) auditRoutes() {}
