@@ -451,3 +451,22 @@ func FuzzIntrospectForm(f *testing.F) {
 		}
 	})
 }
+
+// FuzzRotateAndStatusBodies fuzzes the optional bodies of rotate, suspend,
+// reinstate and revoke on a throwaway token.
+func FuzzRotateAndStatusBodies(f *testing.F) {
+	e := newEnv(f)
+	it := e.create(client.CreateTokenRequest{Subject: "s", Scopes: []string{"billing:read"}, TTL: "1h"})
+	for _, s := range []string{``, `{}`, `{"grace":"5m"}`, `{"grace":"-1s"}`, `{"ttl":"99999h"}`, `{"reason":"x"}`, `{"reason":` + strings.Repeat(`"a`, 10) + `}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		e := e.with(t)
+		for _, p := range []string{"/rotate", "/suspend", "/reinstate"} {
+			r := e.do("POST", "/v1/tokens/"+it.ID+p, e.admin, "application/json", body)
+			if r.status >= 500 || !json.Valid(r.body) {
+				t.Fatalf("%s: %d %s", p, r.status, r.body)
+			}
+		}
+	})
+}
