@@ -443,7 +443,7 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request, ac authority.Act
 		s.writeError(w, r, badRequest("token", "token: required"))
 		return
 	}
-	rec, err := s.auth.RevokeSecret(r.Context(), secret, "revoked through RFC 7009 by "+ac.Token.ID)
+	rec, err := s.auth.RevokeSecret(r.Context(), ac, secret, "revoked through RFC 7009 by "+ac.Token.ID)
 	if err != nil {
 		s.writeError(w, r, err)
 		return

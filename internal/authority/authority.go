@@ -32,6 +32,9 @@ type Config struct {
 	Now      func() time.Time // default time.Now
 	Rand     io.Reader        // default crypto/rand.Reader
 	Logger   *slog.Logger     // default: discard
+	// Recorder, when set, records every change before it is made (and
+	// every refused one); a recorder failure refuses the change.
+	Recorder Recorder
 }
 
 // Authority issues and verifies tokens. Create it with New, start its

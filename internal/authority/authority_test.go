@@ -557,14 +557,14 @@ func TestNonRootAdminSeesOnlyItsTree(t *testing.T) {
 func TestRevokeSecretByHolder(t *testing.T) {
 	f := newFixture(t)
 	s, _ := f.create(t, Spec{})
-	rec, err := f.auth.RevokeSecret(context.Background(), s, "found in a log")
+	rec, err := f.auth.RevokeSecret(context.Background(), f.root, s, "found in a log")
 	if err != nil || rec == nil {
 		t.Fatalf("%v %v", rec, err)
 	}
 	if r := f.verify(t, s, Request{}); r != policy.Revoked {
 		t.Fatal(r)
 	}
-	if rec, err := f.auth.RevokeSecret(context.Background(), "phi_garbage", ""); rec != nil || err != nil {
+	if rec, err := f.auth.RevokeSecret(context.Background(), f.root, "phi_garbage", ""); rec != nil || err != nil {
 		t.Fatal("garbage revoked something")
 	}
 }

@@ -116,7 +116,7 @@ func attenuate(ac Actor, rec *token.Record, set scope.Set) error {
 // (its only plaintext appearance) and the stored record.
 func (a *Authority) Create(ctx context.Context, ac Actor, spec Spec) (string, *token.Record, error) {
 	if ac.Token == nil || !ac.Scopes.Has(scope.AdminTokens) {
-		return "", nil, ErrForbidden
+		return "", nil, a.recordDenied(ctx, ActionCreated, &ac, "", ErrForbidden)
 	}
 	return a.create(ctx, &ac, spec)
 }
@@ -169,10 +169,12 @@ func (a *Authority) create(ctx context.Context, ac *Actor, spec Spec) (string, *
 	if err := policy.Validate(rec); err != nil {
 		return "", nil, err
 	}
+	var actor *token.Record
 	if ac != nil {
+		actor = ac.Token
 		rec.CreatedBy, rec.ParentID = ac.Token.ID, ac.Token.ID
 		if err := attenuate(*ac, rec, set); err != nil {
-			return "", nil, err
+			return "", nil, a.recordDenied(ctx, ActionCreated, ac, id, err)
 		}
 	}
 	secret, err := token.Generate(a.cfg.Rand)
@@ -180,7 +182,11 @@ func (a *Authority) create(ctx context.Context, ac *Actor, spec Spec) (string, *
 		return "", nil, err
 	}
 	sec := token.Secret{Hash: a.hasher.Sum(secret), PepperVersion: a.hasher.Version(), TokenID: id, CreatedAt: now}
+	if err := a.record(ctx, &Change{Action: ActionCreated, Actor: actor, TargetID: id, After: rec, Outcome: OutcomeSuccess}); err != nil {
+		return "", nil, err
+	}
 	if err := a.st.CreateToken(ctx, rec, sec); err != nil {
+		a.recordFailed(ctx, ActionCreated, actor, id, err)
 		return "", nil, fmt.Errorf("authority: create token: %w", err)
 	}
 	return secret, rec, nil
@@ -298,7 +304,7 @@ func (a *Authority) Update(ctx context.Context, ac Actor, id string, revision in
 		return nil, nil, err
 	}
 	if err := a.manageable(ctx, ac, old); err != nil {
-		return nil, nil, err
+		return nil, nil, a.recordDenied(ctx, ActionUpdated, &ac, id, err)
 	}
 	if old.Status == token.StatusRevoked {
 		return nil, nil, fmt.Errorf("%w: the token is revoked", ErrInvalidState)
@@ -334,10 +340,14 @@ func (a *Authority) Update(ctx context.Context, ac Actor, id string, revision in
 		return nil, nil, err
 	}
 	if err := attenuate(ac, rec, set); err != nil {
-		return nil, nil, err
+		return nil, nil, a.recordDenied(ctx, ActionUpdated, &ac, id, err)
 	}
 	rec.UpdatedAt = now
+	if err := a.record(ctx, &Change{Action: ActionUpdated, Actor: ac.Token, TargetID: id, Before: old, After: rec, Outcome: OutcomeSuccess}); err != nil {
+		return nil, nil, err
+	}
 	if err := a.st.UpdateToken(ctx, rec); err != nil {
+		a.recordFailed(ctx, ActionUpdated, ac.Token, id, err)
 		if errors.Is(err, store.ErrConflict) {
 			return nil, nil, ErrConflict
 		}
@@ -359,13 +369,13 @@ func (a *Authority) Revoke(ctx context.Context, ac Actor, id string, cascade boo
 	}
 	if ac.Token == nil || ac.Token.ID != id {
 		if err := a.manageable(ctx, ac, rec); err != nil {
-			return nil, err
+			return nil, a.recordDenied(ctx, ActionRevoked, &ac, id, err)
 		}
 	}
-	return a.revoke(ctx, id, cascade, reason)
+	return a.revoke(ctx, ac.Token, id, cascade, reason)
 }
 
-func (a *Authority) revoke(ctx context.Context, id string, cascade bool, reason string) ([]string, error) {
+func (a *Authority) revoke(ctx context.Context, actor *token.Record, id string, cascade bool, reason string) ([]string, error) {
 	ids := []string{id}
 	if cascade {
 		d, err := a.st.Descendants(ctx, id)
@@ -374,8 +384,12 @@ func (a *Authority) revoke(ctx context.Context, id string, cascade bool, reason 
 		}
 		ids = append(ids, d...)
 	}
+	if err := a.record(ctx, &Change{Action: ActionRevoked, Actor: actor, TargetID: id, IDs: ids, Outcome: OutcomeSuccess, Reason: reason}); err != nil {
+		return nil, err
+	}
 	changed, err := a.st.SetStatus(ctx, ids, token.StatusRevoked, reason, a.cfg.Now().UTC())
 	if err != nil {
+		a.recordFailed(ctx, ActionRevoked, actor, id, err)
 		return nil, fmt.Errorf("authority: revoke: %w", err)
 	}
 	for _, x := range ids {
@@ -389,7 +403,7 @@ func (a *Authority) revoke(ctx context.Context, id string, cascade bool, reason 
 // a leaked token found anywhere can be killed at once. It reports the
 // revoked record, or nil when the secret is malformed, unknown or already
 // revoked (RFC 7009 answers 200 in every such case).
-func (a *Authority) RevokeSecret(ctx context.Context, secret, reason string) (*token.Record, error) {
+func (a *Authority) RevokeSecret(ctx context.Context, ac Actor, secret, reason string) (*token.Record, error) {
 	if token.Check(secret) != nil {
 		return nil, nil
 	}
@@ -400,7 +414,7 @@ func (a *Authority) RevokeSecret(ctx context.Context, secret, reason string) (*t
 	if err != nil {
 		return nil, fmt.Errorf("authority: %w", err)
 	}
-	changed, err := a.revoke(ctx, rec.ID, false, reason)
+	changed, err := a.revoke(ctx, ac.Token, rec.ID, false, reason)
 	if err != nil || len(changed) == 0 {
 		return nil, err
 	}
@@ -417,13 +431,21 @@ func (a *Authority) SetStatus(ctx context.Context, ac Actor, id string, status t
 	if err != nil {
 		return nil, err
 	}
+	action := ActionSuspended
+	if status == token.StatusActive {
+		action = ActionReinstated
+	}
 	if err := a.manageable(ctx, ac, rec); err != nil {
-		return nil, err
+		return nil, a.recordDenied(ctx, action, &ac, id, err)
 	}
 	if rec.Status == token.StatusRevoked {
 		return nil, fmt.Errorf("%w: the token is revoked", ErrInvalidState)
 	}
+	if err := a.record(ctx, &Change{Action: action, Actor: ac.Token, TargetID: id, Before: rec, Outcome: OutcomeSuccess, Reason: reason}); err != nil {
+		return nil, err
+	}
 	if _, err := a.st.SetStatus(ctx, []string{id}, status, reason, a.cfg.Now().UTC()); err != nil {
+		a.recordFailed(ctx, action, ac.Token, id, err)
 		return nil, fmt.Errorf("authority: set status: %w", err)
 	}
 	a.Invalidate(id)
@@ -433,6 +455,9 @@ func (a *Authority) SetStatus(ctx context.Context, ac Actor, id string, status t
 // Suspend is SetStatus without an actor check, for automatic suspension by
 // the monitor.
 func (a *Authority) Suspend(ctx context.Context, id, reason string) error {
+	if err := a.record(ctx, &Change{Action: ActionSuspended, TargetID: id, Outcome: OutcomeSuccess, Reason: reason}); err != nil {
+		return err
+	}
 	if _, err := a.st.SetStatus(ctx, []string{id}, token.StatusSuspended, reason, a.cfg.Now().UTC()); err != nil {
 		return fmt.Errorf("authority: suspend: %w", err)
 	}
@@ -460,7 +485,7 @@ func (a *Authority) Rotate(ctx context.Context, ac Actor, id string, grace, ttl 
 	self := ac.Token != nil && ac.Token.ID == id
 	if !self {
 		if err := a.manageable(ctx, ac, rec); err != nil {
-			return nil, err
+			return nil, a.recordDenied(ctx, ActionRotated, &ac, id, err)
 		}
 	}
 	if rec.Status != token.StatusActive {
@@ -486,7 +511,7 @@ func (a *Authority) Rotate(ctx context.Context, ac Actor, id string, grace, ttl 
 			newExp = limit
 		}
 		if !self && newExp.After(ac.Token.ExpiresAt) {
-			return nil, &AttenuationError{Field: "ttl", Msg: "the new expiry would be after the caller's own"}
+			return nil, a.recordDenied(ctx, ActionRotated, &ac, id, &AttenuationError{Field: "ttl", Msg: "the new expiry would be after the caller's own"})
 		}
 	}
 	oldNotAfter := now.Add(grace)
@@ -502,18 +527,27 @@ func (a *Authority) Rotate(ctx context.Context, ac Actor, id string, grace, ttl 
 		return nil, err
 	}
 	sec := token.Secret{Hash: a.hasher.Sum(secret), PepperVersion: a.hasher.Version(), TokenID: id, CreatedAt: now}
+	after := rec.Clone()
+	if !newExp.IsZero() {
+		after.ExpiresAt = newExp
+	}
+	if err := a.record(ctx, &Change{Action: ActionRotated, Actor: ac.Token, TargetID: id, Before: rec, After: after, Outcome: OutcomeSuccess,
+		Reason: "previous secret valid until " + oldNotAfter.Format(time.RFC3339)}); err != nil {
+		return nil, err
+	}
 	if err := a.st.RotateSecret(ctx, id, sec, oldNotAfter, newExp); err != nil {
+		a.recordFailed(ctx, ActionRotated, ac.Token, id, err)
 		if errors.Is(err, store.ErrNotFound) {
 			return nil, ErrNotFound
 		}
 		return nil, fmt.Errorf("authority: rotate: %w", err)
 	}
 	a.Invalidate(id)
-	after, err := a.fetch(ctx, id)
+	stored, err := a.fetch(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	return &Rotation{Secret: secret, Token: a.overlay(after), PreviousNotAfter: oldNotAfter}, nil
+	return &Rotation{Secret: secret, Token: a.overlay(stored), PreviousNotAfter: oldNotAfter}, nil
 }
 
 // Introspect reports whether secret is an active token (RFC 7662): valid
