@@ -72,6 +72,8 @@ func fromDomain(err error) *apiError {
 		return &apiError{status: http.StatusConflict, code: "conflict", msg: "the token changed meanwhile; fetch it and try again"}
 	case errors.Is(err, authority.ErrInvalidState):
 		return &apiError{status: http.StatusConflict, code: "invalid_state", msg: strings.TrimPrefix(err.Error(), "authority: ")}
+	case errors.Is(err, authority.ErrAuditUnavailable):
+		return &apiError{status: http.StatusServiceUnavailable, code: "audit_unavailable", retry: time.Second, msg: "the audit log cannot be written, so the change was refused; try again later"}
 	case errors.Is(err, authority.ErrForbidden):
 		return &apiError{status: http.StatusForbidden, code: "insufficient_scope", wwwAuth: "insufficient_scope", msg: "the token may not do this"}
 	}

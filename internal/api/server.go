@@ -17,6 +17,7 @@ import (
 	"github.com/phigate/phigate/internal/audit"
 	"github.com/phigate/phigate/internal/authority"
 	"github.com/phigate/phigate/internal/policy"
+	"github.com/phigate/phigate/internal/reqctx"
 	"github.com/phigate/phigate/internal/scope"
 )
 
@@ -100,7 +101,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rid = s.ridPrefix + strconv.FormatUint(s.ridSeq.Add(1), 36)
 	}
 	w.Header().Set("X-Request-Id", rid)
-	r = r.WithContext(context.WithValue(r.Context(), ridKey, rid))
+	ctx := context.WithValue(r.Context(), ridKey, rid)
+	ctx = reqctx.With(ctx, reqctx.Info{RequestID: rid, Source: clientAddr(r), UserAgent: truncate(r.UserAgent(), 256), Purpose: r.Header.Get("X-Purpose-Of-Use")})
+	r = r.WithContext(ctx)
 	defer func() {
 		// defence in depth: a bug must not take the connection down
 		// without an answer, nor print a request's data in a stack trace
