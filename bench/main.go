@@ -1,0 +1,304 @@
+// Command bench measures phigate against the performance targets of its
+// issue, on loopback, with one load generator for phigate and for the
+// baseline it is compared with.
+//
+//	go run ./bench introspect [-c 16] [-duration 10s] [-warmup 2s] [-rounds 4] [-json]
+//	go run ./bench create     [-c 64] [-duration 10s] [-warmup 2s] [-rounds 4] [-json]
+//	go run ./bench memory     [-tokens 1000000] [-working 100000] [-passes 3] [-c 16] [-data DIR] [-json]
+//
+// The baseline is a bare Go HTTPS handler with phigate's TLS configuration
+// and certificate that answers a JSON body of the same size as the measured
+// endpoint. Baseline and phigate are measured in the same run, in rounds
+// interleaved A/B/A/B, so that the ratio holds on a noisy machine even when
+// the absolute numbers drift. See README.md for the targets.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime"
+	"runtime/pprof"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// options are the flags of every scenario (each uses the ones it needs).
+type options struct {
+	Concurrency int
+	Duration    time.Duration
+	Warmup      time.Duration
+	Rounds      int
+	JSON        bool
+	Verbose     bool
+	CPUProfile  string
+
+	// memory
+	Tokens     int
+	Working    int
+	Passes     int
+	GenWorkers int
+	DataDir    string
+	Binary     string
+}
+
+// scenario is one measurement.
+type scenario struct {
+	name        string
+	summary     string
+	concurrency int // default -c
+	run         func(ctx context.Context, o options, log *slog.Logger, progress io.Writer) (*Report, error)
+}
+
+var scenarios = []scenario{
+	{"introspect", "RFC 7662 introspection through HTTPS vs the baseline (target ≥ 0.70)", 16, runIntrospect},
+	{"create", "durable token creation through HTTPS vs the baseline (target ≥ 0.35)", 64, runCreate},
+	{"memory", "start time and RSS with many stored tokens (targets ≤ 5s, ≤ 400 MiB)", 16, runMemory},
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: go run ./bench SCENARIO [flags]   (go run ./bench SCENARIO -h for its flags)")
+	fmt.Fprintln(w, "\nscenarios:")
+	for _, s := range scenarios {
+		fmt.Fprintf(w, "  %-11s %s\n", s.name, s.summary)
+	}
+}
+
+// run executes the command line and returns the exit code: 0 when the
+// scenario ran without request errors, 1 when it failed or saw errors, 2 on
+// a usage error. Missing a performance target is reported, not an exit
+// failure: on shared machines the numbers are evidence, not a gate.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "-help" || args[0] == "--help" {
+		usage(stderr)
+		return 2
+	}
+	var sc *scenario
+	for i := range scenarios {
+		if scenarios[i].name == args[0] {
+			sc = &scenarios[i]
+		}
+	}
+	if sc == nil {
+		fmt.Fprintf(stderr, "bench: unknown scenario %q\n", args[0])
+		usage(stderr)
+		return 2
+	}
+	o, err := parseFlags(sc, args[1:], stderr)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	lvl := slog.LevelWarn
+	if o.Verbose {
+		lvl = slog.LevelInfo
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
+	if o.CPUProfile != "" {
+		stopProfile, err := startCPUProfile(o.CPUProfile)
+		if err != nil {
+			fmt.Fprintf(stderr, "bench: %v\n", err)
+			return 1
+		}
+		defer stopProfile()
+	}
+	rep, err := sc.run(ctx, o, log, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "bench: %s: %v\n", sc.name, err)
+		return 1
+	}
+	rep.Env = currentEnv()
+	if o.JSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			fmt.Fprintf(stderr, "bench: %v\n", err)
+			return 1
+		}
+	} else {
+		for _, l := range rep.Lines {
+			fmt.Fprintln(stdout, l)
+		}
+		fmt.Fprintln(stdout, rep.Env.line())
+	}
+	if n := rep.errors(); n > 0 {
+		fmt.Fprintf(stderr, "bench: %s: %d requests failed; the measurements are not trustworthy\n", sc.name, n)
+		return 1
+	}
+	return 0
+}
+
+func parseFlags(sc *scenario, args []string, stderr io.Writer) (options, error) {
+	o := options{}
+	fs := flag.NewFlagSet(sc.name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.IntVar(&o.Concurrency, "c", sc.concurrency, "concurrent clients, each with its own keep-alive connection")
+	if sc.name != "memory" {
+		fs.DurationVar(&o.Duration, "duration", 10*time.Second, "measured time per target (split into the rounds)")
+		fs.DurationVar(&o.Warmup, "warmup", 2*time.Second, "unmeasured warm-up per target")
+		fs.IntVar(&o.Rounds, "rounds", 4, "interleaved baseline/phigate rounds")
+	}
+	fs.BoolVar(&o.JSON, "json", false, "print the results as JSON")
+	fs.BoolVar(&o.Verbose, "v", false, "log phigate's info messages to stderr")
+	if sc.name != "memory" {
+		fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the whole run (in-process server and load generator) to this file")
+	}
+	if sc.name == "memory" {
+		fs.IntVar(&o.Tokens, "tokens", 1_000_000, "tokens stored")
+		fs.IntVar(&o.Working, "working", 100_000, "working set: tokens introspected")
+		fs.IntVar(&o.Passes, "passes", 3, "passes over the working set")
+		fs.IntVar(&o.GenWorkers, "gen-workers", 64, "goroutines creating tokens in the store")
+		fs.StringVar(&o.DataDir, "data", "", "data directory to fill and keep for reruns (default: a temporary one, removed)")
+		fs.StringVar(&o.Binary, "bin", "", "phigate binary to start (default: go build ./cmd/phigate)")
+	}
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "bench: unexpected arguments %q\n", fs.Args())
+		return o, errors.New("usage")
+	}
+	switch {
+	case o.Concurrency < 1 || o.Concurrency > maxConcurrency:
+		fmt.Fprintf(stderr, "bench: -c must be within 1..%d\n", maxConcurrency)
+		return o, errors.New("usage")
+	case sc.name == "memory":
+	case o.Duration <= 0 || o.Warmup < 0 || o.Warmup+o.Duration > maxRunTime:
+		fmt.Fprintf(stderr, "bench: -duration must be positive and -warmup plus -duration at most %v\n", maxRunTime)
+		return o, errors.New("usage")
+	case o.Rounds < 1 || o.Rounds > 100 || o.Duration/time.Duration(o.Rounds) < 10*time.Millisecond:
+		fmt.Fprintln(stderr, "bench: -rounds must be within 1..100, each round at least 10ms")
+		return o, errors.New("usage")
+	}
+	if sc.name == "memory" {
+		switch {
+		case o.Tokens < 1 || o.Tokens > 20_000_000:
+			fmt.Fprintln(stderr, "bench: -tokens must be within 1..20000000")
+			return o, errors.New("usage")
+		case o.Working < 1 || o.Working > o.Tokens:
+			fmt.Fprintln(stderr, "bench: -working must be within 1..-tokens")
+			return o, errors.New("usage")
+		case o.Passes < 1 || o.Passes > 100:
+			fmt.Fprintln(stderr, "bench: -passes must be within 1..100")
+			return o, errors.New("usage")
+		case o.GenWorkers < 1 || o.GenWorkers > 4096:
+			fmt.Fprintln(stderr, "bench: -gen-workers must be within 1..4096")
+			return o, errors.New("usage")
+		}
+	}
+	return o, nil
+}
+
+// Report is the outcome of one scenario.
+type Report struct {
+	Scenario    string    `json:"scenario"`
+	Concurrency int       `json:"concurrency"`
+	Results     []*Result `json:"results,omitempty"`
+	// Ratio is phigate's RPS over the baseline's; Target the least ratio
+	// the issue asks for.
+	Ratio  float64        `json:"ratio,omitempty"`
+	Target float64        `json:"target,omitempty"`
+	Pass   bool           `json:"pass"`
+	Memory *MemoryResult  `json:"memory,omitempty"`
+	Env    Env            `json:"env"`
+	Config map[string]any `json:"config,omitempty"`
+	// Lines are the human-readable results.
+	Lines []string `json:"-"`
+}
+
+func (r *Report) errors() int64 {
+	var n int64
+	for _, res := range r.Results {
+		n += res.Errors
+	}
+	return n
+}
+
+// Env describes the machine the numbers come from.
+type Env struct {
+	Cores      int    `json:"cores"`
+	GOMAXPROCS int    `json:"gomaxprocs"`
+	Go         string `json:"go"`
+	OS         string `json:"os"`
+	Arch       string `json:"arch"`
+	CPU        string `json:"cpu,omitempty"`
+}
+
+func currentEnv() Env {
+	return Env{
+		Cores: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0), Go: runtime.Version(),
+		OS: runtime.GOOS, Arch: runtime.GOARCH, CPU: cpuModel(),
+	}
+}
+
+func (e Env) line() string {
+	s := fmt.Sprintf("cores=%d gomaxprocs=%d go=%s %s/%s", e.Cores, e.GOMAXPROCS, e.Go, e.OS, e.Arch)
+	if e.CPU != "" {
+		s += fmt.Sprintf(" cpu=%q", e.CPU)
+	}
+	return s
+}
+
+// startCPUProfile profiles this process into file until the returned
+// function is called.
+func startCPUProfile(file string) (func(), error) {
+	f, err := os.Create(file)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
+}
+
+func cpuModel() string {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return ""
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
+// resultLine formats one target's result for the closing note.
+func resultLine(scenario string, r *Result) string {
+	s := fmt.Sprintf("%-11s %-9s rps=%-8.0f p50=%-8s p99=%-8s n=%d", scenario, r.Name, r.RPS, ms(r.P50), ms(r.P99), r.Requests)
+	if r.Errors > 0 {
+		s += fmt.Sprintf(" errors=%d [%s]", r.Errors, r.ErrorSummary())
+	}
+	return s
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d)/1e6) }
+
+func passFail(ok bool) string {
+	if ok {
+		return "PASS"
+	}
+	return "FAIL"
+}
