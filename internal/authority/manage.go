@@ -147,7 +147,7 @@ func (a *Authority) create(ctx context.Context, ac *Actor, spec Spec) (string, *
 	if kind == "" {
 		kind = token.KindUser
 	}
-	id, err := token.NewID(a.cfg.Rand)
+	id, err := token.NewIDAt(a.cfg.Rand, now)
 	if err != nil {
 		return "", nil, err
 	}

@@ -29,9 +29,11 @@
 //
 // # Public id
 //
-// Every token also has a public id, "tok_" followed by 22 base62 characters
-// (≥ 130 random bits). The id is used in every reference: API, CLI, logs and
-// audit. It is not a secret and grants nothing.
+// Every token also has a public id, "tok_" followed by 22 base62 characters:
+// 8 for the creation time in milliseconds since the Unix epoch (big-endian,
+// zero-padded, so ids sort by creation time) and 14 random (≈ 83 bits). The
+// id is used in every reference: API, CLI, logs and audit. It is not a
+// secret and grants nothing.
 //
 // # Keyed hash
 //

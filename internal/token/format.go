@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"time"
 )
 
 const (
@@ -62,15 +63,34 @@ func Generate(r io.Reader) (string, error) {
 	return string(b[:]), nil
 }
 
-// NewID returns a new public token id read from r (crypto/rand.Reader when r
-// is nil).
-func NewID(r io.Reader) (string, error) {
+// NewID returns a new public token id for a token created now, with its
+// random part read from r (crypto/rand.Reader when r is nil).
+func NewID(r io.Reader) (string, error) { return NewIDAt(r, time.Now()) }
+
+// idTimeLen is the number of base62 characters of an id's time prefix.
+const idTimeLen = 8
+
+// NewIDAt returns a new public token id for a token created at t. The first
+// 8 characters after the prefix are the creation time in milliseconds since
+// the Unix epoch (base62, big-endian, zero-padded), so ids sort by creation
+// and inserts land at the end of the store's index; the remaining 14 are
+// random (≈ 83 bits), so ids are unique and unguessable.
+func NewIDAt(r io.Reader, t time.Time) (string, error) {
 	if r == nil {
 		r = rand.Reader
 	}
 	var b [IDLen]byte
 	copy(b[:], IDPrefix)
-	if err := randB62(r, b[len(IDPrefix):]); err != nil {
+	ms := t.UnixMilli()
+	if ms < 0 {
+		ms = 0
+	}
+	v := uint64(ms)
+	for i := len(IDPrefix) + idTimeLen - 1; i >= len(IDPrefix); i-- {
+		b[i] = alphabet[v%62]
+		v /= 62
+	}
+	if err := randB62(r, b[len(IDPrefix)+idTimeLen:]); err != nil {
 		return "", fmt.Errorf("token: new id: %w", err)
 	}
 	return string(b[:]), nil

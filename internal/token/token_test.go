@@ -10,6 +10,7 @@ import (
 	"hash/crc32"
 	"strings"
 	"testing"
+	"time"
 )
 
 func mustGenerate(t testing.TB) string {
@@ -281,5 +282,25 @@ func TestCRCMatchesStdlib(t *testing.T) {
 		if crc32IEEEString(s) != crc32.ChecksumIEEE([]byte(s)) {
 			t.Fatalf("crc differs for length %d", len(s))
 		}
+	}
+}
+
+func TestIDsSortByCreationTime(t *testing.T) {
+	t0 := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+	prev := ""
+	for i := 0; i < 100; i++ {
+		id, err := NewIDAt(nil, t0.Add(time.Duration(i)*time.Millisecond))
+		if err != nil || !ValidID(id) {
+			t.Fatal(err, id)
+		}
+		if id <= prev {
+			t.Fatalf("%s sorts before %s", id, prev)
+		}
+		prev = id
+	}
+	a, _ := NewIDAt(nil, t0)
+	b, _ := NewIDAt(nil, t0)
+	if a == b || a[:len(IDPrefix)+idTimeLen] != b[:len(IDPrefix)+idTimeLen] {
+		t.Fatal("same-millisecond ids must share the time prefix and differ")
 	}
 }

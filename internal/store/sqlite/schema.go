@@ -43,9 +43,8 @@ CREATE TABLE tokens (
     idle_timeout      INTEGER NOT NULL DEFAULT 0,
     revision          INTEGER NOT NULL,
     attrs             TEXT    NOT NULL DEFAULT '{}'
-) STRICT;
+) STRICT, WITHOUT ROWID;
 CREATE INDEX tokens_subject ON tokens (subject, id);
-CREATE INDEX tokens_status  ON tokens (status, id);
 CREATE INDEX tokens_parent  ON tokens (parent_id, id) WHERE parent_id IS NOT NULL;
 
 CREATE TABLE token_secrets (
@@ -54,7 +53,7 @@ CREATE TABLE token_secrets (
     pepper_version INTEGER NOT NULL,
     created_at     INTEGER,
     not_after      INTEGER
-) STRICT;
+) STRICT, WITHOUT ROWID;
 CREATE INDEX token_secrets_token ON token_secrets (token_id);
 
 CREATE TABLE meta (

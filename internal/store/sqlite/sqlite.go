@@ -90,9 +90,12 @@ type Store struct {
 	opts Options
 	path string
 
-	writeDB *sql.DB // one connection, held by wtx
-	wtx     *wtx    // used only by the writer goroutine once Open returns
-	readDB  *sql.DB // query_only connections
+	writeDB  *sql.DB // one connection, held by wtx
+	ckptDB   *sql.DB // one connection for WAL checkpoints
+	ckptStop chan struct{}
+	ckptDone chan struct{}
+	wtx      *wtx    // used only by the writer goroutine once Open returns
+	readDB   *sql.DB // query_only connections
 
 	// Prepared statements of the hot read paths.
 	stmtToken    *sql.Stmt
@@ -164,8 +167,49 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		s.closeDBs()
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
+	if err := s.openCheckpointer(); err != nil {
+		s.closeDBs()
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
 	go s.writeLoop()
+	go s.checkpointLoop()
 	return s, nil
+}
+
+// checkpointInterval is how often the WAL is copied back into the database.
+const checkpointInterval = 250 * time.Millisecond
+
+func (s *Store) openCheckpointer() error {
+	db, err := sql.Open("sqlite", s.dsn())
+	if err != nil {
+		return err
+	}
+	db.SetMaxOpenConns(1)
+	db.SetMaxIdleConns(1)
+	db.SetConnMaxLifetime(0)
+	s.ckptDB = db
+	s.ckptStop = make(chan struct{})
+	s.ckptDone = make(chan struct{})
+	return nil
+}
+
+// checkpointLoop runs PASSIVE checkpoints (which never block the writer or
+// readers) on their own connection, so that the writer's commits pay only
+// for the WAL append and its fsync.
+func (s *Store) checkpointLoop() {
+	defer close(s.ckptDone)
+	t := time.NewTicker(checkpointInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ckptStop:
+			return
+		case <-t.C:
+			// Errors (SQLITE_BUSY while a writer is mid-commit) only mean
+			// "try again next tick".
+			_, _ = s.ckptDB.Exec("PRAGMA wal_checkpoint(PASSIVE)")
+		}
+	}
 }
 
 // createFile makes sure the data file exists with mode 0600 before SQLite
@@ -204,7 +248,11 @@ func (s *Store) dsn(pragmas ...string) string {
 // openWriter opens the writer connection, checks that WAL is on, and
 // migrates the schema.
 func (s *Store) openWriter(ctx context.Context) error {
-	db, err := sql.Open("sqlite", s.dsn("foreign_keys(1)", "journal_mode(WAL)", "synchronous(FULL)"))
+	// cache_size: a 64 MiB page cache keeps the indexes' hot pages in
+	// memory; wal_autocheckpoint(0): checkpoints run on their own
+	// connection (checkpointLoop), not on the commit path.
+	db, err := sql.Open("sqlite", s.dsn("foreign_keys(1)", "journal_mode(WAL)", "synchronous(FULL)",
+		"cache_size(-65536)", "wal_autocheckpoint(0)"))
 	if err != nil {
 		return err
 	}
@@ -266,6 +314,9 @@ func (s *Store) closeDBs() error {
 	if s.writeDB != nil {
 		errs = append(errs, s.writeDB.Close())
 	}
+	if s.ckptDB != nil {
+		errs = append(errs, s.ckptDB.Close())
+	}
 	return errors.Join(errs...)
 }
 
@@ -282,6 +333,10 @@ func (s *Store) Close() error {
 	close(s.queue)
 	s.mu.Unlock()
 	<-s.writerDone
+	close(s.ckptStop)
+	<-s.ckptDone
+	// leave a small file behind: copy the WAL back and truncate it
+	_, _ = s.wtx.exec("PRAGMA wal_checkpoint(TRUNCATE)")
 	if err := s.closeDBs(); err != nil {
 		return fmt.Errorf("sqlite: close: %w", err)
 	}

@@ -371,7 +371,7 @@ func (s *Store) Secrets(ctx context.Context, id string) ([]token.Secret, error) 
 	}
 	defer tx.Rollback()
 	rows, err := tx.QueryContext(ctx, `SELECT hash, pepper_version, created_at, not_after
-		FROM token_secrets WHERE token_id = ? ORDER BY created_at DESC, rowid DESC`, id)
+		FROM token_secrets WHERE token_id = ? ORDER BY created_at DESC, (not_after IS NULL) DESC, not_after DESC`, id)
 	if err != nil {
 		return nil, s.readErr(what, err)
 	}

@@ -19,14 +19,18 @@ import (
 // them all in one transaction:
 //
 //	BEGIN IMMEDIATE
-//	SAVEPOINT op; <op 1>; RELEASE op
-//	SAVEPOINT op; <op 2>; ROLLBACK TO op; RELEASE op   -- op 2 failed alone
-//	...
-//	COMMIT                                             -- one fsync (synchronous=FULL)
+//	<op 1>; <op 2>; ...
+//	COMMIT                      -- one fsync (synchronous=FULL)
+//
+// If an op fails (a conflict, a missing token), the transaction is rolled
+// back, that op gets its error, and the batch is replayed without it: a
+// failing op never leaves a partial write and never takes the others down.
+// (A savepoint around every op would give the same result at the cost of
+// two more statements per op on the common path.)
 //
 // Each caller learns its own result only after COMMIT has returned. If
-// BEGIN, a savepoint statement or COMMIT fails, the whole transaction is
-// rolled back and every caller of the batch gets that error. While one batch
+// BEGIN or COMMIT fails, the transaction is rolled back and every caller
+// of the batch gets that error. While one batch
 // commits, the next one queues up, so under load a batch grows until the
 // fsync is shared by many callers.
 //
@@ -135,46 +139,76 @@ func (s *Store) runBatch(batch []*op) {
 	if len(live) == 0 {
 		return
 	}
-	tx := s.wtx
-	if _, err := tx.exec("BEGIN IMMEDIATE"); err != nil {
-		s.abort(live, "begin", err)
-		return
-	}
-	errs := make([]error, len(live))
-	for i, o := range live {
-		if _, err := tx.exec("SAVEPOINT op"); err != nil {
-			s.abort(live, "savepoint", err)
-			return
-		}
-		if err := runOp(o, tx); err != nil {
-			errs[i] = fmt.Errorf("sqlite: %s: %w", o.name, err)
-			if _, err := tx.exec("ROLLBACK TO op"); err != nil {
-				// SQLite rolls a transaction back by itself after some
-				// errors (I/O, disk full); then the savepoint is gone too.
-				s.abort(live, "rollback to savepoint", err)
-				return
+	// failed holds the ops that returned an error, with it; they are left
+	// out of the replayed transaction.
+	failed := map[*op]error{}
+	for {
+		run := live[:0:0]
+		for _, o := range live {
+			if _, bad := failed[o]; !bad {
+				run = append(run, o)
 			}
 		}
-		if _, err := tx.exec("RELEASE op"); err != nil {
-			s.abort(live, "release savepoint", err)
+		if len(run) == 0 {
+			break
+		}
+		bad, err := s.tryBatch(run)
+		if err != nil { // BEGIN or COMMIT failed: the whole batch fails
+			for o, e := range failed {
+				o.done <- e
+			}
+			s.abort(run, "transaction", err)
 			return
+		}
+		if bad == nil {
+			s.stats.commits.Add(1)
+			s.stats.ops.Add(uint64(len(live)))
+			for {
+				cur := s.stats.largest.Load()
+				if uint64(len(live)) <= cur || s.stats.largest.CompareAndSwap(cur, uint64(len(live))) {
+					break
+				}
+			}
+			for _, o := range run {
+				o.done <- nil
+			}
+			break
+		}
+		failed[bad.o] = bad.err
+	}
+	for o, e := range failed {
+		o.done <- e
+	}
+}
+
+type opFailure struct {
+	o   *op
+	err error
+}
+
+// tryBatch runs ops in one transaction. If an op fails, the transaction is
+// rolled back (so the failing op's partial writes vanish with it) and the
+// op is reported: the caller replays the batch without it. Replays are rare
+// (a conflict, a missing token) and cheaper than a savepoint around every
+// op on the common path. err is a failure of the transaction itself.
+func (s *Store) tryBatch(ops []*op) (*opFailure, error) {
+	tx := s.wtx
+	if _, err := tx.exec("BEGIN IMMEDIATE"); err != nil {
+		return nil, fmt.Errorf("begin: %w", err)
+	}
+	for _, o := range ops {
+		if err := runOp(o, tx); err != nil {
+			// SQLite may already have rolled back by itself (I/O error,
+			// disk full); then ROLLBACK fails harmlessly, and a replay's
+			// BEGIN or COMMIT reports whatever is still wrong.
+			_, _ = tx.exec("ROLLBACK")
+			return &opFailure{o: o, err: fmt.Errorf("sqlite: %s: %w", o.name, err)}, nil
 		}
 	}
 	if _, err := tx.exec("COMMIT"); err != nil {
-		s.abort(live, "commit", err)
-		return
+		return nil, fmt.Errorf("commit: %w", err)
 	}
-	s.stats.commits.Add(1)
-	s.stats.ops.Add(uint64(len(live)))
-	for {
-		cur := s.stats.largest.Load()
-		if uint64(len(live)) <= cur || s.stats.largest.CompareAndSwap(cur, uint64(len(live))) {
-			break
-		}
-	}
-	for i, o := range live {
-		o.done <- errs[i]
-	}
+	return nil, nil
 }
 
 // abort rolls back the open transaction, if any, and fails every op of the
