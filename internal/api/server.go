@@ -29,6 +29,8 @@ type Options struct {
 	Ready func(ctx context.Context) error
 	// Audit is the audit log the audit endpoints read (nil: not wired).
 	Audit *audit.Log
+	// Vault serves the secret and key endpoints (nil: they answer 503).
+	Vault KeyVault
 	// Issuer is the "iss" of introspection answers.
 	Issuer string
 	Logger *slog.Logger
@@ -87,6 +89,7 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /v1/introspect", s.authed(scope.Introspect, s.introspect))
 	m.HandleFunc("POST /v1/revoke", s.authed("", s.revoke))
 	s.auditRoutes()
+	s.secretRoutes()
 
 }
 

@@ -1,97 +1,197 @@
-// Package vault keeps phigate's own secrets. For now it holds the token
-// pepper in a file of the data directory (mode 0600; a group- or
-// world-readable file is refused). Envelope encryption under a master key
-// arrives with the key-vault issue, behind the same token.Keyring interface.
 package vault
 
 import (
+	"bytes"
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 )
 
-// PepperLen is the size of a generated pepper.
-const PepperLen = 32
-
-// ErrNotInitialised: the data directory has no key material yet.
-var ErrNotInitialised = errors.New("vault: not initialised (run phigate init)")
-
-// FileKeyring reads the pepper from DIR/keys/pepper-v1.key.
-type FileKeyring struct {
-	version int
-	key     []byte
+// Pepper is one version of the token pepper (the HMAC key of token
+// hashes).
+type Pepper struct {
+	Version int
+	Key     []byte
 }
 
-func pepperPath(dir string) string { return filepath.Join(dir, "keys", "pepper-v1.key") }
+// Pepper returns the current (newest) pepper version. It implements
+// token.Keyring; the key MUST NOT be modified.
+func (v *Vault) Pepper(context.Context) (int, []byte, error) {
+	ps := *v.peppers.Load()
+	if len(ps) == 0 {
+		return 0, nil, errors.New("vault: no token pepper (the vault was created without one)")
+	}
+	return ps[0].Version, ps[0].Key, nil
+}
 
-// InitFile generates a new pepper in dir unless one exists. It reports
-// whether it created one.
-func InitFile(dir string, rnd io.Reader) (created bool, err error) {
-	if rnd == nil {
-		rnd = rand.Reader
+// Peppers returns every live pepper version, newest first, so that tokens
+// hashed under an older pepper still verify until it is retired. The keys
+// MUST NOT be modified.
+func (v *Vault) Peppers(context.Context) ([]Pepper, error) {
+	return slices.Clone(*v.peppers.Load()), nil
+}
+
+func (v *Vault) loadPeppers(ctx context.Context) error {
+	its, err := v.st.Items(ctx, PurposePepper, pepperName)
+	if errors.Is(err, ErrNotFound) {
+		return nil
 	}
-	p := pepperPath(dir)
-	if _, err := os.Stat(p); err == nil {
-		return false, nil
-	}
-	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
-		return false, fmt.Errorf("vault: %w", err)
-	}
-	key := make([]byte, PepperLen)
-	if _, err := io.ReadFull(rnd, key); err != nil {
-		return false, fmt.Errorf("vault: generate pepper: %w", err)
-	}
-	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
-		return false, fmt.Errorf("vault: %w", err)
+		return fmt.Errorf("vault: peppers: %w", err)
 	}
-	if _, err := f.Write(key); err != nil {
-		f.Close()
-		os.Remove(p)
-		return false, fmt.Errorf("vault: write pepper: %w", err)
+	ps := make([]Pepper, 0, len(its))
+	for i := len(its) - 1; i >= 0; i-- {
+		k, err := v.openItem(ctx, its[i])
+		if err != nil {
+			return fmt.Errorf("vault: pepper v%d: %w", its[i].Version, err)
+		}
+		ps = append(ps, Pepper{Version: its[i].Version, Key: k})
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		os.Remove(p)
-		return false, fmt.Errorf("vault: sync pepper: %w", err)
+	v.peppers.Store(&ps)
+	return nil
+}
+
+// addPepper stores a new random pepper as version (caller holds wmu or
+// owns v).
+func (v *Vault) addPepper(ctx context.Context, version int) error {
+	key := make([]byte, 32)
+	if _, err := io.ReadFull(v.opts.Rand, key); err != nil {
+		return fmt.Errorf("vault: randomness: %w", err)
 	}
-	if err := f.Close(); err != nil {
-		return false, fmt.Errorf("vault: %w", err)
+	return v.storePepper(ctx, version, key)
+}
+
+func (v *Vault) storePepper(ctx context.Context, version int, key []byte) error {
+	if err := v.putItem(ctx, PurposePepper, pepperName, version, key, false); err != nil {
+		return err
 	}
-	if d, err := os.Open(filepath.Dir(p)); err == nil {
+	ps := append([]Pepper{{Version: version, Key: key}}, *v.peppers.Load()...)
+	v.peppers.Store(&ps)
+	return nil
+}
+
+// RotatePepper adds a new pepper version, which new token hashes use from
+// now on (the caller builds a new token.Hasher). Older versions stay
+// until RetirePepper.
+func (v *Vault) RotatePepper(ctx context.Context) (Event, error) {
+	if v.closed.Load() {
+		return Event{}, ErrClosed
+	}
+	v.wmu.Lock()
+	defer v.wmu.Unlock()
+	next := 1
+	if ps := *v.peppers.Load(); len(ps) > 0 {
+		next = ps[0].Version + 1
+	}
+	ev := Event{Kind: EventPepperRotated, Purpose: PurposePepper, Version: next}
+	if err := v.emit(ctx, ev); err != nil {
+		return Event{}, err
+	}
+	if err := v.addPepper(ctx, next); err != nil {
+		v.emitFailed(ctx, ev, err)
+		return Event{}, err
+	}
+	return v.stamp(ctx, ev), nil
+}
+
+// RetirePepper deletes an old pepper version once no live token is hashed
+// with it. The newest version cannot be retired.
+func (v *Vault) RetirePepper(ctx context.Context, version int) (Event, error) {
+	if v.closed.Load() {
+		return Event{}, ErrClosed
+	}
+	v.wmu.Lock()
+	defer v.wmu.Unlock()
+	ps := *v.peppers.Load()
+	i := slices.IndexFunc(ps, func(p Pepper) bool { return p.Version == version })
+	switch {
+	case i < 0:
+		return Event{}, fmt.Errorf("%w: pepper v%d", ErrNotFound, version)
+	case i == 0:
+		return Event{}, &InputError{Field: "version", Msg: "the current pepper cannot be retired; rotate first"}
+	}
+	ev := Event{Kind: EventPepperRetired, Purpose: PurposePepper, Version: version}
+	if err := v.emit(ctx, ev); err != nil {
+		return Event{}, err
+	}
+	if err := v.st.DeleteItem(ctx, PurposePepper, pepperName, version); err != nil {
+		v.emitFailed(ctx, ev, err)
+		return Event{}, err
+	}
+	ps = slices.Delete(slices.Clone(ps), i, i+1)
+	v.peppers.Store(&ps)
+	return v.stamp(ctx, ev), nil
+}
+
+// importLegacyPepper moves DIR/keys/pepper-v1.key into the vault as
+// pepper version 1 (tokens hashed with it keep verifying), then
+// overwrites and removes the file. When the vault already holds version 1
+// the file must be identical to it: a different one is an error, never
+// guessed at.
+func (v *Vault) importLegacyPepper(ctx context.Context, dir string) error {
+	p := pepperPath(dir)
+	key, err := os.ReadFile(p)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("vault: legacy pepper: %w", err)
+	}
+	if len(key) != PepperLen {
+		return fmt.Errorf("vault: legacy pepper %s: want %d bytes, found %d", p, PepperLen, len(key))
+	}
+	v.wmu.Lock()
+	defer v.wmu.Unlock()
+	ps := *v.peppers.Load()
+	i := slices.IndexFunc(ps, func(p Pepper) bool { return p.Version == 1 })
+	switch {
+	case i >= 0 && !bytes.Equal(ps[i].Key, key):
+		return fmt.Errorf("vault: %s differs from the vault's pepper version 1; refusing to guess which is right", p)
+	case i < 0 && len(ps) > 0:
+		return fmt.Errorf("vault: %s is left over but the vault's peppers start after version 1; move it away", p)
+	case i < 0:
+		ev := Event{Kind: EventPepperImported, Purpose: PurposePepper, Version: 1}
+		if err := v.emit(ctx, ev); err != nil {
+			return err
+		}
+		if err := v.storePepper(ctx, 1, key); err != nil {
+			v.emitFailed(ctx, ev, err)
+			return err
+		}
+	}
+	return shred(p)
+}
+
+// shred overwrites a small file with zeros, syncs it and removes it (and
+// its directory, when that is then empty).
+func shred(path string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return fmt.Errorf("vault: %w", err)
+	}
+	st, err := f.Stat()
+	if err == nil {
+		_, err = f.WriteAt(make([]byte, st.Size()), 0)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("vault: overwriting %s: %w", path, err)
+	}
+	if err := os.Remove(path); err != nil {
+		return fmt.Errorf("vault: %w", err)
+	}
+	dir := filepath.Dir(path)
+	os.Remove(dir) // only succeeds when empty
+	if d, err := os.Open(filepath.Dir(dir)); err == nil {
 		d.Sync()
 		d.Close()
 	}
-	return true, nil
+	return nil
 }
-
-// OpenFile loads the pepper of dir. It refuses a key file readable by group
-// or others, and one of the wrong size.
-func OpenFile(dir string) (*FileKeyring, error) {
-	p := pepperPath(dir)
-	st, err := os.Stat(p)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, ErrNotInitialised
-	}
-	if err != nil {
-		return nil, fmt.Errorf("vault: %w", err)
-	}
-	if st.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("vault: %s is accessible by group or others (mode %v); chmod 600 it", p, st.Mode().Perm())
-	}
-	key, err := os.ReadFile(p)
-	if err != nil {
-		return nil, fmt.Errorf("vault: %w", err)
-	}
-	if len(key) != PepperLen {
-		return nil, fmt.Errorf("vault: %s: want %d bytes, found %d", p, PepperLen, len(key))
-	}
-	return &FileKeyring{version: 1, key: key}, nil
-}
-
-// Pepper implements token.Keyring.
-func (k *FileKeyring) Pepper(context.Context) (int, []byte, error) { return k.version, k.key, nil }
