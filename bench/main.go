@@ -68,6 +68,7 @@ var scenarios = []scenario{
 	{"introspect", "RFC 7662 introspection through HTTPS vs the baseline (target ≥ 0.70)", 16, runIntrospect},
 	{"create", "durable token creation through HTTPS vs the baseline (target ≥ 0.35)", 64, runCreate},
 	{"memory", "start time and RSS with many stored tokens (targets ≤ 5s, ≤ 400 MiB)", 16, runMemory},
+	{"gateway", "enforcing gateway vs a bare ReverseProxy over TLS, durable audit (targets ≥ 0.75, p50 ≤ fsync+0.5ms)", 64, runGateway},
 }
 
 func usage(w io.Writer) {

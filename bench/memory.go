@@ -99,7 +99,7 @@ func runMemory(ctx context.Context, o options, log *slog.Logger, progress io.Wri
 	// secrets of the working set exist only in this process's memory, so a
 	// rerun on a kept directory always creates a fresh working set.
 	cfg := config.Dev(dir)
-	if _, _, err := server.Init(ctx, cfg, false, log); err != nil {
+	if _, _, err := server.Init(ctx, server.InitOptions{Config: cfg, Dev: true, Logger: log}); err != nil {
 		return nil, fmt.Errorf("init: %w", err)
 	}
 	dbPath := filepath.Join(dir, server.DBFile)
@@ -241,10 +241,20 @@ type genStats struct {
 // goroutines so that the group commit batches them. It returns the secrets
 // of the first keep tokens; they are never written anywhere.
 func generateTokens(ctx context.Context, dir string, n int64, keep, workers int, progress io.Writer) ([]string, genStats, error) {
-	kr, err := vault.OpenFile(dir)
+	// the pepper lives in the vault, under the dev master key of server --dev
+	spec, _, _, err := vault.DevKey(dir, nil)
 	if err != nil {
 		return nil, genStats{}, err
 	}
+	p, err := vault.ParseProvider(ctx, spec, vault.ProviderOptions{})
+	if err != nil {
+		return nil, genStats{}, err
+	}
+	kr, err := vault.Open(ctx, dir, p, vault.Options{})
+	if err != nil {
+		return nil, genStats{}, err
+	}
+	defer kr.Close()
 	h, err := token.NewHasher(ctx, kr)
 	if err != nil {
 		return nil, genStats{}, err

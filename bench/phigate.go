@@ -38,7 +38,7 @@ func startInProcess(ctx context.Context, dataDir string, log *slog.Logger) (*inp
 	cfg := config.Dev(dataDir)
 	cfg.Admin.Listen = "127.0.0.1:0"
 	cfg.Gateway.Listen = "127.0.0.1:0" // never a fixed port a parallel run would hold
-	admin, _, err := server.Init(ctx, cfg, false, log)
+	admin, _, err := server.Init(ctx, server.InitOptions{Config: cfg, Dev: true, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("phigate init: %w", err)
 	}

@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/tls"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"io/fs"
@@ -339,21 +341,45 @@ func TestEndToEndWalkthrough(t *testing.T) {
 func TestEndToEndInitAndConfig(t *testing.T) {
 	bin := phigateBinary(t)
 	dir := filepath.Join(t.TempDir(), "prod")
-	out, err := exec.Command(bin, "init", "--data", dir).CombinedOutput()
+	// a real deployment's master key, here from the environment
+	mk := make([]byte, 32)
+	rand.Read(mk)
+	env := append(os.Environ(), "PHIGATE_E2E_MK="+base64.StdEncoding.EncodeToString(mk), "PHIGATE_MASTER_KEY=env:PHIGATE_E2E_MK")
+	run := func(args ...string) ([]byte, error) {
+		c := exec.Command(bin, args...)
+		c.Env = env
+		return c.CombinedOutput()
+	}
+	if out, err := exec.Command(bin, "init", "--data", dir).CombinedOutput(); err == nil || !strings.Contains(string(out), "master key") {
+		t.Fatalf("init without a master key must fail naming it: %v %s", err, out)
+	}
+	out, err := run("init", "--data", dir)
 	if err != nil || !reToken.Match(out) {
 		t.Fatalf("init: %v %s", err, out)
 	}
-	st, err := os.Stat(filepath.Join(dir, "keys", "pepper-v1.key"))
-	if err != nil || st.Mode().Perm() != 0o600 {
-		t.Fatalf("pepper file: %v %v", err, st)
+	for _, f := range []string{"phigate.db", "vault.db", "audit.db"} {
+		st, err := os.Stat(filepath.Join(dir, f))
+		if err != nil || st.Mode().Perm()&0o077 != 0 {
+			t.Fatalf("%s: %v %v", f, err, st)
+		}
 	}
-	out, err = exec.Command(bin, "init", "--data", dir).CombinedOutput()
+	if _, err := os.Stat(filepath.Join(dir, "keys", "pepper-v1.key")); err == nil {
+		t.Fatal("the pepper is in a plaintext file")
+	}
+	out, err = run("init", "--data", dir)
 	if err != nil || reToken.Match(out) {
 		t.Fatalf("second init must not issue a token: %v %s", err, out)
 	}
-	out, err = exec.Command(bin, "init", "--data", dir, "--new-admin-token").CombinedOutput()
+	out, err = run("init", "--data", dir, "--new-admin-token")
 	if err != nil || !reToken.Match(out) {
 		t.Fatalf("init --new-admin-token: %v %s", err, out)
+	}
+	// the wrong master key is refused and changes nothing
+	wrong := append(os.Environ(), "PHIGATE_E2E_MK="+base64.StdEncoding.EncodeToString(make([]byte, 32)), "PHIGATE_MASTER_KEY=env:PHIGATE_E2E_MK")
+	c := exec.Command(bin, "init", "--data", dir, "--new-admin-token")
+	c.Env = wrong
+	if out, err := c.CombinedOutput(); err == nil || reToken.Match(out) {
+		t.Fatalf("init with the wrong master key: %v %s", err, out)
 	}
 	// a config with a bad value names the line
 	cfg := filepath.Join(t.TempDir(), "phigate.yaml")

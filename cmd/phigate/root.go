@@ -55,6 +55,7 @@ Client commands talk to the admin API configured by the environment:
 		newInitCmd(),
 		a.tokenCmd(),
 		a.introspectCmd(),
+		a.auditCmd(),
 		a.secretCmd(), a.keysCmd(),
 	)
 	return root

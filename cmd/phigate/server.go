@@ -22,6 +22,7 @@ func newServerCmd() *cobra.Command {
 		configFile string
 		dataDir    string
 		adminAddr  string
+		gwAddr     string
 	)
 	cmd := &cobra.Command{
 		Use:   "server",
@@ -44,12 +45,16 @@ func newServerCmd() *cobra.Command {
 			if adminAddr != "" {
 				cfg.Admin.Listen = adminAddr
 			}
+			if gwAddr != "" {
+				cfg.Gateway.Listen = gwAddr
+			}
 			if err := cfg.Validate(dev); err != nil {
 				return err
 			}
 			log := newLogger(cmd.ErrOrStderr(), cfg.Log)
 			return server.Run(cmd.Context(), server.Options{
 				Config: cfg, Dev: dev, Console: cmd.OutOrStdout(), Logger: log, ConfigFile: configFile,
+				MasterKey: masterKeySpec(cfg),
 			})
 		},
 	}
@@ -58,6 +63,7 @@ func newServerCmd() *cobra.Command {
 	f.StringVar(&configFile, "config", "", "config file (YAML)")
 	f.StringVar(&dataDir, "data", "", "data directory (overrides the config's data_dir; --dev default "+defaultDevData+")")
 	f.StringVar(&adminAddr, "admin-listen", "", "admin API listen address (overrides the config), e.g. 127.0.0.1:0")
+	f.StringVar(&gwAddr, "gateway-listen", "", "gateway listen address (overrides the config), e.g. 127.0.0.1:0")
 	return cmd
 }
 
@@ -89,6 +95,7 @@ func newInitCmd() *cobra.Command {
 		configFile string
 		dataDir    string
 		newAdmin   bool
+		masterKey  string
 	)
 	cmd := &cobra.Command{
 		Use:   "init",
@@ -119,7 +126,12 @@ for another bootstrap token (access to the data directory is the proof).`,
 			}
 			log := newLogger(cmd.ErrOrStderr(), cfg.Log)
 			already := server.Initialised(cfg.DataDir)
-			secret, rec, err := server.Init(cmd.Context(), cfg, newAdmin, log)
+			if masterKey != "" {
+				cfg.Vault.MasterKey = masterKey
+			}
+			secret, rec, err := server.Init(cmd.Context(), server.InitOptions{
+				Config: cfg, MasterKey: masterKeySpec(cfg), NewAdmin: newAdmin, Console: cmd.ErrOrStderr(), Logger: log,
+			})
 			if err != nil {
 				return err
 			}
@@ -139,7 +151,17 @@ for another bootstrap token (access to the data directory is the proof).`,
 	f.StringVar(&configFile, "config", "", "config file (YAML)")
 	f.StringVar(&dataDir, "data", "", "data directory")
 	f.BoolVar(&newAdmin, "new-admin-token", false, "issue another bootstrap admin token on an initialised directory")
+	f.StringVar(&masterKey, "master-key", "", "the vault's master key: file:PATH, env:NAME, passphrase, passphrase:fd:N or awskms:KEY_ID (default: the config's vault.master_key, or $"+envMasterKey+")")
 	return cmd
+}
+
+// masterKeySpec is the vault's master key: $PHIGATE_MASTER_KEY, else the
+// config's vault.master_key (empty in dev mode: the development key).
+func masterKeySpec(cfg *config.Config) string {
+	if v := os.Getenv(envMasterKey); v != "" {
+		return v
+	}
+	return cfg.Vault.MasterKey
 }
 
 // newLogger returns the process logger: JSON unless the format is text, or

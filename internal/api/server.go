@@ -29,6 +29,9 @@ type Options struct {
 	Ready func(ctx context.Context) error
 	// Audit is the audit log the audit endpoints read (nil: not wired).
 	Audit *audit.Log
+	// Record, when set, durably records the admin API's denials (bad or
+	// unknown tokens, insufficient scope, constraints) in the audit log.
+	Record func(ctx context.Context, e *audit.Entry) error
 	// Vault serves the secret and key endpoints (nil: they answer 503).
 	Vault KeyVault
 	// Issuer is the "iss" of introspection answers.
@@ -195,6 +198,7 @@ func (s *Server) authed(need string, h authedHandler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		secret, present := bearer(r)
 		if !present {
+			s.recordDenied(r, authority.Decision{Reason: policy.Malformed})
 			s.writeError(w, r, &apiError{status: http.StatusUnauthorized, code: "missing_token", msg: "an Authorization: Bearer phigate token is required"})
 			return
 		}
@@ -207,6 +211,7 @@ func (s *Server) authed(need string, h authedHandler) http.HandlerFunc {
 			return
 		}
 		if !d.Allowed() {
+			s.recordDenied(r, d)
 			if d.Token != nil {
 				s.log.Info("request denied", "request_id", requestID(r), "token_id", d.Token.ID, "reason", d.Reason.Code(), "path", r.URL.Path)
 			} else {
@@ -216,6 +221,29 @@ func (s *Server) authed(need string, h authedHandler) http.HandlerFunc {
 			return
 		}
 		h(w, r, authority.ActorOf(d))
+	}
+}
+
+// recordDenied writes an auth.failed (no valid token) or access.denied
+// entry for a refused admin request. The request is refused either way, so
+// a failure to record is logged, not returned.
+func (s *Server) recordDenied(r *http.Request, d authority.Decision) {
+	if s.opts.Record == nil {
+		return
+	}
+	e := &audit.Entry{Action: audit.ActionAccessDenied, Outcome: audit.OutcomeDenied, Reason: d.Reason.Code(),
+		RequestID: requestID(r), Method: r.Method, Upstream: "admin", Path: r.URL.Path,
+		Source: audit.Source{UserAgent: truncate(r.UserAgent(), 256)}}
+	if a := clientAddr(r); a.IsValid() {
+		e.Source.IP = a.String()
+	}
+	if d.Token == nil || d.Reason == policy.Malformed || d.Reason == policy.Unknown {
+		e.Action = audit.ActionAuthFailed
+	} else {
+		e.Actor = audit.ActorOf(d.Token)
+	}
+	if err := s.opts.Record(r.Context(), e); err != nil {
+		s.log.Error("cannot record a denial in the audit log", "request_id", e.RequestID, "err", err)
 	}
 }
 

@@ -13,6 +13,43 @@
 //	  listen: 127.0.0.1:8443            # host:port; host may be empty for all interfaces
 //	gateway:
 //	  listen: 127.0.0.1:9443            # must differ from admin.listen
+//	  trusted_proxies: [10.0.0.0/8]     # CIDRs or addresses whose X-Forwarded-For / X-Real-IP
+//	                                    # and forward-auth headers are believed (default: none)
+//	  limits:
+//	    max_body_bytes: 33554432        # request body streamed upstream (413 beyond); > 0
+//	    max_inspect_bytes: 1048576      # body the gateway reads to decide (Bundles,
+//	                                    # POST _search, patient-scoped creates); > 0
+//	    max_bundle_entries: 100         # entries of a batch/transaction Bundle; 1..10000
+//	  upstreams:                        # outside dev mode the gateway starts only with one
+//	    - name: ehr                     # required; a-z 0-9 - _, unique; names it in the audit
+//	      url: https://ehr.internal/fhir/R4  # https (http only with allow_plain_http: true);
+//	                                    # no credentials, query or fragment; empty: the
+//	                                    # upstream is reached only through /v1/authz
+//	      allow_plain_http: false
+//	      prefix: /fhir/                # required; starts and ends with /, unique, not under
+//	                                    # /v1/authz, /.well-known/ or /healthz (those win)
+//	      kind: fhir                    # required: fhir | http
+//	      tls:                          # https only; neither: the system roots
+//	        ca_file: /etc/phigate/ehr-ca.pem   # the only roots trusted
+//	        pins: [sha256//…]           # SPKI pins; alone they replace the chain check
+//	        server_name: ehr.internal   # SNI and name verified (default: the URL's host)
+//	      timeouts:                     # absent or 0: the default shown; >= 0
+//	        connect: 5s                 # dial and TLS handshake
+//	        response: 30s               # until the response headers (504 beyond)
+//	        idle: 90s                   # idle keep-alive connections
+//	      credential:                   # injected in place of the client's token
+//	        type: bearer                # none (default) | bearer | basic | header
+//	        value: env:EHR_TOKEN        # env:NAME | file:PATH | secret:NAME (key vault);
+//	                                    # never the secret itself
+//	        username: svc               # basic only (value is the password)
+//	        header: X-Api-Key           # header only; not a header the gateway sets
+//	      operations:                   # fhir only: $operations allowed, with their scope
+//	        - name: $everything         # $ and a name
+//	          resource: Patient         # a resource type, or * / absent: any level
+//	          scope: user/Patient.r     # the token must cover it (SMART or plain)
+//	      routes:                       # http only, at least one: METHOD /path → scope;
+//	        - match: GET /invoices/*    # the most specific match wins; a request no route
+//	          scope: billing:read       # matches is denied (see internal/gateway/route)
 //	tls:
 //	  cert_file: /etc/phigate/tls.crt   # PEM; both files required, except in dev
 //	  key_file: /etc/phigate/tls.key    # mode, where both empty means self-signed
@@ -47,6 +84,8 @@
 // stage (decoding, then validation), all are reported, joined by newlines in
 // file order; errors.As finds the first.
 //
+// List elements are named by their index: gateway.upstreams[1].routes[0].match.
+//
 // A Config built in code is checked by [Config.Validate], whose errors carry
 // the key path but no line.
 package config
@@ -63,8 +102,8 @@ type Config struct {
 	DataDir string `yaml:"data_dir"`
 	// Admin is the admin API listener.
 	Admin Listener `yaml:"admin"`
-	// Gateway is the enforcing gateway listener.
-	Gateway Listener `yaml:"gateway"`
+	// Gateway is the enforcing gateway: its listener, limits and upstreams.
+	Gateway Gateway `yaml:"gateway"`
 	// TLS names the server certificate.
 	TLS TLS `yaml:"tls"`
 	// Tokens sets token lifetimes and the verification cache.
@@ -73,11 +112,126 @@ type Config struct {
 	Log Log `yaml:"log"`
 	// Limits bound every HTTP request and connection.
 	Limits Limits `yaml:"limits"`
+	// Vault configures the key vault (secrets at rest).
+	Vault Vault `yaml:"vault"`
+	// Audit configures the tamper-evident audit log.
+	Audit Audit `yaml:"audit"`
 }
 
 // Listener is a TCP listen address.
 type Listener struct {
 	Listen string `yaml:"listen"`
+}
+
+// Gateway configures the enforcing gateway.
+type Gateway struct {
+	// Listen is the gateway's TLS listen address.
+	Listen string `yaml:"listen"`
+	// TrustedProxies lists the networks (CIDR, or a single address) of the
+	// proxies whose X-Forwarded-For, X-Real-IP and forward-auth headers
+	// are believed. Empty: none; the client is the connection's peer.
+	TrustedProxies []string `yaml:"trusted_proxies,omitempty"`
+	// Limits bound what the gateway reads and forwards.
+	Limits GatewayLimits `yaml:"limits"`
+	// Upstreams are the APIs behind the gateway. Outside dev mode the
+	// gateway starts only when there is at least one.
+	Upstreams []Upstream `yaml:"upstreams,omitempty"`
+}
+
+// GatewayLimits bound the gateway's requests.
+type GatewayLimits struct {
+	// MaxBodyBytes bounds a request body streamed to an upstream (413
+	// beyond).
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// MaxInspectBytes bounds a body the gateway must read to decide:
+	// FHIR batch/transaction Bundles, POST _search forms, and resources
+	// created under a patient-compartment scope.
+	MaxInspectBytes int64 `yaml:"max_inspect_bytes"`
+	// MaxBundleEntries bounds the entries of a batch or transaction.
+	MaxBundleEntries int `yaml:"max_bundle_entries"`
+}
+
+// Upstream is one API behind the gateway.
+type Upstream struct {
+	// Name identifies the upstream in logs and audit events.
+	Name string `yaml:"name"`
+	// URL is where requests go: https://host[:port][/base]. Empty: the
+	// upstream is reached only through forward auth (/v1/authz).
+	URL string `yaml:"url"`
+	// Prefix is the path on the gateway that leads to this upstream; it
+	// is replaced by the URL's path.
+	Prefix string `yaml:"prefix"`
+	// Kind is fhir (scopes derived from the FHIR interaction) or http
+	// (scopes from Routes).
+	Kind string `yaml:"kind"`
+	// AllowPlainHTTP permits an http:// URL. Without it only https is.
+	AllowPlainHTTP bool `yaml:"allow_plain_http"`
+	// TLS says how the upstream's certificate is verified.
+	TLS UpstreamTLS `yaml:"tls"`
+	// Timeouts of the connection to the upstream.
+	Timeouts UpstreamTimeouts `yaml:"timeouts"`
+	// Credential is what the gateway sends the upstream in place of the
+	// client's token.
+	Credential Credential `yaml:"credential"`
+	// Routes map method and path to the scope required (http upstreams).
+	Routes []Route `yaml:"routes,omitempty"`
+	// Operations map FHIR $operations to the scope required (fhir
+	// upstreams). An operation not listed is denied.
+	Operations []Operation `yaml:"operations,omitempty"`
+}
+
+// UpstreamTLS verifies an https upstream. With neither CAFile nor Pins the
+// system roots are used.
+type UpstreamTLS struct {
+	// CAFile is a PEM file of the only roots trusted for the upstream.
+	CAFile string `yaml:"ca_file"`
+	// Pins are SHA-256 SPKI pins (base64, optionally "sha256//"); alone
+	// they replace chain verification, with CAFile both must pass.
+	Pins []string `yaml:"pins,omitempty"`
+	// ServerName overrides the name sent as SNI and verified.
+	ServerName string `yaml:"server_name"`
+}
+
+// UpstreamTimeouts bound the exchange with an upstream; zero takes the
+// default.
+type UpstreamTimeouts struct {
+	// Connect bounds dialling and the TLS handshake (default 5s).
+	Connect Duration `yaml:"connect"`
+	// Response bounds the wait for the response headers (default 30s;
+	// 504 beyond).
+	Response Duration `yaml:"response"`
+	// Idle is how long an idle keep-alive connection is kept (default 90s).
+	Idle Duration `yaml:"idle"`
+}
+
+// Credential is injected into every forwarded request. Value is a
+// reference: env:NAME (an environment variable) or file:PATH (a file's
+// content, trailing newline removed); secret:NAME is reserved for the key
+// vault.
+type Credential struct {
+	// Type is none, bearer, basic or header.
+	Type string `yaml:"type"`
+	// Header names the header of Type header.
+	Header string `yaml:"header"`
+	// Username is the user of Type basic (Value is the password).
+	Username string `yaml:"username"`
+	// Value is the reference to the secret.
+	Value string `yaml:"value"`
+}
+
+// Route requires Scope for requests matching Match ("GET /invoices/*"; see
+// internal/gateway/route for the grammar and which route wins).
+type Route struct {
+	Match string `yaml:"match"`
+	Scope string `yaml:"scope"`
+}
+
+// Operation requires Scope for the FHIR operation Name ("$everything") on
+// Resource (a resource type; empty or "*": at every level and type).
+type Operation struct {
+	Name     string `yaml:"name"`
+	Resource string `yaml:"resource"`
+	Scope    string `yaml:"scope"`
 }
 
 // TLS names the PEM files of the server certificate (chain) and its key.
@@ -139,14 +293,28 @@ const (
 	DefaultReadTimeout       = 30 * time.Second
 	DefaultWriteTimeout      = 30 * time.Second
 	DefaultIdleTimeout       = 120 * time.Second
+
+	DefaultGatewayMaxBodyBytes     = 32 << 20
+	DefaultGatewayMaxInspectBytes  = 1 << 20
+	DefaultGatewayMaxBundleEntries = 100
+	DefaultUpstreamConnect         = 5 * time.Second
+	DefaultUpstreamResponse        = 30 * time.Second
+	DefaultUpstreamIdle            = 90 * time.Second
 )
 
 // Default returns a Config with every default applied. DataDir and the TLS
 // files are empty: Default is valid only in dev mode until they are set.
 func Default() *Config {
 	return &Config{
-		Admin:   Listener{Listen: DefaultAdminListen},
-		Gateway: Listener{Listen: DefaultGatewayListen},
+		Admin: Listener{Listen: DefaultAdminListen},
+		Gateway: Gateway{
+			Listen: DefaultGatewayListen,
+			Limits: GatewayLimits{
+				MaxBodyBytes:     DefaultGatewayMaxBodyBytes,
+				MaxInspectBytes:  DefaultGatewayMaxInspectBytes,
+				MaxBundleEntries: DefaultGatewayMaxBundleEntries,
+			},
+		},
 		Tokens: Tokens{
 			DefaultTTL:    Duration(DefaultTokenTTL),
 			MaxTTL:        Duration(DefaultMaxTTL),
@@ -188,4 +356,28 @@ func (l Log) SlogLevel() slog.Level {
 	default:
 		return slog.LevelInfo
 	}
+}
+
+// Vault configures the key vault.
+type Vault struct {
+	// MasterKey names the key-encryption key: file:PATH (32 bytes, mode
+	// 0600), env:NAME (base64), passphrase (asked at the terminal),
+	// passphrase:fd:N, or awskms:KEY_ID?region=R. Required outside dev
+	// mode (where a development key file in the data directory is used);
+	// the environment variable PHIGATE_MASTER_KEY overrides it.
+	MasterKey string `yaml:"master_key"`
+}
+
+// Audit configures the audit log.
+type Audit struct {
+	// Node names this server in the log's origin (phigate/<node>);
+	// default: the host name. It can never change for a given log.
+	Node string `yaml:"node"`
+	// WitnessFile, when set, gets every signed checkpoint appended.
+	WitnessFile string `yaml:"witness_file"`
+	// WitnessURL, when set, gets every signed checkpoint POSTed.
+	WitnessURL string `yaml:"witness_url"`
+	// Retention is how long entries are kept (default 6 years, HIPAA
+	// 164.316(b)(2)); nothing is ever deleted from the middle.
+	Retention Duration `yaml:"retention"`
 }

@@ -145,7 +145,7 @@ limits:
 	want := &Config{
 		DataDir: "./data",
 		Admin:   Listener{":8443"},
-		Gateway: Listener{"[::1]:9443"},
+		Gateway: Gateway{Listen: "[::1]:9443", Limits: Default().Gateway.Limits},
 		TLS:     TLS{"c.pem", "k.pem"},
 		Tokens: Tokens{
 			DefaultTTL: Duration(5 * time.Minute), MaxTTL: Duration(90 * time.Minute), BootstrapTTL: Duration(5 * time.Minute),
@@ -422,6 +422,7 @@ func TestSlogLevel(t *testing.T) {
 
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(valid))
+	f.Add([]byte(validGateway))
 	f.Add([]byte(""))
 	f.Add([]byte("data_dir: d\ntls: {cert_file: c, key_file: k}\ntokens: {default_ttl: &t 1h, max_ttl: *t}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {

@@ -15,6 +15,9 @@ import (
 // maxFileSize bounds what Load reads; a configuration is a few kilobytes.
 const maxFileSize = 1 << 20
 
+// maxListLen bounds every list of the file (upstreams, routes, ...).
+const maxListLen = 1000
+
 // Load reads the configuration file at path and returns it as Parse does,
 // with path in each *Error.
 func Load(path string) (*Config, error) {
@@ -131,6 +134,31 @@ func (d *decoder) value(path string, n *yaml.Node, v reflect.Value) {
 			return
 		}
 		v.SetString(n.Value)
+	case reflect.Bool:
+		var b bool
+		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!bool" || n.Decode(&b) != nil {
+			d.fail(path, n, "must be true or false")
+			return
+		}
+		v.SetBool(b)
+	case reflect.Slice:
+		if n.Kind != yaml.SequenceNode {
+			d.fail(path, n, "must be a list")
+			return
+		}
+		if len(n.Content) > maxListLen {
+			d.fail(path, n, "at most %d entries", maxListLen)
+			return
+		}
+		if len(n.Content) == 0 {
+			v.SetZero()
+			return
+		}
+		list := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
+		for i, e := range n.Content {
+			d.value(fmt.Sprintf("%s[%d]", path, i), e, list.Index(i))
+		}
+		v.Set(list)
 	case reflect.Int, reflect.Int64:
 		var i int64
 		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" || n.Decode(&i) != nil {
@@ -242,10 +270,24 @@ func (d *decoder) at(path string) *yaml.Node {
 	if d.isSet(path) {
 		return d.pos[path]
 	}
-	for ; path != ""; path = path[:max(strings.LastIndexByte(path, '.'), 0)] {
+	for ; path != ""; path = parentPath(path) {
 		if k, ok := d.keys[path]; ok {
 			return k
 		}
+		if n, ok := d.pos[path]; ok && strings.HasSuffix(path, "]") {
+			return n // an element of a list
+		}
 	}
 	return nil
+}
+
+// parentPath returns the path of the key or list holding path:
+// "a.b" → "a", "a.b[2]" → "a.b", "a" → "".
+func parentPath(path string) string {
+	if strings.HasSuffix(path, "]") {
+		if i := strings.LastIndexByte(path, '['); i > 0 {
+			return path[:i]
+		}
+	}
+	return path[:max(strings.LastIndexByte(path, '.'), 0)]
 }

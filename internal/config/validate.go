@@ -90,6 +90,8 @@ func (c *Config) check(dev bool, set func(path string) bool) []problem {
 	ps.positive("limits.read_timeout", l.ReadTimeout)
 	ps.positive("limits.write_timeout", l.WriteTimeout)
 	ps.positive("limits.idle_timeout", l.IdleTimeout)
+
+	ps.gateway(&c.Gateway)
 	return ps
 }
 

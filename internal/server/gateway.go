@@ -1,5 +1,164 @@
 package server
 
-// startGateway builds and starts the enforcing gateway listener (owned by
-// the gateway work). A nil gateway means none is configured.
-func startGateway(d gatewayDeps) (runningGateway, error) { return nil, nil }
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/phigate/phigate/internal/config"
+	"github.com/phigate/phigate/internal/demo"
+	"github.com/phigate/phigate/internal/gateway"
+)
+
+// Files of the gateway in the data directory.
+const (
+	// GatewayAuditFile is where the gateway records its decisions until
+	// the audit log takes over.
+	GatewayAuditFile = "gateway-audit.jsonl"
+	// GatewayIdentityKeyFile is the Ed25519 key of the identity
+	// assertions (keys/, mode 0600).
+	GatewayIdentityKeyFile = "gateway-identity.key"
+	// demoPrefix is where --dev mounts the demo FHIR server.
+	demoPrefix = "/fhir/"
+)
+
+// gatewayRunner is the started gateway: its listener, its recorder and, in
+// dev mode, the demo FHIR server behind it.
+type gatewayRunner struct {
+	gw     *gateway.Gateway
+	rec    *gateway.FileRecorder
+	addr   string
+	listen string
+	dev    bool
+	demo   *http.Server
+	demoUp *config.Upstream
+	log    *slog.Logger
+	served chan error
+}
+
+// startGateway builds and starts the enforcing gateway listener. Outside
+// dev mode it starts only when the config names upstreams; in dev mode it
+// always starts, with the demo FHIR server (synthetic data) mounted at
+// /fhir/ unless the config uses that prefix. A dev server whose admin API
+// takes an ephemeral port (tests, benchmarks) gives the gateway one too,
+// unless gateway.listen was changed from its default.
+func startGateway(d gatewayDeps) (runningGateway, error) {
+	cfg := d.Config
+	if !d.Dev && len(cfg.Gateway.Upstreams) == 0 {
+		return nil, nil
+	}
+	log := d.Logger.With("component", "gateway")
+	listen := cfg.Gateway.Listen
+	if d.Dev && listen == config.DefaultGatewayListen && strings.HasSuffix(cfg.Admin.Listen, ":0") {
+		listen = "127.0.0.1:0"
+	}
+	key, err := gateway.LoadOrCreateKey(filepath.Join(cfg.DataDir, "keys", GatewayIdentityKeyFile), nil)
+	if err != nil {
+		return nil, err
+	}
+	signer := gateway.NewSigner(key)
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return nil, fmt.Errorf("gateway listener: %w", err)
+	}
+	r := &gatewayRunner{addr: ln.Addr().String(), listen: cfg.Gateway.Listen, dev: d.Dev, log: log, served: make(chan error, 1)}
+	fail := func(err error) (runningGateway, error) {
+		ln.Close()
+		if r.demo != nil {
+			r.demo.Close()
+		}
+		if r.rec != nil {
+			r.rec.Close()
+		}
+		return nil, err
+	}
+	auditPath := filepath.Join(cfg.DataDir, GatewayAuditFile)
+	if r.rec, err = gateway.NewFileRecorder(auditPath); err != nil {
+		return fail(err)
+	}
+	if d.Dev && !slices.ContainsFunc(cfg.Gateway.Upstreams, func(u config.Upstream) bool { return u.Prefix == demoPrefix }) {
+		if err := r.startDemo(signer, log); err != nil {
+			return fail(err)
+		}
+		fmt.Fprintf(d.Console, "demo FHIR:   https://%s%s  (SYNTHETIC DEMO DATA, dev mode only; patients pat-1, pat-2, pat-3)\n", r.addr, demoPrefix)
+		fmt.Fprintf(d.Console, "gateway log: %s  (every gateway decision, one JSON line each)\n", auditPath)
+	}
+	gcfg := r.gatewayConfig(cfg)
+	r.gw, err = gateway.New(context.Background(), &gcfg, gateway.Options{
+		Auth: d.Auth, Recorder: r.rec, Signer: signer, TLS: d.TLS, Limits: cfg.Limits, Logger: log,
+	})
+	if err != nil {
+		return fail(err)
+	}
+	go func() { r.served <- r.gw.Serve(ln) }()
+	log.Info("gateway started", "addr", r.addr, "upstreams", len(gcfg.Upstreams), "audit_file", auditPath)
+	return r, nil
+}
+
+// startDemo serves the demo FHIR server on a loopback port in plain HTTP
+// (the link never leaves this machine; the gateway is told so explicitly)
+// and checks every request's identity assertion.
+func (r *gatewayRunner) startDemo(signer *gateway.Signer, log *slog.Logger) error {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("demo FHIR server: %w", err)
+	}
+	pub := signer.PublicKey()
+	h := demo.New(demo.Options{
+		BaseURL: "https://" + r.addr + strings.TrimSuffix(demoPrefix, "/"),
+		Verify: func(req *http.Request) error {
+			_, err := gateway.VerifyRequest(req, pub, time.Now())
+			return err
+		},
+	})
+	r.demo = &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	go r.demo.Serve(ln)
+	r.demoUp = &config.Upstream{
+		Name: "demo-fhir", URL: "http://" + ln.Addr().String(), AllowPlainHTTP: true, Prefix: demoPrefix, Kind: config.KindFHIR,
+		Operations: []config.Operation{},
+	}
+	return nil
+}
+
+// gatewayConfig is cfg's gateway section plus, in dev mode, the demo.
+func (r *gatewayRunner) gatewayConfig(cfg *config.Config) config.Gateway {
+	g := cfg.Gateway
+	g.Upstreams = slices.Clone(g.Upstreams)
+	if r.demoUp != nil && !slices.ContainsFunc(g.Upstreams, func(u config.Upstream) bool { return u.Prefix == demoPrefix }) {
+		g.Upstreams = append(g.Upstreams, *r.demoUp)
+	}
+	return g
+}
+
+func (r *gatewayRunner) Addr() string { return r.addr }
+
+// Reload swaps in cfg's upstreams, routes, trusted proxies and limits. The
+// listen address is not changed (that needs a restart).
+func (r *gatewayRunner) Reload(cfg *config.Config) error {
+	if err := cfg.Validate(r.dev); err != nil {
+		return err
+	}
+	if cfg.Gateway.Listen != r.listen {
+		r.log.Warn("gateway.listen changed; the new address takes effect at the next restart", "listening", r.addr, "configured", cfg.Gateway.Listen)
+	}
+	gcfg := r.gatewayConfig(cfg)
+	return r.gw.Reload(context.Background(), &gcfg)
+}
+
+func (r *gatewayRunner) Shutdown(ctx context.Context) error {
+	err := r.gw.Shutdown(ctx)
+	if serr := <-r.served; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
+		err = errors.Join(err, serr)
+	}
+	if r.demo != nil {
+		err = errors.Join(err, r.demo.Shutdown(ctx))
+	}
+	return errors.Join(err, r.rec.Close())
+}

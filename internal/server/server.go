@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/phigate/phigate/internal/api"
+	"github.com/phigate/phigate/internal/audit"
 	"github.com/phigate/phigate/internal/authority"
 	"github.com/phigate/phigate/internal/config"
 	"github.com/phigate/phigate/internal/store"
@@ -54,6 +55,9 @@ type Options struct {
 	// token and the SPKI pin. Never a log.
 	Console io.Writer
 	Logger  *slog.Logger
+	// MasterKey is the vault's master-key spec (vault.master_key); empty in
+	// dev mode means the development key file in the data directory.
+	MasterKey string
 	// ConfigFile is where Config was read from; SIGHUP reloads it (the
 	// gateway's upstreams and routes). Empty: SIGHUP is ignored.
 	ConfigFile string
@@ -69,6 +73,10 @@ type gatewayDeps struct {
 	TLS     *tls.Config // the server TLS config (same certificate as the admin API)
 	Logger  *slog.Logger
 	Console io.Writer
+	// Audit records every gateway decision (durable before forwarding).
+	Audit *audit.Log
+	// Vault resolves secret:NAME upstream credentials.
+	Vault *vault.Vault
 }
 
 // runningGateway is a started gateway listener.
@@ -89,51 +97,172 @@ func Initialised(dataDir string) bool {
 	return err == nil
 }
 
-// Init initialises dataDir: key material, the store, and a bootstrap admin
-// token, whose secret it returns (the only time it exists in plaintext).
-// On an initialised directory it issues a new bootstrap token only when
-// newAdmin is set, and otherwise returns "" and no error.
-func Init(ctx context.Context, cfg *config.Config, newAdmin bool, logger *slog.Logger) (secret string, rec *token.Record, err error) {
+// node is everything a phigate process opens in its data directory, in
+// the order it opens them: the vault (it holds the keys), the audit log
+// (its signing key is in the vault; every later change is recorded in
+// it), the token store, and the authority over them.
+type node struct {
+	vault  *vault.Vault
+	events *vaultEvents
+	audit  *audit.Log
+	store  *sqlite.Store
+	auth   *authority.Authority
+}
+
+// open opens (creating on first use) the node's parts in cfg.DataDir.
+// masterKey is the vault's master-key spec; in dev mode an empty one
+// means the development key file in the data directory.
+func open(ctx context.Context, cfg *config.Config, masterKey string, dev bool, console io.Writer, logger *slog.Logger) (_ *node, err error) {
 	dir := cfg.DataDir
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", nil, fmt.Errorf("init: %w", err)
+		return nil, fmt.Errorf("data directory: %w", err)
 	}
 	if st, err := os.Stat(dir); err == nil && st.Mode().Perm()&0o077 != 0 {
 		logger.Warn("the data directory is accessible by group or others; chmod 700 it", "dir", dir)
 	}
-	if _, err := vault.InitFile(dir, nil); err != nil {
-		return "", nil, err
+	n := &node{events: &vaultEvents{}}
+	defer func() {
+		if err != nil {
+			n.close()
+		}
+	}()
+	if masterKey == "" && dev {
+		spec, _, warning, err := vault.DevKey(dir, nil)
+		if err != nil {
+			return nil, err
+		}
+		masterKey = spec
+		fmt.Fprintln(console, warning)
 	}
-	kr, err := vault.OpenFile(dir)
+	if masterKey == "" {
+		return nil, errors.New("no master key: set vault.master_key in the config (file:PATH, env:NAME, passphrase or awskms:KEY) or PHIGATE_MASTER_KEY")
+	}
+	provider, err := vault.ParseProvider(ctx, masterKey, vault.ProviderOptions{})
 	if err != nil {
-		return "", nil, err
+		return nil, fmt.Errorf("master key: %w", err)
 	}
-	h, err := token.NewHasher(ctx, kr)
+	vopts := vault.Options{OnEvent: n.events.OnEvent}
+	if vault.Exists(dir) {
+		n.vault, err = vault.Open(ctx, dir, provider, vopts)
+	} else {
+		n.vault, err = vault.Create(ctx, dir, provider, vopts)
+	}
 	if err != nil {
-		return "", nil, err
+		return nil, err
 	}
-	st, err := sqlite.Open(ctx, filepath.Join(dir, DBFile), sqlite.Options{})
+	n.audit, err = audit.Open(ctx, dir, audit.Options{
+		Node: cfg.Audit.Node, Keys: vaultAuditKeys{v: n.vault, dataDir: dir, node: cfg.Audit.Node}, Logger: logger,
+		WitnessFile: cfg.Audit.WitnessFile, WitnessURL: cfg.Audit.WitnessURL, Retention: cfg.Audit.Retention.Duration(),
+	})
 	if err != nil {
-		return "", nil, err
+		return nil, fmt.Errorf("audit log: %w", err)
 	}
-	defer st.Close()
-	_, err = st.GetMeta(ctx, metaBootstrapped)
+	if err := n.events.attach(ctx, n.audit); err != nil {
+		return nil, fmt.Errorf("audit log: %w", err)
+	}
+	h, err := token.NewHasher(ctx, n.vault)
+	if err != nil {
+		return nil, err
+	}
+	n.store, err = sqlite.Open(ctx, filepath.Join(dir, DBFile), sqlite.Options{})
+	if err != nil {
+		return nil, err
+	}
+	acfg := authorityConfig(cfg, logger)
+	acfg.Recorder = changeRecorder{log: n.audit}
+	n.auth = authority.New(n.store, h, acfg)
+	return n, nil
+}
+
+// close releases what open opened, in reverse order. The authority must
+// have been closed (its leases given back) by the caller.
+func (n *node) close() error {
+	var errs []error
+	if n.store != nil {
+		errs = append(errs, n.store.Close())
+	}
+	if n.audit != nil {
+		errs = append(errs, n.audit.Close())
+	}
+	if n.vault != nil {
+		errs = append(errs, n.vault.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// ready reports whether the node can serve: the store answers and the
+// audit log can be written (a node that cannot audit must not serve).
+func (n *node) ready(ctx context.Context) error {
+	if err := n.store.Ping(ctx); err != nil {
+		return err
+	}
+	return n.audit.Ready()
+}
+
+// bootstrap issues the bootstrap admin token unless one was issued before
+// (or always, with again). It returns "" when it issued nothing.
+func (n *node) bootstrap(ctx context.Context, cfg *config.Config, again bool, logger *slog.Logger) (string, *token.Record, error) {
+	_, err := n.store.GetMeta(ctx, metaBootstrapped)
 	switch {
-	case err == nil && !newAdmin:
+	case err == nil && !again:
 		return "", nil, nil
 	case err != nil && !errors.Is(err, store.ErrNotFound):
 		return "", nil, err
 	}
-	auth := authority.New(st, h, authorityConfig(cfg, logger))
-	secret, rec, err = auth.Bootstrap(ctx, "bootstrap-admin", cfg.Tokens.BootstrapTTL.Duration(), 0)
+	secret, rec, err := n.auth.Bootstrap(ctx, "bootstrap-admin", cfg.Tokens.BootstrapTTL.Duration(), BootstrapMaxLifetime)
 	if err != nil {
 		return "", nil, err
 	}
-	if err := st.PutMeta(ctx, metaBootstrapped, []byte(rec.CreatedAt.Format(time.RFC3339Nano))); err != nil {
+	if err := n.store.PutMeta(ctx, metaBootstrapped, []byte(rec.CreatedAt.Format(time.RFC3339Nano))); err != nil {
 		return "", nil, err
 	}
 	logger.Info("bootstrap admin token issued", "token_id", rec.ID, "expires_at", rec.ExpiresAt)
 	return secret, rec, nil
+}
+
+// BootstrapMaxLifetime bounds how far the bootstrap admin token can be
+// extended by rotating itself, and so the max_lifetime of what it issues.
+const BootstrapMaxLifetime = 30 * 24 * time.Hour
+
+// InitOptions configure Init.
+type InitOptions struct {
+	Config *config.Config
+	// MasterKey is the vault's master-key spec (see vault.ParseSpec).
+	MasterKey string
+	// Dev allows the development master key in the data directory.
+	Dev bool
+	// NewAdmin issues another bootstrap admin token on an initialised
+	// directory.
+	NewAdmin bool
+	Console  io.Writer
+	Logger   *slog.Logger
+}
+
+// Init initialises the data directory: the vault (pepper, data keys), the
+// audit log and its signing key, the store, and a bootstrap admin token,
+// whose secret it returns (the only time it exists in plaintext). On an
+// initialised directory it issues a token only with NewAdmin, and
+// otherwise returns "" and no error.
+func Init(ctx context.Context, o InitOptions) (secret string, rec *token.Record, err error) {
+	logger := o.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	console := o.Console
+	if console == nil {
+		console = io.Discard
+	}
+	n, err := open(ctx, o.Config, o.MasterKey, o.Dev, console, logger)
+	if err != nil {
+		return "", nil, err
+	}
+	defer func() {
+		n.auth.Close(ctx)
+		if cerr := n.close(); err == nil && cerr != nil {
+			err = cerr
+		}
+	}()
+	return n.bootstrap(ctx, o.Config, o.NewAdmin, logger)
 }
 
 func authorityConfig(cfg *config.Config, logger *slog.Logger) authority.Config {
@@ -175,17 +304,11 @@ func Run(ctx context.Context, opts Options) error {
 	if console == nil {
 		console = io.Discard
 	}
-	if !Initialised(cfg.DataDir) {
-		if !opts.Dev {
-			return fmt.Errorf("%s is not initialised: run phigate init --data %s", cfg.DataDir, cfg.DataDir)
-		}
+	if !Initialised(cfg.DataDir) && !opts.Dev {
+		return fmt.Errorf("%s is not initialised: run phigate init --data %s", cfg.DataDir, cfg.DataDir)
 	}
-	secret, rec, err := Init(ctx, cfg, false, log)
-	if err != nil {
-		return err
-	}
-
 	certFile, keyFile := cfg.TLS.CertFile, cfg.TLS.KeyFile
+	var err error
 	if certFile == "" && opts.Dev {
 		certFile, keyFile, err = tlsutil.GenerateSelfSigned(filepath.Join(cfg.DataDir, "tls"), nil, time.Now())
 		if err != nil {
@@ -198,28 +321,27 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	pin := tlsutil.SPKIPin(reloader.Leaf())
 
-	kr, err := vault.OpenFile(cfg.DataDir)
+	n, err := open(ctx, cfg, opts.MasterKey, opts.Dev, console, log)
 	if err != nil {
 		return err
 	}
-	h, err := token.NewHasher(ctx, kr)
+	defer n.close()
+	auth := n.auth
+	secret, rec, err := n.bootstrap(ctx, cfg, false, log)
 	if err != nil {
 		return err
 	}
-	st, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, DBFile), sqlite.Options{})
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	auth := authority.New(st, h, authorityConfig(cfg, log))
 	runCtx, stopRun := context.WithCancel(context.Background())
 	defer stopRun()
 	go auth.Run(runCtx)
 
 	adminAPI := api.New(auth, api.Options{
 		MaxBody: cfg.Limits.MaxBodyBytes,
-		Ready:   st.Ping,
+		Ready:   n.ready,
 		Logger:  log,
+		Audit:   n.audit,
+		Vault:   n.vault,
+		Record:  n.recordDenial,
 	})
 	srv := &http.Server{
 		Handler:           adminAPI,
@@ -240,7 +362,8 @@ func Run(ctx context.Context, opts Options) error {
 	if opts.Dev {
 		fmt.Fprintln(console, "phigate is running in DEVELOPMENT mode: self-signed certificate, key files in "+cfg.DataDir+". Not for production.")
 	}
-	gw, err := startGateway(gatewayDeps{Config: cfg, Dev: opts.Dev, Auth: auth, TLS: tlsutil.ServerConfig(reloader), Logger: log, Console: console})
+	gw, err := startGateway(gatewayDeps{Config: cfg, Dev: opts.Dev, Auth: auth, TLS: tlsutil.ServerConfig(reloader), Logger: log, Console: console,
+		Audit: n.audit, Vault: n.vault})
 	if err != nil {
 		ln.Close()
 		return fmt.Errorf("gateway: %w", err)
@@ -255,6 +378,9 @@ func Run(ctx context.Context, opts Options) error {
 		fmt.Fprintf(console, "    export PHIGATE_ADDR=https://%s PHIGATE_PIN=%s PHIGATE_TOKEN=<the token above>\n\n", addr, pin)
 	}
 	log.Info("phigate started", "admin", addr, "data_dir", cfg.DataDir, "dev", opts.Dev)
+	if _, err := n.audit.Append(ctx, &audit.Entry{Action: audit.ActionServerStarted, Outcome: audit.OutcomeSuccess, Target: addr}); err != nil {
+		log.Error("cannot record the server start in the audit log", "err", err)
+	}
 	if opts.Ready != nil {
 		opts.Ready(addr)
 	}
@@ -293,8 +419,11 @@ serve:
 	if err := auth.Close(shCtx); err != nil {
 		log.Warn("shutdown: flushing token usage failed", "err", err)
 	}
-	if err := st.Close(); err != nil {
-		return fmt.Errorf("closing store: %w", err)
+	if _, err := n.audit.Append(shCtx, &audit.Entry{Action: audit.ActionServerStopped, Outcome: audit.OutcomeSuccess, Target: addr}); err != nil {
+		log.Warn("cannot record the server stop in the audit log", "err", err)
+	}
+	if err := n.close(); err != nil {
+		return fmt.Errorf("closing: %w", err)
 	}
 	log.Info("phigate stopped")
 	return nil

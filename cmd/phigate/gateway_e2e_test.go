@@ -1,0 +1,329 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/phigate/phigate/internal/tlsutil"
+	"github.com/phigate/phigate/pkg/client"
+)
+
+var reGateway = regexp.MustCompile(`gateway:\s+https://(\S+)`)
+
+// gwServer is `phigate server --dev` with its gateway on an ephemeral port.
+type gwServer struct {
+	*devServer
+	gw string
+}
+
+// startGatewayDev starts the binary in dev mode with the admin API and the
+// gateway on ephemeral ports, plus extra arguments (such as --config) and
+// environment.
+func startGatewayDev(t *testing.T, dir string, env []string, extra ...string) *gwServer {
+	t.Helper()
+	bin := phigateBinary(t)
+	s := &devServer{dir: dir, stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan error, 1)}
+	pr, pw := io.Pipe()
+	args := append([]string{"server", "--dev", "--data", dir, "--admin-listen", "127.0.0.1:0", "--gateway-listen", "127.0.0.1:0"}, extra...)
+	s.cmd = exec.Command(bin, args...)
+	s.cmd.Env = append(os.Environ(), env...)
+	s.cmd.Stdout = io.MultiWriter(pw, s.stdout)
+	s.cmd.Stderr = s.stderr
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { s.done <- s.cmd.Wait(); pw.Close() }()
+	t.Cleanup(func() { s.stop(t) })
+	g := &gwServer{devServer: s}
+	lines := make(chan string, 64)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	deadline := time.After(30 * time.Second)
+	for s.addr == "" || s.pin == "" || g.gw == "" {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("server exited early; stderr:\n%s", s.stderr.String())
+			}
+			if m := reAddr.FindStringSubmatch(l); m != nil {
+				s.addr = m[1]
+			}
+			if m := rePin.FindStringSubmatch(l); m != nil {
+				s.pin = m[1]
+			}
+			if m := reGateway.FindStringSubmatch(l); m != nil {
+				g.gw = m[1]
+			}
+		case <-deadline:
+			t.Fatalf("server did not start; stdout:\n%s\nstderr:\n%s", s.stdout.String(), s.stderr.String())
+		}
+	}
+	time.Sleep(100 * time.Millisecond)
+	if m := reToken.FindStringSubmatch(s.stdout.String()); m != nil {
+		s.adm = m[1]
+	}
+	go func() {
+		for range lines {
+		}
+	}()
+	return g
+}
+
+type gwReply struct {
+	status int
+	header http.Header
+	body   string
+	code   string
+}
+
+func (g *gwServer) request(t *testing.T, method, path, secret string, hdr map[string]string, body string) gwReply {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, "https://"+g.gw+path, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if secret != "" {
+		req.Header.Set("Authorization", "Bearer "+secret)
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := g.http(t).Do(req) // pinned to the server's key, like the admin API
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	r := gwReply{status: resp.StatusCode, header: resp.Header, body: string(b)}
+	var e struct {
+		Error struct{ Code string } `json:"error"`
+	}
+	if json.Unmarshal(b, &e) == nil {
+		r.code = e.Error.Code
+	}
+	return r
+}
+
+func auditLines(t *testing.T, dir string) []map[string]any {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(dir, "gateway-audit.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []map[string]any
+	for _, l := range bytes.Split(data, []byte("\n")) {
+		if len(l) == 0 {
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal(l, &m); err != nil {
+			t.Fatalf("audit line %q: %v", l, err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// TestGatewayEndToEndDemo is the README's walk-through: the demo FHIR
+// server behind the gateway, a request allowed, one denied for scope, one
+// for compartment, and the decisions in the audit file.
+func TestGatewayEndToEndDemo(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	g := startGatewayDev(t, dir, nil)
+	if !strings.Contains(g.stdout.String(), "demo FHIR:") || g.adm == "" {
+		t.Fatalf("stdout:\n%s", g.stdout.String())
+	}
+	var lab client.IssuedToken
+	g.mustJSON(t, g.adm, &lab, "token", "create", "--subject", "lab-app", "--scope", "patient/Observation.rs",
+		"--patient", "pat-1", "--ttl", "10m")
+
+	r := g.request(t, "GET", "/fhir/Observation?patient=pat-1&category=laboratory", lab.Secret, nil, "")
+	if r.status != 200 || !strings.Contains(r.body, `"SYNTHETIC DEMO DATA"`) || !strings.Contains(r.body, `"total":2`) ||
+		r.header.Get("X-Demo-Data") != "SYNTHETIC DEMO DATA" {
+		t.Fatalf("allowed search: %d %s", r.status, r.body)
+	}
+	r = g.request(t, "GET", "/fhir/Patient/pat-1", lab.Secret, nil, "")
+	if r.status != 403 || r.code != "insufficient_scope" || !strings.Contains(r.header.Get("WWW-Authenticate"), `scope="patient/Patient.r"`) {
+		t.Fatalf("denied for scope: %d %s", r.status, r.body)
+	}
+	r = g.request(t, "GET", "/fhir/Observation?patient=pat-2", lab.Secret, nil, "")
+	if r.status != 403 || r.code != "compartment" {
+		t.Fatalf("denied for compartment: %d %s", r.status, r.body)
+	}
+	r = g.request(t, "GET", "/fhir/Observation?patient=pat-1", "", nil, "")
+	if r.status != 401 || !strings.Contains(r.header.Get("WWW-Authenticate"), `Bearer realm="phigate"`) {
+		t.Fatalf("no token: %d %s", r.status, r.body)
+	}
+
+	// a patient-bound writer may create only for its patient
+	var app client.IssuedToken
+	g.mustJSON(t, g.adm, &app, "token", "create", "--subject", "patient-app", "--scope", "patient/Observation.crs", "--patient", "pat-2", "--ttl", "10m")
+	obs := func(pid string) string {
+		return `{"resourceType":"Observation","status":"final","subject":{"reference":"Patient/` + pid + `"},"code":{"text":"mood"}}`
+	}
+	ct := map[string]string{"Content-Type": "application/fhir+json"}
+	if r := g.request(t, "POST", "/fhir/Observation", app.Secret, ct, obs("pat-2")); r.status != 201 {
+		t.Errorf("create in compartment: %d %s", r.status, r.body)
+	}
+	if r := g.request(t, "POST", "/fhir/Observation", app.Secret, ct, obs("pat-1")); r.status != 403 || r.code != "compartment" {
+		t.Errorf("create outside compartment: %d %s", r.status, r.body)
+	}
+
+	// revocation takes effect on the next request
+	if _, errs, code := g.cli(t, g.adm, "", "token", "revoke", lab.ID); code != 0 {
+		t.Fatal(errs)
+	}
+	if r := g.request(t, "GET", "/fhir/Observation?patient=pat-1", lab.Secret, nil, ""); r.status != 401 || r.code != "token_revoked" {
+		t.Errorf("after revoke: %d %s", r.status, r.body)
+	}
+
+	lines := auditLines(t, dir)
+	kinds := map[string]int{}
+	for _, l := range lines {
+		if l["token_id"] == lab.ID {
+			kinds[fmt.Sprint(l["kind"], "/", l["reason"])]++
+		}
+	}
+	for _, want := range []string{"grant/<nil>", "complete/<nil>", "deny/insufficient_scope", "deny/compartment", "deny/token_revoked"} {
+		if kinds[want] == 0 {
+			t.Errorf("no %s event for the lab token: %v", want, kinds)
+		}
+	}
+	g.stop(t)
+	data, _ := os.ReadFile(filepath.Join(dir, "gateway-audit.jsonl"))
+	for _, sec := range []string{g.adm, lab.Secret, app.Secret} {
+		if bytes.Contains(data, []byte(sec)) || strings.Contains(g.stderr.String(), sec) {
+			t.Error("a token secret reached the audit file or the log")
+		}
+	}
+	if st, err := os.Stat(filepath.Join(dir, "keys", "gateway-identity.key")); err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("identity key: %v %v", st, err)
+	}
+}
+
+// TestGatewayEndToEndConfigAndReload runs the binary with a config file
+// naming a real HTTPS upstream: routes, the injected credential, the
+// published identity key, and a SIGHUP reload adding a route.
+func TestGatewayEndToEndConfigAndReload(t *testing.T) {
+	var hits atomic.Int64
+	var lastKey, lastAuth atomic.Value
+	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		lastKey.Store(r.Header.Get("X-Api-Key"))
+		lastAuth.Store(r.Header.Get("Authorization"))
+		fmt.Fprintf(w, `{"path":%q,"subject":%q}`, r.URL.Path, r.Header.Get("X-Phigate-Subject"))
+	}))
+	up.StartTLS()
+	defer up.Close()
+	tmp := t.TempDir()
+	caFile := filepath.Join(tmp, "upstream-ca.pem")
+	os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: up.Certificate().Raw}), 0o600)
+	certFile, keyFile, err := tlsutil.GenerateSelfSigned(filepath.Join(tmp, "tls"), nil, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(tmp, "data")
+	cfgFile := filepath.Join(tmp, "phigate.yaml")
+	writeCfg := func(routes string) {
+		cfg := fmt.Sprintf(`data_dir: %s
+tls: {cert_file: %s, key_file: %s}
+log: {level: info, format: json}
+gateway:
+  upstreams:
+    - name: items
+      url: %s/api
+      prefix: /items-api/
+      kind: http
+      tls: {ca_file: %s}
+      credential: {type: header, header: X-Api-Key, value: env:PHIGATE_TEST_ITEMS_KEY}
+      routes:
+%s`, dir, certFile, keyFile, up.URL, caFile, routes)
+		if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeCfg("        - {match: GET /items/*, scope: items:read}\n")
+	g := startGatewayDev(t, dir, []string{"PHIGATE_TEST_ITEMS_KEY=items-upstream-key"}, "--config", cfgFile)
+	var tok client.IssuedToken
+	g.mustJSON(t, g.adm, &tok, "token", "create", "--subject", "items-app", "--scope", "items:read", "--ttl", "10m")
+
+	r := g.request(t, "GET", "/items-api/items/7", tok.Secret, nil, "")
+	if r.status != 200 || r.body != `{"path":"/api/items/7","subject":"items-app"}` {
+		t.Fatalf("allowed: %d %s", r.status, r.body)
+	}
+	if lastKey.Load() != "items-upstream-key" || lastAuth.Load() != "" {
+		t.Errorf("upstream got X-Api-Key %q, Authorization %q", lastKey.Load(), lastAuth.Load())
+	}
+	if r := g.request(t, "GET", "/items-api/reports/1", tok.Secret, nil, ""); r.status != 403 || r.code != "no_route" {
+		t.Fatalf("before reload: %d %s", r.status, r.body)
+	}
+
+	// the published key verifies what the gateway asserts
+	r = g.request(t, "GET", "/.well-known/phigate-identity-key", "", nil, "")
+	if r.status != 200 || !strings.Contains(r.body, `"crv":"Ed25519"`) {
+		t.Fatalf("identity key: %d %s", r.status, r.body)
+	}
+
+	// SIGHUP: a new route, without a restart
+	writeCfg("        - {match: GET /items/*, scope: items:read}\n        - {match: GET /reports/*, scope: items:read}\n")
+	g.cmd.Process.Signal(syscall.SIGHUP)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r := g.request(t, "GET", "/items-api/reports/1", tok.Secret, nil, "")
+		if r.status == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after SIGHUP: %d %s\nstderr:\n%s", r.status, r.body, g.stderr.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// a broken file changes nothing
+	os.WriteFile(cfgFile, []byte("gateway: [\n"), 0o600)
+	g.cmd.Process.Signal(syscall.SIGHUP)
+	time.Sleep(300 * time.Millisecond)
+	if r := g.request(t, "GET", "/items-api/reports/1", tok.Secret, nil, ""); r.status != 200 {
+		t.Errorf("after a bad reload: %d %s", r.status, r.body)
+	}
+	if !strings.Contains(g.stderr.String(), "config reload failed") {
+		t.Errorf("the failed reload was not logged:\n%s", g.stderr.String())
+	}
+	if strings.Contains(g.stderr.String(), "items-upstream-key") {
+		t.Error("the upstream credential reached the log")
+	}
+
+	// TLS 1.1 is refused by the gateway too
+	pool := x509.NewCertPool()
+	certPEM, _ := os.ReadFile(certFile)
+	pool.AppendCertsFromPEM(certPEM)
+	c11 := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MaxVersion: tls.VersionTLS11}}}
+	if _, err := c11.Get("https://" + g.gw + "/healthz"); err == nil {
+		t.Error("TLS 1.1 accepted by the gateway")
+	}
+}

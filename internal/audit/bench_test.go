@@ -1,0 +1,276 @@
+package audit
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// BenchmarkAppend64 measures durable appends with 64 concurrent writers.
+func BenchmarkAppend64(b *testing.B) {
+	l, _ := newTestLog(b, Options{})
+	ctx := context.Background()
+	b.ReportAllocs()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	start := time.Now()
+	for w := 0; w < 64; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1)
+				if i > int64(b.N) {
+					return
+				}
+				if _, err := l.Append(ctx, grant(int(i))); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	el := time.Since(start)
+	b.StopTimer()
+	st := l.Stats()
+	b.ReportMetric(float64(b.N)/el.Seconds(), "entries/s")
+	b.ReportMetric(float64(st.Entries)/float64(max(st.Commits, 1)), "entries/commit")
+}
+
+// fsyncTimes measures n fsyncs of a small append in dir.
+func fsyncTimes(tb testing.TB, dir string, n int) []time.Duration {
+	f, err := os.OpenFile(filepath.Join(dir, "fsync.probe"), os.O_CREATE|os.O_RDWR|os.O_TRUNC, 0o600)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, 4096)
+	var ds []time.Duration
+	for i := 0; i < n; i++ {
+		f.Write(buf)
+		t := time.Now()
+		if err := f.Sync(); err != nil {
+			tb.Fatal(err)
+		}
+		ds = append(ds, time.Since(t))
+	}
+	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+	return ds
+}
+
+func pct(ds []time.Duration, p float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	return ds[min(len(ds)-1, int(float64(len(ds))*p))]
+}
+
+// BenchmarkAppendLatency2000 appends at 2,000 entries/s (open loop, each
+// append in its own goroutine, as the gateway's requests would) for two
+// seconds per iteration and reports the latency percentiles, next to the
+// fsync percentiles of the same disk measured in the same run.
+func BenchmarkAppendLatency2000(b *testing.B) {
+	l, dir := newTestLog(b, Options{})
+	ctx := context.Background()
+	const rate, dur = 2000, 2 * time.Second
+	var lat []time.Duration
+	var mu sync.Mutex
+	fs := fsyncTimes(b, dir, 100)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for it := 0; it < b.N; it++ {
+		var wg sync.WaitGroup
+		start := time.Now()
+		n := int(rate * dur / time.Second)
+		for i := 0; i < n; i++ {
+			if d := time.Until(start.Add(time.Duration(i) * time.Second / rate)); d > 0 {
+				time.Sleep(d)
+			}
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				t := time.Now()
+				if _, err := l.Append(ctx, grant(i)); err != nil {
+					b.Error(err)
+				}
+				d := time.Since(t)
+				mu.Lock()
+				lat = append(lat, d)
+				mu.Unlock()
+			}(i)
+		}
+		wg.Wait()
+	}
+	b.StopTimer()
+	fs = append(fs, fsyncTimes(b, dir, 100)...)
+	sort.Slice(fs, func(i, j int) bool { return fs[i] < fs[j] })
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	b.ReportMetric(float64(pct(lat, 0.50).Microseconds()), "p50-µs")
+	b.ReportMetric(float64(pct(lat, 0.90).Microseconds()), "p90-µs")
+	b.ReportMetric(float64(pct(lat, 0.99).Microseconds()), "p99-µs")
+	b.ReportMetric(float64(pct(fs, 0.50).Microseconds()), "fsync-p50-µs")
+	b.ReportMetric(float64(pct(fs, 0.99).Microseconds()), "fsync-p99-µs")
+	b.ReportMetric(float64(pct(lat, 0.99))/float64(pct(fs, 0.99)), "p99/fsync-p99")
+	b.ReportMetric(float64(pct(lat, 0.99))/float64(pct(fs, 0.50)), "p99/fsync-p50")
+}
+
+// BenchmarkStoragePerRequest appends a grant and a completion per gateway
+// request (200 tokens, varied paths) and reports the bytes of audit.db per
+// request, tree nodes, indexes and checkpoints included.
+func BenchmarkStoragePerRequest(b *testing.B) {
+	const requests = 20000
+	b.ReportAllocs()
+	for it := 0; it < b.N; it++ {
+		b.StopTimer()
+		l, dir := newTestLog(b, Options{})
+		b.StartTimer()
+		generate(b, l, 2*requests, func(i int) *Entry {
+			r := i / 2
+			e := grant(r)
+			e.Actor.TokenID = fmt.Sprintf("tok_%022d", r%200)
+			e.Actor.Subject = fmt.Sprintf("svc:app-%03d", r%200)
+			if i%2 == 1 {
+				e = completion(r)
+				e.Actor.TokenID = fmt.Sprintf("tok_%022d", r%200)
+				e.Actor.Subject = fmt.Sprintf("svc:app-%03d", r%200)
+			}
+			return e
+		})
+		if err := l.Close(); err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		fi, err := os.Stat(filepath.Join(dir, DBFile))
+		if err != nil {
+			b.Fatal(err)
+		}
+		var body int
+		for i := 0; i < 2; i++ {
+			e := grant(1)
+			if i == 1 {
+				e = completion(1)
+			}
+			e.Node, e.Time, e.Seq = "test-node", time.Now(), 1<<20
+			enc, _ := e.MarshalBinary()
+			body += len(enc)
+		}
+		b.ReportMetric(float64(fi.Size())/requests, "B/request")
+		b.ReportMetric(float64(body), "entry-B/request")
+		b.StartTimer()
+	}
+}
+
+// benchLogDir returns a data directory holding a closed log of n realistic
+// entries: PHIGATE_AUDIT_BENCH_DIR/<n> when set (kept between runs, so a
+// 10M-entry log is generated once), else a temporary one.
+func benchLogDir(b *testing.B, n int) string {
+	b.Helper()
+	dir := b.TempDir()
+	if base := os.Getenv("PHIGATE_AUDIT_BENCH_DIR"); base != "" {
+		dir = filepath.Join(base, strconv.Itoa(n))
+		if _, err := os.Stat(filepath.Join(dir, DBFile)); err == nil {
+			return dir
+		}
+		os.MkdirAll(dir, 0o700)
+	}
+	if _, _, err := InitKeys(dir, "bench", nil); err != nil {
+		b.Fatal(err)
+	}
+	l, err := Open(context.Background(), dir, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	start := time.Now()
+	for done := 0; done < n; done += 1_000_000 {
+		generate(b, l, min(n-done, 1_000_000), func(i int) *Entry {
+			r := (done + i) / 2
+			e := grant(r)
+			if i%2 == 1 {
+				e = completion(r)
+			}
+			e.Actor.TokenID = fmt.Sprintf("tok_%022d", r%5000)
+			e.Actor.Subject = fmt.Sprintf("svc:app-%04d", r%5000)
+			return e
+		})
+	}
+	if err := l.Close(); err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("generated %d entries in %v", n, time.Since(start).Round(time.Second))
+	return dir
+}
+
+func benchSize(def int) int {
+	if s := os.Getenv("PHIGATE_AUDIT_BENCH_SIZE"); s != "" {
+		if n, err := strconv.Atoi(s); err == nil {
+			return n
+		}
+	}
+	return def
+}
+
+// BenchmarkVerify reports how many entries a second Verify checks.
+func BenchmarkVerify(b *testing.B) {
+	n := benchSize(200_000)
+	dir := benchLogDir(b, n)
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	for i := 0; i < b.N; i++ {
+		res, err := Verify(context.Background(), dir, VerifyOptions{})
+		if err != nil || !res.OK() || res.Size != uint64(n) {
+			b.Fatal(err, res.Problem)
+		}
+	}
+	b.ReportMetric(float64(n)*float64(b.N)/time.Since(start).Seconds(), "entries/s")
+}
+
+// BenchmarkProof serves proof bundles (entry, inclusion proof, checkpoint)
+// for random entries of a log of PHIGATE_AUDIT_BENCH_SIZE entries (default
+// 1M).
+func BenchmarkProof(b *testing.B) {
+	n := benchSize(1_000_000)
+	dir := benchLogDir(b, n)
+	l, err := Open(context.Background(), dir, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	ctx := context.Background()
+	rnd := uint64(12345)
+	next := func() uint64 { rnd ^= rnd << 13; rnd ^= rnd >> 7; rnd ^= rnd << 17; return rnd % uint64(n) }
+	for i := 0; i < 200; i++ { // warm up
+		l.Proof(ctx, next())
+	}
+	v, _ := NewVerifier(l.PublicKey())
+	lat := make([]time.Duration, 0, b.N)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		t := time.Now()
+		p, err := l.Proof(ctx, next())
+		lat = append(lat, time.Since(t))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if i == 0 {
+			if _, _, err := VerifyBundle(p, v); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.StopTimer()
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	b.ReportMetric(float64(pct(lat, 0.5).Microseconds()), "p50-µs")
+	b.ReportMetric(float64(pct(lat, 0.99).Microseconds()), "p99-µs")
+	b.ReportMetric(float64(n), "entries")
+}

@@ -1,0 +1,308 @@
+package audit
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"math"
+	"time"
+	"unicode/utf8"
+)
+
+// encodingVersion is the first byte of every encoded entry.
+const encodingVersion = 0x01
+
+// Field tags of the canonical encoding (see the package doc). The kind of
+// each tag's value is fixed: an unsigned integer (uvarint) or a string of
+// bytes (uvarint length, then the bytes).
+const (
+	tagSeq        = 1
+	tagTime       = 2
+	tagNode       = 3
+	tagAction     = 4
+	tagOutcome    = 5
+	tagTokenID    = 6
+	tagSubject    = 7
+	tagKind       = 8
+	tagIP         = 9
+	tagUserAgent  = 10
+	tagRequestID  = 11
+	tagTarget     = 12
+	tagReason     = 13
+	tagPurpose    = 14
+	tagBreakGlass = 15
+	tagPatient    = 16
+	tagMethod     = 17
+	tagUpstream   = 18
+	tagPath       = 19
+	tagStatus     = 20
+	tagBytes      = 21
+	tagDuration   = 22
+	tagBefore     = 23
+	tagAfter      = 24
+	maxTag        = 24
+)
+
+// isUint reports whether tag carries an unsigned integer.
+func isUint(tag byte) bool {
+	switch tag {
+	case tagSeq, tagTime, tagStatus, tagBytes, tagDuration:
+		return true
+	}
+	return false
+}
+
+// MarshalBinary returns the canonical encoding of e: the bytes whose hash
+// is the entry's leaf in the Merkle tree. It fails only for an entry that
+// cannot be encoded (a time before 1970, an invalid UTF-8 string, a
+// negative number, an entry over MaxEntrySize).
+func (e *Entry) MarshalBinary() ([]byte, error) {
+	if err := e.encodable(); err != nil {
+		return nil, err
+	}
+	b := appendHead(make([]byte, 0, 256), e.Seq, e.Time)
+	b = appendTail(b, e)
+	if len(b) > MaxEntrySize {
+		return nil, fmt.Errorf("%w: encoded entry is %d bytes, over %d", ErrInvalidEntry, len(b), MaxEntrySize)
+	}
+	return b, nil
+}
+
+// encodable checks what appendHead and appendTail assume.
+func (e *Entry) encodable() error {
+	if !e.Time.After(time.Unix(0, 0)) || e.Time.After(time.Unix(0, math.MaxInt64)) {
+		return fmt.Errorf("%w: time %v is outside 1970..2262", ErrInvalidEntry, e.Time)
+	}
+	if e.Action == "" {
+		return fmt.Errorf("%w: no action", ErrInvalidEntry)
+	}
+	if e.Status < 0 || e.Status > math.MaxInt32 || e.Bytes < 0 || e.Duration < 0 {
+		return fmt.Errorf("%w: status, bytes or duration out of range", ErrInvalidEntry)
+	}
+	for _, s := range e.strings() {
+		if !utf8.ValidString(s.v) {
+			return fmt.Errorf("%w: field %d is not valid UTF-8", ErrInvalidEntry, s.tag)
+		}
+	}
+	for _, s := range []json.RawMessage{e.Before, e.After} {
+		if len(s) > 0 && !json.Valid(s) {
+			return fmt.Errorf("%w: before/after is not JSON", ErrInvalidEntry)
+		}
+	}
+	return nil
+}
+
+type strField struct {
+	tag byte
+	v   string
+}
+
+// strings lists the string fields of e in tag order.
+func (e *Entry) strings() [17]strField {
+	return [...]strField{
+		{tagNode, e.Node}, {tagAction, string(e.Action)}, {tagOutcome, string(e.Outcome)},
+		{tagTokenID, e.Actor.TokenID}, {tagSubject, e.Actor.Subject}, {tagKind, e.Actor.Kind},
+		{tagIP, e.Source.IP}, {tagUserAgent, e.Source.UserAgent}, {tagRequestID, e.RequestID},
+		{tagTarget, e.Target}, {tagReason, e.Reason}, {tagPurpose, e.Purpose},
+		{tagBreakGlass, e.BreakGlass}, {tagPatient, e.Patient}, {tagMethod, e.Method},
+		{tagUpstream, e.Upstream}, {tagPath, e.Path},
+	}
+}
+
+// appendHead appends the version byte and the fields the Log assigns: seq
+// (omitted when 0) and time.
+func appendHead(b []byte, seq uint64, t time.Time) []byte {
+	b = append(b, encodingVersion)
+	if seq != 0 {
+		b = append(b, tagSeq)
+		b = binary.AppendUvarint(b, seq)
+	}
+	b = append(b, tagTime)
+	return binary.AppendUvarint(b, uint64(t.UnixNano()))
+}
+
+// appendTail appends the fields from tagNode on, each omitted when empty or
+// zero. e must be encodable.
+func appendTail(b []byte, e *Entry) []byte {
+	for _, s := range e.strings() {
+		b = appendString(b, s.tag, s.v)
+	}
+	b = appendUint(b, tagStatus, uint64(e.Status))
+	b = appendUint(b, tagBytes, uint64(e.Bytes))
+	b = appendUint(b, tagDuration, uint64(e.Duration))
+	b = appendString(b, tagBefore, string(e.Before))
+	return appendString(b, tagAfter, string(e.After))
+}
+
+func appendString(b []byte, tag byte, s string) []byte {
+	if s == "" {
+		return b
+	}
+	b = append(b, tag)
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+func appendUint(b []byte, tag byte, v uint64) []byte {
+	if v == 0 {
+		return b
+	}
+	b = append(b, tag)
+	return binary.AppendUvarint(b, v)
+}
+
+// LeafHash is the RFC 6962 leaf hash of an encoded entry:
+// SHA-256(0x00 || entry).
+func LeafHash(encoded []byte) [32]byte {
+	h := sha256.New()
+	h.Write([]byte{0})
+	h.Write(encoded)
+	var out [32]byte
+	h.Sum(out[:0])
+	return out
+}
+
+// parseEntry checks that b is a canonical encoding and calls f for each
+// field in order, with the integer (for integer tags) or the bytes (for the
+// others; they alias b). It allocates nothing.
+func parseEntry(b []byte, f func(tag byte, num uint64, val []byte)) error {
+	if len(b) > MaxEntrySize {
+		return malformed("longer than %d bytes", MaxEntrySize)
+	}
+	if len(b) == 0 || b[0] != encodingVersion {
+		return malformed("unknown version")
+	}
+	b = b[1:]
+	last := byte(0)
+	var have uint32
+	for len(b) > 0 {
+		tag := b[0]
+		b = b[1:]
+		if tag == 0 || tag > maxTag {
+			return malformed("unknown field tag %d", tag)
+		}
+		if tag <= last {
+			return malformed("field %d out of order or repeated", tag)
+		}
+		last = tag
+		have |= 1 << tag
+		v, n, err := uvarint(b)
+		if err != nil {
+			return malformed("field %d: %v", tag, err)
+		}
+		b = b[n:]
+		if v == 0 {
+			return malformed("field %d is empty or zero (it must be left out)", tag)
+		}
+		if isUint(tag) {
+			if v > math.MaxInt64 || tag == tagStatus && v > math.MaxInt32 {
+				return malformed("field %d out of range", tag)
+			}
+			f(tag, v, nil)
+			continue
+		}
+		if v > uint64(len(b)) {
+			return malformed("field %d: length %d past the end", tag, v)
+		}
+		val := b[:v]
+		b = b[v:]
+		if tag == tagBefore || tag == tagAfter {
+			if !json.Valid(val) {
+				return malformed("field %d is not JSON", tag)
+			}
+		} else if !utf8.Valid(val) {
+			return malformed("field %d is not UTF-8", tag)
+		}
+		f(tag, 0, val)
+	}
+	if have&(1<<tagTime) == 0 || have&(1<<tagAction) == 0 {
+		return malformed("time or action missing")
+	}
+	return nil
+}
+
+// uvarint decodes a minimal uvarint (the canonical one: no redundant
+// trailing zero groups).
+func uvarint(b []byte) (uint64, int, error) {
+	v, n := binary.Uvarint(b)
+	switch {
+	case n == 0:
+		return 0, 0, fmt.Errorf("truncated number")
+	case n < 0:
+		return 0, 0, fmt.Errorf("number overflows 64 bits")
+	case n > 1 && b[n-1] == 0:
+		return 0, 0, fmt.Errorf("number not minimally encoded")
+	}
+	return v, n, nil
+}
+
+func malformed(format string, a ...any) error {
+	return fmt.Errorf("%w: %s", ErrMalformedEntry, fmt.Sprintf(format, a...))
+}
+
+// UnmarshalEntry decodes the canonical encoding of an entry. It refuses
+// anything MarshalBinary would not produce byte for byte: an unknown
+// version or tag, fields out of order, repeated or empty, numbers not
+// minimally encoded, invalid UTF-8, trailing bytes. Every failure wraps
+// ErrMalformedEntry.
+func UnmarshalEntry(b []byte) (*Entry, error) {
+	e := &Entry{}
+	err := parseEntry(b, func(tag byte, num uint64, val []byte) {
+		s := string(val)
+		switch tag {
+		case tagSeq:
+			e.Seq = num
+		case tagTime:
+			e.Time = time.Unix(0, int64(num)).UTC()
+		case tagNode:
+			e.Node = s
+		case tagAction:
+			e.Action = Action(s)
+		case tagOutcome:
+			e.Outcome = Outcome(s)
+		case tagTokenID:
+			e.Actor.TokenID = s
+		case tagSubject:
+			e.Actor.Subject = s
+		case tagKind:
+			e.Actor.Kind = s
+		case tagIP:
+			e.Source.IP = s
+		case tagUserAgent:
+			e.Source.UserAgent = s
+		case tagRequestID:
+			e.RequestID = s
+		case tagTarget:
+			e.Target = s
+		case tagReason:
+			e.Reason = s
+		case tagPurpose:
+			e.Purpose = s
+		case tagBreakGlass:
+			e.BreakGlass = s
+		case tagPatient:
+			e.Patient = s
+		case tagMethod:
+			e.Method = s
+		case tagUpstream:
+			e.Upstream = s
+		case tagPath:
+			e.Path = s
+		case tagStatus:
+			e.Status = int(num)
+		case tagBytes:
+			e.Bytes = int64(num)
+		case tagDuration:
+			e.Duration = time.Duration(num)
+		case tagBefore:
+			e.Before = json.RawMessage(s)
+		case tagAfter:
+			e.After = json.RawMessage(s)
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	return e, nil
+}

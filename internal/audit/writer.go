@@ -1,0 +1,604 @@
+package audit
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/transparency-dev/merkle/compact"
+	"golang.org/x/mod/sumdb/note"
+)
+
+// Group commit
+//
+// Append encodes its entry (all but seq and time) in the caller's goroutine
+// and queues it. Two goroutines then take it to disk:
+//
+// The writer takes the first request waiting and every other one already
+// queued (up to MaxBatch), gives them consecutive sequence numbers and the
+// same time, hashes them into a copy of the compact range, and writes them
+// in one SQLite transaction:
+//
+//	BEGIN IMMEDIATE
+//	INSERT INTO entries ... (up to 64 rows per statement)
+//	INSERT INTO checkpoints ...     -- when one is due: signed over this batch
+//	COMMIT                          -- into the WAL, not yet fsync'd
+//
+// and hands the committed batch to the syncer. The syncer takes every
+// committed batch waiting, calls fdatasync on the WAL file once, and only
+// then answers their callers, publishes their checkpoints and moves the
+// size readers see. While it syncs, the writer commits the next batch, so
+// the disk is kept busy and one fsync covers many transactions.
+//
+// This is exactly SQLite's synchronous=FULL durability (one WAL sync after
+// each commit, before the commit is acknowledged), with the sync moved out
+// of the writer: the database runs with synchronous=NORMAL, under which
+// SQLite itself still syncs the WAL before each checkpoint into the
+// database file, the database file after it, and the WAL header when the
+// WAL is reused; what it skips, the per-commit sync, the syncer does.
+//
+// If a write fails, the transaction is rolled back, every caller of the
+// batch gets the error, the log turns unavailable (Ready fails, Append
+// refuses at once) and an alert is logged; every ProbeInterval the writer
+// reloads its state from the database and tries a small write, and becomes
+// available again when it succeeds. A failed fdatasync is not retried: the
+// kernel may have dropped the pages it could not write, so the log stays
+// unavailable until it is reopened (a restart), which re-reads the WAL.
+
+// writer is the writer connection and the tree state. Only the writer
+// goroutine uses it once Open has returned (the syncer uses wal only).
+type writer struct {
+	db     *sql.DB
+	conn   *sql.Conn
+	wal    *os.File // the WAL, for fdatasync
+	path   string
+	stmts  map[string]*sql.Stmt
+	signer note.Signer
+
+	size      uint64         // entries committed (maybe not yet synced)
+	rng       *compact.Range // compact range [0, size)
+	tiles     *tileBuilder   // the tiles being filled
+	lastTime  int64          // time of the last entry (times never go back)
+	cp        *Checkpoint    // latest checkpoint committed
+	lastProbe time.Time
+}
+
+// openWriter opens the writer connection and creates the schema (with a
+// signed checkpoint of the empty tree) in a new database.
+func openWriter(ctx context.Context, path string, signer note.Signer, now time.Time) (*writer, error) {
+	db, err := sql.Open("sqlite", dsn(path, 5*time.Second, "journal_mode(WAL)", "synchronous(NORMAL)", "wal_autocheckpoint(20000)"))
+	if err != nil {
+		return nil, fmt.Errorf("audit: open %s: %w", path, err)
+	}
+	db.SetMaxOpenConns(1)
+	db.SetMaxIdleConns(1)
+	db.SetConnMaxLifetime(0)
+	db.SetConnMaxIdleTime(0)
+	w := &writer{db: db, path: path, stmts: map[string]*sql.Stmt{}, signer: signer}
+	if w.conn, err = db.Conn(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("audit: open %s: %w", path, err)
+	}
+	if err := w.init(ctx, now); err != nil {
+		w.close()
+		return nil, fmt.Errorf("audit: open %s: %w", path, err)
+	}
+	return w, nil
+}
+
+func (w *writer) init(ctx context.Context, now time.Time) error {
+	var mode string
+	if err := w.conn.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+		return err
+	}
+	if mode != "wal" {
+		return fmt.Errorf("journal mode is %q, not wal", mode)
+	}
+	var v string
+	err := w.conn.QueryRowContext(ctx, "SELECT v FROM meta WHERE k = 'origin'").Scan(&v)
+	switch {
+	case err == nil:
+		if v != w.signer.Name() {
+			return fmt.Errorf("this database is the audit log %s, but the signing key is for %s", v, w.signer.Name())
+		}
+		for _, q := range schema { // new tables of a newer version
+			if err := w.exec(q); err != nil {
+				return err
+			}
+		}
+		// a write, so that the WAL exists before we open it
+		if err := w.exec("INSERT INTO meta (k, v) VALUES ('opened', ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v", now.UTC().Format(time.RFC3339Nano)); err != nil {
+			return err
+		}
+		return w.openWAL()
+	case !strings.Contains(err.Error(), "no such table") && !errors.Is(err, sql.ErrNoRows):
+		return err
+	}
+	// a new log
+	cp, err := signCheckpoint(w.signer, 0, hasher.EmptyRoot(), now)
+	if err != nil {
+		return err
+	}
+	if err := w.exec("BEGIN IMMEDIATE"); err != nil {
+		return err
+	}
+	for _, q := range schema {
+		if err = w.exec(q); err != nil {
+			break
+		}
+	}
+	if err == nil {
+		err = w.exec("INSERT INTO meta (k, v) VALUES ('schema', ?), ('origin', ?)", schemaVersion, w.signer.Name())
+	}
+	if err == nil {
+		err = w.exec("INSERT INTO checkpoints (size, time, note) VALUES (0, ?, ?)", cp.Time.UnixNano(), cp.Note)
+	}
+	if err == nil {
+		err = w.exec("COMMIT")
+	}
+	if err != nil {
+		w.exec("ROLLBACK")
+		return err
+	}
+	if err := w.openWAL(); err != nil {
+		return err
+	}
+	return w.sync()
+}
+
+// openWAL opens the WAL file for fdatasync. It exists as long as the
+// writer connection is open (SQLite deletes it with the last connection).
+func (w *writer) openWAL() error {
+	f, err := os.OpenFile(w.path+"-wal", os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("open the WAL: %w", err)
+	}
+	w.wal = f
+	return nil
+}
+
+// sync makes every transaction committed so far durable.
+func (w *writer) sync() error {
+	for {
+		err := syscall.Fdatasync(int(w.wal.Fd()))
+		if err != syscall.EINTR {
+			return err
+		}
+	}
+}
+
+func (w *writer) close() error {
+	var errs []error
+	if w.conn != nil {
+		w.conn.ExecContext(context.Background(), "PRAGMA wal_checkpoint(TRUNCATE)")
+	}
+	for _, st := range w.stmts {
+		errs = append(errs, st.Close())
+	}
+	if w.conn != nil {
+		errs = append(errs, w.conn.Close())
+	}
+	if w.wal != nil {
+		errs = append(errs, w.wal.Close())
+	}
+	errs = append(errs, w.db.Close())
+	return errors.Join(errs...)
+}
+
+func (w *writer) exec(q string, args ...any) error {
+	st, ok := w.stmts[q]
+	if !ok {
+		var err error
+		if st, err = w.conn.PrepareContext(context.Background(), q); err != nil {
+			return err
+		}
+		w.stmts[q] = st
+	}
+	_, err := st.ExecContext(context.Background(), args...)
+	return err
+}
+
+// row is an entry ready to be inserted.
+type row struct {
+	seq              uint64
+	t                int64
+	tokenID, subject string
+	hashes, body     []byte
+}
+
+const rowsPerInsert = 64
+
+// appendLeaf hashes the encoded entry seq into rng, and returns the row's
+// hashes; a tile it completes is added to tiles. (On a failed write the
+// tile builder may be ahead of the database: the probe reloads it.)
+func (w *writer) appendLeaf(rng *compact.Range, seq uint64, body []byte, tiles *[]tileRow) []byte {
+	leaf := LeafHash(body)
+	hs := make([]byte, 0, 32*rowHashCount(seq))
+	rng.Append(leaf[:], func(id compact.NodeID, h []byte) {
+		hs = append(hs, h...)
+		if t := w.tiles.add(id, h); t != nil {
+			*tiles = append(*tiles, *t)
+		}
+	})
+	return hs
+}
+
+// write commits rows, tiles and, when cp is not nil, the checkpoint, in
+// one transaction (not yet synced).
+func (w *writer) write(rows []row, tiles []tileRow, cp *Checkpoint) (err error) {
+	if err := w.exec("BEGIN IMMEDIATE"); err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			w.exec("ROLLBACK") // fails harmlessly when SQLite already rolled back
+		}
+	}()
+	args := make([]any, 0, 6*min(len(rows), rowsPerInsert))
+	for len(rows) > 0 {
+		n := min(len(rows), rowsPerInsert)
+		args = args[:0]
+		for _, r := range rows[:n] {
+			args = append(args, int64(r.seq), r.t, nullable(r.tokenID), nullable(r.subject), r.hashes, r.body)
+		}
+		q := "INSERT INTO entries (seq, time, token_id, subject, hashes, body) VALUES (?,?,?,?,?,?)" + strings.Repeat(",(?,?,?,?,?,?)", n-1)
+		if err := w.exec(q, args...); err != nil {
+			return fmt.Errorf("insert: %w", err)
+		}
+		rows = rows[n:]
+	}
+	for _, t := range tiles {
+		if err := w.exec("INSERT INTO tiles (id, hashes) VALUES (?, ?)", t.key, t.hashes); err != nil {
+			return fmt.Errorf("insert tile: %w", err)
+		}
+	}
+	if cp != nil {
+		if err := w.exec("INSERT INTO checkpoints (size, time, note) VALUES (?, ?, ?)", int64(cp.Size), cp.Time.UnixNano(), cp.Note); err != nil {
+			return fmt.Errorf("insert checkpoint: %w", err)
+		}
+	}
+	if err := w.exec("COMMIT"); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+func nullable(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+// cloneRange returns a copy of r that can be extended without changing r.
+func cloneRange(r *compact.Range) *compact.Range {
+	hs := r.Hashes()
+	c, err := rangeFactory.NewRange(r.Begin(), r.End(), append([][]byte(nil), hs...))
+	if err != nil {
+		panic(err) // a range's own hashes always fit it
+	}
+	return c
+}
+
+// committed is a transaction committed by the writer, waiting for the
+// syncer.
+type committed struct {
+	reqs []*request
+	res  []result
+	size uint64      // tree size after it
+	cp   *Checkpoint // checkpoint it stored, if any
+	done chan error  // told the outcome (control requests), if not nil
+}
+
+// run is the writer goroutine. It ends when the queue is closed and drained
+// (Close), after a final checkpoint; then the syncer ends too.
+func (l *Log) run() {
+	defer close(l.syncq)
+	tick := time.NewTicker(max(l.opts.CheckpointInterval/4, time.Millisecond))
+	defer tick.Stop()
+	batch := make([]*request, 0, l.opts.MaxBatch)
+	for {
+		select {
+		case r, ok := <-l.queue:
+			if !ok {
+				l.final()
+				return
+			}
+			batch = append(batch[:0], r)
+			closed := false
+		fill:
+			for len(batch) < l.opts.MaxBatch {
+				select {
+				case r, ok := <-l.queue:
+					if !ok {
+						closed = true
+						break fill
+					}
+					batch = append(batch, r)
+				default:
+					break fill
+				}
+			}
+			l.commit(batch)
+			clear(batch)
+			if closed {
+				l.final()
+				return
+			}
+		case f := <-l.ctl:
+			f()
+		case <-tick.C:
+			l.tick()
+		}
+	}
+}
+
+// syncLoop is the syncer goroutine: see Group commit.
+func (l *Log) syncLoop() {
+	defer close(l.writerDone)
+	group := make([]*committed, 0, 64)
+	for c := range l.syncq {
+		group = append(group[:0], c)
+	drain:
+		for {
+			select {
+			case c, ok := <-l.syncq:
+				if !ok {
+					break drain
+				}
+				group = append(group, c)
+			default:
+				break drain
+			}
+		}
+		l.syncStart.Store(time.Now().UnixNano())
+		err := l.w.sync()
+		l.syncStart.Store(0)
+		if err != nil {
+			l.failFatal(fmt.Errorf("fdatasync of the WAL: %w", err))
+			err = fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+		for _, c := range group {
+			if err == nil {
+				l.committed.Store(c.size)
+				if c.cp != nil {
+					l.publish(c.cp)
+				}
+			}
+			for i, r := range c.reqs {
+				res := c.res[i]
+				if err != nil {
+					res = result{err: err}
+				}
+				r.done <- res
+			}
+			if c.done != nil {
+				c.done <- err
+			}
+		}
+		if err == nil {
+			n := 0
+			for _, c := range group {
+				n += len(c.reqs)
+			}
+			if n > 0 {
+				l.stats.commits.Add(1)
+				l.stats.entries.Add(uint64(n))
+				if uint64(n) > l.stats.largest.Load() {
+					l.stats.largest.Store(uint64(n))
+				}
+			}
+			l.notifyAll()
+		}
+		clear(group)
+	}
+}
+
+// final signs the last checkpoint at Close.
+func (l *Log) final() {
+	if f := l.failure.Load(); f != nil && !f.fatal {
+		l.probe(true)
+	}
+	if l.failure.Load() == nil && l.w.size > l.w.cp.Size {
+		if err := l.checkpointAsync(nil); err != nil {
+			l.log.Error("audit: final checkpoint failed; the next Open signs one", "err", err)
+		}
+	}
+}
+
+// tick probes after a failure, or issues a checkpoint when one is due.
+func (l *Log) tick() {
+	if l.failure.Load() != nil {
+		l.probe(false)
+		return
+	}
+	w := l.w
+	if w.size > w.cp.Size && l.opts.Now().Sub(w.cp.Time) >= l.opts.CheckpointInterval {
+		l.checkpointAsync(nil)
+	}
+}
+
+// checkpointAsync commits a checkpoint of the current tree (in its own
+// transaction) unless the latest one already covers it, and hands it to
+// the syncer, which tells done (if not nil) the outcome.
+func (l *Log) checkpointAsync(done chan error) error {
+	w := l.w
+	if f := l.failure.Load(); f != nil {
+		err := fmt.Errorf("%w: %w", ErrUnavailable, f.err)
+		if done != nil {
+			done <- err
+		}
+		return err
+	}
+	var cp *Checkpoint
+	if w.size > w.cp.Size {
+		var err error
+		if cp, err = signCheckpoint(w.signer, w.size, rootOf(w.rng), l.opts.Now()); err != nil {
+			if done != nil {
+				done <- err
+			}
+			return err
+		}
+		l.writeStart.Store(time.Now().UnixNano())
+		err = w.write(nil, nil, cp)
+		l.writeStart.Store(0)
+		if err != nil {
+			l.fail(err)
+			err = fmt.Errorf("%w: %w", ErrUnavailable, err)
+			if done != nil {
+				done <- err
+			}
+			return err
+		}
+		w.cp = cp
+	}
+	l.syncq <- &committed{size: w.size, cp: cp, done: done}
+	return nil
+}
+
+// checkpointSync commits a checkpoint and syncs it, on the calling
+// goroutine (Open, before the writer and syncer start).
+func (l *Log) checkpointSync() error {
+	w := l.w
+	cp, err := signCheckpoint(w.signer, w.size, rootOf(w.rng), l.opts.Now())
+	if err != nil {
+		return err
+	}
+	if err := w.write(nil, nil, cp); err != nil {
+		return err
+	}
+	if err := w.sync(); err != nil {
+		return err
+	}
+	w.cp = cp
+	l.publish(cp)
+	return nil
+}
+
+// publish makes cp the latest checkpoint (once it is durable).
+func (l *Log) publish(cp *Checkpoint) {
+	l.latest.Store(cp)
+	if l.witness != nil {
+		l.witness.send(cp)
+	}
+}
+
+// commit writes one batch and hands it to the syncer.
+func (l *Log) commit(batch []*request) {
+	live := batch[:0:0]
+	for _, r := range batch {
+		if r.state.CompareAndSwap(reqPending, reqClaimed) {
+			live = append(live, r)
+		}
+	}
+	if len(live) == 0 {
+		return
+	}
+	if f := l.failure.Load(); f != nil {
+		err := fmt.Errorf("%w: %w", ErrUnavailable, f.err)
+		for _, r := range live {
+			r.done <- result{err: err}
+		}
+		return
+	}
+	w := l.w
+	now := l.opts.Now()
+	t := max(now.UnixNano(), w.lastTime)
+	rng := cloneRange(w.rng)
+	rows := make([]row, len(live))
+	res := make([]result, len(live))
+	var tiles []tileRow
+	for i, r := range live {
+		seq := w.size + uint64(i)
+		body := appendHead(make([]byte, 0, len(r.tail)+24), seq, time.Unix(0, t))
+		body = append(body, r.tail...)
+		hs := w.appendLeaf(rng, seq, body, &tiles)
+		rows[i] = row{seq: seq, t: t, tokenID: r.tokenID, subject: r.subject, hashes: hs, body: body}
+		res[i] = result{seq: seq, t: t}
+	}
+	var cp *Checkpoint
+	if now.Sub(w.cp.Time) >= l.opts.CheckpointInterval {
+		var err error
+		if cp, err = signCheckpoint(w.signer, rng.End(), rootOf(rng), now); err != nil {
+			l.log.Error("audit: signing a checkpoint failed", "err", err)
+			cp = nil
+		}
+	}
+	l.writeStart.Store(time.Now().UnixNano())
+	err := w.write(rows, tiles, cp)
+	l.writeStart.Store(0)
+	if err != nil {
+		l.fail(err)
+		err = fmt.Errorf("%w: %w", ErrUnavailable, err)
+		for _, r := range live {
+			r.done <- result{err: err}
+		}
+		return
+	}
+	w.size, w.rng, w.lastTime = rng.End(), rng, t
+	if cp != nil {
+		w.cp = cp
+	}
+	l.syncq <- &committed{reqs: live, res: res, size: w.size, cp: cp}
+}
+
+// fail marks the log unavailable after a write error, alerting once.
+func (l *Log) fail(err error) {
+	f := &failure{err: err, since: l.opts.Now()}
+	if l.failure.CompareAndSwap(nil, f) {
+		l.w.lastProbe = time.Now()
+		l.log.Error("AUDIT LOG CANNOT BE WRITTEN: audited actions are refused until it recovers", "err", err, "data_dir", l.dir)
+	}
+}
+
+// failFatal marks the log unavailable until it is reopened.
+func (l *Log) failFatal(err error) {
+	f := &failure{err: err, since: l.opts.Now(), fatal: true}
+	if old := l.failure.Swap(f); old == nil || !old.fatal {
+		l.log.Error("AUDIT LOG CANNOT BE WRITTEN and will not recover by itself: restart phigate (the WAL is re-read on open)", "err", err, "data_dir", l.dir)
+	}
+}
+
+// probe reloads the state from the database and tries a small write; on
+// success the log is available again. It runs on the writer goroutine.
+func (l *Log) probe(force bool) {
+	f := l.failure.Load()
+	if f == nil || f.fatal || !force && time.Since(l.w.lastProbe) < l.opts.ProbeInterval {
+		return
+	}
+	l.w.lastProbe = time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), l.opts.StallTimeout)
+	defer cancel()
+	// let the syncer finish what was committed before the failure
+	done := make(chan error, 1)
+	l.syncq <- &committed{size: l.w.size, done: done}
+	<-done
+	err := l.load(ctx)
+	if err == nil {
+		err = l.w.exec("BEGIN IMMEDIATE")
+		if err == nil {
+			err = l.w.exec("INSERT INTO meta (k, v) VALUES ('probe', ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v", l.opts.Now().UTC().Format(time.RFC3339Nano))
+			if err == nil {
+				err = l.w.exec("COMMIT")
+			}
+			if err != nil {
+				l.w.exec("ROLLBACK")
+			}
+		}
+	}
+	if err == nil {
+		err = l.w.sync()
+	}
+	if err != nil {
+		l.log.Warn("audit: log still cannot be written", "err", err)
+		return
+	}
+	if l.failure.CompareAndSwap(f, nil) {
+		l.log.Warn("audit log writable again", "unavailable_for", l.opts.Now().Sub(f.since).Round(time.Millisecond).String())
+	}
+}

@@ -1,0 +1,96 @@
+package gateway
+
+import (
+	"net/http"
+	"net/netip"
+	"strings"
+	"time"
+)
+
+// serveAuthz is the forward-auth endpoint: it decides the original request
+// a proxy (nginx auth_request, Envoy ext_authz, Traefik ForwardAuth) asks
+// about, records the decision, and answers 200 with the identity headers or
+// the refusal. It never forwards anything itself.
+func (g *Gateway) serveAuthz(w http.ResponseWriter, r *http.Request, ev *Event, start time.Time) {
+	t := g.table.Load()
+	peer := peerAddr(r)
+	trustedPeer := t.trusted.contains(peer)
+	client := peer
+	if trustedPeer {
+		if ip, ok := single(r.Header, "X-Real-Ip"); ok && ip != "" {
+			a, valid := parseForwardedAddr(strings.TrimSpace(ip))
+			if !valid {
+				a = netip.Addr{} // unknown client: network-restricted tokens refuse
+			}
+			client = a
+		} else {
+			client = clientAddr(peer, r.Header.Values("X-Forwarded-For"), t.trusted)
+		}
+	}
+	if client.IsValid() {
+		ev.SourceIP = client.String()
+	}
+	sub := strings.TrimPrefix(r.URL.EscapedPath(), authzPath)
+	orig, ok := parseOriginal(r.Header, r.Method, sub, r.URL.RawQuery)
+	if !ok {
+		g.refuse(w, r, ev, badRequest("forward auth needs the original request: X-Original-Method and X-Original-URI (nginx), X-Forwarded-Method and X-Forwarded-Uri (Traefik), or the original path after /v1/authz (Envoy)"))
+		return
+	}
+	ev.Method, ev.Path, ev.Query = orig.method, redact(orig.path), redact(orig.query)
+	if !canonicalPath(orig.path) {
+		g.refuse(w, r, ev, badRequest("the original path must be canonical: no empty, . or .. segments, no encoded / or \\"))
+		return
+	}
+	up, rest := t.match(orig.path)
+	if up == nil {
+		g.refuse(w, r, ev, deny(http.StatusForbidden, CodeNotFound, "no upstream is configured for this path"))
+		return
+	}
+	ev.Upstream = up.name
+	secret, present := bearer(r)
+	if !present {
+		g.refuse(w, r, ev, errMissingToken)
+		return
+	}
+	purpose, justification, bg, dn := callerHeaders(r)
+	if dn != nil {
+		g.refuse(w, r, ev, dn)
+		return
+	}
+	ev.Purpose, ev.BreakGlass = purpose, bg
+	if bg {
+		ev.Justification = redact(truncateString(justification, MaxJustification))
+	}
+	q := &request{
+		secret: secret, addr: client, purpose: purpose, justification: justification, breakGlass: bg,
+		method: orig.method, path: rest, query: orig.query, contentType: r.Header.Get("Content-Type"),
+		up: up, maxEntries: t.limits.MaxBundleEntries, now: start,
+		body: nil, // a forward-auth call carries no body
+	}
+	v := g.decide(r.Context(), q)
+	fillEvent(ev, &v)
+	if v.deny != nil {
+		g.refuse(w, r, ev, v.deny)
+		return
+	}
+	if !g.grant(r, ev) {
+		writeError(w, ev.RequestID, errAudit)
+		return
+	}
+	h := w.Header()
+	h.Set(HeaderSubject, v.rec.Subject)
+	h.Set(HeaderTokenID, v.rec.ID)
+	if purpose != "" {
+		h.Set(HeaderPurpose, purpose)
+	}
+	if bg {
+		h.Set(HeaderBreakGlass, "true")
+	}
+	h.Set(HeaderIdentity, g.signer.Sign(&Identity{
+		Subject: v.rec.Subject, TokenID: v.rec.ID, Purpose: purpose, Method: orig.method, Path: orig.path,
+		RequestID: ev.RequestID, Audience: up.name, BreakGlass: bg, IssuedAt: start.Unix(), Expires: start.Add(IdentityTTL).Unix(),
+	}))
+	h.Set("Cache-Control", "no-store")
+	h.Set("Content-Length", "0")
+	w.WriteHeader(http.StatusOK)
+}

@@ -1,0 +1,433 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"mime"
+	"net/http"
+	"net/netip"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/phigate/phigate/internal/authority"
+	"github.com/phigate/phigate/internal/policy"
+	"github.com/phigate/phigate/internal/scope"
+	"github.com/phigate/phigate/internal/token"
+)
+
+// Authority authenticates tokens and admits requests (the token
+// authority). Authenticate checks what does not depend on the resource and
+// consumes nothing; Admit consumes rate and a use. An error of either is a
+// technical failure: the gateway refuses (503).
+type Authority interface {
+	Authenticate(ctx context.Context, secret string, req authority.Request) (authority.Handle, authority.Decision, error)
+	Admit(ctx context.Context, h authority.Handle) (authority.Decision, error)
+}
+
+// Purpose codes with a meaning to the gateway.
+const breakGlassPurpose = "ETREAT"
+
+// MaxJustification is the longest X-Break-Glass justification in bytes.
+const MaxJustification = 512
+
+// request is what a decision looks at.
+type request struct {
+	secret string
+	addr   netip.Addr
+	// purpose is the X-Purpose-Of-Use value, justification the
+	// X-Break-Glass one (breakGlass: the header was sent).
+	purpose       string
+	justification string
+	breakGlass    bool
+	method        string
+	// path is the escaped path relative to the upstream's prefix, with
+	// its leading "/"; query the raw query.
+	path, query string
+	contentType string
+	up          *upstream
+	maxEntries  int
+	now         time.Time
+	// body returns the request body, read up to the inspection limit; nil
+	// when the body cannot be read (forward auth).
+	body func() ([]byte, *denial)
+}
+
+// verdict is the outcome of a decision.
+type verdict struct {
+	deny *denial // nil: allowed
+	rec  *token.Record
+	// granted is the scope that allowed the request, or the one needed.
+	scope       string
+	interaction string
+	resource    string
+}
+
+// decide authenticates and authorizes one request: the credential and the
+// token's constraints (authority), break-glass, the scope for the resource
+// (FHIR or route), then admits it (rate, uses). Deny by default: only the
+// end of this function allows.
+func (g *Gateway) decide(ctx context.Context, q *request) verdict {
+	h, d, err := g.auth.Authenticate(ctx, q.secret, authority.Request{Addr: q.addr, Purpose: q.purpose, Now: q.now})
+	if err != nil {
+		g.log.Error("token authentication failed; refusing", "err", err)
+		return verdict{deny: errUnavailable, rec: d.Token}
+	}
+	if d.Reason != policy.ReasonNone {
+		return verdict{deny: fromReason(d.Reason, d.RetryAfter), rec: d.Token}
+	}
+	rec := h.Token()
+	v := verdict{rec: rec}
+	if dn := checkBreakGlass(rec, q); dn != nil {
+		v.deny = dn
+		return v
+	}
+	set := h.Scopes()
+	if q.up.fhir {
+		v.deny, v.scope, v.interaction, v.resource = authorizeFHIR(q, set, rec.PatientID)
+	} else {
+		v.deny, v.scope = authorizeRoute(q, set)
+		v.interaction = "route"
+	}
+	if v.deny != nil {
+		return v
+	}
+	d, err = g.auth.Admit(ctx, h)
+	if err != nil {
+		g.log.Error("admitting a request failed; refusing", "token_id", rec.ID, "err", err)
+		v.deny = errUnavailable
+		return v
+	}
+	if !d.Allowed() {
+		v.deny = fromReason(d.Reason, d.RetryAfter)
+	}
+	return v
+}
+
+// checkBreakGlass enforces the break-glass rule: a break-glass token is
+// usable only with a justification and the purpose ETREAT; any other token
+// must not claim break-glass.
+func checkBreakGlass(rec *token.Record, q *request) *denial {
+	if !rec.BreakGlass {
+		if q.breakGlass {
+			return forbidden(CodeBreakGlassDenied, "this token is not break-glass capable; send X-Break-Glass only with a break-glass token", "")
+		}
+		return nil
+	}
+	if !q.breakGlass {
+		return forbidden(CodeBreakGlass, "this is a break-glass token: every request needs X-Break-Glass: <justification> and X-Purpose-Of-Use: ETREAT", "")
+	}
+	if !validJustification(q.justification) {
+		return badRequest(fmt.Sprintf("X-Break-Glass must be a justification of 1 to %d printable characters", MaxJustification))
+	}
+	if q.purpose != breakGlassPurpose {
+		return forbidden(CodeBreakGlass, "a break-glass request needs X-Purpose-Of-Use: ETREAT", "")
+	}
+	return nil
+}
+
+func validJustification(s string) bool {
+	if strings.TrimSpace(s) == "" || len(s) > MaxJustification || !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if !unicode.IsPrint(r) {
+			return false
+		}
+	}
+	return true
+}
+
+// authorizeRoute applies the routes of an http upstream: the most specific
+// route matching method and path names the scope needed; no route, no
+// access.
+func authorizeRoute(q *request, set scope.Set) (*denial, string) {
+	for i := range q.up.routes {
+		r := &q.up.routes[i]
+		if !r.pat.Match(q.method, q.path) {
+			continue
+		}
+		if ok, _ := r.need.heldBy(set); ok {
+			return nil, r.need.str
+		}
+		return forbidden(CodeInsufficientScope, "this request needs the scope "+quote(r.need.str), r.need.str), r.need.str
+	}
+	return forbidden(CodeNoRoute, "no route of this upstream allows "+q.method+" on this path", ""), ""
+}
+
+func quote(s string) string { return `"` + s + `"` }
+
+// authorizeFHIR derives the interaction of a request to a fhir upstream
+// and checks that the token's scopes grant it (see the package doc).
+func authorizeFHIR(q *request, set scope.Set, pid string) (dn *denial, sc, interaction, resource string) {
+	fr, err := classifyFHIR(q.method, strings.TrimPrefix(q.path, "/"), q.query != "")
+	if err != nil {
+		return deny(http.StatusBadRequest, CodeInvalidRequest, "not a FHIR RESTful interaction the gateway recognises"), "", "", ""
+	}
+	ps := params{raw: [2]string{q.query}}
+	if fr.interaction == Batch {
+		dn, sc = authorizeBatch(q, set, pid)
+		return dn, sc, fr.interaction.String(), "Bundle"
+	}
+	if isSearch(fr.interaction) && q.method == http.MethodPost {
+		if dn := formBody(q, &ps); dn != nil {
+			return dn, "", fr.interaction.String(), fr.typ
+		}
+	}
+	if err := ps.check(); err != nil {
+		return badRequest(err.Error()), "", fr.interaction.String(), fr.typ
+	}
+	var body func() ([]byte, *denial)
+	if fr.interaction == Create {
+		body = q.body
+	}
+	dn, sc = authorizeInteraction(&fr, &ps, set, pid, q.up, body, q.contentType)
+	return dn, sc, fr.interaction.String(), fr.typ
+}
+
+func isSearch(i Interaction) bool {
+	return i == SearchType || i == SearchSystem || i == SearchCompartment
+}
+
+// formBody adds the form body of a POST _search to ps.
+func formBody(q *request, ps *params) *denial {
+	mt, _, err := mime.ParseMediaType(q.contentType)
+	if err != nil || mt != "application/x-www-form-urlencoded" {
+		return deny(http.StatusUnsupportedMediaType, CodeUnsupportedMedia, "POST _search needs an application/x-www-form-urlencoded body")
+	}
+	if q.body == nil {
+		return deny(http.StatusForbidden, CodeBodyUnavailable, "the gateway must read the body of this request to decide; send it through the gateway's proxy, or as GET with the parameters in the URL")
+	}
+	b, dn := q.body()
+	if dn != nil {
+		return dn
+	}
+	ps.raw[1] = string(b)
+	return nil
+}
+
+// authorizeInteraction checks one classified interaction. body, when set,
+// reads the resource of a create (for the compartment check).
+func authorizeInteraction(fr *fhirRequest, ps *params, set scope.Set, pid string, up *upstream, body func() ([]byte, *denial), contentType string) (*denial, string) {
+	switch fr.interaction {
+	case Capabilities:
+		return nil, "" // the CapabilityStatement holds no PHI: any valid token
+	case Operation:
+		return authorizeOperation(fr, ps, set, pid, up)
+	}
+	op := fr.interaction.Op()
+	var compartmentFail, restrictFail bool
+	var restricted string
+	for g := range set.Grants(fr.typ, op) {
+		if g.Context() == scope.Patient && !inCompartment(fr, ps, pid, body, contentType) {
+			compartmentFail = true
+			continue
+		}
+		if g.Restricted() {
+			if !isSearch(fr.interaction) || !restrictionsHold(g, ps) {
+				restrictFail, restricted = true, g.String()
+				continue
+			}
+		}
+		if dn := checkIncludes(fr, ps, set); dn != nil {
+			return dn, g.String()
+		}
+		return nil, g.String()
+	}
+	need := neededScope(set, fr.typ, op)
+	switch {
+	case compartmentFail:
+		return forbidden(CodeCompartment, compartmentMessage(pid), need), need
+	case restrictFail:
+		return forbidden(CodeInsufficientScope, "the scope "+quote(restricted)+" allows only searches that carry its parameters", restricted), restricted
+	}
+	return forbidden(CodeInsufficientScope, "this request needs the scope "+quote(need), need), need
+}
+
+func compartmentMessage(pid string) string {
+	if pid == "" {
+		return "a patient/ scope needs a token bound to a patient (--patient)"
+	}
+	return "a patient/ scope reaches only its patient's compartment: Patient/" + pid + ", searches with patient=" + pid + " (or subject=Patient/" + pid + "), and resources created for that patient"
+}
+
+// neededScope names the scope that would grant op on typ, in the context
+// the token works in (patient when it is bound to one).
+func neededScope(set scope.Set, typ string, op scope.Op) string {
+	ctx := "user"
+	for s := range set.All() {
+		if s.Context() == scope.Patient {
+			ctx = "patient"
+			break
+		}
+	}
+	return ctx + "/" + typ + "." + string(op)
+}
+
+// restrictionsHold reports whether every restriction of g is met by the
+// search: the parameter is present and each of its occurrences has the
+// restricted value (no OR with a comma: the value must be exactly that).
+func restrictionsHold(g scope.Scope, ps *params) bool {
+	for p := range g.Params() {
+		if !ps.only(p.Name, p.Value) {
+			return false
+		}
+	}
+	return true
+}
+
+// inCompartment reports whether a request stays in patient pid's
+// compartment, as far as the gateway can tell without fetching:
+//
+//   - read, vread, history, update, patch, delete of Patient/pid;
+//   - searches of Patient with _id=pid, of other types with patient=pid
+//     (see params.inCompartment), and compartment searches Patient/pid/…;
+//   - conditional update, patch and delete constrained like a search;
+//   - creates whose resource's subject or patient is Patient/pid.
+//
+// Everything else — reads of other types by id, type and system history,
+// system searches — is outside.
+func inCompartment(fr *fhirRequest, ps *params, pid string, body func() ([]byte, *denial), contentType string) bool {
+	if pid == "" {
+		return false
+	}
+	switch fr.interaction {
+	case Read, VRead, HistoryInstance, Update, Patch, Delete:
+		return fr.typ == "Patient" && fr.id == pid
+	case SearchType, ConditionalUpdate, ConditionalPatch, ConditionalDelete:
+		return ps.inCompartment(fr.typ, pid)
+	case SearchCompartment:
+		return fr.compType == "Patient" && fr.compID == pid
+	case Create:
+		if body == nil || fr.typ == "Patient" || !isJSON(contentType) {
+			return false
+		}
+		b, dn := body()
+		if dn != nil {
+			return false
+		}
+		typ, subject, patient, ok := resourceRefs(b)
+		ref := "Patient/" + pid
+		return ok && typ == fr.typ && (subject != "" || patient != "") &&
+			(subject == "" || subject == ref) && (patient == "" || patient == ref)
+	}
+	return false
+}
+
+func isJSON(contentType string) bool {
+	mt, _, err := mime.ParseMediaType(contentType)
+	return err == nil && (mt == "application/fhir+json" || mt == "application/json")
+}
+
+// checkIncludes requires, for each _include, a read grant on the included
+// type (or on "*" when the value does not name it), and for each
+// _revinclude a search grant on the source type; such grants must not be
+// restricted.
+func checkIncludes(fr *fhirRequest, ps *params, set scope.Set) *denial {
+	if !isSearch(fr.interaction) {
+		return nil
+	}
+	var dn *denial
+	ps.includes(func(rev bool, v string) bool {
+		parts := strings.Split(v, ":")
+		typ, op := "*", scope.OpRead
+		switch {
+		case rev && len(parts) >= 2 && isType(parts[0]):
+			typ, op = parts[0], scope.OpSearch
+		case !rev && len(parts) == 3 && isType(parts[2]):
+			typ = parts[2]
+		}
+		for g := range set.Grants(typ, op) {
+			if !g.Restricted() && g.Context() != scope.Patient {
+				return true
+			}
+		}
+		need := "user/" + typ + "." + string(op)
+		dn = forbidden(CodeInsufficientScope, "_include and _revinclude need an unrestricted user or system scope for what they add: "+quote(need), need)
+		return false
+	})
+	return dn
+}
+
+// authorizeOperation checks an $operation against the configured scopes:
+// the rule for the resource type, else the one for "*"; an operation not
+// configured is refused. A requirement the token holds only at patient
+// level binds the operation to the compartment: Patient/pid/$op, or
+// parameters naming the patient.
+func authorizeOperation(fr *fhirRequest, ps *params, set scope.Set, pid string, up *upstream) (*denial, string) {
+	rules := up.ops[fr.op]
+	var rule *opRule
+	for i := range rules {
+		if rules[i].resource == fr.typ {
+			rule = &rules[i]
+		}
+	}
+	if rule == nil {
+		for i := range rules {
+			if rules[i].resource == "*" {
+				rule = &rules[i]
+			}
+		}
+	}
+	if rule == nil {
+		return forbidden(CodeInsufficientScope, "the operation "+fr.op+" is not allowed through this gateway (no scope is configured for it)", ""), ""
+	}
+	ok, patientOnly := rule.need.heldBy(set)
+	if !ok {
+		return forbidden(CodeInsufficientScope, "the operation "+fr.op+" needs the scope "+quote(rule.need.str), rule.need.str), rule.need.str
+	}
+	if patientOnly {
+		inside := pid != "" && (fr.compType == "Patient" && fr.compID == pid ||
+			fr.compType == "" && fr.typ != "*" && ps.inCompartment(fr.typ, pid))
+		if !inside {
+			return forbidden(CodeCompartment, compartmentMessage(pid), rule.need.str), rule.need.str
+		}
+	}
+	return nil, rule.need.str
+}
+
+// authorizeBatch checks a batch or transaction entry by entry: every
+// entry must be allowed on its own, or the whole Bundle is refused.
+func authorizeBatch(q *request, set scope.Set, pid string) (*denial, string) {
+	if !isJSON(q.contentType) {
+		return deny(http.StatusUnsupportedMediaType, CodeUnsupportedMedia, "a batch or transaction must be a JSON Bundle (application/fhir+json)"), ""
+	}
+	if q.body == nil {
+		return deny(http.StatusForbidden, CodeBodyUnavailable, "the gateway must read a batch or transaction to decide; send it through the gateway's proxy"), ""
+	}
+	b, dn := q.body()
+	if dn != nil {
+		return dn, ""
+	}
+	_, entries, err := parseBundle(b, q.maxEntries)
+	if err != nil {
+		return badRequest(err.Error()), ""
+	}
+	for i := range entries {
+		e := &entries[i]
+		fr, err := classifyFHIR(e.method, e.path, e.query != "")
+		if err != nil || fr.interaction == Batch || fr.interaction == Capabilities {
+			return badRequest(fmt.Sprintf("Bundle entry %d is not a FHIR interaction the gateway recognises", i)), ""
+		}
+		ps := params{raw: [2]string{e.query}}
+		if err := ps.check(); err != nil {
+			return badRequest(fmt.Sprintf("Bundle entry %d: %s", i, err)), ""
+		}
+		var body func() ([]byte, *denial)
+		if fr.interaction == Create && e.resource != nil {
+			res := []byte(e.resource)
+			body = func() ([]byte, *denial) { return res, nil }
+		}
+		if dn, need := authorizeInteraction(&fr, &ps, set, pid, q.up, body, "application/fhir+json"); dn != nil {
+			dn.msg = fmt.Sprintf("Bundle entry %d (%s %s): %s", i, e.method, fr.typ, dn.msg)
+			return dn, need
+		}
+	}
+	return nil, ""
+}
+
+// errBodyTooLarge is a denial for bodies beyond the inspection limit.
+func errBodyTooLarge(limit int64) *denial {
+	return deny(http.StatusRequestEntityTooLarge, CodeTooLarge, fmt.Sprintf("the gateway reads at most %d bytes of this kind of request to decide", limit))
+}

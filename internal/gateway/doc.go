@@ -1,0 +1,263 @@
+// Package gateway is phigate's enforcing gateway: a TLS reverse proxy that
+// stands in front of the APIs holding PHI and forwards a request only when
+// the token it carries, the token's scopes and every one of its constraints
+// allow it, after a durable record of the grant; and a forward-auth endpoint
+// that lets nginx, Envoy or Traefik ask the same question without the proxy.
+//
+// # Guarantees
+//
+//   - Deny by default. A request is forwarded only when every check below
+//     passed; a path no upstream prefix covers, a method and path no route
+//     covers, a FHIR request that is not a recognised interaction, an
+//     $operation without a configured scope: all are refused.
+//   - Fail closed. A technical failure of the token authority is a 503; a
+//     grant that cannot be recorded durably is a 503 and nothing is
+//     forwarded (Recorder).
+//   - Nothing goes upstream before its grant is durable: Record of the grant
+//     returns before the first byte is sent.
+//   - The client's credential never reaches an upstream, and no client can
+//     impersonate the gateway's identity headers.
+//   - No token secret appears in an event, a log line or an error message.
+//   - No request smuggling: requests with both Content-Length and
+//     Transfer-Encoding, several differing Content-Lengths or a
+//     Transfer-Encoding other than chunked are refused, and the framing of
+//     every request is followed (see Framing).
+//
+// # The request path
+//
+// For each request to the gateway's listener (TLS 1.2+, HTTP/1.1):
+//
+//  1. Reserved paths are answered by the gateway itself: /healthz,
+//     /.well-known/phigate-identity-key (the identity key, a JWK Set) and
+//     /v1/authz[/…] (forward auth, below). They win over any prefix.
+//  2. The path must be canonical: no empty segment except a final one, no
+//     "." or ".." segment (also percent-encoded), no encoded "/" or "\",
+//     no control character (400 invalid_request otherwise). The upstream
+//     whose prefix is the longest one the path starts with is chosen (404
+//     not_found when none); its prefix is replaced by the path of its URL.
+//  3. The client address is the connection's peer; only when the peer is in
+//     gateway.trusted_proxies is X-Forwarded-For walked from the right to
+//     the first address that is not a trusted proxy. A malformed entry makes
+//     the client unknown: network-restricted tokens then refuse.
+//  4. Authentication: "Authorization: Bearer phi_…" (401 missing_token
+//     without; the authority's reasons otherwise), then the token's
+//     request-independent constraints: status, expiry, idle timeout, source
+//     network, hours, purpose of use (X-Purpose-Of-Use: an HL7 v3
+//     PurposeOfUse code; 400 invalid_purpose for another value).
+//  5. Break-glass: a token with BreakGlass set is usable only with
+//     "X-Break-Glass: <justification>" (1 to 512 bytes of printable text,
+//     not only blanks) and X-Purpose-Of-Use: ETREAT (403
+//     break_glass_required); its scopes are its emergency scopes. Any other
+//     token sending X-Break-Glass is refused (403 break_glass_denied).
+//     Every break-glass request is recorded with BreakGlass and the
+//     justification.
+//  6. Authorization for the resource: the scope the request needs (FHIR or
+//     http, below).
+//  7. Admission: the rate limit (429 rate_limited with Retry-After), then
+//     one use (403 uses_exhausted; never exceeded under concurrency).
+//  8. The grant is recorded durably (503 audit_unavailable otherwise).
+//  9. Forwarding (below); then the completion (status, bytes, duration) is
+//     recorded.
+//
+// Every refusal is recorded with its reason before it is answered.
+//
+// # http upstreams
+//
+// Routes map "METHOD /path-pattern" to the scope required (see package
+// route for the grammar): "GET /invoices/*" → billing:read. The most
+// specific route that matches decides; none matching is 403 no_route. A
+// plain scope is checked with scope.Set.Has ("billing:*" covers
+// "billing:read"), a SMART scope by coverage.
+//
+// # fhir upstreams
+//
+// The path below the prefix is read as a FHIR R4 RESTful request, and the
+// SMART v2 permission it needs follows from the interaction:
+//
+//	GET  [type]/[id]                          read              r
+//	GET  [type]/[id]/_history/[vid]           vread             r
+//	GET  [type]/[id]/_history                 history-instance  r
+//	GET  [type]/_history, GET _history        history           s
+//	GET  [type]?…, POST [type]/_search        search-type       s
+//	GET  ?…, POST _search                     search-system     s   (resource *)
+//	GET  [ctype]/[cid]/[type|*]?…             search-compartment s
+//	POST [type]                               create            c
+//	PUT  [type]/[id], PUT [type]?…            update            u
+//	PATCH [type]/[id], PATCH [type]?…         patch             u
+//	DELETE [type]/[id], DELETE [type]?…       delete            d
+//	GET  metadata                             capabilities      (any valid token)
+//	POST (base) with a Bundle                 batch/transaction (each entry)
+//	[[type]/[[id]/]]$name                     operation         (configured)
+//
+// HEAD is GET. Anything else (a POST to an instance, a lower-case type, an
+// id with characters outside [A-Za-z0-9-.]) is 400 invalid_request. A
+// request is allowed when one scope of the token grants the permission on
+// the type (scope.Set.Grants) and also satisfies:
+//
+//   - Restrictions. A granular scope ("user/Observation.rs?category=laboratory")
+//     grants only searches (not reads, history or writes, whose result the
+//     gateway cannot see) whose parameters include each restriction, with
+//     every occurrence of that parameter equal to the restricted value (no
+//     comma alternatives).
+//   - The patient compartment. A patient/ scope needs a token bound to a
+//     patient (PatientID) and reaches only that patient's data, as far as
+//     the gateway can tell without fetching anything: read, vread, history,
+//     update, patch and delete of Patient/{id}; searches of Patient with
+//     _id={id}; searches of other types with patient={id},
+//     patient=Patient/{id}, subject=Patient/{id} or subject:Patient={id}
+//     (a bare subject={id} could name a Group; every occurrence of these
+//     parameters must name the patient); compartment searches
+//     Patient/{id}/…; conditional update, patch and delete constrained like
+//     a search; creates (JSON) whose subject or patient reference is
+//     Patient/{id}. Reads of other resource types by id, type and system
+//     history and system searches are refused with 403 compartment: the
+//     gateway cannot know whose they are. Use searches with patient=.
+//   - _include and _revinclude (search results of other types) need an
+//     unrestricted user or system scope for what they add: read on the
+//     named target type (or on * when none is named) for _include, search
+//     on the source type for _revinclude.
+//
+// POST _search reads its form body (application/x-www-form-urlencoded) and
+// combines it with the URL's query, as FHIR does. Queries holding ";" or
+// invalid percent-encoding are refused (some servers split on ";").
+//
+// $operations are refused unless the upstream's configuration names them
+// (name, optional resource type, scope). The rule for the request's type
+// wins over the one for "*". A token holding the configured scope only at
+// patient level (patient/… required, no user/ or system/ equivalent) is
+// bound to its compartment: Patient/{id}/$op, or type-level with the
+// compartment parameters.
+//
+// A batch or transaction (a JSON Bundle POSTed to the base) is read, up to
+// gateway.limits.max_inspect_bytes (413) and max_bundle_entries, and each
+// entry's request is checked as if it were sent on its own; one refused
+// entry refuses the whole Bundle, naming the entry. The Bundle must be
+// valid UTF-8 JSON without duplicate keys anywhere (two parsers could
+// disagree on which one counts); entries use URLs relative to the base;
+// nested batches are refused.
+//
+// # Forwarding
+//
+// The upstream receives the client's method, path (prefix replaced), query
+// and body, streamed both ways (bodies the gateway had to read are
+// re-sent as read). The gateway removes Authorization, Proxy-Authorization,
+// every X-Phigate-* header, X-Purpose-Of-Use, X-Break-Glass, Forwarded,
+// X-Real-IP, the X-Forwarded-* headers and hop-by-hop headers, and sets:
+//
+//	<credential>        the upstream's credential (bearer, basic or a named header)
+//	X-Request-Id        the client's when valid ([A-Za-z0-9._-]{1,64}), else a new one
+//	X-Forwarded-For     the client chain when the peer is a trusted proxy, then the peer
+//	X-Forwarded-Proto   https
+//	X-Forwarded-Host    the Host the client asked for
+//	X-Phigate-Subject   the token's subject
+//	X-Phigate-Token-Id  the token's public id
+//	X-Phigate-Purpose   the purpose of use, when given
+//	X-Phigate-Break-Glass  "true" under break-glass
+//	X-Phigate-Identity  a signed assertion of all this (below)
+//
+// Upstream TLS is verified (the system roots, a CA file, SPKI pins, or a CA
+// file and pins); plain http only where the configuration says
+// allow_plain_http. Upstream failures are answered 502
+// upstream_unavailable, an answer slower than timeouts.response 504
+// upstream_timeout.
+//
+// # Identity assertion
+//
+// X-Phigate-Identity is a compact JWS (RFC 7515) signed with Ed25519 (alg
+// EdDSA, RFC 8037), with the protected header
+//
+//	{"alg":"EdDSA","kid":"<RFC 7638 thumbprint>","typ":"phigate-identity+jwt"}
+//
+// and the claims
+//
+//	{"iss":"phigate-gateway","sub":"<subject>","tid":"<token id>",
+//	 "purpose":"<code>","method":"GET","path":"<upstream path, escaped>",
+//	 "rid":"<request id>","aud":"<upstream name>","bg":true,
+//	 "iat":<unix seconds>,"exp":<iat+60>}
+//
+// (purpose, aud and bg omitted when empty). The key is generated at first
+// start (<data>/keys/gateway-identity.key, PKCS #8 PEM, mode 0600) and
+// published at /.well-known/phigate-identity-key as a JWK Set. An upstream
+// verifies with VerifyRequest (Go) or any JOSE library: the signature, alg
+// EdDSA only, iss, iat/exp (5 s skew), method and path equal to the
+// request's, and uses the claims rather than the plain headers.
+//
+// # Forward auth
+//
+// /v1/authz decides the request a proxy describes, records the decision,
+// and answers 200 with the identity headers above (X-Phigate-Subject,
+// X-Phigate-Token-Id, X-Phigate-Purpose, X-Phigate-Identity — the path in
+// the assertion is the original one) or the refusal (401, 403, 429, 400;
+// 503 when the grant cannot be recorded). It forwards nothing. The original
+// request is read from, in this order:
+//
+//	nginx auth_request   X-Original-Method, X-Original-URI   (set them, below)
+//	Traefik ForwardAuth  X-Forwarded-Method, X-Forwarded-Uri
+//	Envoy ext_authz      the call's own method, and its path after /v1/authz
+//	                     (http_service.path_prefix: /v1/authz)
+//
+// The client address is the caller's peer address, unless the caller is a
+// trusted proxy: then X-Real-IP when present, else X-Forwarded-For as for
+// the proxy. The upstream whose prefix the original path starts with
+// supplies the rules; upstreams without a URL exist for forward auth only.
+// The caller must pass the client's Authorization, X-Purpose-Of-Use and
+// X-Break-Glass headers (nginx does; configure Envoy's allowed_headers).
+// Requests whose decision needs the body (POST _search, batch/transaction,
+// patient-scoped creates) are refused with 403 body_unavailable. nginx maps
+// any answer but 2xx, 401 and 403 to 500; a 429 reaches its client as 500.
+//
+// A minimal nginx configuration:
+//
+//	location / {
+//	    auth_request /_phigate;
+//	    auth_request_set $phigate_subject  $upstream_http_x_phigate_subject;
+//	    auth_request_set $phigate_identity $upstream_http_x_phigate_identity;
+//	    proxy_set_header Authorization      "";
+//	    proxy_set_header X-Phigate-Subject  $phigate_subject;
+//	    proxy_set_header X-Phigate-Identity $phigate_identity;
+//	    proxy_pass http://app;
+//	}
+//	location = /_phigate {
+//	    internal;
+//	    proxy_pass https://127.0.0.1:9443/v1/authz;
+//	    proxy_ssl_server_name on;
+//	    proxy_ssl_verify on;
+//	    proxy_ssl_trusted_certificate /etc/phigate/tls.crt;
+//	    proxy_pass_request_body off;
+//	    proxy_set_header Content-Length "";
+//	    proxy_set_header X-Original-Method $request_method;
+//	    proxy_set_header X-Original-URI $request_uri;
+//	    proxy_set_header X-Real-IP $remote_addr;
+//	}
+//
+// # Errors
+//
+// Every refusal is JSON, {"error":{"code","message","scope","request_id"}},
+// with X-Request-Id. 401 carries WWW-Authenticate: Bearer realm="phigate"
+// (with error="invalid_token" when a token was sent); 403 carries
+// error="insufficient_scope" and, when one scope would do, scope="…".
+// Codes: the authority's (invalid_token, token_expired, token_revoked,
+// token_suspended, token_idle, token_rotated, network_denied,
+// outside_hours, purpose_denied, rate_limited, uses_exhausted,
+// insufficient_scope, unavailable) and the gateway's (the Code* constants).
+//
+// # Recording
+//
+// Decisions go to a Recorder whose Record MUST NOT return nil before the
+// event is durable. FileRecorder is the stand-in until the audit log
+// takes over: one JSON object per line (Event's fields), appended with
+// group commit. Completions use AsyncRecorder when the recorder offers it.
+//
+// # Framing
+//
+// The gateway terminates TLS itself and speaks HTTP/1.1 only: beneath
+// net/http it follows the framing of every request on a connection (heads,
+// Content-Length bodies, chunked bodies and trailers) and notes each head's
+// request line and whether it carried both Content-Length and
+// Transfer-Encoding. The handler refuses a request whose head was
+// ambiguous, or whose request line differs from the one noted, with 400
+// ambiguous_framing and closes the connection. (net/http alone would drop
+// the Content-Length and accept.) A malformed chunked body is detected by
+// net/http as it streams: the upstream sees an aborted request, never a
+// second one.
+package gateway

@@ -1,0 +1,135 @@
+package gateway
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/phigate/phigate/internal/policy"
+)
+
+// Reason codes of the gateway's own refusals, besides those of
+// policy.Reason. They are part of the external contract.
+const (
+	CodeMissingToken      = "missing_token"
+	CodeCompartment       = "compartment"
+	CodeNoRoute           = "no_route"
+	CodeBreakGlass        = "break_glass_required"
+	CodeBreakGlassDenied  = "break_glass_denied"
+	CodeInvalidRequest    = "invalid_request"
+	CodeInvalidPurpose    = "invalid_purpose"
+	CodeAmbiguousFraming  = "ambiguous_framing"
+	CodeUnsupportedMedia  = "unsupported_media_type"
+	CodeTooLarge          = "payload_too_large"
+	CodeNotFound          = "not_found"
+	CodeAuditUnavailable  = "audit_unavailable"
+	CodeUpstreamFailed    = "upstream_unavailable"
+	CodeUpstreamTimeout   = "upstream_timeout"
+	CodeBodyUnavailable   = "body_unavailable"
+	CodeMethodNotAllowed  = "method_not_allowed"
+	CodeInsufficientScope = "insufficient_scope"
+)
+
+// denial is a refusal: what the client is told and what the audit records.
+// Its message never holds a secret or request data beyond names the client
+// itself sent (a scope, a resource type).
+type denial struct {
+	status int
+	code   string
+	msg    string
+	// scope is the scope that was needed (insufficient_scope).
+	scope string
+	// bearer is the RFC 6750 error attribute of WWW-Authenticate.
+	bearer string
+	retry  time.Duration
+	// close asks for the connection to be closed after the answer.
+	close bool
+}
+
+func deny(status int, code, msg string) *denial {
+	return &denial{status: status, code: code, msg: msg}
+}
+
+func badRequest(msg string) *denial { return deny(http.StatusBadRequest, CodeInvalidRequest, msg) }
+
+// forbidden is a 403 with the RFC 6750 insufficient_scope attribute.
+func forbidden(code, msg, need string) *denial {
+	return &denial{status: http.StatusForbidden, code: code, msg: msg, scope: need, bearer: "insufficient_scope"}
+}
+
+var (
+	errMissingToken = &denial{status: http.StatusUnauthorized, code: CodeMissingToken, msg: "an Authorization: Bearer phigate token is required"}
+	errUnavailable  = &denial{status: http.StatusServiceUnavailable, code: policy.Unavailable.Code(), msg: policy.Unavailable.Message(), retry: time.Second}
+	errAudit        = &denial{status: http.StatusServiceUnavailable, code: CodeAuditUnavailable, msg: "the request cannot be recorded in the audit log, so it is refused; nothing was forwarded", retry: time.Second}
+)
+
+// fromReason maps a deny of the authority to a denial.
+func fromReason(r policy.Reason, retry time.Duration) *denial {
+	d := &denial{code: r.Code(), msg: r.Message()}
+	switch {
+	case r.Unauthenticated():
+		d.status, d.bearer = http.StatusUnauthorized, "invalid_token"
+	case r == policy.RateLimited:
+		d.status, d.retry = http.StatusTooManyRequests, retry
+	case r == policy.Unavailable:
+		d.status, d.retry = http.StatusServiceUnavailable, time.Second
+	default:
+		d.status, d.bearer = http.StatusForbidden, "insufficient_scope"
+	}
+	return d
+}
+
+// writeError answers d in JSON: {"error":{"code","message","request_id"}},
+// with WWW-Authenticate on 401 and 403 and Retry-After when set.
+func writeError(w http.ResponseWriter, rid string, d *denial) {
+	h := w.Header()
+	if d.status == http.StatusUnauthorized || d.bearer != "" {
+		v := `Bearer realm="phigate"`
+		if d.bearer != "" {
+			v += `, error="` + d.bearer + `", error_description="` + quoteSafe(d.msg) + `"`
+		}
+		if d.scope != "" {
+			v += `, scope="` + quoteSafe(d.scope) + `"`
+		}
+		h.Set("WWW-Authenticate", v)
+	}
+	if d.retry > 0 {
+		h.Set("Retry-After", strconv.Itoa(int((d.retry+time.Second-1)/time.Second)))
+	}
+	if d.close {
+		h.Set("Connection", "close")
+	}
+	var body struct {
+		Error struct {
+			Code      string `json:"code"`
+			Message   string `json:"message"`
+			Scope     string `json:"scope,omitempty"`
+			RequestID string `json:"request_id,omitempty"`
+		} `json:"error"`
+	}
+	body.Error.Code, body.Error.Message, body.Error.Scope, body.Error.RequestID = d.code, d.msg, d.scope, rid
+	b, _ := json.Marshal(body) // strings only: cannot fail
+	b = append(b, '\n')
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(d.status)
+	w.Write(b)
+}
+
+// quoteSafe makes s safe inside a quoted-string of a header: no quotes,
+// backslashes or control characters.
+func quoteSafe(s string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r == '"':
+			return '\''
+		case r == '\\' || r < 0x20 || r == 0x7f:
+			return ' '
+		}
+		return r
+	}, s)
+}

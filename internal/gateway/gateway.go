@@ -1,0 +1,650 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/phigate/phigate/internal/config"
+	"github.com/phigate/phigate/internal/policy"
+)
+
+// Options are what a Gateway needs besides its configuration.
+type Options struct {
+	// Auth authenticates tokens and admits requests. Required.
+	Auth Authority
+	// Recorder records every decision durably. Required.
+	Recorder Recorder
+	// Signer signs the identity asserted to upstreams. Required.
+	Signer *Signer
+	// Secrets resolves credential references (default EnvFileSecrets{}).
+	Secrets SecretSource
+	// TLS is the server TLS configuration (certificate); required by
+	// Serve. Its NextProtos are replaced by http/1.1.
+	TLS *tls.Config
+	// Limits are the HTTP limits of Serve's server (zero: the defaults of
+	// the config package).
+	Limits config.Limits
+	// Logger receives operational messages, never a secret (default:
+	// discard).
+	Logger *slog.Logger
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// recordTimeout bounds the wait for a durable record.
+const recordTimeout = 5 * time.Second
+
+// Gateway is the enforcing reverse proxy and forward-auth endpoint. It is
+// an http.Handler; Serve runs it on a TLS listener with the framing guard.
+type Gateway struct {
+	auth    Authority
+	rec     Recorder
+	signer  *Signer
+	secrets SecretSource
+	opts    Options
+	log     *slog.Logger
+	now     func() time.Time
+
+	table    atomic.Pointer[table]
+	reloadMu sync.Mutex
+
+	srv     *http.Server
+	pending sync.WaitGroup // completion records in flight
+
+	ridPrefix string
+	ridSeq    atomic.Uint64
+}
+
+// New compiles cfg and returns a Gateway. It fails when cfg names a
+// credential it cannot resolve or a CA file it cannot read.
+func New(ctx context.Context, cfg *config.Gateway, opts Options) (*Gateway, error) {
+	if opts.Auth == nil || opts.Recorder == nil || opts.Signer == nil {
+		return nil, errors.New("gateway: Auth, Recorder and Signer are required")
+	}
+	if opts.Secrets == nil {
+		opts.Secrets = EnvFileSecrets{}
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Limits == (config.Limits{}) {
+		opts.Limits = config.Default().Limits
+	}
+	var b [6]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	g := &Gateway{
+		auth: opts.Auth, rec: opts.Recorder, signer: opts.Signer, secrets: opts.Secrets, opts: opts,
+		log: opts.Logger, now: opts.Now, ridPrefix: "gw-" + hex.EncodeToString(b[:]) + "-",
+	}
+	if err := g.Reload(ctx, cfg); err != nil {
+		return nil, err
+	}
+	l := opts.Limits
+	g.srv = &http.Server{
+		Handler:                      g,
+		ReadHeaderTimeout:            l.ReadHeaderTimeout.Duration(),
+		ReadTimeout:                  l.ReadTimeout.Duration(),
+		WriteTimeout:                 l.WriteTimeout.Duration(),
+		IdleTimeout:                  l.IdleTimeout.Duration(),
+		MaxHeaderBytes:               l.MaxHeaderBytes,
+		ConnContext:                  connContext,
+		DisableGeneralOptionsHandler: true,
+		ErrorLog:                     slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
+	}
+	return g, nil
+}
+
+// Reload compiles cfg and swaps it in atomically: requests in flight finish
+// with the configuration they started with, new ones get cfg. An invalid
+// cfg (a credential that does not resolve, say) changes nothing.
+func (g *Gateway) Reload(ctx context.Context, cfg *config.Gateway) error {
+	g.reloadMu.Lock()
+	defer g.reloadMu.Unlock()
+	t, err := compile(ctx, cfg, g.secrets)
+	if err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	for _, u := range t.upstreams {
+		if u.target != nil {
+			u.proxy = &httputil.ReverseProxy{
+				Rewrite:        g.rewrite,
+				Transport:      u.transport,
+				ErrorHandler:   g.upstreamError,
+				ModifyResponse: modifyResponse,
+				ErrorLog:       slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
+			}
+		}
+	}
+	if old := g.table.Swap(t); old != nil {
+		old.close()
+	}
+	return nil
+}
+
+// Serve accepts TLS connections on ln and serves the gateway until
+// Shutdown. It speaks HTTP/1.1 only (see the framing guard in the package
+// doc).
+func (g *Gateway) Serve(ln net.Listener) error {
+	if g.opts.TLS == nil {
+		return errors.New("gateway: Serve needs Options.TLS")
+	}
+	return g.srv.Serve(newTLSListener(ln, g.opts.TLS, g.opts.Limits.MaxHeaderBytes))
+}
+
+// Shutdown stops accepting (a later Serve returns http.ErrServerClosed), waits for requests in flight and their
+// completion records, and drops idle upstream connections.
+func (g *Gateway) Shutdown(ctx context.Context) error {
+	err := g.srv.Shutdown(ctx)
+	done := make(chan struct{})
+	go func() { g.pending.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = errors.Join(err, fmt.Errorf("gateway: completion records still pending: %w", ctx.Err()))
+	}
+	if t := g.table.Load(); t != nil {
+		t.close()
+	}
+	return err
+}
+
+const authzPath = "/v1/authz"
+
+// ServeHTTP implements http.Handler.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := g.now()
+	rid := g.requestID(r)
+	w.Header().Set("X-Request-Id", rid)
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			g.log.Error("panic in the gateway", "request_id", rid, "panic", fmt.Sprint(v))
+			writeError(w, rid, deny(http.StatusInternalServerError, "internal", "internal error; the request id identifies it in the server log"))
+		}
+	}()
+	ev := &Event{Kind: KindDeny, Time: start, RequestID: rid, Via: "proxy", Method: r.Method,
+		Path: redact(r.URL.EscapedPath()), Query: redact(r.URL.RawQuery)}
+	if dn := checkFraming(r); dn != nil {
+		g.refuse(w, r, ev, dn)
+		return
+	}
+	switch path := r.URL.EscapedPath(); {
+	case path == "/healthz":
+		g.serveStatic(w, r, rid, []byte(`{"status":"ok"}`+"\n"))
+	case path == IdentityKeyPath:
+		g.serveStatic(w, r, rid, g.signer.JWKS())
+	case path == authzPath || strings.HasPrefix(path, authzPath+"/"):
+		ev.Via = "authz"
+		g.serveAuthz(w, r, ev, start)
+	case strings.HasPrefix(path, "/.well-known/"):
+		writeError(w, rid, deny(http.StatusNotFound, CodeNotFound, "no such endpoint"))
+	default:
+		g.serveProxy(w, r, ev, start)
+	}
+}
+
+func (g *Gateway) serveStatic(w http.ResponseWriter, r *http.Request, rid string, body []byte) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		writeError(w, rid, deny(http.StatusMethodNotAllowed, CodeMethodNotAllowed, r.Method+" is not allowed here"))
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "max-age=300")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodGet {
+		w.Write(body)
+	}
+}
+
+// checkFraming refuses a request whose head frameConn found ambiguous, or
+// whose head it could not follow.
+func checkFraming(r *http.Request) *denial {
+	fc, ok := r.Context().Value(connKey{}).(*frameConn)
+	if !ok {
+		return nil // not served by Serve (an embedding handler chain)
+	}
+	h, ok := fc.next()
+	switch {
+	case !ok || h.method != r.Method || h.target != r.RequestURI:
+		return &denial{status: http.StatusBadRequest, code: CodeAmbiguousFraming, msg: "the request's framing could not be verified", close: true}
+	case h.ambiguous:
+		return &denial{status: http.StatusBadRequest, code: CodeAmbiguousFraming, msg: "a request must not carry both Content-Length and Transfer-Encoding", close: true}
+	}
+	return nil
+}
+
+// requestID keeps a valid client X-Request-Id (1 to 64 of A-Z a-z 0-9 - _ .)
+// and makes one otherwise.
+func (g *Gateway) requestID(r *http.Request) string {
+	if vs := r.Header.Values("X-Request-Id"); len(vs) == 1 && validRequestID(vs[0]) {
+		return vs[0]
+	}
+	return g.ridPrefix + strconv.FormatUint(g.ridSeq.Add(1), 36)
+}
+
+func validRequestID(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// refuse records the denial ev (best effort: the request is refused
+// whether or not the record succeeds) and answers dn.
+func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, ev *Event, dn *denial) {
+	ev.Kind, ev.Reason, ev.Status = KindDeny, dn.code, dn.status
+	if ev.Scope == "" {
+		ev.Scope = dn.scope
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), recordTimeout)
+	if err := g.rec.Record(ctx, ev); err != nil {
+		g.log.Error("recording a denial failed", "request_id", ev.RequestID, "err", err)
+	}
+	cancel()
+	if dn.status >= 500 || dn.code == CodeAmbiguousFraming {
+		g.log.Warn("request refused", "request_id", ev.RequestID, "status", dn.status, "reason", dn.code, "token_id", ev.TokenID, "upstream", ev.Upstream)
+	} else {
+		g.log.Info("request denied", "request_id", ev.RequestID, "status", dn.status, "reason", dn.code, "token_id", ev.TokenID, "upstream", ev.Upstream)
+	}
+	writeError(w, ev.RequestID, dn)
+}
+
+// grant records ev as a grant, durably; false means it could not be
+// recorded and the request must be refused.
+func (g *Gateway) grant(r *http.Request, ev *Event) bool {
+	ev.Kind = KindGrant
+	ctx, cancel := context.WithTimeout(r.Context(), recordTimeout)
+	defer cancel()
+	if err := g.rec.Record(ctx, ev); err != nil {
+		g.log.Error("recording a grant failed; refusing the request (fail closed)", "request_id", ev.RequestID, "err", err)
+		return false
+	}
+	return true
+}
+
+// bearer extracts the token of "Authorization: Bearer <token>". ok is
+// false when there is no Authorization header; a malformed one (or several)
+// gives an empty secret, which fails as malformed.
+func bearer(r *http.Request) (string, bool) {
+	vs := r.Header.Values("Authorization")
+	if len(vs) == 0 {
+		return "", false
+	}
+	if len(vs) > 1 || len(vs[0]) < 7 || !strings.EqualFold(vs[0][:7], "bearer ") {
+		return "", true
+	}
+	return strings.TrimSpace(vs[0][7:]), true
+}
+
+// callerHeaders reads X-Purpose-Of-Use and X-Break-Glass.
+func callerHeaders(r *http.Request) (purpose, justification string, breakGlass bool, dn *denial) {
+	ps := r.Header.Values("X-Purpose-Of-Use")
+	switch {
+	case len(ps) > 1:
+		return "", "", false, deny(http.StatusBadRequest, CodeInvalidPurpose, "send X-Purpose-Of-Use once")
+	case len(ps) == 1:
+		purpose = strings.TrimSpace(ps[0])
+		if !policy.PurposeCodes[purpose] {
+			return "", "", false, deny(http.StatusBadRequest, CodeInvalidPurpose, "X-Purpose-Of-Use must be an HL7 v3 PurposeOfUse code such as TREAT, HPAYMT, HOPERAT or ETREAT")
+		}
+	}
+	bs := r.Header.Values("X-Break-Glass")
+	switch {
+	case len(bs) > 1:
+		return "", "", false, badRequest("send X-Break-Glass once")
+	case len(bs) == 1:
+		justification, breakGlass = bs[0], true
+	}
+	return purpose, justification, breakGlass, nil
+}
+
+func peerAddr(r *http.Request) netip.Addr {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}
+
+// canonicalPath reports whether the escaped path p is one the gateway
+// routes: absolute, without empty segments (except a final one), without
+// "." or ".." segments (also percent-encoded), and without an encoded "/",
+// a "\" or a control character in any segment.
+func canonicalPath(p string) bool {
+	if p == "" || p[0] != '/' {
+		return false
+	}
+	rest := p[1:]
+	for rest != "" {
+		seg, after, more := strings.Cut(rest, "/")
+		if seg == "" {
+			return false // "//"
+		}
+		if strings.IndexByte(seg, '%') >= 0 {
+			d, err := url.PathUnescape(seg)
+			if err != nil {
+				return false
+			}
+			seg = d
+		}
+		if seg == "." || seg == ".." || strings.ContainsAny(seg, "/\\") {
+			return false
+		}
+		for i := 0; i < len(seg); i++ {
+			if seg[i] < 0x20 || seg[i] == 0x7f {
+				return false
+			}
+		}
+		if !more {
+			break
+		}
+		rest = after
+	}
+	return true
+}
+
+// fwdState is what rewrite needs to know about a granted request.
+type fwdState struct {
+	up       *upstream
+	path     string // escaped upstream path
+	rid      string
+	xff      string
+	identity string
+	subject  string
+	tokenID  string
+	purpose  string
+	bg       bool
+}
+
+type fwdKey struct{}
+
+// serveProxy decides a request for an upstream and forwards it when
+// allowed, after the durable record of the grant.
+func (g *Gateway) serveProxy(w http.ResponseWriter, r *http.Request, ev *Event, start time.Time) {
+	t := g.table.Load()
+	peer := peerAddr(r)
+	xff := r.Header.Values("X-Forwarded-For")
+	client := clientAddr(peer, xff, t.trusted)
+	if client.IsValid() {
+		ev.SourceIP = client.String()
+	}
+	path := r.URL.EscapedPath()
+	if !canonicalPath(path) {
+		g.refuse(w, r, ev, badRequest("the path must be canonical: no empty, . or .. segments, no encoded / or \\"))
+		return
+	}
+	up, rest := t.match(path)
+	if up == nil {
+		g.refuse(w, r, ev, deny(http.StatusNotFound, CodeNotFound, "no upstream is configured for this path"))
+		return
+	}
+	ev.Upstream = up.name
+	if up.target == nil {
+		g.refuse(w, r, ev, deny(http.StatusNotFound, CodeNotFound, "this upstream is reached only through forward auth (/v1/authz)"))
+		return
+	}
+	secret, present := bearer(r)
+	if !present {
+		g.refuse(w, r, ev, errMissingToken)
+		return
+	}
+	purpose, justification, bg, dn := callerHeaders(r)
+	if dn != nil {
+		g.refuse(w, r, ev, dn)
+		return
+	}
+	ev.Purpose, ev.BreakGlass = purpose, bg
+	if bg {
+		ev.Justification = redact(truncateString(justification, MaxJustification))
+	}
+	lim := t.limits
+	if r.ContentLength > lim.MaxBodyBytes {
+		g.refuse(w, r, ev, deny(http.StatusRequestEntityTooLarge, CodeTooLarge, fmt.Sprintf("the body is larger than %d bytes", lim.MaxBodyBytes)))
+		return
+	}
+	counted := &countingReader{r: http.MaxBytesReader(w, r.Body, lim.MaxBodyBytes)}
+	var buffered []byte
+	var bodyDn *denial
+	read := false
+	q := &request{
+		secret: secret, addr: client, purpose: purpose, justification: justification, breakGlass: bg,
+		method: r.Method, path: rest, query: r.URL.RawQuery, contentType: r.Header.Get("Content-Type"),
+		up: up, maxEntries: lim.MaxBundleEntries, now: start,
+		body: func() ([]byte, *denial) {
+			if !read {
+				read = true
+				buffered, bodyDn = readInspected(counted, r.ContentLength, lim.MaxInspectBytes)
+			}
+			return buffered, bodyDn
+		},
+	}
+	v := g.decide(r.Context(), q)
+	fillEvent(ev, &v)
+	if v.deny != nil {
+		g.refuse(w, r, ev, v.deny)
+		return
+	}
+	if !g.grant(r, ev) {
+		writeError(w, ev.RequestID, errAudit)
+		return
+	}
+
+	// forward
+	upPath := up.target.EscapedPath() + rest
+	st := &fwdState{
+		up: up, path: upPath, rid: ev.RequestID, xff: appendForwardedFor(peer, xff, t.trusted),
+		subject: v.rec.Subject, tokenID: v.rec.ID, purpose: purpose, bg: bg,
+	}
+	st.identity = g.signer.Sign(&Identity{
+		Subject: st.subject, TokenID: st.tokenID, Purpose: purpose, Method: r.Method, Path: upPath,
+		RequestID: st.rid, Audience: up.name, BreakGlass: bg, IssuedAt: start.Unix(), Expires: start.Add(IdentityTTL).Unix(),
+	})
+	out := r.WithContext(context.WithValue(r.Context(), fwdKey{}, st))
+	if read {
+		out.Body = io.NopCloser(bytes.NewReader(buffered))
+		out.ContentLength = int64(len(buffered))
+		out.TransferEncoding = nil
+	} else {
+		out.Body = counted
+	}
+	sw := &statusWriter{ResponseWriter: w}
+	up.proxy.ServeHTTP(sw, out)
+
+	done := *ev
+	done.Kind, done.Status, done.BytesIn, done.BytesOut = KindComplete, sw.status, counted.n, sw.n
+	done.Duration = g.now().Sub(start)
+	if done.Status == 0 {
+		done.Status = http.StatusOK
+	}
+	g.complete(&done)
+}
+
+// complete records a completion without delaying the answer: queued when
+// the recorder can (AsyncRecorder), else from a goroutine that Shutdown
+// waits for.
+func (g *Gateway) complete(ev *Event) {
+	if ar, ok := g.rec.(AsyncRecorder); ok {
+		ar.RecordAsync(ev)
+		return
+	}
+	g.pending.Add(1)
+	go func() {
+		defer g.pending.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), recordTimeout)
+		defer cancel()
+		if err := g.rec.Record(ctx, ev); err != nil {
+			g.log.Error("recording a completion failed", "request_id", ev.RequestID, "err", err)
+		}
+	}()
+}
+
+// readInspected reads a body the gateway must look at, up to limit bytes.
+func readInspected(body io.Reader, declared, limit int64) ([]byte, *denial) {
+	if declared > limit {
+		return nil, errBodyTooLarge(limit)
+	}
+	b, err := io.ReadAll(io.LimitReader(body, limit+1))
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		return nil, errBodyTooLarge(limit)
+	case err != nil:
+		return nil, badRequest("reading the request body failed")
+	case int64(len(b)) > limit:
+		return nil, errBodyTooLarge(limit)
+	}
+	return b, nil
+}
+
+func fillEvent(ev *Event, v *verdict) {
+	if v.rec != nil {
+		ev.TokenID, ev.Subject = v.rec.ID, v.rec.Subject
+	}
+	ev.Scope, ev.Interaction, ev.Resource = v.scope, v.interaction, v.resource
+}
+
+// rewrite builds the upstream request: the target URL, no client
+// credential or identity headers, the upstream's credential, X-Request-Id,
+// X-Forwarded-*, and the signed identity.
+func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
+	st := pr.In.Context().Value(fwdKey{}).(*fwdState)
+	out := pr.Out
+	out.URL.Scheme, out.URL.Host = st.up.target.Scheme, st.up.target.Host
+	out.URL.RawPath = st.path
+	out.URL.Path, _ = url.PathUnescape(st.path) // canonicalPath decoded every segment
+	out.URL.RawQuery = pr.In.URL.RawQuery
+	out.Host = ""
+	h := out.Header
+	for k := range h {
+		if len(k) >= len("X-Phigate-") && strings.EqualFold(k[:len("X-Phigate-")], "X-Phigate-") {
+			delete(h, k)
+		}
+	}
+	for _, k := range []string{"Authorization", "Proxy-Authorization", "X-Purpose-Of-Use", "X-Break-Glass", "Forwarded", "X-Real-Ip", "X-Request-Id"} {
+		delete(h, k)
+	}
+	if st.up.credName != "" {
+		h[st.up.credName] = []string{st.up.credValue}
+	}
+	h["X-Request-Id"] = []string{st.rid}
+	h["X-Forwarded-For"] = []string{st.xff}
+	h["X-Forwarded-Proto"] = []string{"https"}
+	if pr.In.Host != "" {
+		h["X-Forwarded-Host"] = []string{pr.In.Host}
+	}
+	h[HeaderSubject] = []string{st.subject}
+	h[HeaderTokenID] = []string{st.tokenID}
+	if st.purpose != "" {
+		h[HeaderPurpose] = []string{st.purpose}
+	}
+	if st.bg {
+		h[HeaderBreakGlass] = []string{"true"}
+	}
+	h[HeaderIdentity] = []string{st.identity}
+}
+
+func modifyResponse(resp *http.Response) error {
+	resp.Header.Del("X-Request-Id") // the gateway's own is already set
+	return nil
+}
+
+// upstreamError answers a failed exchange with the upstream: 504 for a
+// timeout, 413 for a body over the limit, 502 otherwise.
+func (g *Gateway) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
+	st, _ := r.Context().Value(fwdKey{}).(*fwdState)
+	rid, name := "", ""
+	if st != nil {
+		rid, name = st.rid, st.up.name
+	}
+	if r.Context().Err() != nil {
+		if sw, ok := w.(*statusWriter); ok {
+			sw.status = 499 // the client went away
+		}
+		return
+	}
+	var mbe *http.MaxBytesError
+	var ne net.Error
+	var dn *denial
+	switch {
+	case errors.As(err, &mbe):
+		dn = deny(http.StatusRequestEntityTooLarge, CodeTooLarge, fmt.Sprintf("the body is larger than %d bytes", mbe.Limit))
+	case errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout():
+		dn = deny(http.StatusGatewayTimeout, CodeUpstreamTimeout, "the upstream did not answer in time")
+	default:
+		dn = deny(http.StatusBadGateway, CodeUpstreamFailed, "the upstream could not be reached or answered badly")
+	}
+	g.log.Warn("upstream exchange failed", "request_id", rid, "upstream", name, "status", dn.status, "err", err)
+	writeError(w, rid, dn)
+}
+
+// statusWriter records the status and the bytes of the answer.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	n      int64
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 && code >= 200 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	n, err := w.ResponseWriter.Write(b)
+	w.n += int64(n)
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach Flush.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+type countingReader struct {
+	r io.ReadCloser
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+func (c *countingReader) Close() error { return c.r.Close() }

@@ -1,0 +1,206 @@
+package gateway
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func testSigner(t testing.TB) *Signer {
+	_, k, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return NewSigner(k)
+}
+
+var t0 = time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+
+func sampleIdentity() *Identity {
+	return &Identity{Subject: "lab-app", TokenID: "tok_x", Purpose: "TREAT", Method: "GET", Path: "/fhir/Observation",
+		RequestID: "r1", Audience: "ehr", IssuedAt: t0.Unix(), Expires: t0.Add(IdentityTTL).Unix()}
+}
+
+func TestIdentityRoundTrip(t *testing.T) {
+	s := testSigner(t)
+	jws := s.Sign(sampleIdentity())
+	id, err := VerifyIdentity(jws, s.PublicKey(), t0.Add(30*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := sampleIdentity()
+	want.Issuer = identityIssuer
+	if *id != *want {
+		t.Errorf("got %+v\nwant %+v", id, want)
+	}
+	head, _ := base64.RawURLEncoding.DecodeString(strings.Split(jws, ".")[0])
+	if string(head) != `{"alg":"EdDSA","kid":"`+Thumbprint(s.PublicKey())+`","typ":"phigate-identity+jwt"}` {
+		t.Errorf("header %s", head)
+	}
+}
+
+// TestIdentityEveryByteMatters flips every byte of a valid assertion and
+// expects each mutation to be rejected.
+func TestIdentityEveryByteMatters(t *testing.T) {
+	s := testSigner(t)
+	jws := s.Sign(sampleIdentity())
+	for i := range len(jws) {
+		for _, c := range []byte{'A', '_', '.', 'z'} {
+			if jws[i] == c {
+				continue
+			}
+			m := jws[:i] + string(c) + jws[i+1:]
+			if _, err := VerifyIdentity(m, s.PublicKey(), t0); err == nil {
+				t.Fatalf("mutation at byte %d (%q→%q) accepted", i, jws[i], c)
+			}
+		}
+	}
+	if _, err := VerifyIdentity(jws+"A", s.PublicKey(), t0); err == nil {
+		t.Error("appended byte accepted")
+	}
+	if _, err := VerifyIdentity(jws[:len(jws)-1], s.PublicKey(), t0); err == nil {
+		t.Error("truncated accepted")
+	}
+}
+
+func TestIdentityRejects(t *testing.T) {
+	s := testSigner(t)
+	other := testSigner(t)
+	b64 := base64.RawURLEncoding.EncodeToString
+	jws := s.Sign(sampleIdentity())
+	parts := strings.Split(jws, ".")
+	for name, c := range map[string]struct {
+		jws string
+		now time.Time
+		key ed25519.PublicKey
+	}{
+		"other key":       {jws, t0, other.PublicKey()},
+		"expired":         {jws, t0.Add(IdentityTTL + 6*time.Second), s.PublicKey()},
+		"from the future": {jws, t0.Add(-10 * time.Second), s.PublicKey()},
+		"alg none":        {b64([]byte(`{"alg":"none","typ":"phigate-identity+jwt"}`)) + "." + parts[1] + ".", t0, s.PublicKey()},
+		"alg HS256":       {b64([]byte(`{"alg":"HS256","typ":"phigate-identity+jwt"}`)) + "." + parts[1] + "." + parts[2], t0, s.PublicKey()},
+		"two parts":       {parts[0] + "." + parts[1], t0, s.PublicKey()},
+		"empty":           {"", t0, s.PublicKey()},
+		"short key":       {jws, t0, ed25519.PublicKey{1, 2}},
+	} {
+		if _, err := VerifyIdentity(c.jws, c.key, c.now); !errors.Is(err, ErrIdentity) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	long := sampleIdentity()
+	long.Expires = long.IssuedAt + 3600
+	if _, err := VerifyIdentity(s.Sign(long), s.PublicKey(), t0); err == nil {
+		t.Error("an hour-long assertion accepted")
+	}
+}
+
+func TestVerifyRequestBindsTheRequest(t *testing.T) {
+	s := testSigner(t)
+	req := func(method, path string, hdr map[string]string) *http.Request {
+		r, _ := http.NewRequest(method, "http://up"+path, nil)
+		r.Header.Set(HeaderIdentity, s.Sign(sampleIdentity()))
+		for k, v := range hdr {
+			r.Header.Set(k, v)
+		}
+		return r
+	}
+	if _, err := VerifyRequest(req("GET", "/fhir/Observation?x=1", map[string]string{HeaderSubject: "lab-app"}), s.PublicKey(), t0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := VerifyRequest(req("HEAD", "/fhir/Observation", nil), s.PublicKey(), t0); err != nil {
+		t.Errorf("HEAD for GET: %v", err)
+	}
+	for name, r := range map[string]*http.Request{
+		"other path":     req("GET", "/fhir/Patient", nil),
+		"other method":   req("DELETE", "/fhir/Observation", nil),
+		"forged subject": req("GET", "/fhir/Observation", map[string]string{HeaderSubject: "admin"}),
+		"forged purpose": req("GET", "/fhir/Observation", map[string]string{HeaderPurpose: "ETREAT"}),
+	} {
+		if _, err := VerifyRequest(r, s.PublicKey(), t0); !errors.Is(err, ErrIdentity) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	r := req("GET", "/fhir/Observation", nil)
+	r.Header.Add(HeaderIdentity, "x")
+	if _, err := VerifyRequest(r, s.PublicKey(), t0); err == nil {
+		t.Error("two identity headers accepted")
+	}
+	r.Header.Del(HeaderIdentity)
+	if _, err := VerifyRequest(r, s.PublicKey(), t0); err == nil {
+		t.Error("no identity accepted")
+	}
+}
+
+func TestLoadOrCreateKey(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "keys", "gateway-identity.key")
+	k1, err := LoadOrCreateKey(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _ := os.Stat(path)
+	if st.Mode().Perm() != 0o600 {
+		t.Errorf("key mode %v", st.Mode().Perm())
+	}
+	dst, _ := os.Stat(filepath.Dir(path))
+	if dst.Mode().Perm() != 0o700 {
+		t.Errorf("dir mode %v", dst.Mode().Perm())
+	}
+	k2, err := LoadOrCreateKey(path, nil)
+	if err != nil || !k1.Equal(k2) {
+		t.Fatalf("reload: %v, same key %v", err, k1.Equal(k2))
+	}
+	os.Chmod(path, 0o644)
+	if _, err := LoadOrCreateKey(path, nil); err == nil {
+		t.Error("a world-readable key accepted")
+	}
+	os.Chmod(path, 0o600)
+	os.WriteFile(path, []byte("not a key"), 0o600)
+	if _, err := LoadOrCreateKey(path, nil); err == nil {
+		t.Error("garbage accepted")
+	}
+}
+
+func TestParseJWKS(t *testing.T) {
+	s := testSigner(t)
+	keys, err := ParseJWKS(s.JWKS())
+	if err != nil || !keys[Thumbprint(s.PublicKey())].Equal(s.PublicKey()) {
+		t.Fatalf("%v %v", keys, err)
+	}
+	for _, bad := range []string{`{}`, `{"keys":[{"kty":"RSA"}]}`, `{"keys":[{"kty":"OKP","crv":"Ed25519","x":"AAAA"}]}`, `nope`} {
+		if _, err := ParseJWKS([]byte(bad)); err == nil {
+			t.Errorf("%s accepted", bad)
+		}
+	}
+}
+
+func BenchmarkSign(b *testing.B) {
+	s := testSigner(b)
+	id := sampleIdentity()
+	b.ReportAllocs()
+	for b.Loop() {
+		s.Sign(id)
+	}
+}
+
+func FuzzVerifyIdentity(f *testing.F) {
+	s := NewSigner(ed25519.NewKeyFromSeed(make([]byte, 32)))
+	f.Add(s.Sign(sampleIdentity()))
+	f.Add("eyJhbGciOiJub25lIn0.e30.")
+	f.Add("..")
+	f.Fuzz(func(t *testing.T, jws string) {
+		id, err := VerifyIdentity(jws, s.PublicKey(), t0)
+		if err == nil && (id.Subject == "" || id.Issuer != identityIssuer) {
+			t.Fatalf("accepted %+v", id)
+		}
+		if err != nil && !errors.Is(err, ErrIdentity) {
+			t.Fatalf("error %v does not wrap ErrIdentity", err)
+		}
+	})
+}
