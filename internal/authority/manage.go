@@ -555,7 +555,7 @@ func (a *Authority) Rotate(ctx context.Context, ac Actor, id string, grace, ttl 
 // (network, hours, purpose, rate, uses) are not evaluated and nothing is
 // consumed. The record is returned only when active.
 func (a *Authority) Introspect(ctx context.Context, secret string) (*token.Record, scope.Set, bool, error) {
-	ref, reason, err := a.find(ctx, secret, a.cfg.Now())
+	ref, reason, err := a.find(ctx, secret, a.cfg.Now(), false)
 	if err != nil {
 		return nil, scope.Set{}, false, err
 	}
