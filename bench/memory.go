@@ -376,7 +376,11 @@ func buildPhigate(ctx context.Context, dir string) (string, error) {
 // token. Its output holds the token on a line of its own; nothing of it is
 // printed.
 func newAdminToken(ctx context.Context, bin, dir string) (string, error) {
-	cmd := exec.CommandContext(ctx, bin, "init", "--data", dir, "--new-admin-token")
+	spec, _, _, err := vault.DevKey(dir, nil) // the dev master key of server --dev
+	if err != nil {
+		return "", err
+	}
+	cmd := exec.CommandContext(ctx, bin, "init", "--data", dir, "--new-admin-token", "--master-key", spec)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {

@@ -146,8 +146,10 @@
 // time, token id and subject for searching (Verify checks they match), and
 // the Merkle hashes the leaf completes: its leaf hash and one hash per
 // perfect subtree it closes, so node (level L, index i) is in row
-// ((i+1)<<L)-1. A proof takes at most 2·log2(size) primary-key lookups.
-// Table checkpoints holds every checkpoint issued.
+// ((i+1)<<L)-1. Table tiles also holds every complete subtree of height 8
+// whole (255 nodes), so that a proof reads its entry's row and one tile per
+// 8 levels (3 for 10 million entries) rather than a row per level. Table
+// checkpoints holds every checkpoint issued.
 //
 // # Retention
 //

@@ -646,3 +646,18 @@ func BenchmarkVerifyBadChecksum(b *testing.B) {
 		}
 	}
 }
+
+func TestOnlyRootIssuesBreakGlassTokens(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	if _, _, err := f.auth.Create(ctx, f.root, withDefaults(Spec{BreakGlass: true, Purposes: []string{"ETREAT"}})); err != nil {
+		t.Fatalf("root issuing a break-glass token: %v", err)
+	}
+	ps, _ := f.create(t, Spec{Scopes: []string{"admin:tokens", "patient/*.rs"}, TTL: time.Hour})
+	d, _ := f.auth.Verify(ctx, ps, Request{})
+	_, _, err := f.auth.Create(ctx, ActorOf(d), withDefaults(Spec{BreakGlass: true}))
+	var ae *AttenuationError
+	if !errors.As(err, &ae) || ae.Field != "break_glass" {
+		t.Fatalf("non-root issuing break-glass: %v", err)
+	}
+}

@@ -53,8 +53,16 @@ type Options struct {
 	Now func() time.Time
 }
 
-// Tag is the meta.tag on every resource.
-var Tag = map[string]any{"system": "https://phigate.dev/fhir/tags", "code": "SYNTHETIC", "display": "SYNTHETIC DEMO DATA"}
+// The meta.tag on every resource: TagSystem, TagCode and Banner as display.
+const (
+	TagSystem = "https://phigate.dev/fhir/tags"
+	TagCode   = "SYNTHETIC"
+)
+
+// tag returns the meta.tag coding (a new map: stored resources own theirs).
+func tag() map[string]any {
+	return map[string]any{"system": TagSystem, "code": TagCode, "display": Banner}
+}
 
 // Banner is the value of the X-Demo-Data header of every response.
 const Banner = "SYNTHETIC DEMO DATA"
@@ -123,7 +131,7 @@ func observation(id, pid, cat, code, display, unit string, value float64) map[st
 
 func (s *Server) put(typ, id string, res map[string]any) {
 	s.seq++
-	res["meta"] = map[string]any{"versionId": "1", "lastUpdated": s.opts.Now().UTC().Format(time.RFC3339), "tag": []any{Tag}}
+	res["meta"] = map[string]any{"versionId": "1", "lastUpdated": s.opts.Now().UTC().Format(time.RFC3339), "tag": []any{tag()}}
 	s.store[typ][id] = res
 }
 
@@ -203,7 +211,7 @@ func (s *Server) capabilities(w http.ResponseWriter) {
 	}
 	writeJSON(w, http.StatusOK, map[string]any{
 		"resourceType": "CapabilityStatement", "status": "active", "kind": "instance", "fhirVersion": "4.0.1",
-		"date": "2026-01-01", "format": []any{"json"}, "meta": map[string]any{"tag": []any{Tag}},
+		"date": "2026-01-01", "format": []any{"json"}, "meta": map[string]any{"tag": []any{tag()}},
 		"software":    map[string]any{"name": "phigate demo FHIR server (SYNTHETIC DEMO DATA)"},
 		"description": "A demo server holding synthetic data only, started by phigate server --dev.",
 		"rest": []any{map[string]any{"mode": "server", "resource": []any{
@@ -254,7 +262,7 @@ func (s *Server) search(w http.ResponseWriter, r *http.Request, typ string, q ur
 	}
 	b, _ := json.Marshal(map[string]any{
 		"resourceType": "Bundle", "type": "searchset", "total": len(ids),
-		"meta":  map[string]any{"lastUpdated": s.opts.Now().UTC().Format(time.RFC3339), "tag": []any{Tag}},
+		"meta":  map[string]any{"lastUpdated": s.opts.Now().UTC().Format(time.RFC3339), "tag": []any{tag()}},
 		"entry": entries,
 	})
 	s.mu.RUnlock()
@@ -373,7 +381,7 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, typ string) {
 
 func outcome(w http.ResponseWriter, status int, code, msg string) {
 	writeJSON(w, status, map[string]any{
-		"resourceType": "OperationOutcome", "meta": map[string]any{"tag": []any{Tag}},
+		"resourceType": "OperationOutcome", "meta": map[string]any{"tag": []any{tag()}},
 		"issue": []any{map[string]any{"severity": "error", "code": code, "diagnostics": msg}},
 	})
 }

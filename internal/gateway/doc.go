@@ -244,9 +244,11 @@
 // # Recording
 //
 // Decisions go to a Recorder whose Record MUST NOT return nil before the
-// event is durable. FileRecorder is the stand-in until the audit log
-// takes over: one JSON object per line (Event's fields), appended with
-// group commit. Completions use AsyncRecorder when the recorder offers it.
+// event is durable. The server records them in the audit log (an adapter
+// in internal/server); FileRecorder serves without one: one JSON object per
+// line (Event's fields), appended with group commit. Completions use
+// AsyncRecorder when the recorder offers it, and are otherwise recorded
+// from a goroutine that Shutdown waits for.
 //
 // # Framing
 //

@@ -32,6 +32,7 @@ func (ev *Event) AppendJSON(b []byte) []byte {
 	b = appendOpt(b, `,"resource":`, ev.Resource)
 	b = appendOpt(b, `,"scope":`, ev.Scope)
 	b = appendOpt(b, `,"purpose":`, ev.Purpose)
+	b = appendOpt(b, `,"patient":`, ev.Patient)
 	if ev.BreakGlass {
 		b = append(b, `,"break_glass":true`...)
 	}

@@ -531,7 +531,7 @@ func readInspected(body io.Reader, declared, limit int64) ([]byte, *denial) {
 
 func fillEvent(ev *Event, v *verdict) {
 	if v.rec != nil {
-		ev.TokenID, ev.Subject = v.rec.ID, v.rec.Subject
+		ev.TokenID, ev.Subject, ev.Patient = v.rec.ID, v.rec.Subject, v.rec.PatientID
 	}
 	ev.Scope, ev.Interaction, ev.Resource = v.scope, v.interaction, v.resource
 }

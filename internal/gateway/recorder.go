@@ -74,6 +74,8 @@ type Event struct {
 	// was needed (deny for insufficient_scope).
 	Scope   string `json:"scope,omitempty"`
 	Purpose string `json:"purpose,omitempty"`
+	// Patient is the patient the token is bound to, if any.
+	Patient string `json:"patient,omitempty"`
 	// BreakGlass marks a request made under break-glass; Justification is
 	// the X-Break-Glass text.
 	BreakGlass    bool   `json:"break_glass,omitempty"`
@@ -135,10 +137,10 @@ var ErrRecorderClosed = errors.New("gateway: recorder closed")
 // Record to find no write in progress leads: it writes and syncs every
 // event queued so far, its own included, while later Records queue for the
 // next batch; when it is done, one of those leads the next batch. A lone
-// client thus pays one fsync and no hand-off between goroutines. Before
-// taking its batch a leader yields the processor a few times, so that
-// under load requests that are about to record join it: an fsync costs CPU
-// as well as time.
+// client thus pays one fsync and no hand-off between goroutines. Under
+// concurrent load a leader first waits, at most commitWindow, for a fill
+// goal that follows the load (fillGoal): an fsync costs CPU as well as
+// time, and fewer, fuller batches leave more of both to the requests.
 //
 // A failed write or fsync makes the recorder fail every later Record: after
 // an fsync error the kernel may have dropped the data, and the file's tail
@@ -283,9 +285,6 @@ const (
 // its goal (more were coming than waited for), and drops to what came when
 // the window closed first.
 func (r *FileRecorder) fillGoal() int {
-	if os.Getenv("ZZNAT") != "" {
-		return 1
-	}
 	if time.Since(time.Unix(0, r.concurrentAt.Load())) >= time.Second {
 		return 1
 	}

@@ -151,7 +151,7 @@ func TestAppendJSONIsEncodingJSON(t *testing.T) {
 		{},
 		{Kind: KindGrant, Time: time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC), RequestID: "r", Via: "proxy", TokenID: "tok_1", Subject: "a\"b\\c<d>&e",
 			SourceIP: "::1", Method: "GET", Upstream: "u", Path: "/p\n\t\x01", Query: "q=\u2028\u2029é\xff", Interaction: "read", Resource: "Patient",
-			Scope: "user/*.r", Purpose: "TREAT", BreakGlass: true, Justification: "x", Reason: "r", Status: 200, BytesIn: 1, BytesOut: -2, Duration: 3},
+			Scope: "user/*.r", Purpose: "TREAT", Patient: "p1", BreakGlass: true, Justification: "x", Reason: "r", Status: 200, BytesIn: 1, BytesOut: -2, Duration: 3},
 		{Kind: KindComplete, Time: time.Date(2026, 1, 2, 3, 4, 5, 0, time.FixedZone("x", 3600)), Status: 502},
 	} {
 		want, err := marshalNoHTML(&ev)
@@ -188,4 +188,36 @@ func marshalNoHTML(ev *Event) ([]byte, error) {
 		return nil, err
 	}
 	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+}
+
+func TestFileRecorderWaitsForCompanyOnlyUnderConcurrency(t *testing.T) {
+	r, err := NewFileRecorder(filepath.Join(t.TempDir(), "a.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	for range 3 {
+		if err := r.Record(context.Background(), &Event{Kind: KindGrant}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if g := r.fillGoal(); g != 1 {
+		t.Fatalf("a lone client waits for %d Records", g)
+	}
+	var wg sync.WaitGroup
+	for range 32 {
+		wg.Go(func() { r.Record(context.Background(), &Event{Kind: KindGrant}) })
+	}
+	wg.Wait()
+	if g := r.fillGoal(); g < 2 || g > commitTarget {
+		t.Errorf("under concurrency the goal is %d", g)
+	}
+	r.adaptGoal(8, 3, false)
+	if g := r.fillGoal(); g != 3 {
+		t.Errorf("after a window closed with 3 Records the goal is %d", g)
+	}
+	r.adaptGoal(3, 10, true)
+	if g := r.fillGoal(); g != 15 {
+		t.Errorf("after an overflowing batch the goal is %d", g)
+	}
 }

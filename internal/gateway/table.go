@@ -21,16 +21,17 @@ import (
 )
 
 // SecretSource resolves a credential reference of the configuration
-// (env:NAME, file:PATH, secret:NAME) to the secret. Resolve MUST NOT put
-// the secret in its error. The key vault provides secret:NAME; until then
-// EnvFileSecrets refuses it.
+// (env:NAME, file:PATH, secret:NAME) to the secret. The returned slice
+// belongs to the caller, which wipes it once used. Resolve MUST NOT put the
+// secret in its error. The composition root resolves secret:NAME from the
+// key vault; EnvFileSecrets alone refuses it (ErrNoVault).
 type SecretSource interface {
 	Resolve(ctx context.Context, ref string) ([]byte, error)
 }
 
-// ErrNoVault is returned for secret:NAME references while phigate has no
-// key vault.
-var ErrNoVault = errors.New("secret: references need the key vault, which this phigate does not have yet; use env: or file:")
+// ErrNoVault is returned for secret:NAME references when no key vault is
+// at hand.
+var ErrNoVault = errors.New("secret: references need the key vault; use env: or file: without one")
 
 // EnvFileSecrets resolves env:NAME from the environment and file:PATH from
 // a file (one trailing newline removed). Zero fields take os.LookupEnv and

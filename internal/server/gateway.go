@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -8,19 +9,23 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/phigate/phigate/internal/audit"
 	"github.com/phigate/phigate/internal/config"
 	"github.com/phigate/phigate/internal/demo"
 	"github.com/phigate/phigate/internal/gateway"
+	"github.com/phigate/phigate/internal/vault"
 )
 
 // Files of the gateway in the data directory.
 const (
-	// GatewayAuditFile is where the gateway records its decisions until
-	// the audit log takes over.
+	// GatewayAuditFile is where the gateway records its decisions when it
+	// runs without the audit log.
 	GatewayAuditFile = "gateway-audit.jsonl"
 	// GatewayIdentityKeyFile is the Ed25519 key of the identity
 	// assertions (keys/, mode 0600).
@@ -33,7 +38,8 @@ const (
 // dev mode, the demo FHIR server behind it.
 type gatewayRunner struct {
 	gw     *gateway.Gateway
-	rec    *gateway.FileRecorder
+	rec    *gateway.FileRecorder // nil when the audit log records
+	audit  *auditRecorder        // nil without the audit log
 	addr   string
 	listen string
 	dev    bool
@@ -79,27 +85,163 @@ func startGateway(d gatewayDeps) (runningGateway, error) {
 		}
 		return nil, err
 	}
-	auditPath := filepath.Join(cfg.DataDir, GatewayAuditFile)
-	if r.rec, err = gateway.NewFileRecorder(auditPath); err != nil {
-		return fail(err)
+	var rec gateway.Recorder
+	where := "the audit log"
+	if d.Audit != nil {
+		r.audit = &auditRecorder{log: d.Audit, lg: log}
+		rec = r.audit
+	} else {
+		where = filepath.Join(cfg.DataDir, GatewayAuditFile)
+		if r.rec, err = gateway.NewFileRecorder(where); err != nil {
+			return fail(err)
+		}
+		rec = r.rec
 	}
 	if d.Dev && !slices.ContainsFunc(cfg.Gateway.Upstreams, func(u config.Upstream) bool { return u.Prefix == demoPrefix }) {
 		if err := r.startDemo(signer, log); err != nil {
 			return fail(err)
 		}
 		fmt.Fprintf(d.Console, "demo FHIR:   https://%s%s  (SYNTHETIC DEMO DATA, dev mode only; patients pat-1, pat-2, pat-3)\n", r.addr, demoPrefix)
-		fmt.Fprintf(d.Console, "gateway log: %s  (every gateway decision, one JSON line each)\n", auditPath)
 	}
 	gcfg := r.gatewayConfig(cfg)
 	r.gw, err = gateway.New(context.Background(), &gcfg, gateway.Options{
-		Auth: d.Auth, Recorder: r.rec, Signer: signer, TLS: d.TLS, Limits: cfg.Limits, Logger: log,
+		Auth: d.Auth, Recorder: rec, Signer: signer, TLS: d.TLS, Limits: cfg.Limits, Logger: log,
+		Secrets: vaultSecrets{v: d.Vault},
 	})
 	if err != nil {
 		return fail(err)
 	}
 	go func() { r.served <- r.gw.Serve(ln) }()
-	log.Info("gateway started", "addr", r.addr, "upstreams", len(gcfg.Upstreams), "audit_file", auditPath)
+	log.Info("gateway started", "addr", r.addr, "upstreams", len(gcfg.Upstreams), "decisions", where)
 	return r, nil
+}
+
+// auditRecorder records the gateway's decisions in the audit log, whose
+// Append returns only once the entry is durably committed (the Recorder
+// contract). A grant is access.granted (breakglass.used under
+// break-glass), a completion access.completed, a refusal access.denied
+// (auth.failed when the credential itself was refused).
+//
+// Completions (RecordAsync) wait for the next grant or denial and are
+// appended alongside it, so that they share its commit instead of costing
+// one of their own; a timer appends any still waiting after
+// auditAsyncDelay.
+type auditRecorder struct {
+	log *audit.Log
+	lg  *slog.Logger
+
+	mu      sync.Mutex
+	pending []*audit.Entry
+	timer   bool
+	wg      sync.WaitGroup
+}
+
+// auditAsyncDelay bounds how long a completion waits for company.
+const auditAsyncDelay = 100 * time.Millisecond
+
+func (a *auditRecorder) Record(ctx context.Context, ev *gateway.Event) error {
+	if a.flushPending() {
+		runtime.Gosched() // let the completions reach the log's queue first
+	}
+	_, err := a.log.Append(ctx, auditEntry(ev))
+	return err
+}
+
+// RecordAsync implements gateway.AsyncRecorder.
+func (a *auditRecorder) RecordAsync(ev *gateway.Event) {
+	e := auditEntry(ev)
+	a.mu.Lock()
+	a.pending = append(a.pending, e)
+	arm := !a.timer
+	a.timer = true
+	a.mu.Unlock()
+	if arm {
+		time.AfterFunc(auditAsyncDelay, func() { a.flushPending() })
+	}
+}
+
+// flushPending starts appending the waiting completions and reports
+// whether there were any.
+func (a *auditRecorder) flushPending() bool {
+	a.mu.Lock()
+	es := a.pending
+	a.pending = nil
+	a.timer = false
+	a.mu.Unlock()
+	for _, e := range es {
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if _, err := a.log.Append(ctx, e); err != nil {
+				a.lg.Error("recording a completion in the audit log failed", "request_id", e.RequestID, "err", err)
+			}
+		}()
+	}
+	return len(es) > 0
+}
+
+// Close appends what waits and returns once every completion is recorded
+// (or failed).
+func (a *auditRecorder) Close() {
+	a.flushPending()
+	a.wg.Wait()
+}
+
+func auditEntry(ev *gateway.Event) *audit.Entry {
+	path := ev.Path
+	if ev.Query != "" {
+		path += "?" + ev.Query
+	}
+	e := &audit.Entry{
+		Actor:     audit.Actor{TokenID: ev.TokenID, Subject: ev.Subject},
+		Source:    audit.Source{IP: ev.SourceIP},
+		RequestID: ev.RequestID, Target: ev.Resource, Reason: ev.Reason, Purpose: ev.Purpose,
+		BreakGlass: ev.Justification, Patient: ev.Patient,
+		Method: ev.Method, Upstream: ev.Upstream, Path: path, Status: ev.Status,
+	}
+	switch ev.Kind {
+	case gateway.KindGrant:
+		e.Action, e.Outcome = audit.ActionAccessGranted, audit.OutcomeSuccess
+		if ev.BreakGlass {
+			e.Action = audit.ActionBreakGlassUsed
+		}
+	case gateway.KindComplete:
+		e.Action, e.Outcome = audit.ActionAccessCompleted, audit.OutcomeSuccess
+		e.Bytes, e.Duration = ev.BytesOut, ev.Duration
+		if ev.Status >= 500 || ev.Status == 499 {
+			e.Outcome = audit.OutcomeFailure
+		}
+	default:
+		e.Action, e.Outcome = audit.ActionAccessDenied, audit.OutcomeDenied
+		switch {
+		case ev.Status == http.StatusUnauthorized:
+			e.Action = audit.ActionAuthFailed
+		case ev.Status >= 500:
+			e.Outcome = audit.OutcomeFailure
+		}
+	}
+	return e
+}
+
+// vaultSecrets resolves secret:NAME upstream credentials from the vault
+// (phigate secret set NAME), and env: and file: as gateway.EnvFileSecrets.
+type vaultSecrets struct{ v *vault.Vault }
+
+func (s vaultSecrets) Resolve(ctx context.Context, ref string) ([]byte, error) {
+	name, ok := strings.CutPrefix(ref, "secret:")
+	if !ok {
+		return gateway.EnvFileSecrets{}.Resolve(ctx, ref)
+	}
+	if s.v == nil {
+		return nil, gateway.ErrNoVault
+	}
+	b, _, err := s.v.Secret(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("secret %s: %w", name, err)
+	}
+	return bytes.Clone(b), nil // the vault's copy is cached; the gateway wipes its own
 }
 
 // startDemo serves the demo FHIR server on a loopback port in plain HTTP
@@ -160,5 +302,11 @@ func (r *gatewayRunner) Shutdown(ctx context.Context) error {
 	if r.demo != nil {
 		err = errors.Join(err, r.demo.Shutdown(ctx))
 	}
-	return errors.Join(err, r.rec.Close())
+	if r.audit != nil {
+		r.audit.Close()
+	}
+	if r.rec != nil {
+		err = errors.Join(err, r.rec.Close())
+	}
+	return err
 }
