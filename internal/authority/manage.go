@@ -191,12 +191,28 @@ func (a *Authority) create(ctx context.Context, ac *Actor, spec Spec) (string, *
 		return "", nil, err
 	}
 	sec := token.Secret{Hash: a.hasher.Sum(secret), PepperVersion: a.hasher.Version(), TokenID: id, CreatedAt: now}
-	if err := a.record(ctx, &Change{Action: ActionCreated, Actor: actor, TargetID: id, After: rec, Outcome: OutcomeSuccess}); err != nil {
+	// The record and the store write run concurrently: a new token can be
+	// used only by whoever holds its secret, and the secret is returned
+	// only when both are durable. If the record fails, the stored token
+	// (whose secret nobody will ever see) is revoked and the creation
+	// refused; so no usable token exists without its audit record, and a
+	// creation costs one commit's latency instead of two.
+	recErr := make(chan error, 1)
+	go func() {
+		recErr <- a.record(ctx, &Change{Action: ActionCreated, Actor: actor, TargetID: id, After: rec, Outcome: OutcomeSuccess})
+	}()
+	stErr := a.st.CreateToken(ctx, rec, sec)
+	if err := <-recErr; err != nil {
+		if stErr == nil {
+			if _, rerr := a.st.SetStatus(context.WithoutCancel(ctx), []string{id}, token.StatusRevoked, "its creation could not be audited", now); rerr != nil {
+				a.log.Error("revoking an unaudited new token failed; its secret was never shown", "token_id", id, "err", rerr)
+			}
+		}
 		return "", nil, err
 	}
-	if err := a.st.CreateToken(ctx, rec, sec); err != nil {
-		a.recordFailed(ctx, ActionCreated, actor, id, err)
-		return "", nil, fmt.Errorf("authority: create token: %w", err)
+	if stErr != nil {
+		a.recordFailed(ctx, ActionCreated, actor, id, stErr)
+		return "", nil, fmt.Errorf("authority: create token: %w", stErr)
 	}
 	return secret, rec, nil
 }

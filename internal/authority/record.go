@@ -47,8 +47,9 @@ type Change struct {
 	Reason  string
 }
 
-// Recorder receives every change before the authority makes it, and every
-// refused change. RecordChange MUST NOT return nil until the record is
+// Recorder receives every change before the authority makes it (for a
+// creation: concurrently with the store write, and before the secret is
+// returned, see Create), and every refused change. RecordChange MUST NOT return nil until the record is
 // durable; an error refuses the change (fail closed).
 type Recorder interface {
 	RecordChange(ctx context.Context, c *Change) error
