@@ -31,6 +31,25 @@ type env struct {
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
+	a, st, secret := testAuthority(t)
+	logBuf := &bytes.Buffer{}
+	s := New(a, Options{Ready: st.Ping, Logger: newTestLogger(logBuf)})
+	srv := httptest.NewTLSServer(s) // real TLS on loopback
+	t.Cleanup(srv.Close)
+	return &env{t: t, srv: srv, auth: a, admin: secret, hc: srv.Client(), logBuf: logBuf}
+}
+
+// with returns a copy of e reporting to t (fuzz targets must not use the F).
+func (e *env) with(t testing.TB) *env {
+	c := *e
+	c.t = t
+	return &c
+}
+
+// testAuthority returns an authority over a fresh SQLite store and the
+// secret of its root admin token (generated now).
+func testAuthority(t testing.TB) (*authority.Authority, *sqlite.Store, string) {
+	t.Helper()
 	ctx := context.Background()
 	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "api.db"), sqlite.Options{})
 	if err != nil {
@@ -45,18 +64,7 @@ func newEnv(t testing.TB) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logBuf := &bytes.Buffer{}
-	s := New(a, Options{Ready: st.Ping, Logger: newTestLogger(logBuf)})
-	srv := httptest.NewTLSServer(s) // real TLS on loopback
-	t.Cleanup(srv.Close)
-	return &env{t: t, srv: srv, auth: a, admin: secret, hc: srv.Client(), logBuf: logBuf}
-}
-
-// with returns a copy of e reporting to t (fuzz targets must not use the F).
-func (e *env) with(t testing.TB) *env {
-	c := *e
-	c.t = t
-	return &c
+	return a, st, secret
 }
 
 type resp struct {

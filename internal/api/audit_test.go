@@ -3,19 +3,13 @@ package api
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/phigate/phigate/internal/audit"
-	"github.com/phigate/phigate/internal/authority"
-	"github.com/phigate/phigate/internal/store/sqlite"
-	"github.com/phigate/phigate/internal/token"
 	"github.com/phigate/phigate/pkg/client"
 )
 
@@ -29,19 +23,7 @@ type auditEnv struct {
 func newAuditEnv(t *testing.T, wired bool) *auditEnv {
 	t.Helper()
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "api.db"), sqlite.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	key := make([]byte, 32)
-	rand.Read(key)
-	h, _ := token.NewHasherKey(1, key)
-	a := authority.New(st, h, authority.Config{})
-	secret, _, err := a.Bootstrap(ctx, "root", 3*time.Hour, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, st, secret := testAuthority(t)
 	ae := &auditEnv{}
 	opts := Options{Ready: st.Ping}
 	if wired {
@@ -49,6 +31,7 @@ func newAuditEnv(t *testing.T, wired bool) *auditEnv {
 		if _, _, err := audit.InitKeys(dir, "api-test", nil); err != nil {
 			t.Fatal(err)
 		}
+		var err error
 		if ae.log, err = audit.Open(ctx, dir, audit.Options{}); err != nil {
 			t.Fatal(err)
 		}

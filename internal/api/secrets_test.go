@@ -11,11 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/phigate/phigate/internal/authority"
-	"github.com/phigate/phigate/internal/store/sqlite"
-	"github.com/phigate/phigate/internal/token"
 	"github.com/phigate/phigate/internal/vault"
 	"github.com/phigate/phigate/pkg/client"
 )
@@ -32,19 +29,7 @@ type vaultEnv struct {
 func newVaultEnv(t *testing.T, withVault bool) *vaultEnv {
 	t.Helper()
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "api.db"), sqlite.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	key := make([]byte, 32)
-	rand.Read(key)
-	h, _ := token.NewHasherKey(1, key)
-	a := authority.New(st, h, authority.Config{})
-	secret, _, err := a.Bootstrap(ctx, "root", 3*time.Hour, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, st, secret := testAuthority(t)
 	ve := &vaultEnv{dir: t.TempDir()}
 	opts := Options{Ready: st.Ping}
 	if withVault {
