@@ -165,61 +165,90 @@ func LeafHash(encoded []byte) [32]byte {
 
 // parseEntry checks that b is a canonical encoding and calls f for each
 // field in order, with the integer (for integer tags) or the bytes (for the
-// others; they alias b). It allocates nothing.
+// others; they alias b).
 func parseEntry(b []byte, f func(tag byte, num uint64, val []byte)) error {
+	fr, err := newFieldReader(b)
+	if err != nil {
+		return err
+	}
+	for {
+		tag, num, val, ok, err := fr.next()
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return nil
+		}
+		f(tag, num, val)
+	}
+}
+
+// fieldReader walks a canonical encoding field by field, checking it (the
+// allocation-free core of parseEntry).
+type fieldReader struct {
+	b    []byte
+	last byte
+	have uint32
+}
+
+func newFieldReader(b []byte) (fieldReader, error) {
 	if len(b) > MaxEntrySize {
-		return malformed("longer than %d bytes", MaxEntrySize)
+		return fieldReader{}, malformed("longer than %d bytes", MaxEntrySize)
 	}
 	if len(b) == 0 || b[0] != encodingVersion {
-		return malformed("unknown version")
+		return fieldReader{}, malformed("unknown version")
 	}
+	return fieldReader{b: b[1:]}, nil
+}
+
+// next returns the next field: its integer (for integer tags) or bytes
+// (for the others; they alias the encoding). ok is false at the end, where
+// next checks that the required fields were there.
+func (r *fieldReader) next() (tag byte, num uint64, val []byte, ok bool, err error) {
+	b := r.b
+	if len(b) == 0 {
+		if r.have&(1<<tagTime) == 0 || r.have&(1<<tagAction) == 0 {
+			return 0, 0, nil, false, malformed("time or action missing")
+		}
+		return 0, 0, nil, false, nil
+	}
+	tag = b[0]
 	b = b[1:]
-	last := byte(0)
-	var have uint32
-	for len(b) > 0 {
-		tag := b[0]
-		b = b[1:]
-		if tag == 0 || tag > maxTag {
-			return malformed("unknown field tag %d", tag)
-		}
-		if tag <= last {
-			return malformed("field %d out of order or repeated", tag)
-		}
-		last = tag
-		have |= 1 << tag
-		v, n, err := uvarint(b)
-		if err != nil {
-			return malformed("field %d: %v", tag, err)
-		}
-		b = b[n:]
-		if v == 0 {
-			return malformed("field %d is empty or zero (it must be left out)", tag)
-		}
-		if isUint(tag) {
-			if v > math.MaxInt64 || tag == tagStatus && v > math.MaxInt32 {
-				return malformed("field %d out of range", tag)
-			}
-			f(tag, v, nil)
-			continue
-		}
-		if v > uint64(len(b)) {
-			return malformed("field %d: length %d past the end", tag, v)
-		}
-		val := b[:v]
-		b = b[v:]
-		if tag == tagBefore || tag == tagAfter {
-			if !json.Valid(val) {
-				return malformed("field %d is not JSON", tag)
-			}
-		} else if !utf8.Valid(val) {
-			return malformed("field %d is not UTF-8", tag)
-		}
-		f(tag, 0, val)
+	if tag == 0 || tag > maxTag {
+		return 0, 0, nil, false, malformed("unknown field tag %d", tag)
 	}
-	if have&(1<<tagTime) == 0 || have&(1<<tagAction) == 0 {
-		return malformed("time or action missing")
+	if tag <= r.last {
+		return 0, 0, nil, false, malformed("field %d out of order or repeated", tag)
 	}
-	return nil
+	r.last = tag
+	r.have |= 1 << tag
+	v, n, err := uvarint(b)
+	if err != nil {
+		return 0, 0, nil, false, malformed("field %d: %v", tag, err)
+	}
+	b = b[n:]
+	if v == 0 {
+		return 0, 0, nil, false, malformed("field %d is empty or zero (it must be left out)", tag)
+	}
+	if isUint(tag) {
+		if v > math.MaxInt64 || tag == tagStatus && v > math.MaxInt32 {
+			return 0, 0, nil, false, malformed("field %d out of range", tag)
+		}
+		r.b = b
+		return tag, v, nil, true, nil
+	}
+	if v > uint64(len(b)) {
+		return 0, 0, nil, false, malformed("field %d: length %d past the end", tag, v)
+	}
+	val, r.b = b[:v], b[v:]
+	if tag == tagBefore || tag == tagAfter {
+		if !json.Valid(val) {
+			return 0, 0, nil, false, malformed("field %d is not JSON", tag)
+		}
+	} else if !utf8.Valid(val) {
+		return 0, 0, nil, false, malformed("field %d is not UTF-8", tag)
+	}
+	return tag, 0, val, true, nil
 }
 
 // uvarint decodes a minimal uvarint (the canonical one: no redundant

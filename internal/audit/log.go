@@ -339,11 +339,12 @@ func (l *Log) load(ctx context.Context) error {
 	defer rows.Close()
 	next := cp.Size
 	var r dbRow
+	rc := newRowChecker(rng, nil, nil)
 	for rows.Next() {
 		if err := rows.Scan(&r.seq, &r.t, &r.tokenID, &r.subject, &r.hashes, &r.body); err != nil {
 			return err
 		}
-		if p := checkRow(&r, next, rng, nil, nil); p != nil {
+		if p := rc.check(&r); p != nil {
 			return fmt.Errorf("%w: %s (run phigate audit verify)", ErrTampered, p.Error())
 		}
 		if r.t < lastTime {

@@ -57,20 +57,24 @@ func (l *Log) Proof(ctx context.Context, seq uint64) (*ProofBundle, error) {
 }
 
 func (s *store) bundle(ctx context.Context, seq uint64, cp *Checkpoint) (*ProofBundle, error) {
-	body, err := s.entry(ctx, seq)
+	n, err := proof.Inclusion(seq, cp.Size)
+	if err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	hs, body, err := s.nodesAndEntry(ctx, n.IDs, int64(seq))
 	if err != nil {
 		return nil, err
 	}
-	e, err := UnmarshalEntry(body)
-	if err != nil {
-		return nil, fmt.Errorf("%w: entry %d: %v", ErrTampered, seq, err)
-	}
-	p, err := s.inclusionProof(ctx, seq, cp.Size)
+	p, err := n.Rehash(hs, hasher.HashChildren)
 	if err != nil {
 		return nil, err
 	}
 	if p == nil {
 		p = [][]byte{}
+	}
+	e, err := UnmarshalEntry(body)
+	if err != nil {
+		return nil, fmt.Errorf("%w: entry %d: %v", ErrTampered, seq, err)
 	}
 	return &ProofBundle{Format: BundleFormat, Seq: seq, Entry: e, EntryBytes: body, TreeSize: cp.Size, Inclusion: p, Checkpoint: string(cp.Note)}, nil
 }

@@ -2,8 +2,10 @@ package audit
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"math/bits"
+	"strings"
 
 	"github.com/transparency-dev/merkle/compact"
 	"github.com/transparency-dev/merkle/proof"
@@ -37,6 +39,16 @@ func rowHashCount(seq uint64) int { return 1 + bits.TrailingZeros64(^seq) }
 // nodeHashes returns the stored hashes of ids, in order: from the tiles
 // where they are complete, else from the rows.
 func (s *store) nodeHashes(ctx context.Context, ids []compact.NodeID) ([][]byte, error) {
+	hs, _, err := s.nodesAndEntry(ctx, ids, -1)
+	return hs, err
+}
+
+// nodesAndEntry is nodeHashes, and also returns the encoded entry seq
+// (when seq >= 0), in at most two queries: one for the tiles, one for the
+// rows (a proof's hot path).
+func (s *store) nodesAndEntry(ctx context.Context, ids []compact.NodeID, seq int64) ([][]byte, []byte, error) {
+	out := make([][]byte, len(ids))
+	// the tiles
 	var keys []int64
 	seen := make(map[int64]bool, 4)
 	for _, id := range ids {
@@ -49,34 +61,108 @@ func (s *store) nodeHashes(ctx context.Context, ids []compact.NodeID) ([][]byte,
 			keys = append(keys, k)
 		}
 	}
-	tiles, err := s.tilesByKey(ctx, keys)
-	if err != nil {
-		return nil, fmt.Errorf("audit: read tiles: %w", err)
-	}
-	out := make([][]byte, len(ids))
-	var rest []compact.NodeID
-	var restAt []int
-	for i, id := range ids {
-		if id.Level > 0 {
-			t, n, pos := tileOf(id)
-			if tile, ok := tiles[tileKey(t, n)]; ok {
-				out[i] = tile[32*pos : 32*pos+32]
-				continue
+	if len(keys) > 0 {
+		err := s.query(ctx, "SELECT id, hashes FROM tiles WHERE id IN (?"+strings.Repeat(",?", len(keys)-1)+")", keys, func(rows *sql.Rows) error {
+			var k int64
+			var raw sql.RawBytes
+			if err := rows.Scan(&k, &raw); err != nil {
+				return err
 			}
-		}
-		rest = append(rest, id)
-		restAt = append(restAt, i)
-	}
-	if len(rest) > 0 {
-		hs, err := s.rowNodeHashes(ctx, rest)
+			if len(raw) != tileBytes {
+				return fmt.Errorf("%w: tile %x is %d bytes", ErrTampered, k, len(raw))
+			}
+			for i, id := range ids {
+				if id.Level == 0 {
+					continue
+				}
+				if t, n, pos := tileOf(id); tileKey(t, n) == k {
+					out[i] = append([]byte(nil), raw[32*pos:32*pos+32]...)
+				}
+			}
+			return nil
+		})
 		if err != nil {
-			return nil, err
-		}
-		for j, i := range restAt {
-			out[i] = hs[j]
+			return nil, nil, fmt.Errorf("audit: read tiles: %w", err)
 		}
 	}
-	return out, nil
+	// the rows, for the rest
+	var seqs []int64
+	rowSeen := make(map[int64]bool, len(ids))
+	if seq >= 0 {
+		seqs, rowSeen[seq] = append(seqs, seq), true
+	}
+	for i, id := range ids {
+		if out[i] != nil {
+			continue
+		}
+		if r, _ := nodeRow(id); !rowSeen[int64(r)] {
+			rowSeen[int64(r)] = true
+			seqs = append(seqs, int64(r))
+		}
+	}
+	var body []byte
+	if len(seqs) > 0 {
+		// the body of seq only (seq is the first argument, -1 for none)
+		q := "SELECT seq, hashes, CASE seq WHEN ? THEN body END FROM entries WHERE seq IN (?" + strings.Repeat(",?", len(seqs)-1) + ")"
+		err := s.query(ctx, q, append([]int64{seq}, seqs...), func(rows *sql.Rows) error {
+			var r int64
+			var hs, b sql.RawBytes
+			if err := rows.Scan(&r, &hs, &b); err != nil {
+				return err
+			}
+			if r == seq {
+				body = append([]byte(nil), b...)
+			}
+			for i, id := range ids {
+				if out[i] != nil {
+					continue
+				}
+				if nr, pos := nodeRow(id); int64(nr) == r {
+					if len(hs) != 32*rowHashCount(nr) {
+						return fmt.Errorf("%w: the stored hashes of entry %d are malformed", ErrTampered, r)
+					}
+					out[i] = append([]byte(nil), hs[32*pos:32*pos+32]...)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, nil, fmt.Errorf("audit: read tree: %w", err)
+		}
+	}
+	for i, id := range ids {
+		if out[i] == nil {
+			r, _ := nodeRow(id)
+			return nil, nil, fmt.Errorf("%w: tree node (level %d, index %d) missing from entry %d", ErrTampered, id.Level, id.Index, r)
+		}
+	}
+	if seq >= 0 && body == nil {
+		return nil, nil, ErrNotFound
+	}
+	return out, body, nil
+}
+
+// query runs the prepared statement q with args and calls f for each row.
+func (s *store) query(ctx context.Context, q string, args []int64, f func(*sql.Rows) error) error {
+	st, err := s.stmt(ctx, q)
+	if err != nil {
+		return err
+	}
+	a := make([]any, len(args))
+	for i, v := range args {
+		a[i] = v
+	}
+	rows, err := st.QueryContext(ctx, a...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if err := f(rows); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
 }
 
 // rowNodeHashes returns the hashes of ids, in order, from the rows.

@@ -3,8 +3,10 @@ package audit
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"database/sql"
 	"fmt"
+	"hash"
 	"sort"
 	"strings"
 
@@ -74,15 +76,57 @@ func problem(seq uint64, format string, a ...any) *Problem {
 type dbRow struct {
 	seq              int64
 	t                int64
-	tokenID, subject sql.NullString
+	tokenID, subject []byte // nil for NULL
 	hashes, body     []byte
 }
 
-// checkRow checks row r, expected at seq next, and appends its leaf to rng.
-// nodeBad, when not nil, is told of a stored parent hash that differs from
-// the recomputed one (and checkRow goes on); when nil, that is a Problem.
-// onNode, when not nil, is given every recomputed node.
-func checkRow(r *dbRow, next uint64, rng *compact.Range, nodeBad func(compact.NodeID), onNode func(compact.NodeID, []byte)) *Problem {
+// rowChecker checks rows in order and appends their leaves to rng. It
+// allocates nothing per row but the tree's new nodes.
+type rowChecker struct {
+	rng *compact.Range
+	// nodeBad, when not nil, is told of a stored parent hash that differs
+	// from the recomputed one (and the check goes on); when nil, that is a
+	// Problem.
+	nodeBad func(id compact.NodeID, row uint64)
+	// onNode, when not nil, is given every recomputed node.
+	onNode func(compact.NodeID, []byte)
+
+	h     hash.Hash
+	leaf  []byte
+	visit compact.VisitFn
+	row   *dbRow
+	bad   *Problem
+}
+
+func newRowChecker(rng *compact.Range, nodeBad func(compact.NodeID, uint64), onNode func(compact.NodeID, []byte)) *rowChecker {
+	c := &rowChecker{rng: rng, nodeBad: nodeBad, onNode: onNode, h: sha256.New(), leaf: make([]byte, 0, 32)}
+	c.visit = c.node
+	return c
+}
+
+// node is the visitor of rng.Append.
+func (c *rowChecker) node(id compact.NodeID, h []byte) {
+	if c.onNode != nil {
+		c.onNode(id, h)
+	}
+	if id.Level == 0 || c.bad != nil {
+		return
+	}
+	seq := uint64(c.row.seq)
+	if int(id.Level) < rowHashCount(seq) && bytes.Equal(h, c.row.hashes[32*id.Level:32*id.Level+32]) {
+		return
+	}
+	if c.nodeBad != nil {
+		c.nodeBad(id, seq)
+		return
+	}
+	lo, hi := id.Coverage()
+	c.bad = &Problem{Seq: lo, Last: hi - 1, Reason: "the stored tree does not match the entries: an entry or its hash was changed"}
+}
+
+// check checks row r, expected at seq rng.End(), and appends its leaf.
+func (c *rowChecker) check(r *dbRow) *Problem {
+	next := c.rng.End()
 	seq := uint64(r.seq)
 	if r.seq < 0 || seq != next {
 		return problem(next, "missing (deleted): the next stored entry is %d", r.seq)
@@ -90,7 +134,12 @@ func checkRow(r *dbRow, next uint64, rng *compact.Range, nodeBad func(compact.No
 	var eseq uint64
 	var et int64
 	var tok, subj []byte
-	err := parseEntry(r.body, func(tag byte, num uint64, val []byte) {
+	fr, err := newFieldReader(r.body)
+	for err == nil {
+		tag, num, val, ok, ferr := fr.next()
+		if err = ferr; !ok {
+			break
+		}
 		switch tag {
 		case tagSeq:
 			eseq = num
@@ -101,7 +150,7 @@ func checkRow(r *dbRow, next uint64, rng *compact.Range, nodeBad func(compact.No
 		case tagSubject:
 			subj = val
 		}
-	})
+	}
 	if err != nil {
 		return problem(seq, "does not decode (%v)", strings.TrimPrefix(err.Error(), ErrMalformedEntry.Error()+": "))
 	}
@@ -111,36 +160,24 @@ func checkRow(r *dbRow, next uint64, rng *compact.Range, nodeBad func(compact.No
 	if eseq > seq {
 		return problem(seq, "records sequence number %d: moved, inserted or swapped", eseq)
 	}
-	if et != r.t || string(tok) != r.tokenID.String || r.tokenID.Valid != (tok != nil) ||
-		string(subj) != r.subject.String || r.subject.Valid != (subj != nil) {
+	if et != r.t || !bytes.Equal(tok, r.tokenID) || (tok == nil) != (r.tokenID == nil) ||
+		!bytes.Equal(subj, r.subject) || (subj == nil) != (r.subject == nil) {
 		return problem(seq, "its search columns (time, token_id, subject) differ from the entry: edited")
 	}
 	if len(r.hashes) != 32*rowHashCount(seq) {
 		return problem(seq, "its stored hashes are malformed")
 	}
-	leaf := LeafHash(r.body)
-	if !bytes.Equal(leaf[:], r.hashes[:32]) {
+	c.h.Reset()
+	c.h.Write([]byte{0})
+	c.h.Write(r.body)
+	c.leaf = c.h.Sum(c.leaf[:0])
+	if !bytes.Equal(c.leaf, r.hashes[:32]) {
 		return problem(seq, "does not match its leaf hash: the entry was edited after it was written")
 	}
-	var bad *Problem
-	rng.Append(leaf[:], func(id compact.NodeID, h []byte) {
-		if onNode != nil {
-			onNode(id, h)
-		}
-		if id.Level == 0 || bad != nil {
-			return
-		}
-		if int(id.Level) < rowHashCount(seq) && bytes.Equal(h, r.hashes[32*id.Level:32*id.Level+32]) {
-			return
-		}
-		if nodeBad != nil {
-			nodeBad(id)
-			return
-		}
-		lo, hi := id.Coverage()
-		bad = &Problem{Seq: lo, Last: hi - 1, Reason: "the stored tree does not match the entries: an entry or its hash was changed"}
-	})
-	return bad
+	c.row, c.bad = r, nil
+	// the range keeps the leaf hash: give it its own copy
+	c.rng.Append(append([]byte(nil), c.leaf...), c.visit)
+	return c.bad
 }
 
 // trusted is a root the log must reproduce at size.
@@ -304,6 +341,11 @@ func verifyConn(ctx context.Context, conn *sql.Conn, st *store, v note.Verifier,
 		}
 	}()
 	tc := &tileCheck{st: st, ctx: ctx}
+	rc := newRowChecker(rng, func(id compact.NodeID, row uint64) {
+		if firstNode == nil {
+			firstNode, nodeRow = &id, row
+		}
+	}, tc.add)
 	var prevT int64
 	for batch := range batches {
 		if entProblem != nil {
@@ -312,11 +354,7 @@ func verifyConn(ctx context.Context, conn *sql.Conn, st *store, v note.Verifier,
 		for i := range batch {
 			r := &batch[i]
 			next := rng.End()
-			if p := checkRow(r, next, rng, func(id compact.NodeID) {
-				if firstNode == nil {
-					firstNode, nodeRow = &id, next
-				}
-			}, tc.add); p != nil {
+			if p := rc.check(r); p != nil {
 				entProblem = p
 				break
 			}
