@@ -69,6 +69,20 @@
 //	  read_timeout: 30s
 //	  write_timeout: 30s
 //	  idle_timeout: 120s
+//	vault:
+//	  master_key: file:/etc/phigate/master.key  # or env:NAME, passphrase, passphrase:fd:N,
+//	                                    # awskms:KEY_ID?region=R; required outside dev mode
+//	                                    # (PHIGATE_MASTER_KEY overrides it)
+//	audit:
+//	  node: phigate-1                   # the log's origin is phigate/<node>; default: host name
+//	  witness_file: /mnt/worm/phigate-checkpoints.txt  # every signed checkpoint appended
+//	  witness_url: https://witness.example/add         # every signed checkpoint POSTed
+//	  retention: 52596h                 # default six years; nothing is deleted from the middle
+//	  syslog:                           # RFC 5424 over TLS (RFC 5425) to a SIEM; off without addr
+//	    addr: siem.example:6514
+//	    ca_file: /etc/phigate/siem-ca.pem
+//	    format: json                    # json | fhir
+//	    from_start: false               # send the whole log on first connection
 //
 // # Errors
 //
@@ -380,4 +394,23 @@ type Audit struct {
 	// Retention is how long entries are kept (default 6 years, HIPAA
 	// 164.316(b)(2)); nothing is ever deleted from the middle.
 	Retention Duration `yaml:"retention"`
+	// Syslog streams every entry to a SIEM (RFC 5424 over TLS, RFC 5425
+	// framing: the IHE ATNA transport). Empty addr: off.
+	Syslog Syslog `yaml:"syslog"`
+}
+
+// Syslog configures the audit log's syslog sink.
+type Syslog struct {
+	// Addr is the collector, host:port (6514 is the registered port).
+	Addr string `yaml:"addr"`
+	// CAFile is the PEM file of the CA that signed the collector's
+	// certificate (default: the system roots).
+	CAFile string `yaml:"ca_file"`
+	// ServerName overrides the name checked in the collector's certificate.
+	ServerName string `yaml:"server_name"`
+	// Format of the message body: json (default) or fhir (AuditEvent).
+	Format string `yaml:"format"`
+	// FromStart sends the whole log on first connection, not just what is
+	// appended from then on.
+	FromStart bool `yaml:"from_start"`
 }

@@ -61,6 +61,21 @@ func (c *Config) check(dev bool, set func(path string) bool) []problem {
 		ps.add("tls.key_file", "required when tls.cert_file is set")
 	}
 
+	if a := c.Audit; a.Retention < 0 {
+		ps.add("audit.retention", "must not be negative")
+	}
+	if u := c.Audit.WitnessURL; u != "" && !strings.HasPrefix(u, "https://") {
+		ps.add("audit.witness_url", "must be an https:// URL")
+	}
+	if sl := c.Audit.Syslog; sl.Addr != "" {
+		ps.listen("audit.syslog.addr", sl.Addr)
+		if sl.Format != "" {
+			ps.oneOf("audit.syslog.format", sl.Format, "json", "fhir")
+		}
+	} else if sl.CAFile != "" || sl.ServerName != "" || sl.Format != "" || sl.FromStart {
+		ps.add("audit.syslog.addr", "required when other audit.syslog keys are set")
+	}
+
 	t := c.Tokens
 	okDefault := ps.positive("tokens.default_ttl", t.DefaultTTL)
 	okMax := ps.positive("tokens.max_ttl", t.MaxTTL)

@@ -150,10 +150,18 @@ func open(ctx context.Context, cfg *config.Config, masterKey string, dev bool, c
 	if err != nil {
 		return nil, err
 	}
-	n.audit, err = audit.Open(ctx, dir, audit.Options{
+	aopts := audit.Options{
 		Node: cfg.Audit.Node, Keys: vaultAuditKeys{v: n.vault, dataDir: dir, node: cfg.Audit.Node}, Logger: logger,
 		WitnessFile: cfg.Audit.WitnessFile, WitnessURL: cfg.Audit.WitnessURL, Retention: cfg.Audit.Retention.Duration(),
-	})
+	}
+	if sl := cfg.Audit.Syslog; sl.Addr != "" {
+		tc, err := tlsutil.ClientConfig(tlsutil.ClientOptions{CAFile: sl.CAFile, ServerName: sl.ServerName})
+		if err != nil {
+			return nil, fmt.Errorf("audit.syslog: %w", err)
+		}
+		aopts.Syslog = &audit.SyslogOptions{Addr: sl.Addr, TLS: tc, Format: sl.Format, FromStart: sl.FromStart}
+	}
+	n.audit, err = audit.Open(ctx, dir, aopts)
 	if err != nil {
 		return nil, fmt.Errorf("audit log: %w", err)
 	}
@@ -277,7 +285,7 @@ func authorityConfig(cfg *config.Config, logger *slog.Logger) authority.Config {
 
 // reloadConfig re-reads the config file on SIGHUP and hands it to the
 // gateway. A file that does not load or validate changes nothing.
-func reloadConfig(file string, gw runningGateway, log *slog.Logger) {
+func reloadConfig(ctx context.Context, file string, gw runningGateway, al *audit.Log, log *slog.Logger) {
 	if file == "" || gw == nil {
 		log.Info("SIGHUP ignored: no config file or no gateway")
 		return
@@ -285,6 +293,13 @@ func reloadConfig(file string, gw runningGateway, log *slog.Logger) {
 	cfg, err := config.Load(file)
 	if err == nil {
 		err = gw.Reload(cfg)
+	}
+	e := &audit.Entry{Action: audit.ActionConfigLoaded, Outcome: audit.OutcomeSuccess, Target: file, Reason: "SIGHUP"}
+	if err != nil {
+		e.Outcome, e.Reason = audit.OutcomeFailure, "SIGHUP: "+err.Error()
+	}
+	if _, aerr := al.Append(ctx, e); aerr != nil {
+		log.Error("cannot record the config reload in the audit log", "err", aerr)
 	}
 	if err != nil {
 		log.Error("config reload failed; keeping the running configuration", "file", file, "err", err)
@@ -381,6 +396,11 @@ func Run(ctx context.Context, opts Options) error {
 	if _, err := n.audit.Append(ctx, &audit.Entry{Action: audit.ActionServerStarted, Outcome: audit.OutcomeSuccess, Target: addr}); err != nil {
 		log.Error("cannot record the server start in the audit log", "err", err)
 	}
+	if opts.ConfigFile != "" {
+		if _, err := n.audit.Append(ctx, &audit.Entry{Action: audit.ActionConfigLoaded, Outcome: audit.OutcomeSuccess, Target: opts.ConfigFile}); err != nil {
+			log.Error("cannot record the config in the audit log", "err", err)
+		}
+	}
 	if opts.Ready != nil {
 		opts.Ready(addr)
 	}
@@ -399,7 +419,7 @@ serve:
 			}
 			break serve
 		case <-hup:
-			reloadConfig(opts.ConfigFile, gw, log)
+			reloadConfig(ctx, opts.ConfigFile, gw, n.audit, log)
 		case <-ctx.Done():
 			break serve
 		}
