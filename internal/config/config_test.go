@@ -55,8 +55,28 @@ func TestExampleFileLoads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := production(); !reflect.DeepEqual(c, want) {
+	want := production()
+	want.Vault.MasterKey = "file:/etc/phigate/master.key"
+	want.Audit = Audit{Node: "phigate-1", WitnessFile: "/var/lib/phigate-witness/checkpoints.txt",
+		Syslog: Syslog{Addr: "siem.example.org:6514", Format: "fhir"}}
+	if !reflect.DeepEqual(c, want) {
 		t.Errorf("example.yaml = %+v\nwant %+v", c, want)
+	}
+}
+
+func TestAuditKeysValidated(t *testing.T) {
+	for name, doc := range map[string]string{
+		"witness_url_plain_http": "audit:\n  witness_url: http://w.example/add\n",
+		"syslog_format":          "audit:\n  syslog:\n    addr: siem:6514\n    format: xml\n",
+		"syslog_without_addr":    "audit:\n  syslog:\n    format: json\n",
+		"syslog_addr_no_port":    "audit:\n  syslog:\n    addr: siem\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			base := "data_dir: /d\ntls:\n  cert_file: /c\n  key_file: /k\n"
+			if _, err := Parse([]byte(base + doc)); err == nil || !strings.Contains(err.Error(), "line ") {
+				t.Fatalf("got %v", err)
+			}
+		})
 	}
 }
 
