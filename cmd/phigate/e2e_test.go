@@ -325,6 +325,26 @@ func TestEndToEndWalkthrough(t *testing.T) {
 		t.Error("bootstrap token not printed exactly once")
 	}
 
+	// the audit log holds what happened, and verifies with its public key
+	vout, err := exec.Command(phigateBinary(t), "audit", "verify", "--data", dir).CombinedOutput()
+	if err != nil || !strings.Contains(string(vout), "OK") {
+		t.Fatalf("audit verify after the walk-through: %v\n%s", err, vout)
+	}
+	xout, err := exec.Command(phigateBinary(t), "audit", "export", "--data", dir, "--format", "jsonl").CombinedOutput()
+	if err != nil {
+		t.Fatalf("audit export: %v\n%s", err, xout)
+	}
+	for _, want := range []string{`"token.created"`, `"token.rotated"`, `"token.revoked"`, `"access.denied"`, `"token_expired"`, `"server.started"`, `"server.stopped"`, it.ID} {
+		if !strings.Contains(string(xout), want) {
+			t.Errorf("the audit log has no %s", want)
+		}
+	}
+	for _, sec := range secrets {
+		if strings.Contains(string(xout), sec) {
+			t.Error("a token secret is in the audit log")
+		}
+	}
+
 	// a restart on the same directory prints no new admin token, keeps the pin
 	s2 := startDev(t, dir)
 	if s2.adm != "" {
