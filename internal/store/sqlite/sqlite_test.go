@@ -158,8 +158,9 @@ func TestPragmas(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if syncMode != 2 {
-		t.Errorf("writer synchronous = %d, want 2 (FULL)", syncMode)
+	// NORMAL: the WAL is synced by syncLoop before any caller is answered
+	if syncMode != 1 {
+		t.Errorf("writer synchronous = %d, want 1 (NORMAL, with the WAL synced by the syncer)", syncMode)
 	}
 	if fk != 1 {
 		t.Errorf("writer foreign_keys = %d, want 1", fk)
@@ -612,4 +613,26 @@ func BenchmarkCreateToken64(b *testing.B) {
 func BenchmarkTokenBySecret(b *testing.B) {
 	s, _ := openTemp(b, Options{})
 	storetest.BenchTokenBySecret(b, s, 1000)
+}
+
+
+// TestFailedWALSyncFailsTheWriteAndTheStore: a change whose WAL sync fails
+// is not acknowledged, and the store refuses writes from then on (the
+// kernel may have dropped the pages it could not write).
+func TestFailedWALSyncFailsTheWriteAndTheStore(t *testing.T) {
+	s, err := Open(t.Context(), filepath.Join(t.TempDir(), "t.db"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.PutMeta(t.Context(), "a", []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	s.wal.Close() // the next fdatasync fails (EBADF)
+	if err := s.PutMeta(t.Context(), "b", []byte("2")); err == nil {
+		t.Fatal("a change was acknowledged although its WAL sync failed")
+	}
+	if err := s.PutMeta(t.Context(), "c", []byte("3")); err == nil {
+		t.Fatal("the store accepted a change after a failed WAL sync")
+	}
 }

@@ -5,7 +5,9 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"os"
 	"sync/atomic"
+	"syscall"
 
 	"github.com/phigate/phigate/internal/store"
 )
@@ -20,7 +22,9 @@ import (
 //
 //	BEGIN IMMEDIATE
 //	<op 1>; <op 2>; ...
-//	COMMIT                      -- one fsync (synchronous=FULL)
+//	COMMIT                      -- WAL written (synchronous=NORMAL)
+//	                            -- then syncLoop: one fdatasync of the WAL for
+//	                            -- every batch committed meanwhile, then answers
 //
 // If an op fails (a conflict, a missing token), the transaction is rolled
 // back, that op gets its error, and the batch is replayed without it: a
@@ -107,7 +111,11 @@ func (s *Store) enqueue(ctx context.Context, o *op) error {
 // writeLoop is the writer goroutine. It ends when the queue is closed and
 // drained (Close), so every op handed over before Close still commits.
 func (s *Store) writeLoop() {
-	defer close(s.writerDone)
+	defer func() {
+		close(s.syncq)
+		<-s.syncDone
+		close(s.writerDone)
+	}()
 	batch := make([]*op, 0, s.opts.MaxBatch)
 	for first := range s.queue {
 		batch = append(batch[:0], first)
@@ -169,15 +177,89 @@ func (s *Store) runBatch(batch []*op) {
 					break
 				}
 			}
-			for _, o := range run {
-				o.done <- nil
-			}
-			break
+			// answered only once the WAL is synced (syncLoop)
+			s.syncq <- synced{ok: run, failed: failed}
+			return
 		}
 		failed[bad.o] = bad.err
 	}
 	for o, e := range failed {
 		o.done <- e
+	}
+}
+
+// synced is a committed batch waiting for the WAL sync before its callers
+// are answered: ok succeeded, failed returned their own errors.
+type synced struct {
+	ok     []*op
+	failed map[*op]error
+}
+
+// syncLoop is the syncer goroutine. The writer connection commits with
+// synchronous=NORMAL (the WAL is written but not synced), and hands each
+// committed batch here; the syncer takes every batch waiting, fdatasyncs
+// the WAL once, and only then answers their callers. While it syncs, the
+// writer commits the next batch, so the disk is kept busy and one sync
+// covers several transactions. A change is acknowledged only after the
+// WAL frames holding it are on disk: as durable as synchronous=FULL.
+// A failed sync is not retried (the kernel may have dropped the pages):
+// every change waiting gets the error and the store refuses writes until
+// it is reopened.
+func (s *Store) syncLoop() {
+	defer close(s.syncDone)
+	group := make([]synced, 0, 16)
+	for b := range s.syncq {
+		group = append(group[:0], b)
+	more:
+		for {
+			select {
+			case b, ok := <-s.syncq:
+				if !ok {
+					break more
+				}
+				group = append(group, b)
+			default:
+				break more
+			}
+		}
+		err := s.syncErr()
+		if err == nil {
+			err = fdatasync(s.wal)
+			if err != nil {
+				s.syncFailed.Store(&err)
+			}
+		}
+		for _, g := range group {
+			for _, o := range g.ok {
+				if err != nil {
+					o.done <- fmt.Errorf("sqlite: %s: syncing the write-ahead log: %w", o.name, err)
+				} else {
+					o.done <- nil
+				}
+			}
+			for o, e := range g.failed {
+				o.done <- e
+			}
+		}
+		clear(group)
+	}
+}
+
+// syncErr is the error of an earlier failed sync, if any.
+func (s *Store) syncErr() error {
+	if p := s.syncFailed.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// fdatasync flushes f's data to disk, retrying on EINTR.
+func fdatasync(f *os.File) error {
+	for {
+		err := syscall.Fdatasync(int(f.Fd()))
+		if err != syscall.EINTR {
+			return err
+		}
 	}
 }
 
@@ -192,6 +274,9 @@ type opFailure struct {
 // (a conflict, a missing token) and cheaper than a savepoint around every
 // op on the common path. err is a failure of the transaction itself.
 func (s *Store) tryBatch(ops []*op) (*opFailure, error) {
+	if err := s.syncErr(); err != nil {
+		return nil, fmt.Errorf("an earlier sync of the write-ahead log failed; reopen the store: %w", err)
+	}
 	tx := s.wtx
 	if _, err := tx.exec("BEGIN IMMEDIATE"); err != nil {
 		return nil, fmt.Errorf("begin: %w", err)
