@@ -615,7 +615,6 @@ func BenchmarkTokenBySecret(b *testing.B) {
 	storetest.BenchTokenBySecret(b, s, 1000)
 }
 
-
 // TestFailedWALSyncFailsTheWriteAndTheStore: a change whose WAL sync fails
 // is not acknowledged, and the store refuses writes from then on (the
 // kernel may have dropped the pages it could not write).
