@@ -299,6 +299,12 @@ func TestEndToEndWalkthrough(t *testing.T) {
 		t.Fatal("TLS 1.1 accepted")
 	}
 
+	// a second process may not write the data directory while the server runs
+	c := exec.Command(phigateBinary(t), "init", "--data", dir, "--new-admin-token", "--master-key", "file:"+filepath.Join(dir, "dev-master.key"))
+	if out, err := c.CombinedOutput(); err == nil || !strings.Contains(string(out), "in use") {
+		t.Fatalf("init on the running server's directory: %v %s", err, out)
+	}
+
 	secrets := []string{s.adm, it.Secret, it2.Secret, it3.Secret, rot.Secret, rs.Secret}
 	s.stop(t)
 

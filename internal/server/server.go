@@ -102,6 +102,7 @@ func Initialised(dataDir string) bool {
 // (its signing key is in the vault; every later change is recorded in
 // it), the token store, and the authority over them.
 type node struct {
+	lock   *os.File // held while the node is open (lockDir)
 	vault  *vault.Vault
 	events *vaultEvents
 	audit  *audit.Log
@@ -121,6 +122,9 @@ func open(ctx context.Context, cfg *config.Config, masterKey string, dev bool, c
 		logger.Warn("the data directory is accessible by group or others; chmod 700 it", "dir", dir)
 	}
 	n := &node{events: &vaultEvents{}}
+	if n.lock, err = lockDir(dir); err != nil {
+		return nil, err
+	}
 	defer func() {
 		if err != nil {
 			n.close()
@@ -194,6 +198,10 @@ func (n *node) close() error {
 	}
 	if n.vault != nil {
 		errs = append(errs, n.vault.Close())
+	}
+	if n.lock != nil {
+		errs = append(errs, n.lock.Close()) // releases the lock
+		n.lock = nil
 	}
 	return errors.Join(errs...)
 }
