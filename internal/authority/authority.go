@@ -23,7 +23,7 @@ type Config struct {
 	MaxTTL     time.Duration // default 24h
 	// MaxGrace bounds a rotation's grace period (default 24h).
 	MaxGrace time.Duration
-	// CacheSize bounds the verification cache in tokens (default 200000).
+	// CacheSize bounds the verification cache in tokens (default 150000; about 2 KiB of memory per cached token).
 	CacheSize int
 	// FlushInterval is how often last-used times are written (default 1s).
 	FlushInterval time.Duration

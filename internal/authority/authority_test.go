@@ -103,10 +103,18 @@ func (f *fixture) verify(t testing.TB, secret string, req Request) policy.Reason
 	return d.Reason
 }
 
+// otherLast returns a base62 character other than s's last one.
+func otherLast(s string) string {
+	if s[len(s)-1] == 'x' {
+		return "y"
+	}
+	return "x"
+}
+
 func TestMalformedTokenNeverTouchesStore(t *testing.T) {
 	f := newFixture(t)
 	before := f.st.lookups.Load()
-	for _, s := range []string{"", "phi_", "Bearer x", f.rootS[:len(f.rootS)-1] + "x", f.rootS + "0"} {
+	for _, s := range []string{"", "phi_", "Bearer x", f.rootS[:len(f.rootS)-1] + otherLast(f.rootS), f.rootS + "0"} {
 		if r := f.verify(t, s, Request{}); r != policy.Malformed {
 			t.Fatalf("%d-byte input: got %v", len(s), r)
 		}

@@ -44,7 +44,7 @@ type cache struct {
 
 func newCache(max int) *cache {
 	if max <= 0 {
-		max = 200000
+		max = 150000
 	}
 	return &cache{byHash: make(map[token.Hash]secretRef), byID: make(map[string]*state), max: max}
 }

@@ -57,7 +57,7 @@
 //	  default_ttl: 15m                  # > 0, <= max_ttl
 //	  max_ttl: 24h                      # > 0
 //	  bootstrap_ttl: 1h                 # admin token of init / --dev; > 0, <= max_ttl
-//	  cache_size: 200000                # verification cache entries, > 0
+//	  cache_size: 150000                # verification cache entries (~2 KiB each), > 0
 //	  last_used_flush: 1s               # > 0
 //	log:
 //	  level: info                       # debug | info | warn | error
@@ -297,7 +297,7 @@ const (
 	DefaultTokenTTL          = 15 * time.Minute
 	DefaultMaxTTL            = 24 * time.Hour
 	DefaultBootstrapTTL      = time.Hour
-	DefaultCacheSize         = 200_000
+	DefaultCacheSize         = 150_000
 	DefaultLastUsedFlush     = time.Second
 	DefaultLogLevel          = "info"
 	DefaultLogFormat         = "auto"

@@ -28,7 +28,7 @@ tokens:
   default_ttl: 15m
   max_ttl: 24h
   bootstrap_ttl: 1h
-  cache_size: 200000
+  cache_size: 150000
   last_used_flush: 1s
 log:
   level: info
@@ -118,7 +118,7 @@ func TestDefault(t *testing.T) {
 		"tokens.default_ttl":    {c.Tokens.DefaultTTL.Duration(), 15 * time.Minute},
 		"tokens.max_ttl":        {c.Tokens.MaxTTL.Duration(), 24 * time.Hour},
 		"tokens.bootstrap_ttl":  {c.Tokens.BootstrapTTL.Duration(), time.Hour},
-		"tokens.cache_size":     {c.Tokens.CacheSize, 200000},
+		"tokens.cache_size":     {c.Tokens.CacheSize, 150000},
 		"tokens.last_used":      {c.Tokens.LastUsedFlush.Duration(), time.Second},
 		"log.level":             {c.Log.Level, "info"},
 		"log.format":            {c.Log.Format, "auto"},
@@ -213,11 +213,11 @@ func TestParseRejects(t *testing.T) {
 			wantErr: "limits.idle_timeout: must be a duration"},
 		{name: "duration as sequence", old: "write_timeout: 30s", new: "write_timeout: [30s]", wantLine: 23,
 			wantErr: "limits.write_timeout: must be a duration"},
-		{name: "zero cache_size", old: "cache_size: 200000", new: "cache_size: 0", wantLine: 13,
+		{name: "zero cache_size", old: "cache_size: 150000", new: "cache_size: 0", wantLine: 13,
 			wantErr: "tokens.cache_size: must be greater than zero (got 0)"},
-		{name: "cache_size not a number", old: "cache_size: 200000", new: "cache_size: lots", wantLine: 13,
+		{name: "cache_size not a number", old: "cache_size: 150000", new: "cache_size: lots", wantLine: 13,
 			wantErr: "tokens.cache_size: must be an integer"},
-		{name: "cache_size fractional", old: "cache_size: 200000", new: "cache_size: 1.5", wantLine: 13,
+		{name: "cache_size fractional", old: "cache_size: 150000", new: "cache_size: 1.5", wantLine: 13,
 			wantErr: "tokens.cache_size: must be an integer"},
 		{name: "max_body_bytes with unit", old: "max_body_bytes: 1048576", new: "max_body_bytes: 1MiB", wantLine: 19,
 			wantErr: "limits.max_body_bytes: must be an integer"},
