@@ -114,7 +114,7 @@ type Store struct {
 	syncFailed atomic.Pointer[error]
 
 	stats struct {
-		commits, ops, aborted, largest atomic.Uint64
+		commits, ops, aborted, largest, syncs atomic.Uint64
 	}
 }
 
@@ -133,6 +133,10 @@ type Stats struct {
 	Aborted uint64
 	// LargestBatch is the largest number of changes committed together.
 	LargestBatch uint64
+	// Syncs is the number of WAL syncs; each acknowledges every change
+	// committed since the previous one, so Ops/Syncs is the number of
+	// changes sharing one fsync.
+	Syncs uint64
 }
 
 // Stats returns the writer's counters.
@@ -142,6 +146,7 @@ func (s *Store) Stats() Stats {
 		Ops:          s.stats.ops.Load(),
 		Aborted:      s.stats.aborted.Load(),
 		LargestBatch: s.stats.largest.Load(),
+		Syncs:        s.stats.syncs.Load(),
 	}
 }
 

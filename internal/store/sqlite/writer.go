@@ -225,6 +225,7 @@ func (s *Store) syncLoop() {
 		err := s.syncErr()
 		if err == nil {
 			err = fdatasync(s.wal)
+			s.stats.syncs.Add(1)
 			if err != nil {
 				s.syncFailed.Store(&err)
 			}
