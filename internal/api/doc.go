@@ -17,5 +17,33 @@
 //     a body that is not application/json (form for introspection and
 //     revocation) with 415, unknown JSON fields with 400 naming the field.
 //
-// The routes are listed in Handler; their wire types are in pkg/client.
+//   - Every change is recorded in the audit log before it is made (by the
+//     authority's Recorder); every refused request is recorded too
+//     (Options.Record). A change that cannot be recorded is refused with
+//     503 audit_unavailable.
+//
+// Routes (the scope each needs in brackets; their wire types are in
+// pkg/client):
+//
+//	POST   /v1/tokens                      [admin:tokens] create (attenuated)
+//	GET    /v1/tokens                      [admin:tokens] list (subject, status, parent, after, limit)
+//	GET    /v1/tokens/{id}                 [admin:tokens] show
+//	PATCH  /v1/tokens/{id}                 [admin:tokens] change scopes and constraints
+//	DELETE /v1/tokens/{id}[?cascade=true]  [admin:tokens] revoke
+//	POST   /v1/tokens/{id}/rotate          [admin:tokens] new secret, old one valid for grace
+//	POST   /v1/tokens/{id}/suspend         [admin:tokens]
+//	POST   /v1/tokens/{id}/reinstate       [admin:tokens]
+//	GET    /v1/tokens/self                 [any token]
+//	POST   /v1/tokens/self/rotate          [any token]
+//	POST   /v1/introspect                  [introspect] RFC 7662
+//	POST   /v1/revoke                      [any token] RFC 7009: the holder of a secret may revoke it
+//	GET    /v1/audit                       [admin:audit] search (itself audited)
+//	GET    /v1/audit/checkpoint            [admin:audit]
+//	GET    /v1/audit/proof?seq=N           [admin:audit]
+//	GET    /v1/audit/key                   [none] the log's public verifier key
+//	PUT    /v1/secrets/{name}              [admin:keys] upstream credentials, stored in the vault
+//	GET    /v1/secrets                     [admin:keys] names and versions only
+//	POST   /v1/keys/rotate-kek             [admin:keys]
+//	POST   /v1/keys/rotate-dek/{purpose}   [admin:keys]
+//	GET    /healthz, /readyz               [none] liveness; readiness (store and audit log)
 package api
