@@ -4,7 +4,8 @@
 //
 // Guarantees:
 //
-//   - Deny by default: every route but /healthz and /readyz authenticates a
+//   - Deny by default: every route but /healthz, /readyz and /v1/audit/key
+//     (public by design) authenticates a
 //     phigate bearer token and checks the scope the route needs before it
 //     does anything else.
 //
