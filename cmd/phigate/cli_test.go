@@ -16,7 +16,8 @@ import (
 	"testing"
 )
 
-const adminToken = "phi_adminTokenForCLITestsThatMustNotLeak000"
+// adminToken stands for a bearer token; it is deliberately not token-shaped.
+const adminToken = "phi_admin-token-for-cli-tests-must-not-leak"
 
 type seen struct {
 	Method, Path, Query, Auth, ContentType string

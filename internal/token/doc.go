@@ -14,10 +14,10 @@
 //
 // which carries 43·log2(62) ≈ 256.03 bits. The checksum is the CRC-32 (IEEE)
 // of the first 47 bytes ("phi_" and the entropy), written as a big-endian
-// base62 number left-padded with '0' to 6 characters. Example shape (not a
-// real token):
+// base62 number left-padded with '0' to 6 characters. Shape (E: entropy,
+// C: checksum):
 //
-//	phi_0000000000000000000000000000000000000000000000qxYA3
+//	phi_<43 entropy characters><6 checksum characters>
 //
 // The checksum lets a scanner recognise a phigate token and lets the server
 // reject a typo or a random string without touching the store. It is not a

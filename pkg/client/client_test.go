@@ -23,7 +23,8 @@ import (
 	"github.com/phigate/phigate/pkg/client"
 )
 
-const testToken = "phi_testBearerTokenThatMustNeverLeak0123456789"
+// testToken stands for a bearer token; it is deliberately not token-shaped.
+const testToken = "phi_test-bearer-that-must-never-leak"
 
 // recorded is what the test server saw of one request.
 type recorded struct {
@@ -440,7 +441,7 @@ func TestBearerTokenNeverInErrors(t *testing.T) {
 	f := newFakeServer(t)
 	c := f.client(t)
 	ctx := context.Background()
-	secret := "phi_introspectedSecretAlsoSecret42"
+	secret := "phi_introspected-secret-also-secret"
 	check := func(name string, err error) {
 		t.Helper()
 		if err == nil {
