@@ -47,19 +47,9 @@ func (g *Gateway) serveAuthz(w http.ResponseWriter, r *http.Request, ev *Event, 
 		return
 	}
 	ev.Upstream = up.name
-	secret, present := bearer(r)
-	if !present {
-		g.refuse(w, r, ev, errMissingToken)
+	secret, purpose, justification, bg, ok := g.caller(w, r, ev)
+	if !ok {
 		return
-	}
-	purpose, justification, bg, dn := callerHeaders(r)
-	if dn != nil {
-		g.refuse(w, r, ev, dn)
-		return
-	}
-	ev.Purpose, ev.BreakGlass = purpose, bg
-	if bg {
-		ev.Justification = redact(truncateString(justification, MaxJustification))
 	}
 	q := &request{
 		secret: secret, addr: client, purpose: purpose, justification: justification, breakGlass: bg,

@@ -310,6 +310,28 @@ func bearer(r *http.Request) (string, bool) {
 }
 
 // callerHeaders reads X-Purpose-Of-Use and X-Break-Glass.
+// caller reads what both the proxy and forward auth need from the caller:
+// the bearer token, the purpose of use and a break-glass justification. It
+// fills ev and, when they are missing or malformed, refuses the request
+// itself and reports ok false.
+func (g *Gateway) caller(w http.ResponseWriter, r *http.Request, ev *Event) (secret, purpose, justification string, breakGlass, ok bool) {
+	secret, present := bearer(r)
+	if !present {
+		g.refuse(w, r, ev, errMissingToken)
+		return "", "", "", false, false
+	}
+	purpose, justification, breakGlass, dn := callerHeaders(r)
+	if dn != nil {
+		g.refuse(w, r, ev, dn)
+		return "", "", "", false, false
+	}
+	ev.Purpose, ev.BreakGlass = purpose, breakGlass
+	if breakGlass {
+		ev.Justification = redact(truncateString(justification, MaxJustification))
+	}
+	return secret, purpose, justification, breakGlass, true
+}
+
 func callerHeaders(r *http.Request) (purpose, justification string, breakGlass bool, dn *denial) {
 	ps := r.Header.Values("X-Purpose-Of-Use")
 	switch {
@@ -416,19 +438,9 @@ func (g *Gateway) serveProxy(w http.ResponseWriter, r *http.Request, ev *Event, 
 		g.refuse(w, r, ev, deny(http.StatusNotFound, CodeNotFound, "this upstream is reached only through forward auth (/v1/authz)"))
 		return
 	}
-	secret, present := bearer(r)
-	if !present {
-		g.refuse(w, r, ev, errMissingToken)
+	secret, purpose, justification, bg, ok := g.caller(w, r, ev)
+	if !ok {
 		return
-	}
-	purpose, justification, bg, dn := callerHeaders(r)
-	if dn != nil {
-		g.refuse(w, r, ev, dn)
-		return
-	}
-	ev.Purpose, ev.BreakGlass = purpose, bg
-	if bg {
-		ev.Justification = redact(truncateString(justification, MaxJustification))
 	}
 	lim := t.limits
 	if r.ContentLength > lim.MaxBodyBytes {
