@@ -47,8 +47,8 @@ Offline (the data directory; no server needed):
 
 // auditFilters are the search flags shared by tail, search and export.
 type auditFilters struct {
-	from, to, subject, tokenID, outcome, upstream, pathPrefix string
-	actions                                                   []string
+	from, to, subject, tokenID, outcome, upstream, pathPrefix, patient string
+	actions                                                            []string
 }
 
 func (f *auditFilters) add(fs *pflag.FlagSet) {
@@ -59,13 +59,14 @@ func (f *auditFilters) add(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&f.actions, "action", nil, "only this event type, e.g. access.denied (repeatable)")
 	fs.StringVar(&f.outcome, "outcome", "", "only this outcome: success, denied or failure")
 	fs.StringVar(&f.upstream, "upstream", "", "only requests to this upstream")
-	fs.StringVar(&f.pathPrefix, "path-prefix", "", "only requests whose path starts with this")
+	fs.StringVar(&f.pathPrefix, "path-prefix", "", "only requests whose path starts with these whole segments, e.g. /fhir/Patient")
+	fs.StringVar(&f.patient, "patient", "", "only entries bound to this patient id")
 }
 
 // query checks the filters (as the server would) and returns them as an
 // audit.Query.
 func (f *auditFilters) query() (*audit.Query, error) {
-	q := &audit.Query{Subject: f.subject, TokenID: f.tokenID, Outcome: audit.Outcome(f.outcome), Upstream: f.upstream, PathPrefix: f.pathPrefix}
+	q := &audit.Query{Subject: f.subject, TokenID: f.tokenID, Outcome: audit.Outcome(f.outcome), Upstream: f.upstream, PathPrefix: f.pathPrefix, Patient: f.patient}
 	for _, t := range []struct {
 		flag, v string
 		dst     *time.Time
@@ -102,7 +103,7 @@ func (f *auditFilters) clientQuery() (client.AuditQuery, error) {
 	if err != nil {
 		return client.AuditQuery{}, err
 	}
-	cq := client.AuditQuery{From: q.From, To: q.To, Subject: q.Subject, TokenID: q.TokenID, Outcome: string(q.Outcome), Upstream: q.Upstream, PathPrefix: q.PathPrefix}
+	cq := client.AuditQuery{From: q.From, To: q.To, Subject: q.Subject, TokenID: q.TokenID, Outcome: string(q.Outcome), Upstream: q.Upstream, PathPrefix: q.PathPrefix, Patient: q.Patient}
 	for _, act := range q.Actions {
 		cq.Actions = append(cq.Actions, string(act))
 	}
@@ -472,7 +473,8 @@ func printVerify(w io.Writer, r *audit.Result) {
 }
 
 func (a *cli) auditExportCmd() *cobra.Command {
-	var dataDir, format, out string
+	var dataDir, format, out, masterKey string
+	var decrypt bool
 	var f auditFilters
 	cmd := &cobra.Command{
 		Use:   "export --data DIR --format jsonl|fhir [--out FILE] [filters]",
@@ -480,17 +482,30 @@ func (a *cli) auditExportCmd() *cobra.Command {
 		Long: `Export writes the entries of the audit log in the data directory, oldest
 first, one per line: the entry itself (--format jsonl) or a FHIR R4
 AuditEvent in the IHE Basic Audit Log Patterns style (--format fhir, NDJSON
-as FHIR Bulk Data uses). It reads the data directory directly.`,
-		Example: `  phigate audit export --data /var/lib/phigate --format fhir --from 2026-01-01T00:00:00Z --out q1.ndjson`,
-		Args:    noArgs,
+as FHIR Bulk Data uses). It reads the data directory directly.
+
+The PHI-bearing fields of each entry (request path and query, patient id,
+break-glass justification) are stored encrypted. Without --decrypt they
+are exported sealed ("sealed": base64), which is what to hand someone who
+only checks the log's integrity; with --decrypt the vault's master key
+(--master-key, $PHIGATE_MASTER_KEY or the development key) opens them, and
+--patient and --path-prefix can be used.`,
+		Example: `  phigate audit export --data /var/lib/phigate --format fhir --from 2026-01-01T00:00:00Z --out q1.ndjson
+  phigate audit export --data /var/lib/phigate --decrypt --patient 123 --out patient-123.jsonl`,
+		Args: noArgs,
 	}
 	cmd.Flags().StringVar(&dataDir, "data", "", "data directory (required)")
 	cmd.Flags().StringVar(&format, "format", "jsonl", "jsonl or fhir")
 	cmd.Flags().StringVar(&out, "out", "", "write to this file (mode 0600) instead of standard output")
+	cmd.Flags().BoolVar(&decrypt, "decrypt", false, "open the encrypted PHI fields with the vault's master key")
+	cmd.Flags().StringVar(&masterKey, "master-key", "", "with --decrypt: the vault's master key spec (default $"+envMasterKey+", or the directory's development key)")
 	f.add(cmd.Flags())
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if dataDir == "" {
 			return usagef("--data DIR is required")
+		}
+		if !decrypt && (f.patient != "" || f.pathPrefix != "") {
+			return usagef("--patient and --path-prefix search encrypted fields: add --decrypt")
 		}
 		if format != "jsonl" && format != "fhir" {
 			return usagef("--format %s: want jsonl or fhir", safe(format))
@@ -504,6 +519,14 @@ as FHIR Bulk Data uses). It reads the data directory directly.`,
 			return err
 		}
 		defer r.Close()
+		if decrypt {
+			v, err := a.openVault(cmd.Context(), &offline{data: dataDir, masterKey: masterKey})
+			if err != nil {
+				return err
+			}
+			defer v.Close()
+			r.SetSealer(audit.VaultSealer(v))
+		}
 		w := a.stdout
 		var file *os.File
 		if out != "" {

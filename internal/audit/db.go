@@ -38,6 +38,13 @@ var schema = []string{
 	)`,
 	`CREATE INDEX IF NOT EXISTS entries_token ON entries(token_id) WHERE token_id IS NOT NULL`,
 	`CREATE INDEX IF NOT EXISTS entries_subject ON entries(subject) WHERE subject IS NOT NULL`,
+	// the blind index of sealed fields (seal.go): the first 8 bytes of
+	// the keyed hash of a patient id or path prefix, and the entry
+	`CREATE TABLE IF NOT EXISTS phi_index (
+		tag INTEGER NOT NULL,
+		seq INTEGER NOT NULL,
+		PRIMARY KEY (tag, seq)
+	) WITHOUT ROWID`,
 	// complete subtrees of height 8, for proofs (see tiles.go); id is
 	// tile level << 56 | index
 	`CREATE TABLE IF NOT EXISTS tiles (
@@ -57,6 +64,10 @@ var schema = []string{
 		BEGIN SELECT RAISE(ABORT, 'audit tiles are append-only'); END`,
 	`CREATE TRIGGER IF NOT EXISTS tiles_no_delete BEFORE DELETE ON tiles
 		BEGIN SELECT RAISE(ABORT, 'audit tiles are append-only'); END`,
+	`CREATE TRIGGER IF NOT EXISTS phi_index_no_update BEFORE UPDATE ON phi_index
+		BEGIN SELECT RAISE(ABORT, 'the audit index is append-only'); END`,
+	`CREATE TRIGGER IF NOT EXISTS phi_index_no_delete BEFORE DELETE ON phi_index
+		BEGIN SELECT RAISE(ABORT, 'the audit index is append-only'); END`,
 	`CREATE TRIGGER IF NOT EXISTS checkpoints_no_update BEFORE UPDATE ON checkpoints
 		BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only'); END`,
 	`CREATE TRIGGER IF NOT EXISTS checkpoints_no_delete BEFORE DELETE ON checkpoints
@@ -77,8 +88,9 @@ func dsn(path string, busy time.Duration, pragmas ...string) string {
 // store is the read side of a log's database, shared by the Log and the
 // offline readers (Verify, OpenReader).
 type store struct {
-	path string
-	rdb  *sql.DB // query_only connections
+	path   string
+	rdb    *sql.DB // query_only connections
+	sealer Sealer  // opens sealed fields and looks up the blind index; nil: entries stay sealed
 
 	mu    sync.Mutex
 	stmts map[string]*sql.Stmt

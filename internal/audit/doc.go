@@ -53,14 +53,14 @@
 //	E      = version *field
 //	version = 0x01
 //	field  = tag value
-//	tag    = 1 byte, 1..24, strictly increasing (each field at most once)
+//	tag    = 1 byte, 1..25, strictly increasing (each field at most once)
 //	value  = uvarint(v)                  for an integer field
 //	       | uvarint(len(s)) || s        for a string field
 //
 // where uvarint is the unsigned LEB128 varint of encoding/binary, in its
 // shortest form (no trailing 0x00 group). A field whose value is zero or
 // empty is left out; fields 2 (time) and 4 (action) are always present.
-// Strings are UTF-8; fields 23 and 24 are JSON. The tags:
+// Strings are UTF-8 (but field 25: bytes); fields 23 and 24 are JSON. The tags:
 //
 //	 1 seq          integer  sequence number = leaf index (left out for 0)
 //	 2 time         integer  nanoseconds since 1970-01-01 UTC (> 0), when the log accepted it
@@ -86,6 +86,10 @@
 //	22 duration     integer  nanoseconds
 //	23 before       JSON     state before a change (token.updated)
 //	24 after        JSON     state after it
+//	25 sealed       bytes    fields 15, 16 and 19, encrypted (see seal.go):
+//	                         their own encoding (tag, length, bytes, in tag
+//	                         order) sealed by the log's Sealer for this seq;
+//	                         an entry with it has none of 15, 16, 19
 //
 // A decoder MUST refuse anything else (unknown version or tag, fields out
 // of order, repeated or empty, numbers not in shortest form or out of

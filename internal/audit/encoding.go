@@ -41,7 +41,11 @@ const (
 	tagDuration   = 22
 	tagBefore     = 23
 	tagAfter      = 24
-	maxTag        = 24
+	// tagSealed holds the PHI-bearing fields (break-glass justification,
+	// patient, path) encrypted, when the log has a Sealer: those three
+	// tags are then absent from the entry (see seal.go).
+	tagSealed = 25
+	maxTag    = 25
 )
 
 // isUint reports whether tag carries an unsigned integer.
@@ -76,6 +80,9 @@ func (e *Entry) encodable() error {
 	}
 	if e.Action == "" {
 		return fmt.Errorf("%w: no action", ErrInvalidEntry)
+	}
+	if len(e.Sealed) > 0 && !e.phiEmpty() {
+		return fmt.Errorf("%w: sealed fields also in the clear", ErrInvalidEntry)
 	}
 	if e.Status < 0 || e.Status > math.MaxInt32 || e.Bytes < 0 || e.Duration < 0 {
 		return fmt.Errorf("%w: status, bytes or duration out of range", ErrInvalidEntry)
@@ -132,7 +139,8 @@ func appendTail(b []byte, e *Entry) []byte {
 	b = appendUint(b, tagBytes, uint64(e.Bytes))
 	b = appendUint(b, tagDuration, uint64(e.Duration))
 	b = appendString(b, tagBefore, string(e.Before))
-	return appendString(b, tagAfter, string(e.After))
+	b = appendString(b, tagAfter, string(e.After))
+	return appendString(b, tagSealed, string(e.Sealed))
 }
 
 func appendString(b []byte, tag byte, s string) []byte {
@@ -210,6 +218,9 @@ func (r *fieldReader) next() (tag byte, num uint64, val []byte, ok bool, err err
 		if r.have&(1<<tagTime) == 0 || r.have&(1<<tagAction) == 0 {
 			return 0, 0, nil, false, malformed("time or action missing")
 		}
+		if r.have&(1<<tagSealed) != 0 && r.have&(1<<tagBreakGlass|1<<tagPatient|1<<tagPath) != 0 {
+			return 0, 0, nil, false, malformed("sealed fields also in the clear")
+		}
 		return 0, 0, nil, false, nil
 	}
 	tag = b[0]
@@ -245,7 +256,7 @@ func (r *fieldReader) next() (tag byte, num uint64, val []byte, ok bool, err err
 		if !json.Valid(val) {
 			return 0, 0, nil, false, malformed("field %d is not JSON", tag)
 		}
-	} else if !utf8.Valid(val) {
+	} else if tag != tagSealed && !utf8.Valid(val) {
 		return 0, 0, nil, false, malformed("field %d is not UTF-8", tag)
 	}
 	return tag, 0, val, true, nil
@@ -328,6 +339,8 @@ func UnmarshalEntry(b []byte) (*Entry, error) {
 			e.Before = json.RawMessage(s)
 		case tagAfter:
 			e.After = json.RawMessage(s)
+		case tagSealed:
+			e.Sealed = []byte(s)
 		}
 	})
 	if err != nil {

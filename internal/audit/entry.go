@@ -131,6 +131,14 @@ type Entry struct {
 	// the token's public view before and after the change).
 	Before json.RawMessage `json:"before,omitempty"`
 	After  json.RawMessage `json:"after,omitempty"`
+
+	// Sealed is the PHI-bearing fields (BreakGlass, Patient, Path)
+	// encrypted, as the log stores them when it has a Sealer; readers with
+	// the Sealer open it back into those fields and clear it. Only a
+	// reader without the key (phigate audit export without --decrypt)
+	// sees it set. The Merkle leaf commits to it, so the log verifies
+	// without the key.
+	Sealed []byte `json:"sealed,omitempty"`
 }
 
 // Limits on the fields of an entry. Append cuts longer strings (at a UTF-8

@@ -215,7 +215,9 @@ func TestSearchFiltersAndPages(t *testing.T) {
 		"actions":       {"action=access.denied,access.granted", 60},
 		"outcome":       {"outcome=denied", 12},
 		"upstream":      {"upstream=billing", 30},
-		"path_prefix":   {"path_prefix=/billing/invoices/1", 5}, // 10,12,14,16,18
+		"path_prefix":   {"path_prefix=/billing/invoices", 30},
+		"path_whole":    {"path_prefix=/billing/invoices/12", 1},
+		"path_segment":  {"path_prefix=/billing/invoices/1", 0}, // whole segments only
 		"time_range":    {"from=2026-05-01T00:00:10Z&to=2026-05-01T00:00:20Z", 0},
 		"small_pages":   {"limit=7", 60},
 		"desc":          {"order=desc&limit=9", 60},

@@ -34,7 +34,7 @@ func generate(tb testing.TB, l *Log, n int, mk func(i int) *Entry) {
 				rows[j] = row{seq: seq, t: t, tokenID: e.Actor.TokenID, subject: e.Actor.Subject, hashes: hs, body: body}
 				w.size++
 			}
-			if err := w.write(rows, tiles, nil); err != nil {
+			if err := w.write(rows, nil, tiles, nil); err != nil {
 				done <- err
 				return err
 			}

@@ -74,6 +74,12 @@ type Options struct {
 
 	// ReadConns is the number of read-only connections. 0 means 4.
 	ReadConns int
+
+	// Sealer, when set, encrypts the PHI-bearing fields of every entry
+	// appended (break-glass justification, patient, path and query) and
+	// keeps the blind index that searches them; readers open them with
+	// it. See seal.go.
+	Sealer Sealer
 }
 
 func (o Options) withDefaults() Options {
@@ -157,6 +163,8 @@ type failure struct {
 // request is one entry waiting for the writer.
 type request struct {
 	tail    []byte // the encoded fields from tagNode on
+	phi     []byte // the fields to seal (Sealer), encoded; nil when none
+	index   []int64
 	tokenID string
 	subject string
 	state   atomic.Int32
@@ -220,6 +228,7 @@ func Open(ctx context.Context, dataDir string, opts Options) (*Log, error) {
 		w.close()
 		return nil, err
 	}
+	st.sealer = opts.Sealer
 	l := &Log{
 		opts: opts, dir: dataDir, log: opts.Logger, st: st, signer: signer, vkey: vkey, verif: verif, node: node,
 		w:          w,
@@ -402,8 +411,19 @@ func (l *Log) Append(ctx context.Context, e *Entry) (uint64, error) {
 	if err := c.encodable(); err != nil {
 		return 0, err
 	}
-	r := &request{tail: appendTail(make([]byte, 0, 256), &c), tokenID: c.Actor.TokenID, subject: c.Actor.Subject, done: make(chan result, 1)}
-	if len(r.tail)+32 > MaxEntrySize {
+	c.Sealed = nil // only the writer seals
+	r := &request{tokenID: c.Actor.TokenID, subject: c.Actor.Subject, done: make(chan result, 1)}
+	if l.opts.Sealer != nil && !c.phiEmpty() {
+		// the PHI fields go to the writer apart, to be sealed under the
+		// entry's seq; the caller gets c with them in the clear
+		r.index = indexTags(l.opts.Sealer, &c)
+		pc := c
+		r.phi = pc.takePHI()
+		r.tail = appendTail(make([]byte, 0, 256), &pc)
+	} else {
+		r.tail = appendTail(make([]byte, 0, 256), &c)
+	}
+	if len(r.tail)+len(r.phi)+sealOverhead > MaxEntrySize {
 		return 0, fmt.Errorf("%w: entry is over %d bytes", ErrInvalidEntry, MaxEntrySize)
 	}
 	if err := l.enqueue(r); err != nil {

@@ -32,6 +32,10 @@ func OpenReader(ctx context.Context, dataDir string) (*Reader, error) {
 	return &Reader{st: st, origin: origin}, nil
 }
 
+// SetSealer makes r open sealed fields (and search the blind index) with
+// s; without one, entries keep their PHI fields sealed (Entry.Sealed).
+func (r *Reader) SetSealer(s Sealer) { r.st.sealer = s }
+
 // Close releases the database.
 func (r *Reader) Close() error { return r.st.close() }
 

@@ -25,13 +25,19 @@ const (
 // indexes; the time range is found by binary search (times never go back
 // in the log); the other filters are applied while scanning.
 type Query struct {
-	From, To   time.Time // From <= time < To
-	Subject    string
-	TokenID    string
-	Actions    []Action // any of these
-	Outcome    Outcome
-	Upstream   string
+	From, To time.Time // From <= time < To
+	Subject  string
+	TokenID  string
+	Actions  []Action // any of these
+	Outcome  Outcome
+	Upstream string
+	// PathPrefix matches whole segments of the request path, without its
+	// query: "/fhir/Patient" finds "/fhir/Patient/1?x=y", not
+	// "/fhir/PatientX". With a Sealer it is looked up in the blind index.
 	PathPrefix string
+	// Patient is the patient id the entry was bound to (exact). With a
+	// Sealer it is looked up in the blind index.
+	Patient string
 	// Desc returns the newest entries first.
 	Desc bool
 	// Cursor, when HasCursor is set, continues a previous page: entries
@@ -66,7 +72,8 @@ func (e *QueryError) Error() string { return "audit: search parameter " + e.Fiel
 //	action        an action; repeat it or separate with commas for several
 //	outcome       success | denied | failure
 //	upstream      the upstream's name
-//	path_prefix   the start of the request path
+//	path_prefix   the first whole segments of the request path
+//	patient       the patient id (exact)
 //	order         asc (default) | desc
 //	after         cursor: the previous page's next (ascending)
 //	before        cursor: the previous page's next (descending; implies desc)
@@ -123,6 +130,8 @@ func ParseQuery(v url.Values) (*Query, error) {
 			q.Upstream = s
 		case "path_prefix":
 			q.PathPrefix = s
+		case "patient":
+			q.Patient = s
 		case "order":
 			if s != "asc" && s != "desc" {
 				return nil, &QueryError{k, "must be asc or desc"}
@@ -197,6 +206,7 @@ func (q *Query) Values() url.Values {
 	set("outcome", string(q.Outcome))
 	set("upstream", q.Upstream)
 	set("path_prefix", q.PathPrefix)
+	set("patient", q.Patient)
 	switch {
 	case q.HasCursor && q.Desc:
 		v.Set("before", strconv.FormatUint(q.Cursor, 10))
@@ -223,7 +233,7 @@ func (q *Query) match(e *Entry) bool {
 	if q.Outcome != "" && e.Outcome != q.Outcome || q.Upstream != "" && e.Upstream != q.Upstream {
 		return false
 	}
-	if q.PathPrefix != "" && !strings.HasPrefix(e.Path, q.PathPrefix) {
+	if q.PathPrefix != "" && !pathHasPrefix(e.Path, q.PathPrefix) || q.Patient != "" && e.Patient != q.Patient {
 		return false
 	}
 	if len(q.Actions) > 0 {
@@ -296,6 +306,13 @@ func (s *store) search(ctx context.Context, q *Query, size uint64) (*Page, error
 	}
 	sqlq := "SELECT seq, body FROM entries WHERE seq >= ? AND seq < ?"
 	args := []any{int64(lo), int64(hi)}
+	order := "seq"
+	if tag, ok := queryTag(s.sealer, q); ok {
+		// the blind index gives the candidates (see seal.go)
+		sqlq = "SELECT e.seq, e.body FROM phi_index i JOIN entries e ON e.seq = i.seq WHERE i.tag = ? AND i.seq >= ? AND i.seq < ?"
+		args = []any{tag, int64(lo), int64(hi)}
+		order = "i.seq"
+	}
 	if q.Subject != "" {
 		sqlq += " AND subject = ?"
 		args = append(args, q.Subject)
@@ -305,9 +322,9 @@ func (s *store) search(ctx context.Context, q *Query, size uint64) (*Page, error
 		args = append(args, q.TokenID)
 	}
 	if q.Desc {
-		sqlq += " ORDER BY seq DESC"
+		sqlq += " ORDER BY " + order + " DESC"
 	} else {
-		sqlq += " ORDER BY seq"
+		sqlq += " ORDER BY " + order
 	}
 	sqlq += " LIMIT ?"
 	args = append(args, scanBudget)
@@ -331,6 +348,9 @@ func (s *store) search(ctx context.Context, q *Query, size uint64) (*Page, error
 		e, err := UnmarshalEntry(body)
 		if err != nil {
 			return nil, fmt.Errorf("%w: entry %d: %v (run phigate audit verify)", ErrTampered, last, err)
+		}
+		if err := openEntry(ctx, s.sealer, e); err != nil {
+			return nil, err
 		}
 		if !q.match(e) {
 			continue
@@ -366,7 +386,14 @@ func (l *Log) Entry(ctx context.Context, seq uint64) (*Entry, error) {
 	if err != nil {
 		return nil, err
 	}
-	return UnmarshalEntry(b)
+	e, err := UnmarshalEntry(b)
+	if err != nil {
+		return nil, err
+	}
+	if err := openEntry(ctx, l.st.sealer, e); err != nil {
+		return nil, err
+	}
+	return e, nil
 }
 
 // rawRange returns the encoded entries [from, from+n) that exist.

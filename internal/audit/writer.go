@@ -228,9 +228,15 @@ func (w *writer) appendLeaf(rng *compact.Range, seq uint64, body []byte, tiles *
 	return hs
 }
 
-// write commits rows, tiles and, when cp is not nil, the checkpoint, in
+// indexRow is a blind index entry (seal.go).
+type indexRow struct {
+	tag int64
+	seq uint64
+}
+
+// write commits rows, their blind index, tiles and, when cp is not nil, the checkpoint, in
 // one transaction (not yet synced).
-func (w *writer) write(rows []row, tiles []tileRow, cp *Checkpoint) (err error) {
+func (w *writer) write(rows []row, index []indexRow, tiles []tileRow, cp *Checkpoint) (err error) {
 	if err := w.exec("BEGIN IMMEDIATE"); err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
@@ -251,6 +257,18 @@ func (w *writer) write(rows []row, tiles []tileRow, cp *Checkpoint) (err error) 
 			return fmt.Errorf("insert: %w", err)
 		}
 		rows = rows[n:]
+	}
+	for len(index) > 0 {
+		n := min(len(index), 2*rowsPerInsert)
+		args = args[:0]
+		for _, x := range index[:n] {
+			args = append(args, x.tag, int64(x.seq))
+		}
+		q := "INSERT OR IGNORE INTO phi_index (tag, seq) VALUES (?,?)" + strings.Repeat(",(?,?)", n-1)
+		if err := w.exec(q, args...); err != nil {
+			return fmt.Errorf("insert index: %w", err)
+		}
+		index = index[n:]
 	}
 	for _, t := range tiles {
 		if err := w.exec("INSERT INTO tiles (id, hashes) VALUES (?, ?)", t.key, t.hashes); err != nil {
@@ -445,7 +463,7 @@ func (l *Log) checkpointAsync(done chan error) error {
 			return err
 		}
 		l.writeStart.Store(time.Now().UnixNano())
-		err = w.write(nil, nil, cp)
+		err = w.write(nil, nil, nil, cp)
 		l.writeStart.Store(0)
 		if err != nil {
 			l.fail(err)
@@ -469,7 +487,7 @@ func (l *Log) checkpointSync() error {
 	if err != nil {
 		return err
 	}
-	if err := w.write(nil, nil, cp); err != nil {
+	if err := w.write(nil, nil, nil, cp); err != nil {
 		return err
 	}
 	if err := w.sync(); err != nil {
@@ -510,16 +528,34 @@ func (l *Log) commit(batch []*request) {
 	now := l.opts.Now()
 	t := max(now.UnixNano(), w.lastTime)
 	rng := cloneRange(w.rng)
-	rows := make([]row, len(live))
-	res := make([]result, len(live))
+	rows := make([]row, 0, len(live))
+	res := make([]result, 0, len(live))
 	var tiles []tileRow
-	for i, r := range live {
-		seq := w.size + uint64(i)
-		body := appendHead(make([]byte, 0, len(r.tail)+24), seq, time.Unix(0, t))
+	var index []indexRow
+	kept := live[:0]
+	seq := w.size
+	for _, r := range live {
+		body := appendHead(make([]byte, 0, len(r.tail)+len(r.phi)+sealOverhead+24), seq, time.Unix(0, t))
 		body = append(body, r.tail...)
+		if r.phi != nil {
+			var err error
+			if body, err = l.seal(body, seq, r.phi); err != nil {
+				r.done <- result{err: err}
+				continue
+			}
+			for _, tag := range r.index {
+				index = append(index, indexRow{tag: tag, seq: seq})
+			}
+		}
 		hs := w.appendLeaf(rng, seq, body, &tiles)
-		rows[i] = row{seq: seq, t: t, tokenID: r.tokenID, subject: r.subject, hashes: hs, body: body}
-		res[i] = result{seq: seq, t: t}
+		rows = append(rows, row{seq: seq, t: t, tokenID: r.tokenID, subject: r.subject, hashes: hs, body: body})
+		res = append(res, result{seq: seq, t: t})
+		kept = append(kept, r)
+		seq++
+	}
+	live = kept
+	if len(live) == 0 {
+		return
 	}
 	var cp *Checkpoint
 	if now.Sub(w.cp.Time) >= l.opts.CheckpointInterval {
@@ -530,7 +566,7 @@ func (l *Log) commit(batch []*request) {
 		}
 	}
 	l.writeStart.Store(time.Now().UnixNano())
-	err := w.write(rows, tiles, cp)
+	err := w.write(rows, index, tiles, cp)
 	l.writeStart.Store(0)
 	if err != nil {
 		l.fail(err)

@@ -15,6 +15,7 @@ import (
 	"github.com/phigate/phigate/internal/audit"
 	"github.com/phigate/phigate/internal/authority"
 	"github.com/phigate/phigate/internal/reqctx"
+	"github.com/phigate/phigate/internal/token"
 	"github.com/phigate/phigate/internal/vault"
 )
 
@@ -56,12 +57,17 @@ func (r changeRecorder) RecordChange(ctx context.Context, c *authority.Change) e
 	if info.Source.IsValid() {
 		e.Source.IP = info.Source.String()
 	}
+	// The patient id is PHI: it goes in Patient, which the log seals,
+	// never in the snapshots, which it does not. A change of patient
+	// shows in the snapshots as patient_id: "changed".
+	if c.After != nil {
+		e.Patient = c.After.PatientID
+	}
 	if c.Before != nil {
-		e.Before = audit.Snapshot(c.Before)
+		e.Before = audit.Snapshot(withoutPatient(c.Before, c.After))
 	}
 	if c.After != nil {
-		e.After = audit.Snapshot(c.After)
-		e.Patient = c.After.PatientID
+		e.After = audit.Snapshot(withoutPatient(c.After, c.Before))
 	}
 	if len(c.IDs) > 1 {
 		// a cascade: name every token it touched
@@ -69,6 +75,21 @@ func (r changeRecorder) RecordChange(ctx context.Context, c *authority.Change) e
 	}
 	_, err := r.log.Append(ctx, e)
 	return err
+}
+
+// withoutPatient returns r with its patient id replaced: by "changed" when
+// other (the record on the other side of the change) has another one,
+// else removed.
+func withoutPatient(r, other *token.Record) *token.Record {
+	if r.PatientID == "" {
+		return r
+	}
+	c := *r
+	c.PatientID = ""
+	if other != nil && other.PatientID != r.PatientID {
+		c.PatientID = "changed"
+	}
+	return &c
 }
 
 // vaultEvents records the vault's key events in the audit log. Events

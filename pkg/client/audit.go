@@ -68,7 +68,8 @@ type AuditQuery struct {
 	Actions    []string // any of these ("token.created", "access.denied", ...)
 	Outcome    string   // "success", "denied", "failure"
 	Upstream   string
-	PathPrefix string
+	PathPrefix string // whole path segments ("/fhir/Patient"), no query
+	Patient    string // the patient id the request was bound to (exact)
 	Desc       bool   // newest first
 	After      string // cursor: the previous page's Next (ascending)
 	Before     string // cursor: the previous page's Next (descending)
@@ -96,6 +97,7 @@ func (q AuditQuery) values() url.Values {
 	set("outcome", q.Outcome)
 	set("upstream", q.Upstream)
 	set("path_prefix", q.PathPrefix)
+	set("patient", q.Patient)
 	set("after", q.After)
 	set("before", q.Before)
 	if q.Desc && q.Before == "" {
