@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
+	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -16,18 +18,25 @@ import (
 func (a *cli) keysCmd() *cobra.Command {
 	cmd := group(&cobra.Command{
 		Use:   "keys",
-		Short: "Rotate the vault's master key and data keys",
+		Short: "Rotate the vault's master key, data keys and token pepper",
 		Long: `The vault encrypts phigate's secrets with data keys, one per purpose, which
-the master key wraps (envelope encryption).
+the master key wraps (envelope encryption). Token secrets are stored as
+HMAC-SHA256 under the token pepper, kept in the vault.
 
-  rotate-kek   re-wrap every data key under a new master key (no data is
-               re-encrypted; readers keep working)
-  rotate-dek   start a new data key for one purpose; older data stays readable
+  rotate-kek      re-wrap every data key under a new master key (no data is
+                  re-encrypted; readers keep working)
+  rotate-dek      start a new data key for one purpose; older data stays readable
+  peppers         list the live pepper versions and the live tokens of each
+  rotate-pepper   hash new token secrets with a new pepper; tokens hashed with
+                  older versions keep working
+  retire-pepper   delete an old pepper version once no live token uses it
 
-Both talk to the running server unless --data names the data directory of a
-stopped server. Each rotation is recorded in the audit log by the server.`,
+rotate-kek and rotate-dek talk to the running server unless --data names the
+data directory of a stopped server; the pepper commands always talk to the
+running server, which starts using a new pepper at once. Each rotation is
+recorded in the audit log by the server.`,
 	})
-	cmd.AddCommand(a.keysRotateKEKCmd(), a.keysRotateDEKCmd())
+	cmd.AddCommand(a.keysRotateKEKCmd(), a.keysRotateDEKCmd(), a.keysPeppersCmd(), a.keysRotatePepperCmd(), a.keysRetirePepperCmd())
 	return cmd
 }
 
@@ -60,11 +69,12 @@ spec as vault.master_key: the old key no longer opens the vault.`,
 			if next == "" {
 				return usagef("with --data, give --new-master-key")
 			}
-			v, err := a.openVault(cmd.Context(), &o)
+			off, err := a.openOffline(cmd.Context(), &o)
 			if err != nil {
 				return err
 			}
-			defer v.Close()
+			defer off.Close()
+			v := off.Vault
 			opts := a.providerOptions("Passphrase of the NEW master key: ")
 			opts.ReadPassphrase = confirmPassphrase(opts.ReadPassphrase)
 			p, err := vault.ParseProvider(cmd.Context(), next, opts)
@@ -139,12 +149,12 @@ readable. Purposes: ` + joinPurposes() + `.`,
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		var out client.DEKRotation
 		if o.data != "" {
-			v, err := a.openVault(cmd.Context(), &o)
+			off, err := a.openOffline(cmd.Context(), &o)
 			if err != nil {
 				return err
 			}
-			defer v.Close()
-			ev, err := v.RotateDEK(vault.WithActor(cmd.Context(), "cli:offline"), args[0])
+			defer off.Close()
+			ev, err := off.Vault.RotateDEK(vault.WithActor(cmd.Context(), "cli:offline"), args[0])
 			var ie *vault.InputError
 			if errors.As(err, &ie) {
 				return usageErr{err}
@@ -181,4 +191,106 @@ func joinPurposes() string {
 		b.WriteString(p)
 	}
 	return b.String()
+}
+
+func (a *cli) keysPeppersCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "peppers",
+		Short: "List the live token pepper versions and the live tokens hashed with each",
+		Args:  noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			list, err := c.Peppers(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if list.Peppers == nil {
+				list.Peppers = []client.Pepper{}
+			}
+			return a.output(list, func(w io.Writer) error {
+				tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+				fmt.Fprintln(tw, "VERSION\tCURRENT\tLIVE TOKENS")
+				for _, p := range list.Peppers {
+					cur := ""
+					if p.Current {
+						cur = "yes"
+					}
+					fmt.Fprintf(tw, "%d\t%s\t%d\n", p.Version, cur, p.LiveSecrets)
+				}
+				return tw.Flush()
+			})
+		},
+	}
+}
+
+func (a *cli) keysRotatePepperCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "rotate-pepper",
+		Short: "Hash new token secrets with a new pepper (existing tokens keep working)",
+		Long: `Rotate-pepper adds a new version of the token pepper, the key of the
+HMAC under which token secrets are stored. The running server hashes every
+new or rotated secret with it at once; tokens hashed with older versions keep
+working until those versions are retired (phigate keys retire-pepper).`,
+		Example: `  phigate keys rotate-pepper
+  phigate keys peppers
+  phigate keys retire-pepper 1    # once no live token uses version 1`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			r, err := c.RotatePepper(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return a.output(r, func(w io.Writer) error {
+				_, err := fmt.Fprintf(w, "Token pepper rotated to version %d at %s; tokens hashed with older versions keep working until they are retired.\n",
+					r.Version, r.RotatedAt.UTC().Format(time.RFC3339))
+				return err
+			})
+		},
+	}
+}
+
+func (a *cli) keysRetirePepperCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "retire-pepper VERSION",
+		Short: "Delete an old token pepper version once no live token uses it",
+		Long: `Retire-pepper deletes pepper VERSION; token secrets hashed with it no
+longer verify. The server refuses while a token hashed with it has neither
+expired nor been revoked (phigate keys peppers shows how many), and never
+retires the current version.`,
+		Example: `  phigate keys retire-pepper 1`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			switch {
+			case len(args) == 0:
+				return usagef("%s needs a pepper VERSION", name(cmd))
+			case len(args) > 1:
+				return usagef("%s takes one pepper VERSION, got %d arguments", name(cmd), len(args))
+			}
+			if v, err := strconv.Atoi(args[0]); err != nil || v <= 0 {
+				return usagef("%s: %s is not a pepper version (a positive number; see phigate keys peppers)", name(cmd), quote(args[0]))
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			v, _ := strconv.Atoi(args[0])
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			r, err := c.RetirePepper(cmd.Context(), v)
+			if err != nil {
+				return err
+			}
+			return a.output(r, func(w io.Writer) error {
+				_, err := fmt.Fprintf(w, "Token pepper version %d retired at %s.\n", r.Version, r.RetiredAt.UTC().Format(time.RFC3339))
+				return err
+			})
+		},
+	}
 }

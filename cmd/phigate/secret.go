@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/phigate/phigate/internal/server"
 	"github.com/phigate/phigate/internal/vault"
 	"github.com/phigate/phigate/pkg/client"
 )
@@ -35,8 +36,30 @@ func (o *offline) addFlags(cmd *cobra.Command) {
 }
 
 // openVault opens the vault of --data with the master key of
-// --master-key, $PHIGATE_MASTER_KEY, or the development key file.
+// --master-key, $PHIGATE_MASTER_KEY, or the development key file, to read
+// (a running server may hold the directory).
 func (a *cli) openVault(ctx context.Context, o *offline) (*vault.Vault, error) {
+	p, err := a.masterKey(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	return vault.Open(vault.WithActor(ctx, "cli:offline"), o.data, p, vault.Options{})
+}
+
+// openOffline opens the vault of --data to change it: with the data
+// directory's lock (the server must be stopped) and its audit log, which
+// records every key event as the server would.
+func (a *cli) openOffline(ctx context.Context, o *offline) (*server.Offline, error) {
+	p, err := a.masterKey(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	return server.OpenOffline(vault.WithActor(ctx, "cli:offline"), o.data, p)
+}
+
+// masterKey is the master key of --data: --master-key,
+// $PHIGATE_MASTER_KEY, or the development key file.
+func (a *cli) masterKey(ctx context.Context, o *offline) (vault.Provider, error) {
 	spec := o.masterKey
 	if spec == "" {
 		spec = a.env(envMasterKey)
@@ -50,11 +73,7 @@ func (a *cli) openVault(ctx context.Context, o *offline) (*vault.Vault, error) {
 		spec = "file:" + abs
 		fmt.Fprintln(a.stderr, "Using the development master key "+abs+" (development only).")
 	}
-	p, err := vault.ParseProvider(ctx, spec, a.providerOptions("Passphrase of the vault's master key: "))
-	if err != nil {
-		return nil, err
-	}
-	return vault.Open(vault.WithActor(ctx, "cli:offline"), o.data, p, vault.Options{})
+	return vault.ParseProvider(ctx, spec, a.providerOptions("Passphrase of the vault's master key: "))
 }
 
 // providerOptions asks for a terminal passphrase with prompt, on stderr.
@@ -148,12 +167,12 @@ other users and the shell history could see it.`,
 		}
 		var out client.Secret
 		if o.data != "" {
-			v, err := a.openVault(cmd.Context(), &o)
+			off, err := a.openOffline(cmd.Context(), &o)
 			if err != nil {
 				return err
 			}
-			defer v.Close()
-			info, err := v.SetSecret(vault.WithActor(cmd.Context(), "cli:offline"), name, value)
+			defer off.Close()
+			info, err := off.Vault.SetSecret(vault.WithActor(cmd.Context(), "cli:offline"), name, value)
 			if err != nil {
 				return err
 			}

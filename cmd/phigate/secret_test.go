@@ -17,6 +17,9 @@ func TestSecretAndKeysCommandsSendTheRightRequest(t *testing.T) {
 	f.on("GET", "/v1/secrets", 200, `{"secrets":[{"name":"ehr-api","version":3,"updated_at":"2026-01-02T03:04:05Z"},{"name":"evil\u001b[2J","version":1,"updated_at":"2026-01-02T03:04:05Z"}]}`)
 	f.on("POST", "/v1/keys/rotate-kek", 200, `{"from":"file:/old (key id 01)","to":"file:/new (key id 02)","data_keys":6,"rotated_at":"2026-01-02T03:04:05Z"}`)
 	f.on("POST", "/v1/keys/rotate-dek/audit-fields", 200, `{"purpose":"audit-fields","version":2,"rotated_at":"2026-01-02T03:04:05Z"}`)
+	f.on("GET", "/v1/keys/peppers", 200, `{"peppers":[{"version":2,"current":true,"live_secrets":40},{"version":1,"live_secrets":3}]}`)
+	f.on("POST", "/v1/keys/rotate-pepper", 200, `{"version":2,"rotated_at":"2026-01-02T03:04:05Z"}`)
+	f.on("POST", "/v1/keys/retire-pepper/1", 200, `{"version":1,"retired_at":"2026-01-02T03:04:05Z"}`)
 	valueFile := filepath.Join(t.TempDir(), "cred")
 	os.WriteFile(valueFile, []byte("from-a-file\n"), 0o600)
 
@@ -47,6 +50,16 @@ func TestSecretAndKeysCommandsSendTheRightRequest(t *testing.T) {
 		{name: "rotate dek", args: []string{"keys", "rotate-dek", "audit-fields"},
 			method: "POST", path: "/v1/keys/rotate-dek/audit-fields", body: "-",
 			stdout: []string{"Data key for audit-fields rotated to version 2"}},
+		{name: "peppers", args: []string{"keys", "peppers"}, method: "GET", path: "/v1/keys/peppers", body: "-",
+			stdout: []string{"VERSION  CURRENT  LIVE TOKENS", "2        yes      40", "1                 3"}},
+		{name: "peppers json", args: []string{"--json", "keys", "peppers"}, method: "GET", path: "/v1/keys/peppers", body: "-",
+			stdout: []string{`"live_secrets": 3`}},
+		{name: "rotate pepper", args: []string{"keys", "rotate-pepper"}, method: "POST", path: "/v1/keys/rotate-pepper", body: "-",
+			stdout: []string{"Token pepper rotated to version 2 at 2026-01-02T03:04:05Z"}},
+		{name: "retire pepper", args: []string{"keys", "retire-pepper", "1"}, method: "POST", path: "/v1/keys/retire-pepper/1", body: "-",
+			stdout: []string{"Token pepper version 1 retired"}},
+		{name: "retire pepper json", args: []string{"--json", "keys", "retire-pepper", "1"}, method: "POST", path: "/v1/keys/retire-pepper/1", body: "-",
+			stdout: []string{`"version": 1`, `"retired_at"`}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -94,6 +107,11 @@ func TestSecretCommandsRefuseBadUse(t *testing.T) {
 		{"too_long", strings.Repeat("x", vault.MaxValue+1), []string{"secret", "set", "ehr-api"}, "longer than"},
 		{"bad_new_key", "", []string{"keys", "rotate-kek", "--new-master-key", "passphrase:hunter2"}, "never goes in the spec"},
 		{"dek_no_purpose", "", []string{"keys", "rotate-dek"}, "needs a PURPOSE"},
+		{"retire_pepper_no_version", "", []string{"keys", "retire-pepper"}, "needs a pepper VERSION"},
+		{"retire_pepper_not_a_number", "", []string{"keys", "retire-pepper", "v1"}, "not a pepper version"},
+		{"retire_pepper_zero", "", []string{"keys", "retire-pepper", "0"}, "not a pepper version"},
+		{"retire_pepper_two", "", []string{"keys", "retire-pepper", "1", "2"}, "takes one pepper VERSION"},
+		{"rotate_pepper_args", "", []string{"keys", "rotate-pepper", "3"}, "takes no arguments"},
 		{"offline_without_key", "", []string{"secret", "list", "--data", t.TempDir()}, "master key"},
 		{"offline_kek_without_new", "", []string{"keys", "rotate-kek", "--data", t.TempDir(), "--master-key", "file:/x"}, "--new-master-key"},
 	} {
@@ -109,6 +127,15 @@ func TestSecretCommandsRefuseBadUse(t *testing.T) {
 	}
 	if n := len(f.requests()); n != 0 {
 		t.Fatalf("%d requests reached the server", n)
+	}
+}
+
+func TestRetirePepperInUseShowsTheServersReason(t *testing.T) {
+	f := newFakeAPI(t)
+	f.on("POST", "/v1/keys/retire-pepper/1", 409, `{"error":{"code":"pepper_in_use","message":"pepper version 1 still hashes 3 live token secret(s); retire it once they have expired or been revoked","field":"version","request_id":"req_1"}}`)
+	r := runCLI(t, f.env(), "", "keys", "retire-pepper", "1")
+	if r.code != exitError || !strings.Contains(r.stderr, "pepper_in_use") || !strings.Contains(r.stderr, "3 live token secret") {
+		t.Fatalf("exit %d, stderr %q", r.code, r.stderr)
 	}
 }
 
@@ -169,6 +196,18 @@ func TestOfflineSecretAndKeyCommands(t *testing.T) {
 	if hits := grepFiles(t, dir, "offline-value"); len(hits) != 0 {
 		t.Fatalf("plaintext in %v", hits)
 	}
+	// every offline change is in the audit log, by cli:offline, and the
+	// log verifies
+	r := run("", "audit", "export", "--data", dir)
+	for _, want := range []string{"upstream-credentials/ehr-api\",\"reason\":\"vault.secret_set v1", "vault.dek_rotated v2", "vault.kek_rotated"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("the audit log does not record %s:\n%s", want, r.stdout)
+		}
+	}
+	if strings.Count(r.stdout, `"token_id":"cli:offline"`) < 3 {
+		t.Errorf("the offline changes are not attributed to cli:offline:\n%s", r.stdout)
+	}
+	run("", "audit", "verify", "--data", dir)
 }
 
 func grepFiles(t *testing.T, dir, needle string) []string {

@@ -49,5 +49,8 @@
 //	GET    /v1/secrets                     [admin:keys] names and versions only
 //	POST   /v1/keys/rotate-kek             [admin:keys]
 //	POST   /v1/keys/rotate-dek/{purpose}   [admin:keys]
+//	GET    /v1/keys/peppers                [admin:keys] live token pepper versions, live secrets of each
+//	POST   /v1/keys/rotate-pepper          [admin:keys] new secrets hashed with a new pepper; old tokens keep working
+//	POST   /v1/keys/retire-pepper/{version} [admin:keys] 409 pepper_in_use while a live token is hashed with it
 //	GET    /healthz, /readyz               [none] liveness; readiness (store and audit log)
 package api

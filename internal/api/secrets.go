@@ -3,9 +3,13 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
+	"strconv"
+	"strings"
 	"time"
 
+	"github.com/phigate/phigate/internal/audit"
 	"github.com/phigate/phigate/internal/authority"
 	"github.com/phigate/phigate/internal/scope"
 	"github.com/phigate/phigate/internal/vault"
@@ -33,6 +37,9 @@ func (s *Server) secretRoutes() {
 	m.HandleFunc("GET /v1/secrets", s.authed(scope.AdminKeys, s.withVault(s.listSecrets)))
 	m.HandleFunc("POST /v1/keys/rotate-kek", s.authed(scope.AdminKeys, s.withVault(s.rotateKEK)))
 	m.HandleFunc("POST /v1/keys/rotate-dek/{purpose}", s.authed(scope.AdminKeys, s.withVault(s.rotateDEK)))
+	m.HandleFunc("GET /v1/keys/peppers", s.authed(scope.AdminKeys, s.listPeppers))
+	m.HandleFunc("POST /v1/keys/rotate-pepper", s.authed(scope.AdminKeys, s.rotatePepper))
+	m.HandleFunc("POST /v1/keys/retire-pepper/{version}", s.authed(scope.AdminKeys, s.retirePepper))
 }
 
 type vaultHandler func(w http.ResponseWriter, r *http.Request, v KeyVault)
@@ -159,4 +166,85 @@ func (s *Server) rotateDEK(w http.ResponseWriter, r *http.Request, v KeyVault) {
 	}
 	s.log.Info("data key rotated", "request_id", requestID(r), "purpose", ev.Purpose, "version", ev.Version)
 	writeJSON(w, http.StatusOK, client.DEKRotation{Purpose: ev.Purpose, Version: ev.Version, RotatedAt: ev.At})
+}
+
+// The pepper routes go through the authority, which hashes with the
+// peppers: a rotation is in use when the answer is written. The vault
+// records each rotation and retirement in the audit log, naming the
+// caller's token (vault.WithActor).
+
+// pepperError maps an error of the authority's pepper operations.
+func pepperError(err error) error {
+	var inUse *authority.PepperInUseError
+	switch {
+	case errors.As(err, &inUse):
+		return &apiError{status: http.StatusConflict, code: "pepper_in_use", field: "version", msg: inUse.Error()}
+	case errors.Is(err, authority.ErrPepperCurrent):
+		return &apiError{status: http.StatusConflict, code: "pepper_current", field: "version", msg: "the current pepper cannot be retired; rotate the pepper first"}
+	case errors.Is(err, authority.ErrPepperNotFound):
+		return &apiError{status: http.StatusNotFound, code: "not_found", field: "version", msg: "no such pepper version"}
+	case errors.Is(err, authority.ErrNoPepperRing):
+		return &apiError{status: http.StatusServiceUnavailable, code: "vault_unavailable", msg: "this server runs without a vault"}
+	}
+	return vaultError(err)
+}
+
+func (s *Server) listPeppers(w http.ResponseWriter, r *http.Request, ac authority.Actor) {
+	ps, err := s.auth.Peppers(r.Context(), ac)
+	if err != nil {
+		s.writeError(w, r, pepperError(err))
+		return
+	}
+	out := client.PepperList{Peppers: make([]client.Pepper, len(ps))}
+	for i, p := range ps {
+		out.Peppers[i] = client.Pepper{Version: p.Version, Current: p.Current, LiveSecrets: p.LiveSecrets}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) rotatePepper(w http.ResponseWriter, r *http.Request, ac authority.Actor) {
+	v, err := s.auth.RotatePepper(vault.WithActor(r.Context(), ac.Token.ID), ac)
+	if err != nil {
+		s.writeError(w, r, pepperError(err))
+		return
+	}
+	s.log.Info("token pepper rotated", "request_id", requestID(r), "version", v)
+	writeJSON(w, http.StatusOK, client.PepperRotation{Version: v, RotatedAt: s.auth.Config().Now().UTC()})
+}
+
+func (s *Server) retirePepper(w http.ResponseWriter, r *http.Request, ac authority.Actor) {
+	v, err := strconv.Atoi(r.PathValue("version"))
+	if err != nil {
+		s.writeError(w, r, badRequest("version", "a pepper version is a number (see GET /v1/keys/peppers)"))
+		return
+	}
+	err = s.auth.RetirePepper(vault.WithActor(r.Context(), ac.Token.ID), ac, v)
+	var inUse *authority.PepperInUseError
+	if errors.As(err, &inUse) || errors.Is(err, authority.ErrPepperCurrent) {
+		s.recordKeyRefusal(r, ac, fmt.Sprintf("%s v%d", vault.EventPepperRetired, v), err)
+	}
+	if err != nil {
+		s.writeError(w, r, pepperError(err))
+		return
+	}
+	s.log.Info("token pepper retired", "request_id", requestID(r), "version", v)
+	writeJSON(w, http.StatusOK, client.PepperRetirement{Version: v, RetiredAt: s.auth.Config().Now().UTC()})
+}
+
+// recordKeyRefusal records a key change refused by policy (the vault
+// records the changes it makes, and their failures, itself). As for other
+// refusals, a failure to record is logged: the change is refused anyway.
+func (s *Server) recordKeyRefusal(r *http.Request, ac authority.Actor, what string, why error) {
+	if s.opts.Record == nil {
+		return
+	}
+	e := &audit.Entry{Action: audit.ActionKeyRotated, Outcome: audit.OutcomeDenied, Actor: audit.ActorOf(ac.Token),
+		RequestID: requestID(r), Target: vault.PurposePepper, Reason: what + ": " + strings.TrimPrefix(why.Error(), "authority: "),
+		Source: audit.Source{UserAgent: truncate(r.UserAgent(), 256)}}
+	if a := clientAddr(r); a.IsValid() {
+		e.Source.IP = a.String()
+	}
+	if err := s.opts.Record(r.Context(), e); err != nil {
+		s.log.Error("cannot record a refused key change in the audit log", "request_id", e.RequestID, "err", err)
+	}
 }

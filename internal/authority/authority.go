@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/phigate/phigate/internal/policy"
@@ -35,16 +36,32 @@ type Config struct {
 	// Recorder, when set, records every change before it is made (and
 	// every refused one); a recorder failure refuses the change.
 	Recorder Recorder
+	// Peppers, when set, is the keyring of token peppers: secrets hashed
+	// with any live version verify, and RotatePepper and RetirePepper
+	// work (see ReloadPeppers). Without it, only the Hasher given to New
+	// is used.
+	Peppers PepperRing
+	// Sealer, when set, encrypts the PHI of a token record (its patient
+	// id) before it reaches the store and opens it on every read, so that
+	// callers only ever see plaintext. Without it, records are stored as
+	// given.
+	Sealer FieldSealer
 }
 
 // Authority issues and verifies tokens. Create it with New, start its
 // background flusher with Run, and Close it at shutdown.
 type Authority struct {
-	st     store.Store
-	hasher *token.Hasher
-	cfg    Config
-	cache  *cache
-	log    *slog.Logger
+	st    store.Store
+	cfg   Config
+	cache *cache
+	log   *slog.Logger
+
+	// hashers is the hasher of every live pepper version. pepperMu is held
+	// for reading from hashing a new secret to storing it, and for writing
+	// to publish a new set; keysMu serialises pepper rotations.
+	hashers  atomic.Pointer[hasherSet]
+	pepperMu sync.RWMutex
+	keysMu   sync.Mutex
 
 	dirtyMu sync.Mutex
 	dirty   []*state
@@ -57,7 +74,9 @@ type Authority struct {
 	flushed   chan struct{}
 }
 
-// New returns an Authority over st, hashing secrets with h.
+// New returns an Authority over st, hashing secrets with h. With
+// Config.Peppers, call ReloadPeppers before use so that secrets hashed with
+// older live peppers verify too.
 func New(st store.Store, h *token.Hasher, cfg Config) *Authority {
 	if cfg.DefaultTTL <= 0 {
 		cfg.DefaultTTL = 15 * time.Minute
@@ -83,10 +102,12 @@ func New(st store.Store, h *token.Hasher, cfg Config) *Authority {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Authority{
-		st: st, hasher: h, cfg: cfg, cache: newCache(cfg.CacheSize), log: cfg.Logger,
+	a := &Authority{
+		st: st, cfg: cfg, cache: newCache(cfg.CacheSize), log: cfg.Logger,
 		release: map[string]int64{}, done: make(chan struct{}), flushed: make(chan struct{}),
 	}
+	a.hashers.Store(&hasherSet{current: h})
+	return a
 }
 
 // Config returns the effective configuration.
@@ -210,11 +231,12 @@ func (a *Authority) find(ctx context.Context, secret string, now time.Time, chec
 	if !checked && token.Check(secret) != nil {
 		return secretRef{}, policy.Malformed, nil
 	}
-	h := a.hasher.Sum(secret)
+	hs := a.hashers.Load()
+	h := hs.current.Sum(secret)
 	ref, ok := a.cache.get(h)
 	if !ok {
 		var err error
-		ref, ok, err = a.load(ctx, h)
+		ref, ok, err = a.load(ctx, hs, h, secret)
 		if err != nil {
 			return secretRef{}, policy.Unavailable, err
 		}
@@ -307,18 +329,27 @@ func (a *Authority) touch(st *state, now time.Time) {
 	}
 }
 
-// load reads a secret's token from the store and caches it.
-func (a *Authority) load(ctx context.Context, h token.Hash) (secretRef, bool, error) {
+// load reads a secret's token from the store (trying every live pepper,
+// see bySecret) and caches it under h, the secret's hash under the current
+// pepper, so that its next use is found at once whichever pepper hashed
+// it. A token cached under an older pepper's hash (before a rotation) is
+// taken from the cache, without a store lookup.
+func (a *Authority) load(ctx context.Context, hs *hasherSet, h token.Hash, secret string) (secretRef, bool, error) {
+	for _, o := range hs.older {
+		if ref, ok := a.cache.alias(o.Sum(secret), h); ok {
+			return ref, true, nil
+		}
+	}
 	epoch := a.cache.epoch.Load()
-	rec, sec, err := a.st.TokenBySecret(ctx, h)
+	rec, sec, pepper, err := a.bySecret(ctx, hs, h, secret)
 	if errors.Is(err, store.ErrNotFound) {
 		return secretRef{}, false, nil
 	}
 	if err != nil {
 		return secretRef{}, false, fmt.Errorf("authority: load token: %w", err)
 	}
-	if !sec.Hash.Equal(h) {
-		return secretRef{}, false, nil
+	if err := a.openRecord(ctx, rec); err != nil {
+		return secretRef{}, false, err
 	}
 	st, err := a.newState(rec)
 	if err != nil {
@@ -328,7 +359,7 @@ func (a *Authority) load(ctx context.Context, h token.Hash) (secretRef, bool, er
 	if !sec.NotAfter.IsZero() {
 		ref.notAfter = sec.NotAfter.UnixNano()
 	}
-	ref, evicted := a.cache.put(h, ref, epoch)
+	ref, evicted := a.cache.put(h, pepper, ref, epoch)
 	for _, v := range evicted {
 		a.settle(v)
 	}

@@ -48,7 +48,12 @@ type fixture struct {
 	rootS string
 }
 
-func newFixture(t testing.TB) *fixture {
+func newFixture(t testing.TB) *fixture { return newFixtureWith(t, Config{}) }
+
+// newFixtureWith is newFixture with cfg (its clock and MaxTTL set here).
+// With cfg.Peppers, the first hasher is the ring's newest pepper and
+// ReloadPeppers runs before the bootstrap.
+func newFixtureWith(t testing.TB, cfg Config) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	s, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "t.db"), sqlite.Options{})
@@ -56,15 +61,28 @@ func newFixture(t testing.TB) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	key := make([]byte, 32)
+	version, key := 1, make([]byte, 32)
 	rand.Read(key)
-	h, err := token.NewHasherKey(1, key)
+	if cfg.Peppers != nil {
+		ps, err := cfg.Peppers.Peppers(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		version, key = ps[0].Version, ps[0].Key
+	}
+	h, err := token.NewHasherKey(version, key)
 	if err != nil {
 		t.Fatal(err)
 	}
 	clk := &clock{t: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)} // a Monday
 	cs := &countingStore{Store: s}
-	a := New(cs, h, Config{Now: clk.Now, MaxTTL: 24 * time.Hour})
+	cfg.Now, cfg.MaxTTL = clk.Now, 24*time.Hour
+	a := New(cs, h, cfg)
+	if cfg.Peppers != nil {
+		if err := a.ReloadPeppers(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
 	secret, rec, err := a.Bootstrap(ctx, "root", 12*time.Hour, 30*24*time.Hour)
 	if err != nil {
 		t.Fatal(err)
@@ -303,7 +321,7 @@ func TestRemainingUsesNeverExceededUnderConcurrency(t *testing.T) {
 		t.Fatalf("%d uses allowed, want exactly %d", ok.Load(), max)
 	}
 	// a second node (fresh authority on the same store) gets none either
-	other := New(f.st, f.auth.hasher, Config{Now: f.clk.Now})
+	other := New(f.st, f.auth.hashers.Load().current, Config{Now: f.clk.Now})
 	if d, _ := other.Verify(context.Background(), s, Request{}); d.Reason != policy.UsesExhausted {
 		t.Fatalf("second node: %v", d.Reason)
 	}
@@ -593,7 +611,7 @@ func TestIntrospect(t *testing.T) {
 func TestCacheIsBounded(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t)
-	a := New(f.st, f.auth.hasher, Config{Now: f.clk.Now, CacheSize: 8})
+	a := New(f.st, f.auth.hashers.Load().current, Config{Now: f.clk.Now, CacheSize: 8})
 	for i := 0; i < 20; i++ {
 		s, _ := f.create(t, Spec{})
 		if d, err := a.Verify(ctx, s, Request{}); err != nil || !d.Allowed() {

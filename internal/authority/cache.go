@@ -1,6 +1,7 @@
 package authority
 
 import (
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -17,6 +18,7 @@ type state struct {
 	scopes  scope.Set
 	limiter *policy.Limiter // nil without a rate limit
 	hashes  []token.Hash    // secrets pointing here (guarded by cache.mu)
+	peppers []int           // the pepper version of each stored secret of hashes (guarded by cache.mu)
 
 	lastUsed atomic.Int64 // unix nanoseconds, max of stored and in-memory
 	dirty    atomic.Bool  // lastUsed not yet flushed
@@ -31,9 +33,12 @@ type secretRef struct {
 	notAfter int64 // unix nanoseconds; 0 for the current secret
 }
 
-// cache maps secret hashes to token state, bounded in size. Every change to
-// a token calls invalidate(id) after the store write; loads that raced with
-// an invalidation are not inserted (the epoch check).
+// cache maps secret hashes to token state, bounded in size. The key is
+// the secret's hash under the current pepper, whichever pepper hashed the
+// stored secret (see Authority.load); keys made under an earlier current
+// pepper are never asked for again and leave with their token. Every
+// change to a token calls invalidate(id) after the store write; loads that
+// raced with an invalidation are not inserted (the epoch check).
 type cache struct {
 	mu     sync.RWMutex
 	byHash map[token.Hash]secretRef
@@ -56,11 +61,12 @@ func (c *cache) get(h token.Hash) (secretRef, bool) {
 	return r, ok
 }
 
-// put inserts a loaded state for hash h unless an invalidation happened
-// since epoch was read. It returns the state to use (an existing one for
+// put inserts a loaded state for hash h, whose stored secret was hashed
+// with pepper version pepper, unless an invalidation happened since epoch
+// was read. It returns the state to use (an existing one for
 // the same token id wins, so all secrets of a token share one state) and
 // the evicted states, whose unspent leases the caller must release.
-func (c *cache) put(h token.Hash, ref secretRef, epoch uint64) (secretRef, []*state) {
+func (c *cache) put(h token.Hash, pepper int, ref secretRef, epoch uint64) (secretRef, []*state) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.epoch.Load() != epoch {
@@ -86,6 +92,7 @@ func (c *cache) put(h token.Hash, ref secretRef, epoch uint64) (secretRef, []*st
 		c.byID[ref.st.rec.ID] = ref.st
 	}
 	ref.st.hashes = append(ref.st.hashes, h)
+	ref.st.peppers = append(ref.st.peppers, pepper)
 	c.byHash[h] = ref
 	return ref, evicted
 }
@@ -118,6 +125,39 @@ func (c *cache) lookupID(id string) *state {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	return c.byID[id]
+}
+
+// alias makes the entry of hash from also the entry of hash to (the same
+// secret's hash under a newer current pepper) and returns it; false when
+// from is not cached.
+func (c *cache) alias(from, to token.Hash) (secretRef, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r, ok := c.byHash[from]
+	if !ok {
+		return secretRef{}, false
+	}
+	if _, dup := c.byHash[to]; !dup {
+		i := slices.Index(r.st.hashes, from)
+		r.st.hashes = append(r.st.hashes, to)
+		r.st.peppers = append(r.st.peppers, r.st.peppers[i])
+		c.byHash[to] = r
+	}
+	return r, true
+}
+
+// idsByPepper returns the ids of the cached tokens that were found through
+// a secret hashed with pepper version.
+func (c *cache) idsByPepper(version int) []string {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	var ids []string
+	for id, st := range c.byID {
+		if slices.Contains(st.peppers, version) {
+			ids = append(ids, id)
+		}
+	}
+	return ids
 }
 
 func (c *cache) len() int {

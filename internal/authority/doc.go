@@ -6,6 +6,17 @@
 //
 //   - A secret exists in plaintext only in the value returned by Create,
 //     Rotate and Bootstrap. The store receives only its keyed hash.
+//   - Pepper rotation without downtime (Config.Peppers): new secrets are
+//     hashed with the newest pepper from the moment RotatePepper returns;
+//     secrets hashed with an older live pepper keep verifying (a cache miss
+//     tries the current pepper's hash first, then each older one). A cached
+//     token costs one hash whatever the number of peppers. RetirePepper
+//     refuses a version while a token that is neither expired nor revoked
+//     still has a secret hashed with it, and never retires the current one.
+//   - A token's PHI (its patient id) reaches the store only sealed
+//     (Config.Sealer), bound to the token and the field, and is opened on
+//     every read: callers only ever see plaintext, and a sealed value that
+//     fails to open is an error (ErrSealed), never garbage.
 //   - Verify is deny by default and fails closed: a technical failure is an
 //     error and never an allow. A malformed secret is rejected before any
 //     store lookup.

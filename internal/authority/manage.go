@@ -186,11 +186,20 @@ func (a *Authority) create(ctx context.Context, ac *Actor, spec Spec) (string, *
 			return "", nil, a.recordDenied(ctx, ActionCreated, ac, id, err)
 		}
 	}
+	stored, err := a.sealRecord(ctx, rec)
+	if err != nil {
+		return "", nil, err
+	}
 	secret, err := token.Generate(a.cfg.Rand)
 	if err != nil {
 		return "", nil, err
 	}
-	sec := token.Secret{Hash: a.hasher.Sum(secret), PepperVersion: a.hasher.Version(), TokenID: id, CreatedAt: now}
+	// From hashing until the secret is stored, the pepper it was hashed
+	// with stays the current one (see ReloadPeppers).
+	a.pepperMu.RLock()
+	defer a.pepperMu.RUnlock()
+	hs := a.hashers.Load()
+	sec := token.Secret{Hash: hs.current.Sum(secret), PepperVersion: hs.current.Version(), TokenID: id, CreatedAt: now}
 	// The record and the store write run concurrently: a new token can be
 	// used only by whoever holds its secret, and the secret is returned
 	// only when both are durable. If the record fails, the stored token
@@ -201,7 +210,7 @@ func (a *Authority) create(ctx context.Context, ac *Actor, spec Spec) (string, *
 	go func() {
 		recErr <- a.record(ctx, &Change{Action: ActionCreated, Actor: actor, TargetID: id, After: rec, Outcome: OutcomeSuccess})
 	}()
-	stErr := a.st.CreateToken(ctx, rec, sec)
+	stErr := a.st.CreateToken(ctx, stored, sec)
 	if err := <-recErr; err != nil {
 		if stErr == nil {
 			if _, rerr := a.st.SetStatus(context.WithoutCancel(ctx), []string{id}, token.StatusRevoked, "its creation could not be audited", now); rerr != nil {
@@ -255,6 +264,9 @@ func (a *Authority) fetch(ctx context.Context, id string) (*token.Record, error)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("authority: %w", err)
+	}
+	if err := a.openRecord(ctx, rec); err != nil {
+		return nil, err
 	}
 	return rec, nil
 }
@@ -313,6 +325,9 @@ func (a *Authority) List(ctx context.Context, ac Actor, f store.TokenFilter) ([]
 	if err != nil {
 		return nil, "", fmt.Errorf("authority: list: %w", err)
 	}
+	if err := a.openRecords(ctx, recs); err != nil {
+		return nil, "", err
+	}
 	for _, r := range recs {
 		a.overlay(r)
 	}
@@ -368,10 +383,14 @@ func (a *Authority) Update(ctx context.Context, ac Actor, id string, revision in
 		return nil, nil, a.recordDenied(ctx, ActionUpdated, &ac, id, err)
 	}
 	rec.UpdatedAt = now
+	stored, err := a.sealRecord(ctx, rec) // sealed afresh, changed or not
+	if err != nil {
+		return nil, nil, err
+	}
 	if err := a.record(ctx, &Change{Action: ActionUpdated, Actor: ac.Token, TargetID: id, Before: old, After: rec, Outcome: OutcomeSuccess}); err != nil {
 		return nil, nil, err
 	}
-	if err := a.st.UpdateToken(ctx, rec); err != nil {
+	if err := a.st.UpdateToken(ctx, stored); err != nil {
 		a.recordFailed(ctx, ActionUpdated, ac.Token, id, err)
 		if errors.Is(err, store.ErrConflict) {
 			return nil, nil, ErrConflict
@@ -381,6 +400,7 @@ func (a *Authority) Update(ctx context.Context, ac Actor, id string, revision in
 		}
 		return nil, nil, fmt.Errorf("authority: update: %w", err)
 	}
+	rec.Revision = stored.Revision // UpdateToken wrote the new revision into stored
 	a.Invalidate(id)
 	return old, rec, nil
 }
@@ -432,12 +452,16 @@ func (a *Authority) RevokeSecret(ctx context.Context, ac Actor, secret, reason s
 	if token.Check(secret) != nil {
 		return nil, nil
 	}
-	rec, _, err := a.st.TokenBySecret(ctx, a.hasher.Sum(secret))
+	hs := a.hashers.Load()
+	rec, _, _, err := a.bySecret(ctx, hs, hs.current.Sum(secret), secret)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("authority: %w", err)
+	}
+	if err := a.openRecord(ctx, rec); err != nil {
+		return nil, err
 	}
 	changed, err := a.revoke(ctx, ac.Token, rec.ID, false, reason)
 	if err != nil || len(changed) == 0 {
@@ -551,7 +575,6 @@ func (a *Authority) Rotate(ctx context.Context, ac Actor, id string, grace, ttl 
 	if err != nil {
 		return nil, err
 	}
-	sec := token.Secret{Hash: a.hasher.Sum(secret), PepperVersion: a.hasher.Version(), TokenID: id, CreatedAt: now}
 	after := rec.Clone()
 	if !newExp.IsZero() {
 		after.ExpiresAt = newExp
@@ -560,7 +583,13 @@ func (a *Authority) Rotate(ctx context.Context, ac Actor, id string, grace, ttl 
 		Reason: "previous secret valid until " + oldNotAfter.Format(time.RFC3339)}); err != nil {
 		return nil, err
 	}
-	if err := a.st.RotateSecret(ctx, id, sec, oldNotAfter, newExp); err != nil {
+	// As in create: the pepper stays current until the secret is stored.
+	a.pepperMu.RLock()
+	hs := a.hashers.Load()
+	sec := token.Secret{Hash: hs.current.Sum(secret), PepperVersion: hs.current.Version(), TokenID: id, CreatedAt: now}
+	err = a.st.RotateSecret(ctx, id, sec, oldNotAfter, newExp)
+	a.pepperMu.RUnlock()
+	if err != nil {
 		a.recordFailed(ctx, ActionRotated, ac.Token, id, err)
 		if errors.Is(err, store.ErrNotFound) {
 			return nil, ErrNotFound

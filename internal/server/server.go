@@ -157,6 +157,7 @@ func open(ctx context.Context, cfg *config.Config, masterKey string, dev bool, c
 	aopts := audit.Options{
 		Node: cfg.Audit.Node, Keys: vaultAuditKeys{v: n.vault, dataDir: dir, node: cfg.Audit.Node}, Logger: logger,
 		WitnessFile: cfg.Audit.WitnessFile, WitnessURL: cfg.Audit.WitnessURL, Retention: cfg.Audit.Retention.Duration(),
+		Sealer: audit.VaultSealer(n.vault),
 	}
 	if sl := cfg.Audit.Syslog; sl.Addr != "" {
 		tc, err := tlsutil.ClientConfig(tlsutil.ClientOptions{CAFile: sl.CAFile, ServerName: sl.ServerName})
@@ -182,7 +183,11 @@ func open(ctx context.Context, cfg *config.Config, masterKey string, dev bool, c
 	}
 	acfg := authorityConfig(cfg, logger)
 	acfg.Recorder = changeRecorder{log: n.audit}
+	acfg.Peppers, acfg.Sealer = vaultPeppers{n.vault}, vaultSealer{n.vault}
 	n.auth = authority.New(n.store, h, acfg)
+	if err := n.auth.ReloadPeppers(ctx); err != nil { // the older live peppers verify too
+		return nil, err
+	}
 	return n, nil
 }
 

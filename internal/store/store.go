@@ -109,6 +109,14 @@ type Store interface {
 	// (by CreatedAt) first. ErrNotFound if the token is absent.
 	Secrets(ctx context.Context, id string) ([]token.Secret, error)
 
+	// LiveSecretsByPepper counts, per pepper version, the secrets that can
+	// still verify at time at: the token is not revoked and expires after
+	// at, and the secret's NotAfter is zero or after at. A suspended
+	// token's secrets count (it can be reinstated). Versions without such
+	// a secret are absent from the map. Pepper retirement asks it whether
+	// a version is still needed. at MUST NOT be the zero time.
+	LiveSecretsByPepper(ctx context.Context, at time.Time) (map[int]int64, error)
+
 	// ReserveUses atomically takes up to n uses from the token's remaining
 	// uses and returns how many it took (0 when none remain). For a token
 	// without a use limit it returns n. Remaining uses never go below zero,

@@ -26,6 +26,12 @@ type Keyring interface {
 	Pepper(ctx context.Context) (version int, key []byte, err error)
 }
 
+// Pepper is one version of the pepper. Key MUST NOT be modified.
+type Pepper struct {
+	Version int
+	Key     []byte
+}
+
 // Hasher computes keyed token hashes with precomputed HMAC pads, so that
 // Sum performs no heap allocation. A Hasher is safe for concurrent use.
 type Hasher struct {

@@ -1,6 +1,7 @@
 // Package vault keeps phigate's secrets at rest: the token pepper, the
 // audit checkpoint signing key, the credentials injected upstream, webhook
-// secrets, and the PHI-bearing fields of audit entries. Everything it
+// secrets, and the PHI-bearing fields of audit entries and token records
+// (a token's patient id). Everything it
 // stores is encrypted with AES-256-GCM under data keys (DEKs) that are
 // themselves wrapped by a master key (the key-encryption key, KEK) which
 // never sits in the vault's storage: envelope encryption.

@@ -25,12 +25,13 @@ const (
 	PurposeAuditFields = "audit-fields"         // PHI-bearing audit entry fields
 	PurposeWebhook     = "webhook"              // webhook signing secrets
 	PurposeBlindIndex  = "blind-index"          // the blind-index root key
+	PurposeTokenFields = "token-fields"         // PHI-bearing token record fields (the patient id)
 )
 
 // DefaultPurposes returns the purposes whose data keys are created with
 // the vault.
 func DefaultPurposes() []string {
-	return []string{PurposePepper, PurposeSigning, PurposeCredentials, PurposeAuditFields, PurposeWebhook, PurposeBlindIndex}
+	return []string{PurposePepper, PurposeSigning, PurposeCredentials, PurposeAuditFields, PurposeWebhook, PurposeBlindIndex, PurposeTokenFields}
 }
 
 // reserved purposes hold the vault's own items; Put refuses them.

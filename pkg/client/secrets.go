@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"strconv"
 	"time"
 )
 
@@ -47,6 +48,32 @@ type DEKRotation struct {
 	Purpose   string    `json:"purpose"`
 	Version   int       `json:"version"`
 	RotatedAt time.Time `json:"rotated_at"`
+}
+
+// Pepper is one live version of the token pepper (GET /v1/keys/peppers).
+// LiveSecrets counts the token secrets hashed with it whose token is
+// neither expired nor revoked: a version can be retired once it is 0.
+type Pepper struct {
+	Version     int   `json:"version"`
+	Current     bool  `json:"current,omitempty"`
+	LiveSecrets int64 `json:"live_secrets"`
+}
+
+// PepperList is the answer of GET /v1/keys/peppers, newest version first.
+type PepperList struct {
+	Peppers []Pepper `json:"peppers"`
+}
+
+// PepperRotation is the answer of POST /v1/keys/rotate-pepper.
+type PepperRotation struct {
+	Version   int       `json:"version"`
+	RotatedAt time.Time `json:"rotated_at"`
+}
+
+// PepperRetirement is the answer of POST /v1/keys/retire-pepper/{version}.
+type PepperRetirement struct {
+	Version   int       `json:"version"`
+	RetiredAt time.Time `json:"retired_at"`
 }
 
 var errEmptyName = errors.New("phigate: empty name")
@@ -95,6 +122,39 @@ func (c *Client) RotateDEK(ctx context.Context, purpose string) (*DEKRotation, e
 	}
 	var out DEKRotation
 	if err := c.do(ctx, request{method: http.MethodPost, path: "/v1/keys/rotate-dek/" + url.PathEscape(purpose), auth: true}, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// Peppers lists the live token pepper versions with the number of live
+// secrets each hashes (GET /v1/keys/peppers).
+func (c *Client) Peppers(ctx context.Context) (*PepperList, error) {
+	var out PepperList
+	if err := c.do(ctx, request{method: http.MethodGet, path: "/v1/keys/peppers", auth: true}, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// RotatePepper starts a new token pepper version: new secrets are hashed
+// with it, tokens hashed with older versions keep working (POST
+// /v1/keys/rotate-pepper).
+func (c *Client) RotatePepper(ctx context.Context) (*PepperRotation, error) {
+	var out PepperRotation
+	if err := c.do(ctx, request{method: http.MethodPost, path: "/v1/keys/rotate-pepper", auth: true}, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// RetirePepper deletes an old token pepper version (POST
+// /v1/keys/retire-pepper/{version}). The server refuses with 409
+// (pepper_in_use) while a token that is neither expired nor revoked is
+// hashed with it, and with 409 (pepper_current) for the current version.
+func (c *Client) RetirePepper(ctx context.Context, version int) (*PepperRetirement, error) {
+	var out PepperRetirement
+	if err := c.do(ctx, request{method: http.MethodPost, path: "/v1/keys/retire-pepper/" + strconv.Itoa(version), auth: true}, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil

@@ -404,6 +404,42 @@ func (s *Store) Secrets(ctx context.Context, id string) ([]token.Secret, error) 
 	return secs, nil
 }
 
+// LiveSecretsByPepper implements store.Store. It reads every secret once
+// (an admin operation, not a request path).
+func (s *Store) LiveSecretsByPepper(ctx context.Context, at time.Time) (map[int]int64, error) {
+	const what = "live secrets by pepper"
+	if err := s.checkOpen(what); err != nil {
+		return nil, err
+	}
+	atv, err := encTime(at)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: %s: %w", what, err)
+	}
+	if atv == nil {
+		return nil, fmt.Errorf("sqlite: %s: zero time", what)
+	}
+	rows, err := s.readDB.QueryContext(ctx, `SELECT s.pepper_version, COUNT(*)
+		FROM token_secrets s JOIN tokens t ON t.id = s.token_id
+		WHERE t.status <> 'revoked' AND t.expires_at > ?1 AND (s.not_after IS NULL OR s.not_after > ?1)
+		GROUP BY s.pepper_version`, atv)
+	if err != nil {
+		return nil, s.readErr(what, err)
+	}
+	defer rows.Close()
+	out := map[int]int64{}
+	for rows.Next() {
+		var v, n int64
+		if err := rows.Scan(&v, &n); err != nil {
+			return nil, s.readErr(what, err)
+		}
+		out[int(v)] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.readErr(what, err)
+	}
+	return out, nil
+}
+
 // ReserveUses implements store.Store. The single writer runs the read and
 // the update in one BEGIN IMMEDIATE transaction, which also excludes every
 // other process writing the file, so no two reservations see the same count.

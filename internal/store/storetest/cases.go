@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"reflect"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -33,6 +34,7 @@ var cases = []testCase{
 	{"RotateSecretKeepsOldSecretsForTheirGrace", testRotateSecretKeepsOldSecrets},
 	{"RotateSecretWithEndedGraceEndsOldSecret", testRotateSecretWithEndedGrace},
 	{"RotateSecretWithTakenHashConflictsAndChangesNothing", testRotateSecretWithTakenHash},
+	{"LiveSecretsByPepperCountsOnlySecretsThatCanVerify", testLiveSecretsByPepper},
 	{"ReserveUsesNeverGoesBelowZero", testReserveUsesNeverGoesBelowZero},
 	{"ReserveUsesOfUnlimitedTokenGrantsAll", testReserveUsesOfUnlimitedToken},
 	{"ConcurrentReserveUsesGrantExactlyTheRemainder", testConcurrentReserveUses},
@@ -322,6 +324,9 @@ func testInvalidArgumentsAreRefused(e *env) {
 	foreign := e.fx.secret(e.fx.id(), time.Now())
 	if err := e.s.RotateSecret(e.ctx, valid.ID, foreign, time.Now().Add(time.Hour), time.Time{}); err == nil || isSentinel(err) {
 		e.t.Errorf("RotateSecret(secret of another token) = %v, want a refusal that is no sentinel", err)
+	}
+	if _, err := e.s.LiveSecretsByPepper(e.ctx, time.Time{}); err == nil || isSentinel(err) {
+		e.t.Errorf("LiveSecretsByPepper(zero time) = %v, want a refusal that is no sentinel", err)
 	}
 	// Nothing of the above changed the valid token.
 	e.checkRecord("valid token", e.get(valid.ID), valid)
@@ -743,6 +748,60 @@ func testRotateSecretWithTakenHash(e *env) {
 	e.checkRecord("after refused rotations", e.get(rec.ID), before)
 	e.checkSecrets("Secrets after refused rotations", e.secrets(rec.ID), []token.Secret{sec})
 	e.checkSecrets("other's Secrets", e.secrets(other.ID), []token.Secret{otherSec})
+}
+
+func testLiveSecretsByPepper(e *env) {
+	if got, err := e.s.LiveSecretsByPepper(e.ctx, time.Now()); err != nil || len(got) != 0 {
+		e.t.Fatalf("LiveSecretsByPepper(empty store) = %v, %v; want none", got, err)
+	}
+	// Times relative to the real clock, as in the rotation cases: a
+	// backend may delete secrets whose grace has ended by its own clock.
+	now := time.Now().Truncate(time.Microsecond).UTC()
+	at := now.Add(time.Minute)
+	mk := func(pepper int, mods ...func(*token.Record)) (*token.Record, token.Secret) {
+		rec := e.fx.record(append([]func(*token.Record){func(r *token.Record) {
+			r.CreatedAt, r.ExpiresAt = now.Add(-time.Hour), now.Add(time.Hour)
+		}}, mods...)...)
+		sec := e.fx.secret(rec.ID, rec.CreatedAt)
+		sec.PepperVersion = pepper
+		if err := e.s.CreateToken(e.ctx, rec, sec); err != nil {
+			e.t.Fatalf("CreateToken: %v", err)
+		}
+		return rec, sec
+	}
+	rotate := func(rec *token.Record, pepper int, oldNotAfter time.Time) {
+		sec := e.fx.secret(rec.ID, now)
+		sec.PepperVersion = pepper
+		if err := e.s.RotateSecret(e.ctx, rec.ID, sec, oldNotAfter, time.Time{}); err != nil {
+			e.t.Fatalf("RotateSecret: %v", err)
+		}
+	}
+	mk(1)                                                               // live: counts
+	mk(1, func(r *token.Record) { r.Status = token.StatusRevoked })     // revoked: never again
+	mk(1, func(r *token.Record) { r.ExpiresAt = at.Add(-time.Second) }) // expired by at
+	mk(1, func(r *token.Record) { r.ExpiresAt = at })                   // expires at at exactly
+	mk(2, func(r *token.Record) { r.Status = token.StatusSuspended })   // may be reinstated: counts
+	graced, _ := mk(1)
+	rotate(graced, 2, at.Add(time.Minute)) // old secret still in its grace at at: both count
+	cut, _ := mk(1)
+	rotate(cut, 3, at.Add(-time.Second)) // old secret's grace over by at: only the new counts
+	later, _ := mk(4)
+	if _, err := e.s.SetStatus(e.ctx, []string{later.ID}, token.StatusRevoked, "", now); err != nil {
+		e.t.Fatalf("SetStatus: %v", err)
+	}
+
+	want := map[int]int64{1: 2, 2: 2, 3: 1}
+	got, err := e.s.LiveSecretsByPepper(e.ctx, at)
+	if err != nil {
+		e.t.Fatalf("LiveSecretsByPepper: %v", err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		e.t.Errorf("LiveSecretsByPepper(at) = %v, want %v", got, want)
+	}
+	// Two hours on, every token has expired.
+	if got, err := e.s.LiveSecretsByPepper(e.ctx, now.Add(2*time.Hour)); err != nil || len(got) != 0 {
+		e.t.Errorf("LiveSecretsByPepper(after every expiry) = %v, %v; want none", got, err)
+	}
 }
 
 func testReserveUsesNeverGoesBelowZero(e *env) {
@@ -1210,6 +1269,8 @@ func testClosedStoreReturnsErrClosed(e *env) {
 	add("RotateSecret", e.s.RotateSecret(ctx, rec.ID, e.fx.secret(rec.ID, now), now.Add(time.Hour), time.Time{}))
 	_, err = e.s.Secrets(ctx, rec.ID)
 	add("Secrets", err)
+	_, err = e.s.LiveSecretsByPepper(ctx, now)
+	add("LiveSecretsByPepper", err)
 	_, err = e.s.ReserveUses(ctx, rec.ID, 1)
 	add("ReserveUses", err)
 	add("ReleaseUses", e.s.ReleaseUses(ctx, rec.ID, 1))
