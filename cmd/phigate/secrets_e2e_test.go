@@ -129,10 +129,16 @@ func TestSecretsAtRestEndToEnd(t *testing.T) {
 		{"keys", "rotate-kek"},
 		{"keys", "rotate-dek", "audit-fields"},
 		{"keys", "rotate-dek", "upstream-credentials"},
+		{"keys", "rotate-dek", "token-fields"},
+		{"keys", "rotate-pepper"},
 	} {
 		if _, errs, code := g.cli(t, g.adm, "", args...); code != 0 {
 			t.Fatalf("%v: %s", args, errs)
 		}
+	}
+	// tokens hashed under the old pepper still work
+	if r := g.request(t, "GET", "/ehr/Observation?patient="+patient, other.Secret, nil, ""); r.status != 200 {
+		t.Fatalf("old-pepper token after the rotations: %d %s", r.status, r.body)
 	}
 	var rot client.IssuedToken
 	g.mustJSON(t, g.adm, &rot, "token", "rotate", pt.ID, "--grace", "1m")
