@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -20,6 +21,7 @@ import (
 	"regexp"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -49,16 +51,33 @@ const (
 // same HTTPS upstream, driven by the same clients. The gateway runs as in
 // production (server.Run): token authentication and policy, a durable
 // grant in the audit log (group commit) before forwarding, a signed
-// identity, and the completion record. A second gateway, identical but
+// identity (-identity: HS256 under a key shared with the upstream, or
+// EdDSA), and the completion record. A second gateway, identical but
 // recording to the FileRecorder (an fsynced JSONL file, group commit),
-// separates the gateway's own cost from the audit log's. The fsync of this
-// machine is measured in the same run, on the same file system.
+// and a third that records nothing (a diagnostic, not a configuration
+// phigate allows) split the gap into the gateway's own cost and the
+// recording's. The fsync of this machine is measured in the same run, on
+// the same file system.
 func runGateway(ctx context.Context, o options, log *slog.Logger, progress io.Writer) (*Report, error) {
 	dir, err := os.MkdirTemp("", "phigate-bench-gateway-")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
+
+	// the identity every gateway asserts; an HS256 key is generated for
+	// this run and shared with the upstream through a file (mode 0600)
+	ident := config.Identity{Alg: o.Identity}
+	if o.Identity == config.IdentityHS256 {
+		key := make([]byte, 32)
+		if _, err := rand.Read(key); err != nil {
+			return nil, err
+		}
+		ident.Key = "file:" + filepath.Join(dir, "identity.key")
+		if err := os.WriteFile(strings.TrimPrefix(ident.Key, "file:"), []byte(hex.EncodeToString(key)), 0o600); err != nil {
+			return nil, err
+		}
+	}
 
 	// the upstream: an HTTPS server with a certificate of its own
 	upCert, upKey, err := tlsutil.GenerateSelfSigned(filepath.Join(dir, "upstream-tls"), nil, time.Now())
@@ -78,7 +97,7 @@ func runGateway(ctx context.Context, o options, log *slog.Logger, progress io.Wr
 	upBase := "https://" + upURL.Host + "/api"
 
 	// phigate with its gateway in front of the upstream
-	p, gwAddr, err := startGatewayInProcess(ctx, filepath.Join(dir, "data"), upBase, upCert, log)
+	p, gwAddr, err := startGatewayInProcess(ctx, filepath.Join(dir, "data"), upBase, upCert, ident, log)
 	if err != nil {
 		return nil, err
 	}
@@ -96,15 +115,16 @@ func runGateway(ctx context.Context, o options, log *slog.Logger, progress io.Wr
 	// certificate, and the same upstream transport settings; it passes
 	// /api/items/1 through as is, the gateway maps its prefix /api/ to
 	// the upstream's /api: both send the upstream GET /api/items/1
-	bare, err := startBareProxy(p.CertFile, p.KeyFile, "https://"+upURL.Host, upPEM)
+	bare, err := startBareProxy(p.CertFile, p.KeyFile, "https://"+upURL.Host, upPEM, o.BarePool)
 	if err != nil {
 		return nil, fmt.Errorf("bare proxy: %w", err)
 	}
 	defer bare.Close()
 
 	// the same gateway with the stand-in recorder (an fsynced JSONL file)
-	// instead of the audit log: what the gateway itself costs
-	fg, err := startFileGateway(ctx, filepath.Join(dir, "file-gateway"), p.CertFile, p.KeyFile, upBase, upCert)
+	// instead of the audit log, and without any recording: what the
+	// gateway itself costs
+	fg, err := startLocalGateways(ctx, filepath.Join(dir, "file-gateway"), p.CertFile, p.KeyFile, upBase, upCert, ident)
 	if err != nil {
 		return nil, fmt.Errorf("file-recorder gateway: %w", err)
 	}
@@ -129,9 +149,11 @@ func runGateway(ctx context.Context, o options, log *slog.Logger, progress io.Wr
 	base := &Target{Name: "baseline", Method: http.MethodGet, URL: "https://" + bare.addr + "/api/items/1", Expect: 200, Check: check}
 	phi := &Target{Name: "phigate", Method: http.MethodGet, URL: "https://" + gwAddr + "/api/items/1", Expect: 200, Check: check,
 		Header: http.Header{"Authorization": {"Bearer " + tok.Secret}}}
-	phf := &Target{Name: "phi-file", Method: http.MethodGet, URL: "https://" + fg.addr + "/api/items/1", Expect: 200, Check: check,
+	phf := &Target{Name: "phi-file", Method: http.MethodGet, URL: "https://" + fg.fileAddr + "/api/items/1", Expect: 200, Check: check,
 		Header: http.Header{"Authorization": {"Bearer " + fg.secret}}}
-	for _, t := range []*Target{phi, phf} {
+	phn := &Target{Name: "phi-none", Method: http.MethodGet, URL: "https://" + fg.noneAddr + "/api/items/1", Expect: 200, Check: check,
+		Header: http.Header{"Authorization": {"Bearer " + fg.secret}}}
+	for _, t := range []*Target{phi, phf, phn} {
 		if _, err := l.Probe(ctx, t); err != nil {
 			return nil, err
 		}
@@ -144,7 +166,7 @@ func runGateway(ctx context.Context, o options, log *slog.Logger, progress io.Wr
 	if err != nil {
 		return nil, err
 	}
-	res, err := l.RunRounds(ctx, []*Target{base, phi, phf}, o.Warmup, o.Duration, o.Rounds)
+	res, err := l.RunRounds(ctx, []*Target{base, phi, phf, phn}, o.Warmup, o.Duration, o.Rounds)
 	if err != nil {
 		return nil, err
 	}
@@ -156,7 +178,7 @@ func runGateway(ctx context.Context, o options, log *slog.Logger, progress io.Wr
 		return nil, err
 	}
 	defer l1.Close()
-	lat, err := l1.RunRounds(ctx, []*Target{base, phi, phf}, o.Warmup/2, max(o.Duration/2, time.Duration(o.Rounds)*10*time.Millisecond), o.Rounds)
+	lat, err := l1.RunRounds(ctx, []*Target{base, phi, phf, phn}, o.Warmup/2, max(o.Duration/2, time.Duration(o.Rounds)*10*time.Millisecond), o.Rounds)
 	if err != nil {
 		return nil, err
 	}
@@ -166,25 +188,27 @@ func runGateway(ctx context.Context, o options, log *slog.Logger, progress io.Wr
 	}
 	fsync := max(fsyncBefore, fsyncAfter)
 
-	b, g, gf := res[0], res[1], res[2]
-	lb, lg, lgf := lat[0], lat[1], lat[2]
-	lb.Name, lg.Name, lgf.Name = "baseline1", "phigate1", "phi-file1"
+	b, g, gf, gn := res[0], res[1], res[2], res[3]
+	lb, lg, lgf, lgn := lat[0], lat[1], lat[2], lat[3]
+	lb.Name, lg.Name, lgf.Name, lgn.Name = "baseline1", "phigate1", "phi-file1", "phi-none1"
 	rep := &Report{
 		Scenario: "gateway", Concurrency: o.Concurrency, Results: res, Target: gatewayGoal,
 		Config: map[string]any{
 			"duration": o.Duration.String(), "warmup": o.Warmup.String(), "rounds": o.Rounds,
-			"response_bytes": gatewayBody, "fsync_p50_ns": int64(fsync),
+			"response_bytes": gatewayBody, "fsync_p50_ns": int64(fsync), "identity": o.Identity, "bare_buffer_pool": o.BarePool,
 		},
 	}
-	if b.RPS > 0 {
-		rep.Ratio = g.RPS / b.RPS
+	ratio := func(r *Result) float64 {
+		if b.RPS > 0 {
+			return r.RPS / b.RPS
+		}
+		return 0
 	}
+	rep.Ratio = ratio(g)
 	added := lg.P50 - lb.P50
 	addedFile := lgf.P50 - lb.P50
-	ratioFile := 0.0
-	if b.RPS > 0 {
-		ratioFile = gf.RPS / b.RPS
-	}
+	addedNone := lgn.P50 - lb.P50
+	ratioFile, ratioNone := ratio(gf), ratio(gn)
 	budget := fsync + gatewayLatencySlack
 	okRatio := rep.Ratio >= gatewayGoal
 	okLatency := added <= budget
@@ -194,22 +218,36 @@ func runGateway(ctx context.Context, o options, log *slog.Logger, progress io.Wr
 	rep.Config["latency_budget_ns"] = int64(budget)
 	rep.Config["file_recorder_ratio"] = ratioFile
 	rep.Config["file_recorder_added_p50_ns"] = int64(addedFile)
-	rep.Results = append(rep.Results, lb, lg, lgf)
+	rep.Config["no_recorder_ratio"] = ratioNone
+	rep.Config["no_recorder_added_p50_ns"] = int64(addedNone)
+	rep.Results = append(rep.Results, lb, lg, lgf, lgn)
 	rep.Lines = []string{
 		resultLine("gateway", b),
 		resultLine("gateway", g) + fmt.Sprintf("  ratio=%.2f (target ≥ %.2f) %s", rep.Ratio, gatewayGoal, passFail(okRatio)),
 		resultLine("gateway", gf) + fmt.Sprintf("  ratio=%.2f (file recorder instead of the audit log)", ratioFile),
+		resultLine("gateway", gn) + fmt.Sprintf("  ratio=%.2f (diagnostic: no recording at all)", ratioNone),
 		resultLine("gateway", lb) + "  (1 client)",
 		resultLine("gateway", lg) + "  (1 client)",
 		resultLine("gateway", lgf) + "  (1 client)",
+		resultLine("gateway", lgn) + "  (1 client)",
+		fmt.Sprintf("%-11s gap       1-ratio=%.2f: the gateway without recording %.2f, recording in the audit log %.2f (with the file recorder instead: %.2f)",
+			"gateway", 1-rep.Ratio, 1-ratioNone, ratioNone-rep.Ratio, ratioNone-ratioFile),
 		fmt.Sprintf("%-11s latency   added p50=%s (1 client; %s at c=%d) fsync p50=%s (before %s, after %s) budget=fsync+%s=%s %s",
 			"gateway", ms(added), ms(g.P50-b.P50), o.Concurrency, ms(fsync), ms(fsyncBefore), ms(fsyncAfter), ms(gatewayLatencySlack), ms(budget), passFail(okLatency)),
-		fmt.Sprintf("%-11s latency   added p50=%s with the file recorder (budget %s) %s", "gateway", ms(addedFile), ms(budget), passFail(addedFile <= budget)),
-		fmt.Sprintf("%-11s setup     c=%d duration=%v warmup=%v rounds=%d (interleaved A/B) GET response=%dB TLS1.3 client→proxy, TLS upstream, HTTP/1.1 keep-alive; "+
-			"baseline = httputil.ReverseProxy; phigate = server.Run's gateway, durable audit log; phi-file = the gateway with the durable JSONL FileRecorder",
-			"gateway", o.Concurrency, o.Duration, o.Warmup, o.Rounds, gatewayBody),
+		fmt.Sprintf("%-11s latency   added p50=%s with the file recorder (budget %s) %s; %s without recording", "gateway", ms(addedFile), ms(budget), passFail(addedFile <= budget), ms(addedNone)),
+		fmt.Sprintf("%-11s setup     c=%d duration=%v warmup=%v rounds=%d (interleaved A/B) GET response=%dB TLS1.3 client→proxy, TLS upstream, HTTP/1.1 keep-alive, identity %s; "+
+			"baseline = httputil.ReverseProxy (%s); phigate = server.Run's gateway, durable audit log; phi-file = the gateway with the durable JSONL FileRecorder; "+
+			"phi-none = the gateway recording nothing (diagnostic only)",
+			"gateway", o.Concurrency, o.Duration, o.Warmup, o.Rounds, gatewayBody, o.Identity, barePoolNote(o.BarePool)),
 	}
 	return rep, nil
+}
+
+func barePoolNote(pool bool) string {
+	if pool {
+		return "with the gateway's copy-buffer pool"
+	}
+	return "httputil's default: a new 32 KiB copy buffer per request"
 }
 
 // consoleAddrs reads the addresses server.Run prints.
@@ -232,18 +270,24 @@ func (c *consoleAddrs) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
+// benchUpstream is the configuration of the upstream upBase: under the
+// prefix /api/, route GET /items/* needing bench:read.
+func benchUpstream(upBase, upCA string, ident config.Identity) config.Upstream {
+	return config.Upstream{
+		Name: "bench", URL: upBase, Prefix: "/api/", Kind: config.KindHTTP,
+		TLS:      config.UpstreamTLS{CAFile: upCA},
+		Routes:   []config.Route{{Match: "GET /items/*", Scope: "bench:read"}},
+		Identity: ident,
+	}
+}
+
 // startGatewayInProcess starts phigate (server.Run, dev mode) with one http
-// upstream, upBase, under the prefix /api/ (route GET /items/* needs
-// bench:read), and returns the gateway's address.
-func startGatewayInProcess(ctx context.Context, dataDir, upBase, upCA string, log *slog.Logger) (*inproc, string, error) {
+// upstream, upBase (benchUpstream), and returns the gateway's address.
+func startGatewayInProcess(ctx context.Context, dataDir, upBase, upCA string, ident config.Identity, log *slog.Logger) (*inproc, string, error) {
 	cfg := config.Dev(dataDir)
 	cfg.Admin.Listen = "127.0.0.1:0"
 	cfg.Gateway.Listen = "127.0.0.1:0"
-	cfg.Gateway.Upstreams = []config.Upstream{{
-		Name: "bench", URL: upBase, Prefix: "/api/", Kind: config.KindHTTP,
-		TLS:    config.UpstreamTLS{CAFile: upCA},
-		Routes: []config.Route{{Match: "GET /items/*", Scope: "bench:read"}},
-	}}
+	cfg.Gateway.Upstreams = []config.Upstream{benchUpstream(upBase, upCA, ident)}
 	admin, _, err := server.Init(ctx, server.InitOptions{Config: cfg, Dev: true, Logger: log})
 	if err != nil {
 		return nil, "", fmt.Errorf("phigate init: %w", err)
@@ -290,7 +334,28 @@ type bareProxy struct {
 	done chan error
 }
 
-func startBareProxy(certFile, keyFile, upBase string, upPEM []byte) (*bareProxy, error) {
+// copyBufferPool recycles the 32 KiB copy buffers of a ReverseProxy, as
+// the gateway does: without it httputil allocates and clears one per
+// request.
+type copyBufferPool struct{ p sync.Pool }
+
+func (b *copyBufferPool) Get() []byte {
+	if a, ok := b.p.Get().(*[32 << 10]byte); ok {
+		return a[:]
+	}
+	return new([32 << 10]byte)[:]
+}
+
+func (b *copyBufferPool) Put(buf []byte) {
+	if cap(buf) == 32<<10 {
+		b.p.Put((*[32 << 10]byte)(buf[:32<<10]))
+	}
+}
+
+// startBareProxy starts the reference proxy; recycle gives it the gateway's
+// copy-buffer recycling, so that the comparison is about what the gateway
+// adds, not about how it copies bodies.
+func startBareProxy(certFile, keyFile, upBase string, upPEM []byte, recycle bool) (*bareProxy, error) {
 	src, err := tlsutil.NewReloader(certFile, keyFile, slog.New(slog.DiscardHandler), time.Now)
 	if err != nil {
 		return nil, err
@@ -314,6 +379,9 @@ func startBareProxy(certFile, keyFile, upBase string, upPEM []byte) (*bareProxy,
 		},
 		Transport: tr,
 		ErrorLog:  slog.NewLogLogger(slog.DiscardHandler, slog.LevelWarn),
+	}
+	if recycle {
+		rp.BufferPool = &copyBufferPool{}
 	}
 	lim := config.Default().Limits
 	srv := &http.Server{
@@ -376,16 +444,25 @@ func measureFsync(dir string, n int) (time.Duration, error) {
 	return ds[len(ds)/2], nil
 }
 
-// fileGateway is a gateway.Gateway in this process with its own authority
-// (SQLite store) and the FileRecorder.
-type fileGateway struct {
-	addr, secret string
-	close        func()
+// localGateways are two gateway.Gateways in this process sharing one
+// authority (SQLite store): one records to the FileRecorder, the other
+// records nothing.
+type localGateways struct {
+	fileAddr, noneAddr, secret string
+	close                      func()
 }
 
-func (f *fileGateway) Close() { f.close() }
+func (f *localGateways) Close() { f.close() }
 
-func startFileGateway(ctx context.Context, dir, certFile, keyFile, upBase, upCA string) (*fileGateway, error) {
+// discardRecorder records nothing. It breaks the gateway's contract
+// (nothing is durable); the bench uses it only to show what recording
+// costs.
+type discardRecorder struct{}
+
+func (discardRecorder) Record(context.Context, *gateway.Event) error { return nil }
+func (discardRecorder) RecordAsync(*gateway.Event)                   {}
+
+func startLocalGateways(ctx context.Context, dir, certFile, keyFile, upBase, upCA string, ident config.Identity) (*localGateways, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
@@ -401,9 +478,16 @@ func startFileGateway(ctx context.Context, dir, certFile, keyFile, upBase, upCA 
 		return nil, err
 	}
 	a := authority.New(st, h, authority.Config{})
-	fail := func(err error) (*fileGateway, error) {
-		a.Close(ctx)
+	var closers []func()
+	closeAll := func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+		a.Close(context.Background())
 		st.Close()
+	}
+	fail := func(err error) (*localGateways, error) {
+		closeAll()
 		return nil, err
 	}
 	root, _, err := a.Bootstrap(ctx, "bench-root", time.Hour, 0)
@@ -422,37 +506,40 @@ func startFileGateway(ctx context.Context, dir, certFile, keyFile, upBase, upCA 
 	if err != nil {
 		return fail(err)
 	}
+	closers = append(closers, func() { rec.Close() })
 	_, pk, _ := ed25519.GenerateKey(rand.Reader)
+	signer := gateway.NewSigner(pk)
 	src, err := tlsutil.NewReloader(certFile, keyFile, nil, time.Now)
 	if err != nil {
-		rec.Close()
 		return fail(err)
 	}
 	gcfg := config.Default().Gateway
-	gcfg.Upstreams = []config.Upstream{{
-		Name: "bench", URL: upBase, Prefix: "/api/", Kind: config.KindHTTP,
-		TLS:    config.UpstreamTLS{CAFile: upCA},
-		Routes: []config.Route{{Match: "GET /items/*", Scope: "bench:read"}},
-	}}
-	gw, err := gateway.New(ctx, &gcfg, gateway.Options{Auth: a, Recorder: rec, Signer: gateway.NewSigner(pk), TLS: tlsutil.ServerConfig(src)})
-	if err != nil {
-		rec.Close()
+	gcfg.Upstreams = []config.Upstream{benchUpstream(upBase, upCA, ident)}
+	start := func(r gateway.Recorder) (string, error) {
+		gw, err := gateway.New(ctx, &gcfg, gateway.Options{Auth: a, Recorder: r, Signer: signer, TLS: tlsutil.ServerConfig(src)})
+		if err != nil {
+			return "", err
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return "", err
+		}
+		served := make(chan error, 1)
+		go func() { served <- gw.Serve(ln) }()
+		closers = append(closers, func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			gw.Shutdown(sctx)
+			<-served
+		})
+		return ln.Addr().String(), nil
+	}
+	lg := &localGateways{secret: secret, close: closeAll}
+	if lg.fileAddr, err = start(rec); err != nil {
 		return fail(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		rec.Close()
+	if lg.noneAddr, err = start(discardRecorder{}); err != nil {
 		return fail(err)
 	}
-	served := make(chan error, 1)
-	go func() { served <- gw.Serve(ln) }()
-	return &fileGateway{addr: ln.Addr().String(), secret: secret, close: func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		gw.Shutdown(sctx)
-		<-served
-		rec.Close()
-		a.Close(sctx)
-		st.Close()
-	}}, nil
+	return lg, nil
 }

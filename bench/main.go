@@ -28,6 +28,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/phigate/phigate/internal/config"
 )
 
 func main() {
@@ -46,6 +48,10 @@ type options struct {
 	JSON        bool
 	Verbose     bool
 	CPUProfile  string
+
+	// gateway
+	Identity string // alg of the identity assertion: HS256 or EdDSA
+	BarePool bool   // the bare proxy recycles its copy buffers as the gateway does
 
 	// memory
 	Tokens     int
@@ -160,6 +166,10 @@ func parseFlags(sc *scenario, args []string, stderr io.Writer) (options, error) 
 	if sc.name != "memory" {
 		fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the whole run (in-process server and load generator) to this file")
 	}
+	if sc.name == "gateway" {
+		fs.StringVar(&o.Identity, "identity", "HS256", "how the gateways sign X-Phigate-Identity: HS256 (a key shared with the upstream) or EdDSA (the gateway's Ed25519 key)")
+		fs.BoolVar(&o.BarePool, "bare-pool", true, "give the bare proxy the gateway's copy-buffer pool (false: httputil's default, a new 32 KiB buffer per request)")
+	}
 	if sc.name == "memory" {
 		fs.IntVar(&o.Tokens, "tokens", 1_000_000, "tokens stored")
 		fs.IntVar(&o.Working, "working", 100_000, "working set: tokens introspected")
@@ -185,6 +195,9 @@ func parseFlags(sc *scenario, args []string, stderr io.Writer) (options, error) 
 		return o, errors.New("usage")
 	case o.Rounds < 1 || o.Rounds > 100 || o.Duration/time.Duration(o.Rounds) < 10*time.Millisecond:
 		fmt.Fprintln(stderr, "bench: -rounds must be within 1..100, each round at least 10ms")
+		return o, errors.New("usage")
+	case sc.name == "gateway" && o.Identity != config.IdentityHS256 && o.Identity != config.IdentityEdDSA:
+		fmt.Fprintln(stderr, "bench: -identity must be HS256 or EdDSA")
 		return o, errors.New("usage")
 	}
 	if sc.name == "memory" {

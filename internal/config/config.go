@@ -50,6 +50,14 @@
 //	      routes:                       # http only, at least one: METHOD /path → scope;
 //	        - match: GET /invoices/*    # the most specific match wins; a request no route
 //	          scope: billing:read       # matches is denied (see internal/gateway/route)
+//	      identity:                     # how X-Phigate-Identity is signed for this upstream;
+//	        alg: HS256                  # absent: gateway.identity. EdDSA | HS256
+//	        key: secret:ehr-identity    # HS256 only, required: env: | file: | secret: reference
+//	                                    # to >= 32 bytes shared with this upstream alone
+//	  identity:                         # the default of every upstream
+//	    alg: EdDSA                      # EdDSA (default: the gateway's Ed25519 key, published
+//	                                    # at /.well-known/phigate-identity-key) | HS256
+//	    key:                            # HS256 only (one key then serves every upstream)
 //	tls:
 //	  cert_file: /etc/phigate/tls.crt   # PEM; both files required, except in dev
 //	  key_file: /etc/phigate/tls.key    # mode, where both empty means self-signed
@@ -150,6 +158,30 @@ type Gateway struct {
 	// Upstreams are the APIs behind the gateway. Outside dev mode the
 	// gateway starts only when there is at least one.
 	Upstreams []Upstream `yaml:"upstreams,omitempty"`
+	// Identity is how the identity assertion (X-Phigate-Identity) is
+	// signed for upstreams whose own identity section sets no alg.
+	Identity Identity `yaml:"identity"`
+}
+
+// Identity algorithms (see the identity assertion in internal/gateway).
+const (
+	// IdentityEdDSA signs with the gateway's Ed25519 key, published as a
+	// JWK Set; the default.
+	IdentityEdDSA = "EdDSA"
+	// IdentityHS256 authenticates with HMAC-SHA256 under a key shared
+	// with the upstream.
+	IdentityHS256 = "HS256"
+)
+
+// Identity selects how the gateway signs the identity it asserts to an
+// upstream.
+type Identity struct {
+	// Alg is EdDSA (the gateway's Ed25519 key; empty means EdDSA, or the
+	// gateway-wide choice for an upstream) or HS256.
+	Alg string `yaml:"alg"`
+	// Key is the HS256 key: a reference (env:NAME, file:PATH or
+	// secret:NAME) to at least 32 bytes, used as they are. HS256 only.
+	Key string `yaml:"key"`
 }
 
 // GatewayLimits bound the gateway's requests.
@@ -192,6 +224,9 @@ type Upstream struct {
 	// Operations map FHIR $operations to the scope required (fhir
 	// upstreams). An operation not listed is denied.
 	Operations []Operation `yaml:"operations,omitempty"`
+	// Identity, when its Alg is set, replaces gateway.identity for this
+	// upstream.
+	Identity Identity `yaml:"identity"`
 }
 
 // UpstreamTLS verifies an https upstream. With neither CAFile nor Pins the

@@ -87,6 +87,7 @@ func (ps *problems) gateway(g *Gateway) {
 	if l.MaxBundleEntries <= 0 || l.MaxBundleEntries > 10000 {
 		ps.add("gateway.limits.max_bundle_entries", "must be between 1 and 10000 (got %d)", l.MaxBundleEntries)
 	}
+	ps.identity("gateway.identity", &g.Identity)
 	names := map[string]int{}
 	prefixes := map[string]int{}
 	for i := range g.Upstreams {
@@ -139,6 +140,7 @@ func (ps *problems) upstream(at string, u *Upstream) {
 		}
 	}
 	ps.credential(at+".credential", &u.Credential)
+	ps.identity(at+".identity", &u.Identity)
 
 	if u.Kind == KindFHIR && len(u.Routes) > 0 {
 		ps.add(at+".routes", "only for kind http: a fhir upstream's scopes follow from the FHIR interaction (use operations for $operations)")
@@ -295,6 +297,21 @@ func (ps *problems) credential(path string, c *Credential) {
 	}
 	if c.Type != CredentialHeader && c.Header != "" {
 		ps.add(path+".header", "only for type header")
+	}
+}
+
+func (ps *problems) identity(path string, id *Identity) {
+	switch id.Alg {
+	case "", IdentityEdDSA:
+		if id.Key != "" {
+			ps.add(path+".key", "only for alg HS256 (EdDSA signs with the gateway's own key, published at /.well-known/phigate-identity-key)")
+		}
+	case IdentityHS256:
+		if err := CheckSecretRef(id.Key); err != nil {
+			ps.add(path+".key", "%s", err)
+		}
+	default:
+		ps.add(path+".alg", "must be EdDSA or HS256 (got %q)", truncate(id.Alg, 20))
 	}
 }
 

@@ -146,6 +146,11 @@ func TestParseRejectsGateway(t *testing.T) {
 		{"operation bad scope", "scope: user/Patient.r", "scope: user/Patient.x", 26, "operations[0].scope:"},
 		{"unknown upstream key", "      kind: fhir\n", "      kind: fhir\n      kinds: fhir\n", 15, "gateway.upstreams[0].kinds: unknown key; expected one of: name, url, prefix, kind"},
 		{"unknown gateway key", "  listen: 127.0.0.1:9443\n", "  listen: 127.0.0.1:9443\n  upstream: []\n", 5, "gateway.upstream: unknown key"},
+		{"identity alg unknown", "      kind: fhir\n", "      kind: fhir\n      identity: {alg: RS256}\n", 15, "gateway.upstreams[0].identity.alg: must be EdDSA or HS256"},
+		{"identity HS256 without key", "      kind: fhir\n", "      kind: fhir\n      identity: {alg: HS256}\n", 15, "gateway.upstreams[0].identity.key: required"},
+		{"identity key in the file", "      kind: fhir\n", "      kind: fhir\n      identity: {alg: HS256, key: s3cr3t}\n", 15, "gateway.upstreams[0].identity.key: must be env:NAME, file:PATH or secret:NAME"},
+		{"identity key for EdDSA", "      kind: fhir\n", "      kind: fhir\n      identity: {alg: EdDSA, key: env:K}\n", 15, "gateway.upstreams[0].identity.key: only for alg HS256"},
+		{"gateway identity key without alg", "  listen: 127.0.0.1:9443\n", "  listen: 127.0.0.1:9443\n  identity: {key: env:K}\n", 5, "gateway.identity.key: only for alg HS256"},
 		{"route as a string", "      routes: [{match: \"* /**\", scope: \"legacy:*\"}]", "      routes: [\"* /**\"]", 41, "gateway.upstreams[2].routes[0]: must be a mapping of keys: match, scope"},
 	}
 	for _, tt := range tests {
@@ -181,6 +186,9 @@ func TestGatewayAcceptsForms(t *testing.T) {
 		"no upstreams":     "data_dir: d\ntls: {cert_file: c, key_file: k}\ngateway:\n  upstreams: []\n",
 		"root prefix":      strings.Replace(validGateway, "prefix: /legacy/", "prefix: /", 1),
 		"IPv4-mapped":      strings.Replace(validGateway, "192.168.1.7", "\"::ffff:10.1.0.0/112\"", 1),
+		"HS256 upstream":   strings.Replace(validGateway, "      kind: fhir\n", "      kind: fhir\n      identity: {alg: HS256, key: secret:ehr-identity}\n", 1),
+		"HS256 gateway":    strings.Replace(validGateway, "  listen: 127.0.0.1:9443\n", "  listen: 127.0.0.1:9443\n  identity: {alg: HS256, key: env:GW_IDENTITY_KEY}\n", 1),
+		"EdDSA explicit":   strings.Replace(validGateway, "      kind: fhir\n", "      kind: fhir\n      identity: {alg: EdDSA}\n", 1),
 	} {
 		t.Run(name, func(t *testing.T) {
 			if _, err := Parse([]byte(doc)); err != nil {

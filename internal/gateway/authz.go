@@ -76,7 +76,7 @@ func (g *Gateway) serveAuthz(w http.ResponseWriter, r *http.Request, ev *Event, 
 	if bg {
 		h.Set(HeaderBreakGlass, "true")
 	}
-	h.Set(HeaderIdentity, g.signer.Sign(&Identity{
+	h.Set(HeaderIdentity, up.ident.sign(&Identity{
 		Subject: v.rec.Subject, TokenID: v.rec.ID, Purpose: purpose, Method: orig.method, Path: orig.path,
 		RequestID: ev.RequestID, Audience: up.name, BreakGlass: bg, IssuedAt: start.Unix(), Expires: start.Add(IdentityTTL).Unix(),
 	}))

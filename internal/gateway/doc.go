@@ -163,33 +163,70 @@
 //
 // # Identity assertion
 //
-// X-Phigate-Identity is a compact JWS (RFC 7515) signed with Ed25519 (alg
-// EdDSA, RFC 8037), with the protected header
-//
-//	{"alg":"EdDSA","kid":"<RFC 7638 thumbprint>","typ":"phigate-identity+jwt"}
-//
-// and the claims
+// X-Phigate-Identity is a compact JWS (RFC 7515) over the claims
 //
 //	{"iss":"phigate-gateway","sub":"<subject>","tid":"<token id>",
 //	 "purpose":"<code>","method":"GET","path":"<upstream path, escaped>",
 //	 "rid":"<request id>","aud":"<upstream name>","bg":true,
 //	 "iat":<unix seconds>,"exp":<iat+60>}
 //
-// (purpose, aud and bg omitted when empty). The key is generated at first
-// start (<data>/keys/gateway-identity.key, PKCS #8 PEM, mode 0600) and
-// published at /.well-known/phigate-identity-key as a JWK Set. An upstream
-// verifies with VerifyRequest (Go) or any JOSE library: the signature, alg
-// EdDSA only, iss, iat/exp (5 s skew), method and path equal to the
-// request's, and uses the claims rather than the plain headers.
+// (purpose and bg omitted when empty), under one of two protected headers,
+// as the configuration chooses for each upstream (its identity section,
+// else gateway.identity):
+//
+//	{"alg":"EdDSA","kid":"<RFC 7638 thumbprint>","typ":"phigate-identity+jwt"}
+//	{"alg":"HS256","kid":"<HMACKeyID>","typ":"phigate-identity+jwt"}
+//
+// The two algorithms:
+//
+//   - EdDSA, the default: an Ed25519 signature (RFC 8037) with the
+//     gateway's key, generated at first start
+//     (<data>/keys/gateway-identity.key, PKCS #8 PEM, mode 0600) and
+//     published at /.well-known/phigate-identity-key as a JWK Set. No
+//     upstream holds a secret, and none can mint an assertion. Signing
+//     costs about 25 µs of CPU per request (BenchmarkSign, 2-core AMD
+//     EPYC), a quarter more than the 100 µs of a whole exchange through
+//     the gateway with HS256 (BenchmarkProxy: client, gateway and
+//     upstream in one process).
+//   - HS256: HMAC-SHA256 (RFC 7518 §3.2) under a key shared with the
+//     upstream: identity.key names it (env:, file: or secret:), at least
+//     32 bytes, used as they are (no decoding; for example the 64
+//     characters of `openssl rand -hex 32`). About 1 µs per request. The
+//     key is never published; its kid is the first 16 characters of
+//     base64url(SHA-256("phigate-identity-kid" || 0x00 || key)), which
+//     names it during a rotation without revealing it. Whoever holds the
+//     key can mint assertions, so each upstream should have a key of its
+//     own: a key set in gateway.identity is shared by every upstream
+//     without one, and each of them could then mint assertions that the
+//     others accept unless they check aud (VerifyRequestHS256 does).
+//
+// An upstream verifies with VerifyRequest (EdDSA) or VerifyRequestHS256
+// (Go), or any JOSE library: the algorithm is the one the verifier expects
+// for this upstream, never the one the header names (an EdDSA verifier
+// refuses HS256 and the reverse), typ, the signature, iss, iat/exp (5 s
+// skew, a lifetime of at most 5 minutes), aud (HS256: required, the
+// upstream's name), method and path equal to the request's; and it uses
+// the claims rather than the plain headers.
+//
+// Every assertion is signed for its request; none is cached. One
+// assertion per token and upstream, cached for its minute, would make
+// Ed25519 nearly free, but it would be good for any method and path of
+// that upstream: whoever read one (in an upstream's log, a debugging
+// proxy, a heap dump) could replay it directly to the upstream for other
+// patients' records until it expires. Bound to method, path and request
+// id, a replay can only repeat the same request within 60 s (an upstream
+// that must refuse even that remembers rid until exp). Where Ed25519's
+// cost matters, HS256 keeps that binding for a twentieth of it.
 //
 // # Forward auth
 //
 // /v1/authz decides the request a proxy describes, records the decision,
 // and answers 200 with the identity headers above (X-Phigate-Subject,
 // X-Phigate-Token-Id, X-Phigate-Purpose, X-Phigate-Identity — the path in
-// the assertion is the original one) or the refusal (401, 403, 429, 400;
-// 503 when the grant cannot be recorded). It forwards nothing. The original
-// request is read from, in this order:
+// the assertion is the original one, its signature the one configured for
+// the upstream whose prefix that path matches) or the refusal (401, 403,
+// 429, 400; 503 when the grant cannot be recorded). It forwards nothing.
+// The original request is read from, in this order:
 //
 //	nginx auth_request   X-Original-Method, X-Original-URI   (set them, below)
 //	Traefik ForwardAuth  X-Forwarded-Method, X-Forwarded-Uri

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -152,14 +153,21 @@ type fixture struct {
 	tlsCfg *tls.Config // client side, trusting the gateway's certificate
 	// certFile is the gateway's self-signed certificate (PEM).
 	certFile string
-	fhir     *upstreamServer
-	api      *upstreamServer
-	cfg      *config.Gateway
+	// serverTLS is the gateway's server TLS configuration.
+	serverTLS *tls.Config
+	fhir      *upstreamServer
+	api       *upstreamServer
+	cfg       *config.Gateway
+	// hsKey is the value of env:TEST_IDENTITY_KEY, generated for each
+	// fixture: an HS256 identity key.
+	hsKey []byte
 }
 
 type fixtureOpts struct {
 	mutate  func(*config.Gateway)
 	secrets SecretSource
+	// recorder replaces the memRecorder (fx.rec then sees nothing).
+	recorder Recorder
 }
 
 func newFixture(t testing.TB, fo ...fixtureOpts) *fixture {
@@ -225,10 +233,14 @@ func newFixture(t testing.TB, fo ...fixtureOpts) *fixture {
 	if opt.mutate != nil {
 		opt.mutate(fx.cfg)
 	}
+	hsKey := make([]byte, 32)
+	rand.Read(hsKey)
+	fx.hsKey = []byte(hex.EncodeToString(hsKey)) // the 64 characters are the key
 	secrets := opt.secrets
 	if secrets == nil {
 		secrets = EnvFileSecrets{LookupEnv: func(name string) (string, bool) {
-			v, ok := map[string]string{"TEST_EHR_TOKEN": "ehr-secret-credential", "TEST_BILLING_KEY": "billing-api-key"}[name]
+			v, ok := map[string]string{"TEST_EHR_TOKEN": "ehr-secret-credential", "TEST_BILLING_KEY": "billing-api-key",
+				"TEST_IDENTITY_KEY": string(fx.hsKey)}[name]
 			return v, ok
 		}}
 	}
@@ -245,8 +257,12 @@ func newFixture(t testing.TB, fo ...fixtureOpts) *fixture {
 	}
 	lim := config.Default().Limits
 	lim.ReadHeaderTimeout = config.Duration(2 * time.Second)
+	var rec Recorder = fx.rec
+	if opt.recorder != nil {
+		rec = opt.recorder
+	}
 	fx.gw, err = New(ctx, fx.cfg, Options{
-		Auth: a, Recorder: fx.rec, Signer: fx.signer, Secrets: secrets,
+		Auth: a, Recorder: rec, Signer: fx.signer, Secrets: secrets,
 		TLS: tlsutil.ServerConfig(src), Limits: lim, Now: clk.Now,
 	})
 	if err != nil {
@@ -266,6 +282,7 @@ func newFixture(t testing.TB, fo ...fixtureOpts) *fixture {
 		<-served
 	})
 	fx.certFile = certFile
+	fx.serverTLS = tlsutil.ServerConfig(src)
 	certPEM, _ := os.ReadFile(certFile)
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(certPEM)

@@ -70,6 +70,32 @@ type Gateway struct {
 
 	ridPrefix string
 	ridSeq    atomic.Uint64
+
+	bufs bufferPool // copy buffers of the proxies
+}
+
+// copyBufferSize is the size of the buffers that carry bodies between the
+// client and an upstream (httputil.ReverseProxy's own default).
+const copyBufferSize = 32 << 10
+
+// bufferPool recycles the copy buffers of the proxies: without one,
+// httputil.ReverseProxy allocates (and clears) 32 KiB per request, most of
+// the garbage a request makes.
+type bufferPool struct{ p sync.Pool }
+
+// Get implements httputil.BufferPool.
+func (b *bufferPool) Get() []byte {
+	if a, ok := b.p.Get().(*[copyBufferSize]byte); ok {
+		return a[:]
+	}
+	return new([copyBufferSize]byte)[:]
+}
+
+// Put implements httputil.BufferPool.
+func (b *bufferPool) Put(buf []byte) {
+	if cap(buf) == copyBufferSize {
+		b.p.Put((*[copyBufferSize]byte)(buf[:copyBufferSize]))
+	}
 }
 
 // New compiles cfg and returns a Gateway. It fails when cfg names a
@@ -122,7 +148,7 @@ func New(ctx context.Context, cfg *config.Gateway, opts Options) (*Gateway, erro
 func (g *Gateway) Reload(ctx context.Context, cfg *config.Gateway) error {
 	g.reloadMu.Lock()
 	defer g.reloadMu.Unlock()
-	t, err := compile(ctx, cfg, g.secrets)
+	t, err := compile(ctx, cfg, g.secrets, g.signer)
 	if err != nil {
 		return fmt.Errorf("gateway: %w", err)
 	}
@@ -133,6 +159,7 @@ func (g *Gateway) Reload(ctx context.Context, cfg *config.Gateway) error {
 				Transport:      u.transport,
 				ErrorHandler:   g.upstreamError,
 				ModifyResponse: modifyResponse,
+				BufferPool:     &g.bufs,
 				ErrorLog:       slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
 			}
 		}
@@ -176,7 +203,9 @@ const authzPath = "/v1/authz"
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := g.now()
 	rid := g.requestID(r)
-	w.Header().Set("X-Request-Id", rid)
+	x := &exchange{start: start}
+	x.ridHeader[0] = rid
+	w.Header()["X-Request-Id"] = x.ridHeader[:1:1]
 	defer func() {
 		if v := recover(); v != nil {
 			if v == http.ErrAbortHandler {
@@ -186,7 +215,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeError(w, rid, deny(http.StatusInternalServerError, "internal", "internal error; the request id identifies it in the server log"))
 		}
 	}()
-	ev := &Event{Kind: KindDeny, Time: start, RequestID: rid, Via: "proxy", Method: r.Method,
+	ev := &x.ev
+	*ev = Event{Kind: KindDeny, Time: start, RequestID: rid, Via: "proxy", Method: r.Method,
 		Path: redact(r.URL.EscapedPath()), Query: redact(r.URL.RawQuery)}
 	if dn := checkFraming(r); dn != nil {
 		g.refuse(w, r, ev, dn)
@@ -203,7 +233,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case strings.HasPrefix(path, "/.well-known/"):
 		writeError(w, rid, deny(http.StatusNotFound, CodeNotFound, "no such endpoint"))
 	default:
-		g.serveProxy(w, r, ev, start)
+		g.serveProxy(w, r, x)
 	}
 }
 
@@ -398,24 +428,55 @@ func canonicalPath(p string) bool {
 	return true
 }
 
-// fwdState is what rewrite needs to know about a granted request.
-type fwdState struct {
+// exchange is the state of one request, allocated once: its event, what
+// rewrite needs to know about a granted request, and the wrappers of its
+// body and answer.
+type exchange struct {
+	ev    Event
+	start time.Time
+
+	// for rewrite
 	up       *upstream
 	path     string // escaped upstream path
-	rid      string
 	xff      string
 	identity string
 	subject  string
 	tokenID  string
 	purpose  string
 	bg       bool
+
+	counted countingReader
+	sw      statusWriter
+
+	// the body read for the decision (inspected reports it was)
+	inspected bool
+	buffered  []byte
+	bodyDn    *denial
+	bodyLimit int64
+	declared  int64
+
+	// backing arrays of the header values the gateway sets: slices of
+	// them (capacity 1, so that an append copies) spare one allocation
+	// per header
+	ridHeader [1]string
+	outHeader [10]string
+}
+
+// body reads the request body for the decision, once.
+func (x *exchange) body() ([]byte, *denial) {
+	if !x.inspected {
+		x.inspected = true
+		x.buffered, x.bodyDn = readInspected(&x.counted, x.declared, x.bodyLimit)
+	}
+	return x.buffered, x.bodyDn
 }
 
 type fwdKey struct{}
 
 // serveProxy decides a request for an upstream and forwards it when
 // allowed, after the durable record of the grant.
-func (g *Gateway) serveProxy(w http.ResponseWriter, r *http.Request, ev *Event, start time.Time) {
+func (g *Gateway) serveProxy(w http.ResponseWriter, r *http.Request, x *exchange) {
+	ev, start := &x.ev, x.start
 	t := g.table.Load()
 	peer := peerAddr(r)
 	xff := r.Header.Values("X-Forwarded-For")
@@ -447,21 +508,15 @@ func (g *Gateway) serveProxy(w http.ResponseWriter, r *http.Request, ev *Event, 
 		g.refuse(w, r, ev, deny(http.StatusRequestEntityTooLarge, CodeTooLarge, fmt.Sprintf("the body is larger than %d bytes", lim.MaxBodyBytes)))
 		return
 	}
-	counted := &countingReader{r: http.MaxBytesReader(w, r.Body, lim.MaxBodyBytes)}
-	var buffered []byte
-	var bodyDn *denial
-	read := false
+	x.counted.r = r.Body
+	if r.Body != http.NoBody { // net/http's body of a request without one
+		x.counted.r = http.MaxBytesReader(w, r.Body, lim.MaxBodyBytes)
+	}
+	x.declared, x.bodyLimit = r.ContentLength, lim.MaxInspectBytes
 	q := &request{
 		secret: secret, addr: client, purpose: purpose, justification: justification, breakGlass: bg,
 		method: r.Method, path: rest, query: r.URL.RawQuery, contentType: r.Header.Get("Content-Type"),
-		up: up, maxEntries: lim.MaxBundleEntries, now: start,
-		body: func() ([]byte, *denial) {
-			if !read {
-				read = true
-				buffered, bodyDn = readInspected(counted, r.ContentLength, lim.MaxInspectBytes)
-			}
-			return buffered, bodyDn
-		},
+		up: up, maxEntries: lim.MaxBundleEntries, now: start, body: x.body,
 	}
 	v := g.decide(r.Context(), q)
 	fillEvent(ev, &v)
@@ -475,33 +530,35 @@ func (g *Gateway) serveProxy(w http.ResponseWriter, r *http.Request, ev *Event, 
 	}
 
 	// forward
-	upPath := up.target.EscapedPath() + rest
-	st := &fwdState{
-		up: up, path: upPath, rid: ev.RequestID, xff: appendForwardedFor(peer, xff, t.trusted),
-		subject: v.rec.Subject, tokenID: v.rec.ID, purpose: purpose, bg: bg,
+	x.up, x.path = up, up.basePath+rest
+	if client == peer && ev.SourceIP != "" && !t.trusted.contains(peer) {
+		x.xff = ev.SourceIP // the usual case: the peer alone
+	} else {
+		x.xff = appendForwardedFor(peer, xff, t.trusted)
 	}
-	st.identity = g.signer.Sign(&Identity{
-		Subject: st.subject, TokenID: st.tokenID, Purpose: purpose, Method: r.Method, Path: upPath,
-		RequestID: st.rid, Audience: up.name, BreakGlass: bg, IssuedAt: start.Unix(), Expires: start.Add(IdentityTTL).Unix(),
+	x.subject, x.tokenID, x.purpose, x.bg = v.rec.Subject, v.rec.ID, purpose, bg
+	x.identity = up.ident.sign(&Identity{
+		Subject: x.subject, TokenID: x.tokenID, Purpose: purpose, Method: r.Method, Path: x.path,
+		RequestID: ev.RequestID, Audience: up.name, BreakGlass: bg, IssuedAt: start.Unix(), Expires: start.Add(IdentityTTL).Unix(),
 	})
-	out := r.WithContext(context.WithValue(r.Context(), fwdKey{}, st))
-	if read {
-		out.Body = io.NopCloser(bytes.NewReader(buffered))
-		out.ContentLength = int64(len(buffered))
+	out := r.WithContext(context.WithValue(r.Context(), fwdKey{}, x))
+	if x.inspected {
+		out.Body = io.NopCloser(bytes.NewReader(x.buffered))
+		out.ContentLength = int64(len(x.buffered))
 		out.TransferEncoding = nil
 	} else {
-		out.Body = counted
+		out.Body = &x.counted
 	}
-	sw := &statusWriter{ResponseWriter: w}
-	up.proxy.ServeHTTP(sw, out)
+	x.sw.ResponseWriter = w
+	up.proxy.ServeHTTP(&x.sw, out)
 
-	done := *ev
-	done.Kind, done.Status, done.BytesIn, done.BytesOut = KindComplete, sw.status, counted.n, sw.n
-	done.Duration = g.now().Sub(start)
-	if done.Status == 0 {
-		done.Status = http.StatusOK
+	// the grant's event becomes the completion's (Record kept nothing)
+	ev.Kind, ev.Status, ev.BytesIn, ev.BytesOut = KindComplete, x.sw.status, x.counted.n, x.sw.n
+	ev.Duration = g.now().Sub(start)
+	if ev.Status == 0 {
+		ev.Status = http.StatusOK
 	}
-	g.complete(&done)
+	g.complete(ev)
 }
 
 // complete records a completion without delaying the answer: queued when
@@ -552,11 +609,11 @@ func fillEvent(ev *Event, v *verdict) {
 // credential or identity headers, the upstream's credential, X-Request-Id,
 // X-Forwarded-*, and the signed identity.
 func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
-	st := pr.In.Context().Value(fwdKey{}).(*fwdState)
+	x := pr.In.Context().Value(fwdKey{}).(*exchange)
 	out := pr.Out
-	out.URL.Scheme, out.URL.Host = st.up.target.Scheme, st.up.target.Host
-	out.URL.RawPath = st.path
-	out.URL.Path, _ = url.PathUnescape(st.path) // canonicalPath decoded every segment
+	out.URL.Scheme, out.URL.Host = x.up.target.Scheme, x.up.target.Host
+	out.URL.RawPath = x.path
+	out.URL.Path, _ = url.PathUnescape(x.path) // canonicalPath decoded every segment
 	out.URL.RawQuery = pr.In.URL.RawQuery
 	out.Host = ""
 	h := out.Header
@@ -568,24 +625,29 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	for _, k := range []string{"Authorization", "Proxy-Authorization", "X-Purpose-Of-Use", "X-Break-Glass", "Forwarded", "X-Real-Ip", "X-Request-Id"} {
 		delete(h, k)
 	}
-	if st.up.credName != "" {
-		h[st.up.credName] = []string{st.up.credValue}
+	vals := x.outHeader[:0]
+	set := func(k, v string) {
+		vals = append(vals, v)
+		h[k] = vals[len(vals)-1 : len(vals) : len(vals)]
 	}
-	h["X-Request-Id"] = []string{st.rid}
-	h["X-Forwarded-For"] = []string{st.xff}
-	h["X-Forwarded-Proto"] = []string{"https"}
+	if x.up.credName != "" {
+		set(x.up.credName, x.up.credValue)
+	}
+	set("X-Request-Id", x.ev.RequestID)
+	set("X-Forwarded-For", x.xff)
+	set("X-Forwarded-Proto", "https")
 	if pr.In.Host != "" {
-		h["X-Forwarded-Host"] = []string{pr.In.Host}
+		set("X-Forwarded-Host", pr.In.Host)
 	}
-	h[HeaderSubject] = []string{st.subject}
-	h[HeaderTokenID] = []string{st.tokenID}
-	if st.purpose != "" {
-		h[HeaderPurpose] = []string{st.purpose}
+	set(HeaderSubject, x.subject)
+	set(HeaderTokenID, x.tokenID)
+	if x.purpose != "" {
+		set(HeaderPurpose, x.purpose)
 	}
-	if st.bg {
-		h[HeaderBreakGlass] = []string{"true"}
+	if x.bg {
+		set(HeaderBreakGlass, "true")
 	}
-	h[HeaderIdentity] = []string{st.identity}
+	set(HeaderIdentity, x.identity)
 }
 
 func modifyResponse(resp *http.Response) error {
@@ -596,10 +658,10 @@ func modifyResponse(resp *http.Response) error {
 // upstreamError answers a failed exchange with the upstream: 504 for a
 // timeout, 413 for a body over the limit, 502 otherwise.
 func (g *Gateway) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
-	st, _ := r.Context().Value(fwdKey{}).(*fwdState)
+	x, _ := r.Context().Value(fwdKey{}).(*exchange)
 	rid, name := "", ""
-	if st != nil {
-		rid, name = st.rid, st.up.name
+	if x != nil {
+		rid, name = x.ev.RequestID, x.up.name
 	}
 	if r.Context().Err() != nil {
 		if sw, ok := w.(*statusWriter); ok {

@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"crypto/ed25519"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
@@ -11,12 +12,15 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -70,6 +74,7 @@ type Signer struct {
 	kid  string
 	head string // base64url of the protected header
 	jwks []byte
+	bufs scratch
 }
 
 // NewSigner returns a Signer for key.
@@ -106,17 +111,155 @@ func (s *Signer) JWKS() []byte { return s.jwks }
 
 // Sign returns the compact JWS of id (RFC 7515, alg EdDSA, RFC 8037).
 func (s *Signer) Sign(id *Identity) string {
-	id.Issuer = identityIssuer
-	payload, _ := json.Marshal(id) // strings, ints and a bool: cannot fail
-	n := len(s.head) + 1 + base64.RawURLEncoding.EncodedLen(len(payload))
-	buf := make([]byte, 0, n+1+base64.RawURLEncoding.EncodedLen(ed25519.SignatureSize))
-	buf = append(buf, s.head...)
-	buf = append(buf, '.')
-	buf = base64.RawURLEncoding.AppendEncode(buf, payload)
+	bp := s.bufs.get()
+	buf := appendSigningInput((*bp)[:0], s.head, id)
 	sig := ed25519.Sign(s.key, buf)
 	buf = append(buf, '.')
 	buf = base64.RawURLEncoding.AppendEncode(buf, sig)
-	return string(buf)
+	out := string(buf)
+	s.bufs.put(bp, buf)
+	return out
+}
+
+// scratch recycles the buffers in which assertions are built.
+type scratch struct{ p sync.Pool }
+
+func (s *scratch) get() *[]byte {
+	if bp, ok := s.p.Get().(*[]byte); ok {
+		return bp
+	}
+	b := make([]byte, 0, 1024)
+	return &b
+}
+
+// put returns bp, now holding buf; an unusually large one is dropped.
+func (s *scratch) put(bp *[]byte, buf []byte) {
+	if cap(buf) <= 16<<10 {
+		*bp = buf
+		s.p.Put(bp)
+	}
+}
+
+// appendSigningInput appends the JWS signing input of id under the
+// protected header head (base64url): head "." base64url(claims). It sets
+// id.Issuer.
+func appendSigningInput(b []byte, head string, id *Identity) []byte {
+	id.Issuer = identityIssuer
+	b = append(b, head...)
+	b = append(b, '.')
+	// the claims are written, moved past the room their base64 takes,
+	// and encoded into that room
+	start := len(b)
+	b = id.appendJSON(b)
+	claims := len(b) - start
+	enc := base64.RawURLEncoding.EncodedLen(claims)
+	b = append(b, make([]byte, enc)...) // the compiler allocates nothing for make here
+	copy(b[start+enc:], b[start:start+claims])
+	base64.RawURLEncoding.Encode(b[start:start+enc], b[start+enc:start+enc+claims])
+	return b[:start+enc]
+}
+
+// appendJSON appends the claims as one JSON object, as encoding/json
+// writes an Identity (same keys, order and omissions), except that <, >
+// and & are not escaped.
+func (id *Identity) appendJSON(b []byte) []byte {
+	b = append(b, `{"iss":`...)
+	b = appendJSONString(b, id.Issuer)
+	b = append(b, `,"sub":`...)
+	b = appendJSONString(b, id.Subject)
+	b = append(b, `,"tid":`...)
+	b = appendJSONString(b, id.TokenID)
+	b = appendOpt(b, `,"purpose":`, id.Purpose)
+	b = append(b, `,"method":`...)
+	b = appendJSONString(b, id.Method)
+	b = append(b, `,"path":`...)
+	b = appendJSONString(b, id.Path)
+	b = append(b, `,"rid":`...)
+	b = appendJSONString(b, id.RequestID)
+	b = appendOpt(b, `,"aud":`, id.Audience)
+	if id.BreakGlass {
+		b = append(b, `,"bg":true`...)
+	}
+	b = strconv.AppendInt(append(b, `,"iat":`...), id.IssuedAt, 10)
+	b = strconv.AppendInt(append(b, `,"exp":`...), id.Expires, 10)
+	return append(b, '}')
+}
+
+// MinHMACKey is the shortest HS256 identity key accepted, in bytes.
+const MinHMACKey = 32
+
+// HMACSigner issues identity assertions authenticated with HMAC-SHA256
+// (JWS alg HS256, RFC 7518 §3.2) under a key shared with one upstream.
+type HMACSigner struct {
+	head string // base64url of the protected header
+	kid  string
+	hs   sync.Pool // HMAC states keyed with the key
+	bufs scratch
+}
+
+// NewHMACSigner returns an HMACSigner for key (at least MinHMACKey bytes,
+// used as they are). It keeps its own copy of key.
+func NewHMACSigner(key []byte) (*HMACSigner, error) {
+	if len(key) < MinHMACKey {
+		return nil, fmt.Errorf("gateway: an HS256 identity key needs at least %d bytes (got %d)", MinHMACKey, len(key))
+	}
+	k := bytes.Clone(key)
+	s := &HMACSigner{kid: HMACKeyID(k)}
+	s.hs.New = func() any { return hmac.New(sha256.New, k) }
+	h, _ := json.Marshal(map[string]string{"alg": "HS256", "kid": s.kid, "typ": identityTyp})
+	s.head = base64.RawURLEncoding.EncodeToString(h)
+	return s, nil
+}
+
+// HMACKeyID is the "kid" of an HS256 identity key: the first 16
+// characters of base64url(SHA-256("phigate-identity-kid\x00" || key)). It
+// names the key (for rotation) without revealing it.
+func HMACKeyID(key []byte) string {
+	h := sha256.New()
+	h.Write([]byte("phigate-identity-kid\x00"))
+	h.Write(key)
+	return base64.RawURLEncoding.EncodeToString(h.Sum(nil))[:16]
+}
+
+// KeyID returns the key's "kid" (HMACKeyID).
+func (s *HMACSigner) KeyID() string { return s.kid }
+
+// Sign returns the compact JWS of id (alg HS256).
+func (s *HMACSigner) Sign(id *Identity) string {
+	bp := s.bufs.get()
+	buf := appendSigningInput((*bp)[:0], s.head, id)
+	h := s.hs.Get().(hash.Hash)
+	h.Reset()
+	h.Write(buf)
+	var sum [sha256.Size]byte
+	mac := h.Sum(sum[:0])
+	s.hs.Put(h)
+	buf = append(buf, '.')
+	buf = base64.RawURLEncoding.AppendEncode(buf, mac)
+	out := string(buf)
+	s.bufs.put(bp, buf)
+	return out
+}
+
+// identitySigner is the signer of one upstream's assertions: its HS256
+// key when configured, else the gateway's Ed25519 key.
+type identitySigner struct {
+	ed *Signer
+	hs *HMACSigner
+}
+
+func (s identitySigner) sign(id *Identity) string {
+	if s.hs != nil {
+		return s.hs.Sign(id)
+	}
+	return s.ed.Sign(id)
+}
+
+func (s identitySigner) alg() string {
+	if s.hs != nil {
+		return "HS256"
+	}
+	return "EdDSA"
 }
 
 // ErrIdentity is wrapped by every error of VerifyIdentity and VerifyRequest.
@@ -129,8 +272,35 @@ var ErrIdentity = errors.New("invalid phigate identity")
 // claims. Upstreams should use VerifyRequest, which also binds the claims
 // to the request.
 func VerifyIdentity(jws string, pub ed25519.PublicKey, now time.Time) (*Identity, error) {
-	if len(jws) > 8192 || len(pub) != ed25519.PublicKeySize {
-		return nil, fmt.Errorf("%w: too long, or not an Ed25519 key", ErrIdentity)
+	if len(pub) != ed25519.PublicKeySize {
+		return nil, fmt.Errorf("%w: not an Ed25519 key", ErrIdentity)
+	}
+	return verifyJWS(jws, "EdDSA", func(input, sig []byte) bool {
+		return len(sig) == ed25519.SignatureSize && ed25519.Verify(pub, input, sig)
+	}, now)
+}
+
+// VerifyIdentityHS256 is VerifyIdentity for an assertion authenticated
+// with HMAC-SHA256 under key (alg HS256 only; any other alg, EdDSA
+// included, is refused; the comparison takes constant time). Upstreams
+// should use VerifyRequestHS256, which also checks the audience and binds
+// the claims to the request.
+func VerifyIdentityHS256(jws string, key []byte, now time.Time) (*Identity, error) {
+	if len(key) < MinHMACKey {
+		return nil, fmt.Errorf("%w: an HS256 key needs at least %d bytes", ErrIdentity, MinHMACKey)
+	}
+	return verifyJWS(jws, "HS256", func(input, sig []byte) bool {
+		m := hmac.New(sha256.New, key)
+		m.Write(input)
+		return hmac.Equal(m.Sum(nil), sig)
+	}, now)
+}
+
+// verifyJWS checks the compact JWS jws: its header (alg, typ, no crit),
+// its signature (valid reports it on the signing input), then the claims.
+func verifyJWS(jws, alg string, valid func(input, sig []byte) bool, now time.Time) (*Identity, error) {
+	if len(jws) > 8192 {
+		return nil, fmt.Errorf("%w: too long", ErrIdentity)
 	}
 	h, rest, ok1 := strings.Cut(jws, ".")
 	p, sig64, ok2 := strings.Cut(rest, ".")
@@ -146,14 +316,14 @@ func VerifyIdentity(jws string, pub ed25519.PublicKey, now time.Time) (*Identity
 		Typ  string `json:"typ"`
 		Crit []any  `json:"crit"`
 	}
-	if err := json.Unmarshal(hb, &head); err != nil || head.Alg != "EdDSA" || head.Typ != identityTyp || head.Crit != nil {
-		return nil, fmt.Errorf("%w: header must be alg EdDSA, typ %s", ErrIdentity, identityTyp)
+	if err := json.Unmarshal(hb, &head); err != nil || head.Alg != alg || head.Typ != identityTyp || head.Crit != nil {
+		return nil, fmt.Errorf("%w: header must be alg %s, typ %s", ErrIdentity, alg, identityTyp)
 	}
 	sig, err := base64.RawURLEncoding.Strict().DecodeString(sig64)
-	if err != nil || len(sig) != ed25519.SignatureSize {
+	if err != nil {
 		return nil, fmt.Errorf("%w: signature encoding", ErrIdentity)
 	}
-	if !ed25519.Verify(pub, []byte(jws[:len(h)+1+len(p)]), sig) {
+	if !valid([]byte(jws[:len(h)+1+len(p)]), sig) {
 		return nil, fmt.Errorf("%w: bad signature", ErrIdentity)
 	}
 	pb, err := base64.RawURLEncoding.Strict().DecodeString(p)
@@ -189,14 +359,58 @@ func VerifyIdentity(jws string, pub ed25519.PublicKey, now time.Time) (*Identity
 // present, equal to its claims. It returns the verified claims; use them,
 // not the plain headers.
 func VerifyRequest(r *http.Request, pub ed25519.PublicKey, now time.Time) (*Identity, error) {
-	vs := r.Header.Values(HeaderIdentity)
-	if len(vs) != 1 {
-		return nil, fmt.Errorf("%w: want exactly one %s header", ErrIdentity, HeaderIdentity)
-	}
-	id, err := VerifyIdentity(vs[0], pub, now)
+	jws, err := identityHeader(r)
 	if err != nil {
 		return nil, err
 	}
+	id, err := VerifyIdentity(jws, pub, now)
+	if err != nil {
+		return nil, err
+	}
+	if err := bindRequest(r, id); err != nil {
+		return nil, err
+	}
+	return id, nil
+}
+
+// VerifyRequestHS256 is VerifyRequest for an upstream configured with an
+// HS256 identity key: the assertion must be authenticated under key
+// (VerifyIdentityHS256) and its aud must be audience, the upstream's name
+// in the gateway's configuration (required: a key shared by several
+// upstreams then still does not let one pass its requests to another).
+func VerifyRequestHS256(r *http.Request, key []byte, audience string, now time.Time) (*Identity, error) {
+	if audience == "" {
+		return nil, fmt.Errorf("%w: an audience is required", ErrIdentity)
+	}
+	jws, err := identityHeader(r)
+	if err != nil {
+		return nil, err
+	}
+	id, err := VerifyIdentityHS256(jws, key, now)
+	if err != nil {
+		return nil, err
+	}
+	if id.Audience != audience {
+		return nil, fmt.Errorf("%w: issued for another upstream", ErrIdentity)
+	}
+	if err := bindRequest(r, id); err != nil {
+		return nil, err
+	}
+	return id, nil
+}
+
+func identityHeader(r *http.Request) (string, error) {
+	vs := r.Header.Values(HeaderIdentity)
+	if len(vs) != 1 {
+		return "", fmt.Errorf("%w: want exactly one %s header", ErrIdentity, HeaderIdentity)
+	}
+	return vs[0], nil
+}
+
+// bindRequest checks that id was issued for r: the same method (HEAD for
+// GET) and escaped path, and the plain identity headers, when present,
+// equal to the claims.
+func bindRequest(r *http.Request, id *Identity) error {
 	method := r.Method
 	if method == http.MethodHead {
 		method = http.MethodGet
@@ -206,14 +420,14 @@ func VerifyRequest(r *http.Request, pub ed25519.PublicKey, now time.Time) (*Iden
 		claimed = http.MethodGet
 	}
 	if claimed != method || id.Path != r.URL.EscapedPath() {
-		return nil, fmt.Errorf("%w: issued for another request", ErrIdentity)
+		return fmt.Errorf("%w: issued for another request", ErrIdentity)
 	}
 	for _, c := range []struct{ h, v string }{{HeaderSubject, id.Subject}, {HeaderTokenID, id.TokenID}, {HeaderPurpose, id.Purpose}} {
 		if got := r.Header.Values(c.h); len(got) > 1 || len(got) == 1 && got[0] != c.v {
-			return nil, fmt.Errorf("%w: %s does not match the signed claims", ErrIdentity, c.h)
+			return fmt.Errorf("%w: %s does not match the signed claims", ErrIdentity, c.h)
 		}
 	}
-	return id, nil
+	return nil
 }
 
 // ParseJWKS returns the Ed25519 keys of a JWK Set as served at

@@ -1,9 +1,11 @@
 package gateway
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"os"
@@ -19,6 +21,22 @@ func testSigner(t testing.TB) *Signer {
 		t.Fatal(err)
 	}
 	return NewSigner(k)
+}
+
+func testHMACKey(t testing.TB) []byte {
+	k := make([]byte, MinHMACKey)
+	if _, err := rand.Read(k); err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func testHMACSigner(t testing.TB) *HMACSigner {
+	s, err := NewHMACSigner(testHMACKey(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 var t0 = time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
@@ -189,6 +207,15 @@ func BenchmarkSign(b *testing.B) {
 	}
 }
 
+func BenchmarkSignHS256(b *testing.B) {
+	s := testHMACSigner(b)
+	id := sampleIdentity()
+	b.ReportAllocs()
+	for b.Loop() {
+		s.Sign(id)
+	}
+}
+
 func FuzzVerifyIdentity(f *testing.F) {
 	s := NewSigner(ed25519.NewKeyFromSeed(make([]byte, 32)))
 	f.Add(s.Sign(sampleIdentity()))
@@ -196,6 +223,188 @@ func FuzzVerifyIdentity(f *testing.F) {
 	f.Add("..")
 	f.Fuzz(func(t *testing.T, jws string) {
 		id, err := VerifyIdentity(jws, s.PublicKey(), t0)
+		if err == nil && (id.Subject == "" || id.Issuer != identityIssuer) {
+			t.Fatalf("accepted %+v", id)
+		}
+		if err != nil && !errors.Is(err, ErrIdentity) {
+			t.Fatalf("error %v does not wrap ErrIdentity", err)
+		}
+	})
+}
+
+func TestIdentityHS256RoundTrip(t *testing.T) {
+	key := testHMACKey(t)
+	s, err := NewHMACSigner(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jws := s.Sign(sampleIdentity())
+	id, err := VerifyIdentityHS256(jws, key, t0.Add(30*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := sampleIdentity()
+	want.Issuer = identityIssuer
+	if *id != *want {
+		t.Errorf("got %+v\nwant %+v", id, want)
+	}
+	head, _ := base64.RawURLEncoding.DecodeString(strings.Split(jws, ".")[0])
+	if string(head) != `{"alg":"HS256","kid":"`+HMACKeyID(key)+`","typ":"phigate-identity+jwt"}` || len(s.KeyID()) != 16 || s.KeyID() != HMACKeyID(key) {
+		t.Errorf("header %s", head)
+	}
+	// the signer keeps its own copy of the key
+	clear(key)
+	if _, err := VerifyIdentityHS256(s.Sign(sampleIdentity()), key, t0); err == nil {
+		t.Error("a zeroed key verifies")
+	}
+}
+
+// TestIdentityHS256EveryByteMatters flips every byte of a valid HS256
+// assertion and expects each mutation to be rejected.
+func TestIdentityHS256EveryByteMatters(t *testing.T) {
+	key := testHMACKey(t)
+	s, _ := NewHMACSigner(key)
+	jws := s.Sign(sampleIdentity())
+	for i := range len(jws) {
+		for _, c := range []byte{'A', '_', '.', 'z'} {
+			if jws[i] == c {
+				continue
+			}
+			m := jws[:i] + string(c) + jws[i+1:]
+			if _, err := VerifyIdentityHS256(m, key, t0); err == nil {
+				t.Fatalf("mutation at byte %d (%q→%q) accepted", i, jws[i], c)
+			}
+		}
+	}
+	if _, err := VerifyIdentityHS256(jws+"A", key, t0); err == nil {
+		t.Error("appended byte accepted")
+	}
+	if _, err := VerifyIdentityHS256(jws[:len(jws)-1], key, t0); err == nil {
+		t.Error("truncated accepted")
+	}
+}
+
+// TestIdentityAlgorithmsNeverMix: each verifier accepts only its own
+// algorithm, whatever the header says; in particular an HS256 assertion
+// keyed with the (public) Ed25519 key is no EdDSA assertion.
+func TestIdentityAlgorithmsNeverMix(t *testing.T) {
+	ed := testSigner(t)
+	key := testHMACKey(t)
+	hs, _ := NewHMACSigner(key)
+	if _, err := VerifyIdentity(hs.Sign(sampleIdentity()), ed.PublicKey(), t0); !errors.Is(err, ErrIdentity) {
+		t.Errorf("EdDSA verifier took HS256: %v", err)
+	}
+	if _, err := VerifyIdentityHS256(ed.Sign(sampleIdentity()), key, t0); !errors.Is(err, ErrIdentity) {
+		t.Errorf("HS256 verifier took EdDSA: %v", err)
+	}
+	pubKeyed, _ := NewHMACSigner(append([]byte(nil), ed.PublicKey()...))
+	if _, err := VerifyIdentity(pubKeyed.Sign(sampleIdentity()), ed.PublicKey(), t0); !errors.Is(err, ErrIdentity) {
+		t.Errorf("HS256 keyed with the public key accepted as EdDSA: %v", err)
+	}
+	parts := strings.Split(hs.Sign(sampleIdentity()), ".")
+	none := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"none","typ":"phigate-identity+jwt"}`)) + "." + parts[1] + "."
+	if _, err := VerifyIdentityHS256(none, key, t0); !errors.Is(err, ErrIdentity) {
+		t.Errorf("alg none: %v", err)
+	}
+}
+
+func TestIdentityHS256Rejects(t *testing.T) {
+	key := testHMACKey(t)
+	s, _ := NewHMACSigner(key)
+	jws := s.Sign(sampleIdentity())
+	for name, c := range map[string]struct {
+		jws string
+		now time.Time
+		key []byte
+	}{
+		"other key":       {jws, t0, testHMACKey(t)},
+		"short key":       {jws, t0, key[:MinHMACKey-1]},
+		"expired":         {jws, t0.Add(IdentityTTL + 6*time.Second), key},
+		"from the future": {jws, t0.Add(-10 * time.Second), key},
+		"empty":           {"", t0, key},
+	} {
+		if _, err := VerifyIdentityHS256(c.jws, c.key, c.now); !errors.Is(err, ErrIdentity) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	if _, err := NewHMACSigner(key[:MinHMACKey-1]); err == nil {
+		t.Error("a 31-byte key accepted")
+	}
+}
+
+func TestVerifyRequestHS256BindsRequestAndAudience(t *testing.T) {
+	key := testHMACKey(t)
+	s, _ := NewHMACSigner(key)
+	req := func(method, path string, hdr map[string]string) *http.Request {
+		r, _ := http.NewRequest(method, "http://up"+path, nil)
+		r.Header.Set(HeaderIdentity, s.Sign(sampleIdentity()))
+		for k, v := range hdr {
+			r.Header.Set(k, v)
+		}
+		return r
+	}
+	id, err := VerifyRequestHS256(req("GET", "/fhir/Observation?x=1", map[string]string{HeaderSubject: "lab-app"}), key, "ehr", t0)
+	if err != nil || id.Subject != "lab-app" {
+		t.Fatalf("%+v %v", id, err)
+	}
+	for name, c := range map[string]struct {
+		r   *http.Request
+		aud string
+	}{
+		"other upstream": {req("GET", "/fhir/Observation", nil), "billing"},
+		"no audience":    {req("GET", "/fhir/Observation", nil), ""},
+		"other path":     {req("GET", "/fhir/Patient", nil), "ehr"},
+		"other method":   {req("DELETE", "/fhir/Observation", nil), "ehr"},
+		"forged subject": {req("GET", "/fhir/Observation", map[string]string{HeaderSubject: "admin"}), "ehr"},
+	} {
+		if id, err := VerifyRequestHS256(c.r, key, c.aud, t0); !errors.Is(err, ErrIdentity) || id != nil {
+			t.Errorf("%s: %+v %v", name, id, err)
+		}
+	}
+}
+
+// TestIdentityClaimsAreEncodingJSON: the hand-written claims encoder
+// writes what encoding/json writes (HTML escaping off).
+func TestIdentityClaimsAreEncodingJSON(t *testing.T) {
+	for _, id := range []Identity{
+		*sampleIdentity(),
+		{Issuer: identityIssuer, Subject: "a\"b\\c\n\t\x00<>&\u2028é", TokenID: "t", Method: "GET", Path: "/a%20b", RequestID: "r", IssuedAt: -1, Expires: 1 << 40},
+		{Issuer: identityIssuer, Subject: "bad\xffutf8", TokenID: "t", Purpose: "ETREAT", BreakGlass: true, Audience: "x"},
+	} {
+		checkClaimsJSON(t, &id)
+	}
+}
+
+func checkClaimsJSON(t *testing.T, id *Identity) {
+	t.Helper()
+	var want bytes.Buffer
+	enc := json.NewEncoder(&want)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(id); err != nil {
+		t.Fatal(err)
+	}
+	if got := id.appendJSON(nil); string(got)+"\n" != want.String() {
+		t.Errorf("got  %s\nwant %s", got, want.String())
+	}
+}
+
+func FuzzIdentityClaimsJSON(f *testing.F) {
+	f.Add("lab-app", "tok_x", "TREAT", "/fhir/Observation", "ehr", true, int64(1))
+	f.Add("\x00\"\\<\xff\u2029", "", "", "", "", false, int64(-5))
+	f.Fuzz(func(t *testing.T, sub, tid, purpose, path, aud string, bg bool, iat int64) {
+		checkClaimsJSON(t, &Identity{Issuer: identityIssuer, Subject: sub, TokenID: tid, Purpose: purpose, Method: "GET",
+			Path: path, RequestID: "r", Audience: aud, BreakGlass: bg, IssuedAt: iat, Expires: iat + 60})
+	})
+}
+
+func FuzzVerifyIdentityHS256(f *testing.F) {
+	key := bytes.Repeat([]byte{7}, MinHMACKey) // a fixed key: the fuzzer must find the signed inputs
+	s, _ := NewHMACSigner(key)
+	f.Add(s.Sign(sampleIdentity()))
+	f.Add("eyJhbGciOiJIUzI1NiJ9.e30.")
+	f.Add("..")
+	f.Fuzz(func(t *testing.T, jws string) {
+		id, err := VerifyIdentityHS256(jws, key, t0)
 		if err == nil && (id.Subject == "" || id.Issuer != identityIssuer) {
 			t.Fatalf("accepted %+v", id)
 		}

@@ -107,7 +107,11 @@ func (c *frameConn) next() (head, bool) {
 		return head{}, false
 	}
 	h := c.heads[0]
-	c.heads = c.heads[1:]
+	if len(c.heads) == 1 {
+		c.heads = c.heads[:0] // reuse the array: most connections hold one head at a time
+	} else {
+		c.heads = c.heads[1:]
+	}
 	return h, true
 }
 
@@ -219,8 +223,8 @@ func endOfHead(buf []byte) bool {
 func (c *frameConn) headDone() {
 	buf := c.buf
 	c.buf = c.buf[:0]
-	lines := bytes.Split(buf, []byte("\n"))
-	reqLine := strings.TrimSuffix(string(lines[0]), "\r")
+	first, fields, _ := bytes.Cut(buf, []byte("\n"))
+	reqLine := strings.TrimSuffix(string(first), "\r")
 	method, rest, ok1 := strings.Cut(reqLine, " ")
 	target, proto, ok2 := strings.Cut(rest, " ")
 	if !ok1 || !ok2 {
@@ -230,7 +234,9 @@ func (c *frameConn) headDone() {
 	var cls []string
 	var te []string
 	last := ""
-	for _, l := range lines[1:] {
+	for len(fields) > 0 {
+		var l []byte
+		l, fields, _ = bytes.Cut(fields, []byte("\n"))
 		l = bytes.TrimSuffix(l, []byte("\r"))
 		if len(l) == 0 {
 			continue
@@ -246,12 +252,11 @@ func (c *frameConn) headDone() {
 			continue
 		}
 		name, value, _ := bytes.Cut(l, []byte(":"))
-		v := strings.Trim(string(value), " \t")
 		switch {
-		case strings.EqualFold(string(name), "Content-Length"):
-			cls, last = append(cls, v), "cl"
-		case strings.EqualFold(string(name), "Transfer-Encoding"):
-			te, last = append(te, v), "te"
+		case bytes.EqualFold(name, []byte("Content-Length")):
+			cls, last = append(cls, string(bytes.Trim(value, " \t"))), "cl"
+		case bytes.EqualFold(name, []byte("Transfer-Encoding")):
+			te, last = append(te, string(bytes.Trim(value, " \t"))), "te"
 		default:
 			last = ""
 		}

@@ -92,13 +92,18 @@ type upstream struct {
 	prefix string
 	fhir   bool
 	// target is nil for an upstream reached only through forward auth.
-	target    *url.URL
+	target *url.URL
+	// basePath is target's escaped path (no final "/"), which replaces
+	// the prefix.
+	basePath  string
 	proxy     *httputil.ReverseProxy
 	transport *http.Transport
 	// credential header to inject (name, value); name "" for none.
 	credName, credValue string
-	routes              []httpRoute // most specific first
-	ops                 map[string][]opRule
+	// ident signs the identity asserted to the upstream.
+	ident  identitySigner
+	routes []httpRoute // most specific first
+	ops    map[string][]opRule
 }
 
 type httpRoute struct {
@@ -161,9 +166,10 @@ func (r *requirement) heldBy(set scope.Set) (ok, patientOnly bool) {
 	return false, false
 }
 
-// compile builds the routing table of cfg. It resolves credentials, so it
-// fails on a missing environment variable or file.
-func compile(ctx context.Context, cfg *config.Gateway, secrets SecretSource) (*table, error) {
+// compile builds the routing table of cfg. It resolves credentials and
+// HS256 identity keys, so it fails on a missing environment variable or
+// file. ed signs the identity of upstreams that use EdDSA.
+func compile(ctx context.Context, cfg *config.Gateway, secrets SecretSource, ed *Signer) (*table, error) {
 	t := &table{limits: cfg.Limits}
 	for i, s := range cfg.TrustedProxies {
 		p, err := config.ParseTrustedProxy(s)
@@ -172,11 +178,25 @@ func compile(ctx context.Context, cfg *config.Gateway, secrets SecretSource) (*t
 		}
 		t.trusted = append(t.trusted, p)
 	}
+	def, err := compileIdentity(ctx, &cfg.Identity, secrets, ed)
+	if err != nil {
+		return nil, fmt.Errorf("gateway.identity: %w", err)
+	}
 	for i := range cfg.Upstreams {
-		u, err := compileUpstream(ctx, &cfg.Upstreams[i], secrets)
+		c := &cfg.Upstreams[i]
+		u, err := compileUpstream(ctx, c, secrets)
+		if err == nil {
+			u.ident = def
+			if c.Identity.Alg != "" {
+				u.ident, err = compileIdentity(ctx, &c.Identity, secrets, ed)
+				if err != nil {
+					err = fmt.Errorf("identity: %w", err)
+				}
+			}
+		}
 		if err != nil {
 			t.close()
-			return nil, fmt.Errorf("gateway.upstreams[%d] (%s): %w", i, cfg.Upstreams[i].Name, err)
+			return nil, fmt.Errorf("gateway.upstreams[%d] (%s): %w", i, c.Name, err)
 		}
 		t.upstreams = append(t.upstreams, u)
 	}
@@ -252,6 +272,7 @@ func compileUpstream(ctx context.Context, c *config.Upstream, secrets SecretSour
 	target.Path = strings.TrimSuffix(target.Path, "/")
 	target.RawPath = strings.TrimSuffix(target.RawPath, "/")
 	u.target = target
+	u.basePath = target.EscapedPath()
 	to := c.Timeouts.WithDefaults()
 	dialer := &net.Dialer{Timeout: to.Connect.Duration(), KeepAlive: 30 * time.Second}
 	tr := &http.Transport{
@@ -284,6 +305,30 @@ func compileUpstream(ctx context.Context, c *config.Upstream, secrets SecretSour
 	}
 	u.transport = tr
 	return u, nil
+}
+
+// compileIdentity returns the signer c selects: ed for EdDSA (or no alg),
+// an HMACSigner under the resolved key for HS256.
+func compileIdentity(ctx context.Context, c *config.Identity, secrets SecretSource, ed *Signer) (identitySigner, error) {
+	switch c.Alg {
+	case "", config.IdentityEdDSA:
+		return identitySigner{ed: ed}, nil
+	case config.IdentityHS256:
+		key, err := secrets.Resolve(ctx, c.Key)
+		if err != nil {
+			return identitySigner{}, fmt.Errorf("key: %w", err)
+		}
+		defer clear(key)
+		if len(key) < MinHMACKey {
+			return identitySigner{}, fmt.Errorf("key: an HS256 key needs at least %d bytes (got %d)", MinHMACKey, len(key))
+		}
+		hs, err := NewHMACSigner(key)
+		if err != nil {
+			return identitySigner{}, fmt.Errorf("key: %w", err)
+		}
+		return identitySigner{hs: hs}, nil
+	}
+	return identitySigner{}, fmt.Errorf("alg must be EdDSA or HS256 (got %q)", c.Alg)
 }
 
 func (u *upstream) credential(ctx context.Context, c *config.Credential, secrets SecretSource) error {

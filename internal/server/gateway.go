@@ -265,6 +265,9 @@ func (r *gatewayRunner) startDemo(signer *gateway.Signer, log *slog.Logger) erro
 	r.demoUp = &config.Upstream{
 		Name: "demo-fhir", URL: "http://" + ln.Addr().String(), AllowPlainHTTP: true, Prefix: demoPrefix, Kind: config.KindFHIR,
 		Operations: []config.Operation{},
+		// the demo verifies with the published Ed25519 key, whatever
+		// gateway.identity says
+		Identity: config.Identity{Alg: config.IdentityEdDSA},
 	}
 	return nil
 }
