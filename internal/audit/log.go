@@ -129,14 +129,12 @@ type Log struct {
 
 	w *writer // used by the writer goroutine only, once Open returns
 
-	queue      chan *request
-	ctl        chan func()
-	syncq      chan *committed
-	mu         sync.RWMutex // guards closed and the closing of queue
-	closed     bool
-	isClosed   atomic.Bool
-	runDone    chan struct{} // the writer goroutine has ended
-	writerDone chan struct{} // and the syncer too
+	queue    chan *request
+	ctl      chan func()
+	mu       sync.RWMutex // guards closed and the closing of queue
+	closed   bool
+	isClosed atomic.Bool
+	runDone  chan struct{} // the writer goroutine has ended
 
 	failure    atomic.Pointer[failure]
 	writeStart atomic.Int64 // unix ns when the pending write began; 0 when idle
@@ -231,13 +229,11 @@ func Open(ctx context.Context, dataDir string, opts Options) (*Log, error) {
 	st.sealer = opts.Sealer
 	l := &Log{
 		opts: opts, dir: dataDir, log: opts.Logger, st: st, signer: signer, vkey: vkey, verif: verif, node: node,
-		w:          w,
-		queue:      make(chan *request, opts.QueueSize),
-		ctl:        make(chan func()),
-		syncq:      make(chan *committed, 256),
-		runDone:    make(chan struct{}),
-		writerDone: make(chan struct{}),
-		notify:     make(chan struct{}),
+		w:       w,
+		queue:   make(chan *request, opts.QueueSize),
+		ctl:     make(chan func()),
+		runDone: make(chan struct{}),
+		notify:  make(chan struct{}),
 	}
 	if err := l.load(ctx); err != nil {
 		st.close()
@@ -274,7 +270,6 @@ func Open(ctx context.Context, dataDir string, opts Options) (*Log, error) {
 		defer close(l.runDone)
 		l.run()
 	}()
-	go l.syncLoop()
 	return l, nil
 }
 
@@ -526,7 +521,7 @@ func (l *Log) Close() error {
 	l.isClosed.Store(true)
 	close(l.queue)
 	l.mu.Unlock()
-	<-l.writerDone
+	<-l.runDone
 	l.bgStop()
 	l.bg.Wait()
 	l.notifyAll()
@@ -556,8 +551,8 @@ func (l *Log) Checkpoint(ctx context.Context, fresh bool) (*Checkpoint, error) {
 	return l.latest.Load(), nil
 }
 
-// control has the writer goroutine run f, and waits for the outcome f (or
-// the syncer, to which f hands done) reports on done.
+// control has the writer goroutine run f, and waits for the outcome f
+// reports on done.
 func (l *Log) control(ctx context.Context, f func(done chan error) error) error {
 	done := make(chan error, 1)
 	select {
