@@ -57,6 +57,9 @@ const sealOverhead = 128
 // (vault.PurposeAuditFields; phigate keys rotate-dek audit-fields starts a
 // new one, older entries stay readable), each field bound to its entry
 // (table audit_entries, row the seq, column phi), and v's blind index.
+// The data key must exist before the log is opened
+// (v.EnsureDataKey(ctx, vault.PurposeAuditFields)): its creation is an
+// audited event, which the writer could not record while sealing.
 func VaultSealer(v *vault.Vault) Sealer { return vaultSealer{v} }
 
 type vaultSealer struct{ v *vault.Vault }

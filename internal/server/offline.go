@@ -38,6 +38,9 @@ func OpenOffline(ctx context.Context, dir string, p vault.Provider) (_ *Offline,
 	if n.vault, err = vault.Open(ctx, dir, p, vault.Options{OnEvent: n.events.OnEvent}); err != nil {
 		return nil, err
 	}
+	if err := n.vault.EnsureDataKey(ctx, vault.PurposeAuditFields); err != nil {
+		return nil, err
+	}
 	n.audit, err = audit.Open(ctx, dir, audit.Options{
 		Keys:   vaultAuditKeys{v: n.vault, dataDir: dir},
 		Sealer: audit.VaultSealer(n.vault),

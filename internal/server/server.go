@@ -154,6 +154,9 @@ func open(ctx context.Context, cfg *config.Config, masterKey string, dev bool, c
 	if err != nil {
 		return nil, err
 	}
+	if err := n.vault.EnsureDataKey(ctx, vault.PurposeAuditFields); err != nil {
+		return nil, err
+	}
 	aopts := audit.Options{
 		Node: cfg.Audit.Node, Keys: vaultAuditKeys{v: n.vault, dataDir: dir, node: cfg.Audit.Node}, Logger: logger,
 		WitnessFile: cfg.Audit.WitnessFile, WitnessURL: cfg.Audit.WitnessURL, Retention: cfg.Audit.Retention.Duration(),

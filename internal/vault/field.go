@@ -17,6 +17,16 @@ func (v *Vault) EncryptField(ctx context.Context, purpose string, aad, plaintext
 	return v.seal(ctx, purpose, aad, plaintext)
 }
 
+// EnsureDataKey makes sure purpose has a data key, creating it (and
+// reporting EventDEKCreated) if not. Call it before handing the vault to
+// code that seals where it cannot take part in recording that event (the
+// audit log's writer seals audit fields while it commits: a key created
+// there would wait for the very writer that creates it).
+func (v *Vault) EnsureDataKey(ctx context.Context, purpose string) error {
+	_, err := v.activeKey(ctx, purpose)
+	return err
+}
+
 // DecryptField opens a ciphertext made by EncryptField with the same
 // purpose and aad, whatever data key version sealed it. Any mismatch — a
 // byte changed, another row's ciphertext, another purpose, a key version

@@ -612,3 +612,36 @@ func TestBlindIndexIsHMACSHA256(t *testing.T) {
 		}
 	}
 }
+
+// TestEnsureDataKey creates a purpose's data key once, reporting it, and
+// is a no-op afterwards; a refused event creates nothing.
+func TestEnsureDataKey(t *testing.T) {
+	ctx := context.Background()
+	ev := &events{}
+	v := mustCreate(t, t.TempDir(), keyProvider(t, randKey(t)), Options{OnEvent: ev.on})
+	defer v.Close()
+	has := func(purpose string) bool {
+		for _, k := range v.DataKeys() {
+			if k.Purpose == purpose {
+				return true
+			}
+		}
+		return false
+	}
+	ev.list = nil
+	ev.fail = errors.New("the audit log refuses")
+	if err := v.EnsureDataKey(ctx, "x-refused"); err == nil || has("x-refused") {
+		t.Fatalf("refused event: err %v, key created %v", err, has("x-refused"))
+	}
+	ev.fail = nil
+	if err := v.EnsureDataKey(ctx, "x-test"); err != nil || !has("x-test") {
+		t.Fatalf("ensure: %v, key %v", err, has("x-test"))
+	}
+	n := len(ev.list)
+	if err := v.EnsureDataKey(ctx, "x-test"); err != nil || len(ev.list) != n {
+		t.Fatalf("second ensure: %v, %d new events", err, len(ev.list)-n)
+	}
+	if err := v.EnsureDataKey(ctx, "Bad Purpose"); err == nil {
+		t.Fatal("an invalid purpose was accepted")
+	}
+}
