@@ -20,9 +20,56 @@ import (
 // (tlsutil.ServerConfig) and certificate and its HTTP limits, that drains the
 // request and answers a constant JSON body of a given size and status.
 type baseline struct {
-	URL  string
+	*loopbackServer
+	URL string
+}
+
+// loopbackServer is an HTTPS server on an ephemeral loopback port with
+// phigate's TLS configuration and HTTP limits: what the references the
+// targets are measured against (the baseline, the bare proxy) run on.
+type loopbackServer struct {
+	addr string
 	srv  *http.Server
 	done chan error
+}
+
+// serveLoopback serves h over TLS with phigate's certificate (certFile,
+// keyFile) until Close.
+func serveLoopback(h http.Handler, certFile, keyFile string) (*loopbackServer, error) {
+	log := slog.New(slog.DiscardHandler)
+	src, err := tlsutil.NewReloader(certFile, keyFile, log, time.Now)
+	if err != nil {
+		return nil, err
+	}
+	lim := config.Default().Limits
+	srv := &http.Server{
+		Handler:           h,
+		TLSConfig:         tlsutil.ServerConfig(src),
+		ReadHeaderTimeout: lim.ReadHeaderTimeout.Duration(),
+		ReadTimeout:       lim.ReadTimeout.Duration(),
+		WriteTimeout:      lim.WriteTimeout.Duration(),
+		IdleTimeout:       lim.IdleTimeout.Duration(),
+		MaxHeaderBytes:    lim.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	s := &loopbackServer{addr: ln.Addr().String(), srv: srv, done: make(chan error, 1)}
+	go func() { s.done <- srv.ServeTLS(ln, "", "") }()
+	return s, nil
+}
+
+// Close stops the server.
+func (s *loopbackServer) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := s.srv.Shutdown(ctx)
+	if serr := <-s.done; !errors.Is(serr, http.ErrServerClosed) {
+		err = errors.Join(err, serr)
+	}
+	return err
 }
 
 // startBaseline serves path on a loopback port until Close. certFile and
@@ -30,11 +77,6 @@ type baseline struct {
 // in bytes (at least 10), status its status code.
 func startBaseline(certFile, keyFile, path string, bodySize, status int) (*baseline, error) {
 	body, err := jsonBodyOfSize(bodySize)
-	if err != nil {
-		return nil, err
-	}
-	log := slog.New(slog.DiscardHandler)
-	src, err := tlsutil.NewReloader(certFile, keyFile, log, time.Now)
 	if err != nil {
 		return nil, err
 	}
@@ -49,35 +91,11 @@ func startBaseline(certFile, keyFile, path string, bodySize, status int) (*basel
 		w.WriteHeader(status)
 		w.Write(body)
 	})
-	lim := config.Default().Limits
-	srv := &http.Server{
-		Handler:           mux,
-		TLSConfig:         tlsutil.ServerConfig(src),
-		ReadHeaderTimeout: lim.ReadHeaderTimeout.Duration(),
-		ReadTimeout:       lim.ReadTimeout.Duration(),
-		WriteTimeout:      lim.WriteTimeout.Duration(),
-		IdleTimeout:       lim.IdleTimeout.Duration(),
-		MaxHeaderBytes:    lim.MaxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ls, err := serveLoopback(mux, certFile, keyFile)
 	if err != nil {
 		return nil, err
 	}
-	b := &baseline{URL: "https://" + ln.Addr().String() + path, srv: srv, done: make(chan error, 1)}
-	go func() { b.done <- srv.ServeTLS(ln, "", "") }()
-	return b, nil
-}
-
-// Close stops the server.
-func (b *baseline) Close() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	err := b.srv.Shutdown(ctx)
-	if serr := <-b.done; !errors.Is(serr, http.ErrServerClosed) {
-		err = errors.Join(err, serr)
-	}
-	return err
+	return &baseline{loopbackServer: ls, URL: "https://" + ls.addr + path}, nil
 }
 
 // jsonBodyOfSize returns a JSON object followed by a newline (as phigate

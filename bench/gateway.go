@@ -328,11 +328,7 @@ func startGatewayInProcess(ctx context.Context, dataDir, upBase, upCA string, id
 }
 
 // bareProxy is the reference: httputil.ReverseProxy over TLS, nothing else.
-type bareProxy struct {
-	addr string
-	srv  *http.Server
-	done chan error
-}
+type bareProxy = loopbackServer
 
 // copyBufferPool recycles the 32 KiB copy buffers of a ReverseProxy, as
 // the gateway does: without it httputil allocates and clears one per
@@ -356,10 +352,6 @@ func (b *copyBufferPool) Put(buf []byte) {
 // copy-buffer recycling, so that the comparison is about what the gateway
 // adds, not about how it copies bodies.
 func startBareProxy(certFile, keyFile, upBase string, upPEM []byte, recycle bool) (*bareProxy, error) {
-	src, err := tlsutil.NewReloader(certFile, keyFile, slog.New(slog.DiscardHandler), time.Now)
-	if err != nil {
-		return nil, err
-	}
 	target, err := url.Parse(upBase)
 	if err != nil {
 		return nil, err
@@ -383,34 +375,7 @@ func startBareProxy(certFile, keyFile, upBase string, upPEM []byte, recycle bool
 	if recycle {
 		rp.BufferPool = &copyBufferPool{}
 	}
-	lim := config.Default().Limits
-	srv := &http.Server{
-		Handler:           rp,
-		TLSConfig:         tlsutil.ServerConfig(src),
-		ReadHeaderTimeout: lim.ReadHeaderTimeout.Duration(),
-		ReadTimeout:       lim.ReadTimeout.Duration(),
-		WriteTimeout:      lim.WriteTimeout.Duration(),
-		IdleTimeout:       lim.IdleTimeout.Duration(),
-		MaxHeaderBytes:    lim.MaxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(slog.DiscardHandler, slog.LevelWarn),
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	b := &bareProxy{addr: ln.Addr().String(), srv: srv, done: make(chan error, 1)}
-	go func() { b.done <- srv.ServeTLS(ln, "", "") }()
-	return b, nil
-}
-
-func (b *bareProxy) Close() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	err := b.srv.Shutdown(ctx)
-	if serr := <-b.done; !errors.Is(serr, http.ErrServerClosed) {
-		err = errors.Join(err, serr)
-	}
-	return err
+	return serveLoopback(rp, certFile, keyFile)
 }
 
 // measureFsync appends a line to a file in dir and fsyncs it n times, and

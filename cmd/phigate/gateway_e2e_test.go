@@ -130,6 +130,31 @@ func (g *gwServer) request(t *testing.T, method, path, secret string, hdr map[st
 	return r
 }
 
+// gwFiles is what a phigate config in front of a test upstream names.
+type gwFiles struct {
+	caFile            string // the upstream's certificate, as a CA file
+	certFile, keyFile string // phigate's own TLS certificate and key
+	dir, cfgFile      string // a data directory and the config file's path (not written)
+}
+
+// upstreamFiles starts up over TLS (closed at the end of the test) and
+// prepares gwFiles in a temporary directory.
+func upstreamFiles(t *testing.T, up *httptest.Server) gwFiles {
+	t.Helper()
+	up.StartTLS()
+	t.Cleanup(up.Close)
+	tmp := t.TempDir()
+	f := gwFiles{caFile: filepath.Join(tmp, "upstream-ca.pem"), dir: filepath.Join(tmp, "data"), cfgFile: filepath.Join(tmp, "phigate.yaml")}
+	if err := os.WriteFile(f.caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: up.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	if f.certFile, f.keyFile, err = tlsutil.GenerateSelfSigned(filepath.Join(tmp, "tls"), nil, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
 // TestGatewayEndToEndDemo is the README's walk-through: the demo FHIR
 // server behind the gateway, a request allowed, one denied for scope, one
 // for compartment, and the decisions in the audit log.
@@ -243,17 +268,8 @@ func TestGatewayEndToEndConfigAndReload(t *testing.T) {
 		lastAuth.Store(r.Header.Get("Authorization"))
 		fmt.Fprintf(w, `{"path":%q,"subject":%q}`, r.URL.Path, r.Header.Get("X-Phigate-Subject"))
 	}))
-	up.StartTLS()
-	defer up.Close()
-	tmp := t.TempDir()
-	caFile := filepath.Join(tmp, "upstream-ca.pem")
-	os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: up.Certificate().Raw}), 0o600)
-	certFile, keyFile, err := tlsutil.GenerateSelfSigned(filepath.Join(tmp, "tls"), nil, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := filepath.Join(tmp, "data")
-	cfgFile := filepath.Join(tmp, "phigate.yaml")
+	f := upstreamFiles(t, up)
+	caFile, certFile, keyFile, dir, cfgFile := f.caFile, f.certFile, f.keyFile, f.dir, f.cfgFile
 	writeCfg := func(routes string) {
 		cfg := fmt.Sprintf(`data_dir: %s
 tls: {cert_file: %s, key_file: %s}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/pem"
 	"fmt"
 	"io/fs"
 	"net/http"
@@ -17,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/phigate/phigate/internal/tlsutil"
 	"github.com/phigate/phigate/pkg/client"
 )
 
@@ -47,17 +45,8 @@ func TestSecretsAtRestEndToEnd(t *testing.T) {
 		w.Header().Set("Content-Type", "application/fhir+json")
 		fmt.Fprintf(w, `{"resourceType":"Bundle","type":"searchset","total":0}`)
 	}))
-	up.StartTLS()
-	defer up.Close()
-	tmp := t.TempDir()
-	caFile := filepath.Join(tmp, "upstream-ca.pem")
-	os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: up.Certificate().Raw}), 0o600)
-	certFile, keyFile, err := tlsutil.GenerateSelfSigned(filepath.Join(tmp, "tls"), nil, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := filepath.Join(tmp, "data")
-	cfgFile := filepath.Join(tmp, "phigate.yaml")
+	f := upstreamFiles(t, up)
+	caFile, certFile, keyFile, dir, cfgFile := f.caFile, f.certFile, f.keyFile, f.dir, f.cfgFile
 	base := fmt.Sprintf("data_dir: %s\ntls: {cert_file: %s, key_file: %s}\nlog: {level: debug, format: json}\n", dir, certFile, keyFile)
 	if err := os.WriteFile(cfgFile, []byte(base), 0o600); err != nil {
 		t.Fatal(err)

@@ -19,8 +19,8 @@ import (
 // schemaVersion is the version of the tables below, kept in meta.
 const schemaVersion = "1"
 
-// schema creates the log's tables. Entries are append-only: triggers refuse
-// UPDATE and DELETE (defence in depth against accidents; a determined
+// schema creates the log's tables. Entries are append-only: triggers
+// (appendOnly) refuse UPDATE and DELETE (defence in depth against accidents; a determined
 // tamperer can drop them, which is what Verify is for).
 var schema = []string{
 	`CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL)`,
@@ -56,22 +56,24 @@ var schema = []string{
 		time INTEGER NOT NULL,
 		note BLOB NOT NULL
 	)`,
-	`CREATE TRIGGER IF NOT EXISTS entries_no_update BEFORE UPDATE ON entries
-		BEGIN SELECT RAISE(ABORT, 'audit entries are append-only'); END`,
-	`CREATE TRIGGER IF NOT EXISTS entries_no_delete BEFORE DELETE ON entries
-		BEGIN SELECT RAISE(ABORT, 'audit entries are append-only'); END`,
-	`CREATE TRIGGER IF NOT EXISTS tiles_no_update BEFORE UPDATE ON tiles
-		BEGIN SELECT RAISE(ABORT, 'audit tiles are append-only'); END`,
-	`CREATE TRIGGER IF NOT EXISTS tiles_no_delete BEFORE DELETE ON tiles
-		BEGIN SELECT RAISE(ABORT, 'audit tiles are append-only'); END`,
-	`CREATE TRIGGER IF NOT EXISTS phi_index_no_update BEFORE UPDATE ON phi_index
-		BEGIN SELECT RAISE(ABORT, 'the audit index is append-only'); END`,
-	`CREATE TRIGGER IF NOT EXISTS phi_index_no_delete BEFORE DELETE ON phi_index
-		BEGIN SELECT RAISE(ABORT, 'the audit index is append-only'); END`,
-	`CREATE TRIGGER IF NOT EXISTS checkpoints_no_update BEFORE UPDATE ON checkpoints
-		BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only'); END`,
-	`CREATE TRIGGER IF NOT EXISTS checkpoints_no_delete BEFORE DELETE ON checkpoints
-		BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only'); END`,
+}
+
+// appendOnly names the tables whose rows are never updated or deleted,
+// with what the refusal calls them; init gives each the two triggers.
+var appendOnly = []struct{ table, what string }{
+	{"entries", "audit entries are"},
+	{"tiles", "audit tiles are"},
+	{"phi_index", "the audit index is"},
+	{"checkpoints", "audit checkpoints are"},
+}
+
+func init() {
+	for _, t := range appendOnly {
+		for _, op := range []string{"update", "delete"} {
+			schema = append(schema, fmt.Sprintf("CREATE TRIGGER IF NOT EXISTS %s_no_%s BEFORE %s ON %s\n\t\tBEGIN SELECT RAISE(ABORT, '%s append-only'); END",
+				t.table, op, strings.ToUpper(op), t.table, t.what))
+		}
+	}
 }
 
 // dsn is the database/sql name of path with these pragmas.

@@ -159,32 +159,39 @@ func indexTags(s Sealer, e *Entry) []int64 {
 	return tags
 }
 
+// wholePrefix is a path_prefix normalised as the index stores path
+// prefixes (whole segments, no query: vault.PathPrefixes), with its
+// number of segments; "" when it has none (it then filters nothing).
+func wholePrefix(prefix string) (string, int) {
+	ps := vault.PathPrefixes(prefix)
+	if len(ps) == 0 {
+		return "", 0
+	}
+	return ps[len(ps)-1], len(ps)
+}
+
 // queryTag returns the blind index to look q up by, if any (none without
-// a sealer): the patient's
-// when q names one, else that of the path prefix (normalised as the index
-// is: whole segments, no query).
-func queryTag(s Sealer, q *Query) (int64, bool) {
+// a sealer): the patient's when q names one, else that of the path prefix
+// (want, of segs segments: see wholePrefix) when the index holds it.
+func queryTag(s Sealer, q *Query, want string, segs int) (int64, bool) {
 	if s == nil {
 		return 0, false
 	}
 	if q.Patient != "" {
 		return indexTag(s, indexPatient, q.Patient), true
 	}
-	if ps := vault.PathPrefixes(q.PathPrefix); len(ps) > 1 {
-		return indexTag(s, indexPath, ps[len(ps)-1]), true
+	if segs > 1 {
+		return indexTag(s, indexPath, want), true
 	}
 	return 0, false
 }
 
 // pathHasPrefix is the path_prefix filter: whole segments of the path
 // without its query ("/fhir/Patient" matches "/fhir/Patient/1?x=y" but
-// not "/fhir/PatientX"), as the blind index finds them.
-func pathHasPrefix(path, prefix string) bool {
-	ps := vault.PathPrefixes(prefix)
-	if len(ps) == 0 {
-		return true
-	}
-	return slices.Contains(vault.PathPrefixes(path), ps[len(ps)-1])
+// not "/fhir/PatientX"), as the blind index finds them. want is the
+// prefix as wholePrefix returns it.
+func pathHasPrefix(path, want string) bool {
+	return want == "" || slices.Contains(vault.PathPrefixes(path), want)
 }
 
 // openEntry replaces e's sealed field by the fields it holds. Without a sealer

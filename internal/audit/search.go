@@ -222,8 +222,9 @@ func (q *Query) Values() url.Values {
 }
 
 // match reports whether e passes the filters of q (all of them: the
-// search columns are only a way to find candidates).
-func (q *Query) match(e *Entry) bool {
+// search columns are only a way to find candidates); prefix is
+// q.PathPrefix as wholePrefix returns it.
+func (q *Query) match(e *Entry, prefix string) bool {
 	if q.Subject != "" && e.Actor.Subject != q.Subject || q.TokenID != "" && e.Actor.TokenID != q.TokenID {
 		return false
 	}
@@ -233,7 +234,7 @@ func (q *Query) match(e *Entry) bool {
 	if q.Outcome != "" && e.Outcome != q.Outcome || q.Upstream != "" && e.Upstream != q.Upstream {
 		return false
 	}
-	if q.PathPrefix != "" && !pathHasPrefix(e.Path, q.PathPrefix) || q.Patient != "" && e.Patient != q.Patient {
+	if !pathHasPrefix(e.Path, prefix) || q.Patient != "" && e.Patient != q.Patient {
 		return false
 	}
 	if len(q.Actions) > 0 {
@@ -307,7 +308,8 @@ func (s *store) search(ctx context.Context, q *Query, size uint64) (*Page, error
 	sqlq := "SELECT seq, body FROM entries WHERE seq >= ? AND seq < ?"
 	args := []any{int64(lo), int64(hi)}
 	order := "seq"
-	if tag, ok := queryTag(s.sealer, q); ok {
+	prefix, segs := wholePrefix(q.PathPrefix)
+	if tag, ok := queryTag(s.sealer, q, prefix, segs); ok {
 		// the blind index gives the candidates (see seal.go)
 		sqlq = "SELECT e.seq, e.body FROM phi_index i JOIN entries e ON e.seq = i.seq WHERE i.tag = ? AND i.seq >= ? AND i.seq < ?"
 		args = []any{tag, int64(lo), int64(hi)}
@@ -352,7 +354,7 @@ func (s *store) search(ctx context.Context, q *Query, size uint64) (*Page, error
 		if err := openEntry(ctx, s.sealer, e); err != nil {
 			return nil, err
 		}
-		if !q.match(e) {
+		if !q.match(e, prefix) {
 			continue
 		}
 		page.Entries = append(page.Entries, e)

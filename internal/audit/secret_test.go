@@ -4,8 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io/fs"
-	"os"
+	"maps"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -59,16 +58,7 @@ func TestNoTokenSecretInAnyEntry(t *testing.T) {
 	}
 	haystacks := map[string][]byte{"search answer": answer, "proof": proof}
 	for _, root := range []string{dir, filepath.Dir(witness)} {
-		filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-			if err == nil && !d.IsDir() {
-				b, err := os.ReadFile(p)
-				if err != nil {
-					t.Fatal(err)
-				}
-				haystacks[p] = b
-			}
-			return nil
-		})
+		maps.Copy(haystacks, dirBytes(t, root))
 	}
 	if _, ok := haystacks[filepath.Join(dir, DBFile)]; !ok {
 		t.Fatal("audit.db not searched")

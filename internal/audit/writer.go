@@ -305,7 +305,8 @@ func cloneRange(r *compact.Range) *compact.Range {
 	return c
 }
 
-// committed is a transaction committed by the writer, to be synced.
+// committed is a transaction committed by the writer, to be synced
+// (finish).
 type committed struct {
 	reqs []*request
 	res  []result
@@ -356,8 +357,10 @@ func (l *Log) run() {
 	}
 }
 
-// syncGroup syncs the WAL once for group and answers its callers.
-func (l *Log) syncGroup(group []*committed) {
+// finish syncs the WAL after the writer committed c, and only then
+// answers its callers, publishes its checkpoint and moves the size
+// readers see.
+func (l *Log) finish(c *committed) {
 	l.syncStart.Store(time.Now().UnixNano())
 	err := l.w.sync()
 	l.syncStart.Store(0)
@@ -365,43 +368,32 @@ func (l *Log) syncGroup(group []*committed) {
 		l.failFatal(fmt.Errorf("fdatasync of the WAL: %w", err))
 		err = fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
-	for _, c := range group {
-		if err == nil {
-			l.committed.Store(c.size)
-			if c.cp != nil {
-				l.publish(c.cp)
-			}
-		}
-		for i, r := range c.reqs {
-			res := c.res[i]
-			if err != nil {
-				res = result{err: err}
-			}
-			r.done <- res
-		}
-		if c.done != nil {
-			c.done <- err
+	if err == nil {
+		l.committed.Store(c.size)
+		if c.cp != nil {
+			l.publish(c.cp)
 		}
 	}
-	if err == nil {
-		n := 0
-		for _, c := range group {
-			n += len(c.reqs)
+	for i, r := range c.reqs {
+		res := c.res[i]
+		if err != nil {
+			res = result{err: err}
 		}
-		if n > 0 {
+		r.done <- res
+	}
+	if c.done != nil {
+		c.done <- err
+	}
+	if err == nil {
+		if n := uint64(len(c.reqs)); n > 0 {
 			l.stats.commits.Add(1)
-			l.stats.entries.Add(uint64(n))
-			if uint64(n) > l.stats.largest.Load() {
-				l.stats.largest.Store(uint64(n))
+			l.stats.entries.Add(n)
+			if n > l.stats.largest.Load() {
+				l.stats.largest.Store(n)
 			}
 		}
 		l.notifyAll()
 	}
-}
-
-// handoff syncs a committed transaction and answers its callers.
-func (l *Log) handoff(c *committed) {
-	l.syncGroup([]*committed{c})
 }
 
 // final signs the last checkpoint at Close.
@@ -462,7 +454,7 @@ func (l *Log) checkpointAsync(done chan error) error {
 		}
 		w.cp = cp
 	}
-	l.handoff(&committed{size: w.size, cp: cp, done: done})
+	l.finish(&committed{size: w.size, cp: cp, done: done})
 	return nil
 }
 
@@ -567,7 +559,7 @@ func (l *Log) commit(batch []*request) {
 	if cp != nil {
 		w.cp = cp
 	}
-	l.handoff(&committed{reqs: live, res: res, size: w.size, cp: cp})
+	l.finish(&committed{reqs: live, res: res, size: w.size, cp: cp})
 }
 
 // fail marks the log unavailable after a write error, alerting once.

@@ -319,10 +319,7 @@ func compileIdentity(ctx context.Context, c *config.Identity, secrets SecretSour
 			return identitySigner{}, fmt.Errorf("key: %w", err)
 		}
 		defer clear(key)
-		if len(key) < MinHMACKey {
-			return identitySigner{}, fmt.Errorf("key: an HS256 key needs at least %d bytes (got %d)", MinHMACKey, len(key))
-		}
-		hs, err := NewHMACSigner(key)
+		hs, err := NewHMACSigner(key) // refuses a key under MinHMACKey bytes
 		if err != nil {
 			return identitySigner{}, fmt.Errorf("key: %w", err)
 		}

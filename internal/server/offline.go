@@ -38,18 +38,8 @@ func OpenOffline(ctx context.Context, dir string, p vault.Provider) (_ *Offline,
 	if n.vault, err = vault.Open(ctx, dir, p, vault.Options{OnEvent: n.events.OnEvent}); err != nil {
 		return nil, err
 	}
-	if err := n.vault.EnsureDataKey(ctx, vault.PurposeAuditFields); err != nil {
+	if err := n.openAudit(ctx, dir, audit.Options{}); err != nil {
 		return nil, err
-	}
-	n.audit, err = audit.Open(ctx, dir, audit.Options{
-		Keys:   vaultAuditKeys{v: n.vault, dataDir: dir},
-		Sealer: audit.VaultSealer(n.vault),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("audit log: %w", err)
-	}
-	if err := n.events.attach(ctx, n.audit); err != nil {
-		return nil, fmt.Errorf("audit log: %w", err)
 	}
 	return &Offline{Vault: n.vault, n: n}, nil
 }

@@ -154,13 +154,9 @@ func open(ctx context.Context, cfg *config.Config, masterKey string, dev bool, c
 	if err != nil {
 		return nil, err
 	}
-	if err := n.vault.EnsureDataKey(ctx, vault.PurposeAuditFields); err != nil {
-		return nil, err
-	}
 	aopts := audit.Options{
-		Node: cfg.Audit.Node, Keys: vaultAuditKeys{v: n.vault, dataDir: dir, node: cfg.Audit.Node}, Logger: logger,
+		Node: cfg.Audit.Node, Logger: logger,
 		WitnessFile: cfg.Audit.WitnessFile, WitnessURL: cfg.Audit.WitnessURL, Retention: cfg.Audit.Retention.Duration(),
-		Sealer: audit.VaultSealer(n.vault),
 	}
 	if sl := cfg.Audit.Syslog; sl.Addr != "" {
 		tc, err := tlsutil.ClientConfig(tlsutil.ClientOptions{CAFile: sl.CAFile, ServerName: sl.ServerName})
@@ -169,12 +165,8 @@ func open(ctx context.Context, cfg *config.Config, masterKey string, dev bool, c
 		}
 		aopts.Syslog = &audit.SyslogOptions{Addr: sl.Addr, TLS: tc, Format: sl.Format, FromStart: sl.FromStart}
 	}
-	n.audit, err = audit.Open(ctx, dir, aopts)
-	if err != nil {
-		return nil, fmt.Errorf("audit log: %w", err)
-	}
-	if err := n.events.attach(ctx, n.audit); err != nil {
-		return nil, fmt.Errorf("audit log: %w", err)
+	if err := n.openAudit(ctx, dir, aopts); err != nil {
+		return nil, err
 	}
 	h, err := token.NewHasher(ctx, n.vault)
 	if err != nil {
@@ -196,6 +188,26 @@ func open(ctx context.Context, cfg *config.Config, masterKey string, dev bool, c
 
 // close releases what open opened, in reverse order. The authority must
 // have been closed (its leases given back) by the caller.
+// openAudit opens the audit log of dir (after the vault) with opts plus
+// what the vault provides: the checkpoint signing key, the sealer of PHI
+// fields (its data key made first: see audit.VaultSealer), and the
+// recording of every vault event from now on and of those that waited.
+func (n *node) openAudit(ctx context.Context, dir string, opts audit.Options) error {
+	if err := n.vault.EnsureDataKey(ctx, vault.PurposeAuditFields); err != nil {
+		return err
+	}
+	opts.Keys = vaultAuditKeys{v: n.vault, dataDir: dir, node: opts.Node}
+	opts.Sealer = audit.VaultSealer(n.vault)
+	var err error
+	if n.audit, err = audit.Open(ctx, dir, opts); err != nil {
+		return fmt.Errorf("audit log: %w", err)
+	}
+	if err := n.events.attach(ctx, n.audit); err != nil {
+		return fmt.Errorf("audit log: %w", err)
+	}
+	return nil
+}
+
 func (n *node) close() error {
 	var errs []error
 	if n.store != nil {
