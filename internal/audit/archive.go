@@ -39,7 +39,11 @@ type archiveHeader struct {
 // Expired returns how many entries, from the first, are older than the
 // retention period at now.
 func (l *Log) Expired(ctx context.Context, now time.Time) (uint64, error) {
-	return l.st.timeBound(ctx, now.Add(-l.opts.Retention), l.committed.Load())
+	size, err := l.visible(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return l.st.timeBound(ctx, now.Add(-l.opts.Retention), size)
 }
 
 // Archive writes the first size entries of the log to w:
@@ -55,8 +59,12 @@ func (l *Log) Expired(ctx context.Context, now time.Time) (uint64, error) {
 // Archive fails (ErrTampered) rather than sign a prefix that does not
 // match. An audit.archived entry records the archive.
 func (l *Log) Archive(ctx context.Context, w io.Writer, size uint64) (*Checkpoint, error) {
-	if size == 0 || size > l.committed.Load() {
-		return nil, fmt.Errorf("audit: archive: size %d: the log has %d entries", size, l.committed.Load())
+	have, err := l.visible(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if size == 0 || size > have {
+		return nil, fmt.Errorf("audit: archive: size %d: the log has %d entries", size, have)
 	}
 	latest, err := l.Checkpoint(ctx, true)
 	if err != nil {

@@ -144,8 +144,11 @@
 //
 // # Storage
 //
-// The log has its own SQLite database, <data>/audit.db (WAL, the data made
-// durable with an fdatasync of the WAL per group commit: see writer.go).
+// The log has its own SQLite database, <data>/audit.db (WAL), written
+// behind a journal, <data>/audit.journal/: an append is acknowledged once
+// its group commit is in the journal (one write, one fdatasync), and the
+// indexer copies it into the database a few milliseconds later; Open
+// replays what the database lacks (see writer.go and journal.go).
 // Table entries holds per row the sequence number, the encoding, copies of
 // time, token id and subject for searching (Verify checks they match), and
 // the Merkle hashes the leaf completes: its leaf hash and one hash per

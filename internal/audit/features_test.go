@@ -510,6 +510,7 @@ func TestArchiveAndRetention(t *testing.T) {
 func TestReaderExportsOffline(t *testing.T) {
 	l, dir := newTestLog(t, Options{})
 	appendN(t, l, 25)
+	l.Close() // offline: the server is stopped
 	r, err := OpenReader(context.Background(), dir)
 	if err != nil {
 		t.Fatal(err)

@@ -166,6 +166,7 @@ func TestGenerateFuzzCorpus(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	l.visible(ctx)
 	for i := uint64(0); i < 3; i++ {
 		body, _ := l.st.entry(ctx, i)
 		write("FuzzUnmarshalEntry", fmt.Sprintf("entry-%d", i), body)

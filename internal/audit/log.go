@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/metrics"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -42,6 +43,11 @@ type Options struct {
 	QueueSize int
 	// MaxBatch bounds the entries committed in one transaction. 0: 1024.
 	MaxBatch int
+	// GroupWait: when at least two appends wait for the same group commit
+	// and the process's CPUs are saturated, the writer waits up to this
+	// long for more before writing it (see gatherAppends). 0 means 1ms;
+	// negative, never.
+	GroupWait time.Duration
 	// CheckpointInterval: while entries arrive, a signed checkpoint is
 	// issued at least this often. 0 means 1s.
 	CheckpointInterval time.Duration
@@ -75,6 +81,11 @@ type Options struct {
 	// ReadConns is the number of read-only connections. 0 means 4.
 	ReadConns int
 
+	// JournalSlotSize is the size of each of the journal's files (see
+	// journal.go); a batch larger than a slot gets a slot of its own. 0
+	// means 4 MiB.
+	JournalSlotSize int64
+
 	// Sealer, when set, encrypts the PHI-bearing fields of every entry
 	// appended (break-glass justification, patient, path and query) and
 	// keeps the blind index that searches them; readers open them with
@@ -95,6 +106,9 @@ func (o Options) withDefaults() Options {
 	if o.MaxBatch <= 0 {
 		o.MaxBatch = 1024
 	}
+	if o.GroupWait == 0 {
+		o.GroupWait = time.Millisecond
+	}
 	if o.CheckpointInterval <= 0 {
 		o.CheckpointInterval = time.Second
 	}
@@ -113,6 +127,9 @@ func (o Options) withDefaults() Options {
 	if o.ReadConns <= 0 {
 		o.ReadConns = 4
 	}
+	if o.JournalSlotSize <= 0 {
+		o.JournalSlotSize = 4 << 20
+	}
 	return o
 }
 
@@ -127,11 +144,15 @@ type Log struct {
 	verif  note.Verifier
 	node   string
 
-	w *writer // used by the writer goroutine only, once Open returns
+	w *writer // see writer: shared by the writer and indexer goroutines
 
 	queue    chan *request
-	ctl      chan func()
-	mu       sync.RWMutex // guards closed and the closing of queue
+	ctl      chan func()      // run on the writer goroutine
+	idx      chan *indexBatch // journaled batches, for the indexer
+	ictl     chan func()      // run on the indexer goroutine
+	kick     chan struct{}    // a reader waits for the indexer
+	idxDone  chan struct{}    // the indexer has ended
+	mu       sync.RWMutex     // guards closed and the closing of queue
 	closed   bool
 	isClosed atomic.Bool
 	runDone  chan struct{} // the writer goroutine has ended
@@ -141,7 +162,10 @@ type Log struct {
 	syncStart  atomic.Int64 // unix ns when the pending fdatasync began; 0 when idle
 
 	latest    atomic.Pointer[Checkpoint]
-	committed atomic.Uint64 // entries durably committed (the size readers may see)
+	durable   atomic.Uint64 // entries in the journal: acknowledged
+	committed atomic.Uint64 // entries indexed: the size readers see
+	syncWant  atomic.Uint64 // the journal wants the WAL synced once this many are indexed
+	synced    atomic.Uint64 // entries durable in the database
 	notifyMu  sync.Mutex
 	notify    chan struct{} // closed and replaced on every commit
 
@@ -149,7 +173,9 @@ type Log struct {
 	bgStop  context.CancelFunc
 	bg      sync.WaitGroup
 
-	stats struct{ commits, entries, largest atomic.Uint64 }
+	stats    struct{ commits, entries, largest atomic.Uint64 }
+	runnable [1]metrics.Sample // the writer's (gatherAppends)
+	answered uint64            // the writer's: callers its last commit woke
 }
 
 type failure struct {
@@ -166,7 +192,7 @@ type request struct {
 	tokenID string
 	subject string
 	state   atomic.Int32
-	done    chan result // buffered: the writer never blocks on a caller that left
+	done    chan result // buffered: the writer never blocks on a caller that left; nil: AppendAsync
 }
 
 type result struct {
@@ -232,20 +258,18 @@ func Open(ctx context.Context, dataDir string, opts Options) (*Log, error) {
 		w:       w,
 		queue:   make(chan *request, opts.QueueSize),
 		ctl:     make(chan func()),
+		idx:     make(chan *indexBatch, indexQueue),
+		ictl:    make(chan func()),
+		kick:    make(chan struct{}, 1),
+		idxDone: make(chan struct{}),
 		runDone: make(chan struct{}),
 		notify:  make(chan struct{}),
 	}
-	if err := l.load(ctx); err != nil {
+	l.runnable[0].Name = "/sched/goroutines/runnable:goroutines"
+	if err := l.recover(ctx); err != nil {
 		st.close()
 		w.close()
 		return nil, err
-	}
-	if l.w.size > l.w.cp.Size {
-		if err := l.checkpointSync(); err != nil {
-			st.close()
-			w.close()
-			return nil, err
-		}
 	}
 	bgCtx, stop := context.WithCancel(context.Background())
 	l.bgStop = stop
@@ -266,6 +290,7 @@ func Open(ctx context.Context, dataDir string, opts Options) (*Log, error) {
 		l.goBackground(func() { f.run(bgCtx) })
 	}
 	l.goBackground(func() { l.walCheckpoints(bgCtx) })
+	go l.index()
 	go func() {
 		defer close(l.runDone)
 		l.run()
@@ -367,8 +392,92 @@ func (l *Log) load(ctx context.Context) error {
 	w := l.w
 	w.size, w.rng, w.lastTime, w.cp, w.tiles = next, rng, lastTime, cp, tiles
 	l.latest.Store(cp)
-	l.committed.Store(next)
 	return nil
+}
+
+// recover loads the tree state, replays the journal into the database,
+// signs a checkpoint covering every entry when the latest does not, syncs
+// the database, and opens the journal for writing.
+func (l *Log) recover(ctx context.Context) error {
+	if err := l.load(ctx); err != nil {
+		return err
+	}
+	n, err := l.replay()
+	if err != nil {
+		return err
+	}
+	// the journal's slots are overwritten from now on: what they hold must
+	// be durable in the database first, including what the last run
+	// committed there without a sync
+	w := l.w
+	if w.size > w.cp.Size {
+		err = l.checkpointSync()
+	} else {
+		err = w.sync()
+	}
+	if err != nil {
+		return fmt.Errorf("audit: open: %w", err)
+	}
+	if n > 0 {
+		l.log.Warn("audit: entries replayed from the journal (the last run did not close the log)", "entries", n, "size", w.size)
+	}
+	if w.j, err = openJournal(l.dir, l.opts.JournalSlotSize); err != nil {
+		return err
+	}
+	l.committed.Store(w.size)
+	l.durable.Store(w.size)
+	l.synced.Store(w.size)
+	return nil
+}
+
+// replay appends to the database the entries (and checkpoints) of the
+// journal that it lacks, checking each against what the writer journaled
+// with it, and returns how many entries it added.
+func (l *Log) replay() (int, error) {
+	w := l.w
+	frames, err := readJournal(l.dir, w.size)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, f := range frames {
+		if len(f.rows) > 0 && f.t < w.lastTime {
+			return n, fmt.Errorf("%w: journal entry %d: its time goes back (run phigate audit verify)", ErrTampered, f.first)
+		}
+		var tiles []tileRow
+		for i := range f.rows {
+			r := &f.rows[i]
+			e, err := UnmarshalEntry(r.body)
+			if err != nil || e.Seq != r.seq || e.Time.UnixNano() != r.t || e.Actor.TokenID != r.tokenID || e.Actor.Subject != r.subject {
+				return n, fmt.Errorf("%w: journal entry %d does not match its frame (run phigate audit verify)", ErrTampered, r.seq)
+			}
+			r.hashes = w.appendLeaf(w.rng, r.seq, r.body, &tiles)
+		}
+		var cps []*Checkpoint
+		if f.cpNote != nil {
+			cp, err := ParseCheckpoint(f.cpNote, l.verif)
+			if err != nil || cp.Size != w.rng.End() || !bytes.Equal(cp.Root, rootOf(w.rng)) {
+				return n, fmt.Errorf("%w: the journal's checkpoint at %d does not match its entries (run phigate audit verify)", ErrTampered, w.rng.End())
+			}
+			cp.Time = timeOf(f.cpTime)
+			if cp.Size > w.cp.Size {
+				cps = append(cps, cp)
+			}
+		}
+		if err := w.write(f.rows, f.index, tiles, cps); err != nil {
+			return n, fmt.Errorf("audit: replaying the journal: %w", err)
+		}
+		w.size = w.rng.End()
+		if len(f.rows) > 0 {
+			w.lastTime = f.t
+		}
+		if len(cps) > 0 {
+			w.cp = cps[0]
+			l.latest.Store(w.cp)
+		}
+		n += len(f.rows)
+	}
+	return n, nil
 }
 
 // Append adds e to the log and returns its sequence number. It MUST NOT
@@ -390,36 +499,9 @@ func (l *Log) Append(ctx context.Context, e *Entry) (uint64, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, fmt.Errorf("audit: append: %w", err)
 	}
-	if err := l.writable(); err != nil {
+	c, r, err := l.prepare(e, true)
+	if err != nil {
 		return 0, err
-	}
-	c := *e
-	c.Before = bytes.Clone(e.Before)
-	c.After = bytes.Clone(e.After)
-	if c.Node == "" {
-		c.Node = l.node
-	}
-	c.Time = l.opts.Now() // a placeholder; the writer sets the real time
-	if err := c.normalize(); err != nil {
-		return 0, err
-	}
-	if err := c.encodable(); err != nil {
-		return 0, err
-	}
-	c.Sealed = nil // only the writer seals
-	r := &request{tokenID: c.Actor.TokenID, subject: c.Actor.Subject, done: make(chan result, 1)}
-	if l.opts.Sealer != nil && !c.phiEmpty() {
-		// the PHI fields go to the writer apart, to be sealed under the
-		// entry's seq; the caller gets c with them in the clear
-		r.index = indexTags(l.opts.Sealer, &c)
-		pc := c
-		r.phi = pc.takePHI()
-		r.tail = appendTail(make([]byte, 0, 256), &pc)
-	} else {
-		r.tail = appendTail(make([]byte, 0, 256), &c)
-	}
-	if len(r.tail)+len(r.phi)+sealOverhead > MaxEntrySize {
-		return 0, fmt.Errorf("%w: entry is over %d bytes", ErrInvalidEntry, MaxEntrySize)
 	}
 	if err := l.enqueue(r); err != nil {
 		return 0, err
@@ -433,21 +515,74 @@ func (l *Log) Append(ctx context.Context, e *Entry) (uint64, error) {
 		if res, ok := l.giveUp(r); !ok {
 			return 0, fmt.Errorf("audit: append: %w", ctx.Err())
 		} else if res.err == nil {
-			return l.accepted(e, &c, res), nil
+			return l.accepted(e, c, res), nil
 		}
 		return 0, fmt.Errorf("%w: %w", ErrUnknownOutcome, ctx.Err())
 	case <-timer.C:
 		if res, ok := l.giveUp(r); !ok {
 			return 0, fmt.Errorf("%w: not taken by the writer within %v", ErrUnavailable, l.opts.AppendTimeout)
 		} else if res.err == nil {
-			return l.accepted(e, &c, res), nil
+			return l.accepted(e, c, res), nil
 		}
 		return 0, fmt.Errorf("%w: no commit within %v", ErrUnknownOutcome, l.opts.AppendTimeout)
 	}
 	if res.err != nil {
 		return 0, res.err
 	}
-	return l.accepted(e, &c, res), nil
+	return l.accepted(e, c, res), nil
+}
+
+// AppendAsync queues e to be appended and returns without waiting: the
+// entry is committed with the next group commit, and a failure to commit
+// it is logged by the log itself (Options.Logger). It fails at once, like
+// Append, when e is invalid, the queue is full or the log cannot be
+// written. It is for records that must not hold their caller up (the
+// gateway's completions, which follow a grant already durable).
+func (l *Log) AppendAsync(e *Entry) error {
+	_, r, err := l.prepare(e, false)
+	if err != nil {
+		return err
+	}
+	return l.enqueue(r)
+}
+
+// prepare checks and encodes a copy of e for the writer.
+func (l *Log) prepare(e *Entry, wait bool) (*Entry, *request, error) {
+	if err := l.writable(); err != nil {
+		return nil, nil, err
+	}
+	c := *e
+	c.Before = bytes.Clone(e.Before)
+	c.After = bytes.Clone(e.After)
+	if c.Node == "" {
+		c.Node = l.node
+	}
+	c.Time = l.opts.Now() // a placeholder; the writer sets the real time
+	if err := c.normalize(); err != nil {
+		return nil, nil, err
+	}
+	if err := c.encodable(); err != nil {
+		return nil, nil, err
+	}
+	c.Sealed = nil // only the writer seals
+	r := &request{tokenID: c.Actor.TokenID, subject: c.Actor.Subject}
+	if wait {
+		r.done = make(chan result, 1)
+	}
+	if l.opts.Sealer != nil && !c.phiEmpty() {
+		// the PHI fields go to the writer apart, to be sealed under the
+		// entry's seq; the caller gets c with them in the clear
+		r.index = indexTags(l.opts.Sealer, &c)
+		pc := c
+		r.phi = pc.takePHI()
+		r.tail = appendTail(make([]byte, 0, 256), &pc)
+	} else {
+		r.tail = appendTail(make([]byte, 0, 256), &c)
+	}
+	if len(r.tail)+len(r.phi)+sealOverhead > MaxEntrySize {
+		return nil, nil, fmt.Errorf("%w: entry is over %d bytes", ErrInvalidEntry, MaxEntrySize)
+	}
+	return &c, r, nil
 }
 
 // giveUp withdraws r if the writer has not taken it (ok false), or returns
@@ -535,14 +670,14 @@ func (l *Log) PublicKey() string { return l.vkey }
 // Origin returns the log's origin, phigate/<node>.
 func (l *Log) Origin() string { return l.signer.Name() }
 
-// Size returns the number of entries durably committed.
-func (l *Log) Size() uint64 { return l.committed.Load() }
+// Size returns the number of entries durably committed (acknowledged).
+func (l *Log) Size() uint64 { return l.durable.Load() }
 
 // Checkpoint returns the latest signed checkpoint. It is at most
 // CheckpointInterval behind the entries (fresh forces a new one covering
 // every entry committed so far).
 func (l *Log) Checkpoint(ctx context.Context, fresh bool) (*Checkpoint, error) {
-	if cp := l.latest.Load(); !fresh || cp.Size >= l.committed.Load() {
+	if cp := l.latest.Load(); !fresh || cp.Size >= l.durable.Load() {
 		return cp, nil
 	}
 	if err := l.control(ctx, l.checkpointAsync); err != nil {
@@ -587,13 +722,11 @@ func (l *Log) Stats() Stats {
 	return Stats{Commits: l.stats.commits.Load(), Entries: l.stats.entries.Load(), LargestBatch: l.stats.largest.Load()}
 }
 
-// waitCommitted blocks until more than n entries are committed, the log
+// waitCommitted blocks until more than n entries are indexed, the log
 // closes or ctx ends.
 func (l *Log) waitCommitted(ctx context.Context, n uint64) error {
 	for {
-		l.notifyMu.Lock()
-		ch := l.notify
-		l.notifyMu.Unlock()
+		ch := l.notified()
 		if l.committed.Load() > n {
 			return nil
 		}
@@ -605,6 +738,57 @@ func (l *Log) waitCommitted(ctx context.Context, n uint64) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		}
+	}
+}
+
+// visible returns the size readers see, once every entry acknowledged
+// before the call is indexed (read your writes). While the database cannot
+// be written it returns what is indexed without waiting.
+func (l *Log) visible(ctx context.Context) (uint64, error) {
+	want := l.durable.Load()
+	for {
+		ch := l.notified()
+		c := l.committed.Load()
+		if c >= want || l.failure.Load() != nil {
+			return c, nil
+		}
+		select {
+		case l.kick <- struct{}{}:
+		default:
+		}
+		if l.isClosed.Load() {
+			return 0, ErrClosed
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
+}
+
+// notified returns the channel closed by the next notifyAll.
+func (l *Log) notified() chan struct{} {
+	l.notifyMu.Lock()
+	defer l.notifyMu.Unlock()
+	return l.notify
+}
+
+// indexControl runs f on the indexer goroutine (tests).
+func (l *Log) indexControl(ctx context.Context, f func() error) error {
+	done := make(chan error, 1)
+	select {
+	case l.ictl <- func() { done <- f() }:
+	case <-l.idxDone:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 

@@ -43,7 +43,9 @@ type ProofBundle struct {
 // checkpoint (a new one is signed first when the latest does not cover
 // seq yet).
 func (l *Log) Proof(ctx context.Context, seq uint64) (*ProofBundle, error) {
-	if seq >= l.committed.Load() {
+	if size, err := l.visible(ctx); err != nil {
+		return nil, err
+	} else if seq >= size {
 		return nil, ErrNotFound
 	}
 	cp := l.latest.Load()

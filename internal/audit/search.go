@@ -376,12 +376,18 @@ func (l *Log) Search(ctx context.Context, q *Query) (*Page, error) {
 	if l.isClosed.Load() {
 		return nil, ErrClosed
 	}
-	return l.st.search(ctx, q, l.committed.Load())
+	size, err := l.visible(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return l.st.search(ctx, q, size)
 }
 
 // Entry returns the entry with sequence number seq.
 func (l *Log) Entry(ctx context.Context, seq uint64) (*Entry, error) {
-	if seq >= l.committed.Load() {
+	if size, err := l.visible(ctx); err != nil {
+		return nil, err
+	} else if seq >= size {
 		return nil, ErrNotFound
 	}
 	b, err := l.st.entry(ctx, seq)

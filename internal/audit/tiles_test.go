@@ -55,6 +55,9 @@ func TestTilesMatchTheRows(t *testing.T) {
 		}
 	}
 	size := l.Size()
+	if _, err := l.visible(ctx); err != nil { // read below the log, from the index
+		t.Fatal(err)
+	}
 	var n int
 	l.st.rdb.QueryRow("SELECT count(*) FROM tiles").Scan(&n)
 	if want := int(size/256 + size/65536); n != want {

@@ -6,8 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
+	"runtime/metrics"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/transparency-dev/merkle/compact"
@@ -20,40 +21,50 @@ import (
 // and queues it. The writer goroutine takes the first request waiting and
 // every other one already queued (up to MaxBatch), gives them consecutive
 // sequence numbers and the same time, seals their PHI fields (Sealer),
-// hashes them into a copy of the compact range, and writes them in one
-// SQLite transaction:
+// hashes them into a copy of the compact range, signs a checkpoint when one
+// is due, and writes the batch as one frame to the journal (journal.go):
+// one write, one fdatasync. Only then does it answer the callers and move
+// the size Append has acknowledged (Size). Requests that arrive during
+// the write and the sync wait in the queue and make the next batch, so one
+// fsync covers many entries under load.
+//
+// The batch then goes to the indexer goroutine, which writes it into the
+// SQLite database that readers use, together with every other batch
+// waiting, in one transaction:
 //
 //	BEGIN IMMEDIATE
 //	INSERT INTO entries ... (up to 64 rows per statement)
 //	INSERT INTO phi_index ...       -- the blind index of sealed fields
-//	INSERT INTO checkpoints ...     -- when one is due: signed over this batch
-//	COMMIT                          -- into the WAL, not yet fsync'd
+//	INSERT INTO tiles ...           -- the subtrees the batch completed
+//	INSERT INTO checkpoints ...     -- the checkpoints signed over them
+//	COMMIT                          -- into the WAL, not fsync'd
 //
-// then calls fdatasync on the WAL file, and only then answers the callers,
-// publishes the checkpoint and moves the size readers see. Requests that
-// arrive during the commit and the sync wait in the queue and make the
-// next batch, so one fsync covers many entries under load.
+// and only then publishes their checkpoints and moves the size readers see
+// (a reader that starts after an Append returned waits for its entry:
+// Log.visible). The database runs with synchronous=NORMAL: SQLite syncs
+// the WAL before each checkpoint into the database file and the database
+// file after it; the indexer syncs the WAL itself when the journal is
+// about to reuse a slot whose entries it holds. The journal is replayed
+// into the database on Open.
 //
-// This is exactly SQLite's synchronous=FULL durability (one WAL sync after
-// each commit, before the commit is acknowledged), done by the writer
-// itself: the database runs with synchronous=NORMAL, under which SQLite
-// still syncs the WAL before each checkpoint into the database file, the
-// database file after it, and the WAL header when the WAL is reused; what
-// it skips, the per-commit sync, the writer does. (An earlier design
-// pipelined the sync on a second goroutine; measured on a loaded 2-core
-// machine, the extra goroutine hand-offs cost more than the overlap won:
-// the gateway's throughput rose by a third without them.)
+// Measured on a loaded 2-core machine, taking SQLite off the path an
+// append waits on (and giving the kernel one overwrite and one fdatasync per
+// group commit instead of a dozen page writes) is what lets the gateway
+// keep up; a second goroutine for the sync alone did not pay.
 //
-// If a write fails, the transaction is rolled back, every caller of the
-// batch gets the error, the log turns unavailable (Ready fails, Append
-// refuses at once) and an alert is logged; every ProbeInterval the writer
-// reloads its state from the database and tries a small write, and becomes
-// available again when it succeeds. A failed fdatasync is not retried: the
-// kernel may have dropped the pages it could not write, so the log stays
-// unavailable until it is reopened (a restart), which re-reads the WAL.
+// If the journal cannot be written or synced, every caller of the batch
+// gets the error and the log turns unavailable until it is reopened (a
+// restart replays the journal): the writer cannot tell what the disk kept.
+// If the database cannot be written, the batches stay with the indexer,
+// the log turns unavailable (Ready fails, Append refuses at once) and an
+// alert is logged; every ProbeInterval the indexer tries the same
+// transaction again, and the log is available again when it succeeds. A
+// failed fdatasync of the WAL is not retried (the kernel may have dropped
+// the pages): the log stays unavailable until it is reopened.
 
-// writer is the writer connection and the tree state. Only the writer
-// goroutine uses it once Open has returned.
+// writer is the writer connection, the journal and the tree state. Once
+// Open has returned, the tree state and the journal belong to the writer
+// goroutine, the connection (db, conn, wal, stmts) to the indexer.
 type writer struct {
 	db     *sql.DB
 	conn   *sql.Conn
@@ -61,13 +72,13 @@ type writer struct {
 	path   string
 	stmts  map[string]*sql.Stmt
 	signer note.Signer
+	j      *journal
 
-	size      uint64         // entries committed (maybe not yet synced)
-	rng       *compact.Range // compact range [0, size)
-	tiles     *tileBuilder   // the tiles being filled
-	lastTime  int64          // time of the last entry (times never go back)
-	cp        *Checkpoint    // latest checkpoint committed
-	lastProbe time.Time
+	size     uint64         // entries in the journal (acknowledged)
+	rng      *compact.Range // compact range [0, size)
+	tiles    *tileBuilder   // the tiles being filled
+	lastTime int64          // time of the last entry (times never go back)
+	cp       *Checkpoint    // latest checkpoint signed
 }
 
 // openWriter opens the writer connection and creates the schema (with a
@@ -165,14 +176,7 @@ func (w *writer) openWAL() error {
 }
 
 // sync makes every transaction committed so far durable.
-func (w *writer) sync() error {
-	for {
-		err := syscall.Fdatasync(int(w.wal.Fd()))
-		if err != syscall.EINTR {
-			return err
-		}
-	}
-}
+func (w *writer) sync() error { return fdatasync(w.wal) }
 
 func (w *writer) close() error {
 	var errs []error
@@ -187,6 +191,9 @@ func (w *writer) close() error {
 	}
 	if w.wal != nil {
 		errs = append(errs, w.wal.Close())
+	}
+	if w.j != nil {
+		errs = append(errs, w.j.close())
 	}
 	errs = append(errs, w.db.Close())
 	return errors.Join(errs...)
@@ -236,9 +243,9 @@ type indexRow struct {
 	seq uint64
 }
 
-// write commits rows, their blind index, tiles and, when cp is not nil, the checkpoint, in
-// one transaction (not yet synced).
-func (w *writer) write(rows []row, index []indexRow, tiles []tileRow, cp *Checkpoint) (err error) {
+// write commits rows, their blind index, tiles and checkpoints in one
+// transaction (not synced).
+func (w *writer) write(rows []row, index []indexRow, tiles []tileRow, cps []*Checkpoint) (err error) {
 	if err := w.exec("BEGIN IMMEDIATE"); err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
@@ -277,7 +284,7 @@ func (w *writer) write(rows []row, index []indexRow, tiles []tileRow, cp *Checkp
 			return fmt.Errorf("insert tile: %w", err)
 		}
 	}
-	if cp != nil {
+	for _, cp := range cps {
 		if err := w.exec("INSERT INTO checkpoints (size, time, note) VALUES (?, ?, ?)", int64(cp.Size), cp.Time.UnixNano(), cp.Note); err != nil {
 			return fmt.Errorf("insert checkpoint: %w", err)
 		}
@@ -305,30 +312,45 @@ func cloneRange(r *compact.Range) *compact.Range {
 	return c
 }
 
-// committed is a transaction committed by the writer, to be synced
-// (finish).
-type committed struct {
-	reqs []*request
-	res  []result
-	size uint64      // tree size after it
-	cp   *Checkpoint // checkpoint it stored, if any
-	done chan error  // told the outcome (control requests), if not nil
+// indexBatch is what the writer hands the indexer: a batch in the
+// journal, to be written into the database.
+type indexBatch struct {
+	rows  []row
+	index []indexRow
+	tiles []tileRow
+	cp    *Checkpoint // signed over this batch, if any
+	size  uint64      // tree size after it
+	done  chan error  // told once it is indexed (control requests), if not nil
 }
 
+// indexQueue bounds the batches the indexer may be behind; when it is
+// full the writer waits (and the appends queue behind it).
+const indexQueue = 256
+
 // run is the writer goroutine. It ends when the queue is closed and drained
-// (Close), after a final checkpoint.
+// (Close), after a final checkpoint and once the indexer is done.
+//
+// Entries appended without waiting (AppendAsync) do not get a group
+// commit of their own while they are young: they are held until an append
+// that waits comes along and share its commit (at one client, a gateway
+// request's grant would otherwise wait behind the fsync of the previous
+// request's completion), or until asyncHold has passed.
 func (l *Log) run() {
 	tick := time.NewTicker(max(l.opts.CheckpointInterval/4, time.Millisecond))
 	defer tick.Stop()
+	hold := time.NewTimer(time.Hour)
+	hold.Stop()
 	batch := make([]*request, 0, l.opts.MaxBatch)
+	held := false // batch holds entries waiting for company
 	for {
 		select {
 		case r, ok := <-l.queue:
 			if !ok {
+				l.commitHeld(&batch, &held, hold)
 				l.final()
 				return
 			}
-			batch = append(batch[:0], r)
+			batch = append(batch, r)
 			closed := false
 		fill:
 			for len(batch) < l.opts.MaxBatch {
@@ -343,12 +365,23 @@ func (l *Log) run() {
 					break fill
 				}
 			}
-			l.commit(batch)
-			clear(batch)
+			if !closed && len(batch) < l.opts.MaxBatch && !hasWaiter(batch) {
+				if !held {
+					held = true
+					hold.Reset(asyncHold)
+				}
+				continue
+			}
+			if !closed {
+				batch, closed = l.gatherAppends(batch)
+			}
+			l.commitHeld(&batch, &held, hold)
 			if closed {
 				l.final()
 				return
 			}
+		case <-hold.C:
+			l.commitHeld(&batch, &held, hold)
 		case f := <-l.ctl:
 			f()
 		case <-tick.C:
@@ -357,104 +390,137 @@ func (l *Log) run() {
 	}
 }
 
-// finish syncs the WAL after the writer committed c, and only then
-// answers its callers, publishes its checkpoint and moves the size
-// readers see.
-func (l *Log) finish(c *committed) {
-	l.syncStart.Store(time.Now().UnixNano())
-	err := l.w.sync()
-	l.syncStart.Store(0)
-	if err != nil {
-		l.failFatal(fmt.Errorf("fdatasync of the WAL: %w", err))
-		err = fmt.Errorf("%w: %w", ErrUnavailable, err)
-	}
-	if err == nil {
-		l.committed.Store(c.size)
-		if c.cp != nil {
-			l.publish(c.cp)
+// asyncHold bounds how long an entry appended without waiting is held for
+// company (see run).
+const asyncHold = 20 * time.Millisecond
+
+func hasWaiter(batch []*request) bool {
+	for _, r := range batch {
+		if r.done != nil {
+			return true
 		}
 	}
-	for i, r := range c.reqs {
-		res := c.res[i]
-		if err != nil {
-			res = result{err: err}
-		}
-		r.done <- res
+	return false
+}
+
+// commitHeld commits batch (if not empty) and empties it.
+func (l *Log) commitHeld(batch *[]*request, held *bool, hold *time.Timer) {
+	if *held {
+		hold.Stop()
+		*held = false
 	}
-	if c.done != nil {
-		c.done <- err
-	}
-	if err == nil {
-		if n := uint64(len(c.reqs)); n > 0 {
-			l.stats.commits.Add(1)
-			l.stats.entries.Add(n)
-			if n > l.stats.largest.Load() {
-				l.stats.largest.Store(n)
-			}
-		}
-		l.notifyAll()
+	if len(*batch) > 0 {
+		l.commit(*batch)
+		clear(*batch)
+		*batch = (*batch)[:0]
 	}
 }
 
-// final signs the last checkpoint at Close.
-func (l *Log) final() {
-	if f := l.failure.Load(); f != nil && !f.fatal {
-		l.probe(true)
+// gatherAppends waits for more appends before a group commit when batch
+// holds at least two that wait for it and this process's CPUs are all
+// busy (goroutines wait to run), until it holds groupTarget waiting
+// appends or MaxBatch entries, or GroupWait has passed. Every fdatasync
+// costs this kind of machine about 0.1 ms of CPU whatever it carries, so
+// when CPU is what requests wait for, fewer and larger group commits leave
+// more of it to them (the gateway at 64 clients: 0.40-0.44 of the bare
+// proxy's throughput without, 0.51-0.57 with). When the CPUs are not
+// saturated waiting would only add latency (at 4 clients, gathering
+// regardless halved the throughput), so the writer does not wait. It
+// reports whether the queue was closed.
+func (l *Log) gatherAppends(batch []*request) ([]*request, bool) {
+	if l.opts.GroupWait <= 0 {
+		return batch, false
 	}
+	waiters := 0
+	for _, r := range batch {
+		if r.done != nil {
+			waiters++
+		}
+	}
+	if waiters < 2 || !l.cpuSaturated() {
+		return batch, false
+	}
+	timer := time.NewTimer(l.opts.GroupWait)
+	defer timer.Stop()
+	for len(batch) < l.opts.MaxBatch && waiters < groupTarget {
+		select {
+		case r, ok := <-l.queue:
+			if !ok {
+				return batch, true
+			}
+			batch = append(batch, r)
+			if r.done != nil {
+				waiters++
+			}
+		case <-timer.C:
+			return batch, false
+		}
+	}
+	return batch, false
+}
+
+// cpuSaturated reports whether goroutines of this process are waiting to
+// run: at least GOMAXPROCS of them besides the callers the writer answered
+// last (which it has just made runnable itself). It reads one runtime
+// metric (about 60 ns); writer goroutine only.
+func (l *Log) cpuSaturated() bool {
+	metrics.Read(l.runnable[:])
+	v := l.runnable[0].Value
+	if v.Kind() != metrics.KindUint64 {
+		return false
+	}
+	n := v.Uint64()
+	return n >= l.answered && n-l.answered >= uint64(runtime.GOMAXPROCS(0))
+}
+
+// groupTarget: see gatherAppends.
+const groupTarget = 32
+
+// final signs the last checkpoint at Close and waits for the indexer.
+func (l *Log) final() {
 	if l.failure.Load() == nil && l.w.size > l.w.cp.Size {
 		if err := l.checkpointAsync(nil); err != nil {
 			l.log.Error("audit: final checkpoint failed; the next Open signs one", "err", err)
 		}
 	}
+	close(l.idx)
+	<-l.idxDone
 }
 
-// tick probes after a failure, or issues a checkpoint when one is due.
+// tick issues a checkpoint when one is due.
 func (l *Log) tick() {
-	if l.failure.Load() != nil {
-		l.probe(false)
-		return
-	}
 	w := l.w
-	if w.size > w.cp.Size && l.opts.Now().Sub(w.cp.Time) >= l.opts.CheckpointInterval {
+	if l.failure.Load() == nil && w.size > w.cp.Size && l.opts.Now().Sub(w.cp.Time) >= l.opts.CheckpointInterval {
 		l.checkpointAsync(nil)
 	}
 }
 
-// checkpointAsync commits a checkpoint of the current tree (in its own
-// transaction) unless the latest one already covers it, syncs it, and
-// tells done (if not nil) the outcome.
+// checkpointAsync signs a checkpoint of the current tree and journals it,
+// unless the latest one already covers it, and tells done (if not nil)
+// once it is published.
 func (l *Log) checkpointAsync(done chan error) error {
 	w := l.w
-	if f := l.failure.Load(); f != nil {
-		err := fmt.Errorf("%w: %w", ErrUnavailable, f.err)
+	reply := func(err error) error {
 		if done != nil {
 			done <- err
 		}
 		return err
 	}
+	if f := l.failure.Load(); f != nil {
+		return reply(fmt.Errorf("%w: %w", ErrUnavailable, f.err))
+	}
 	var cp *Checkpoint
 	if w.size > w.cp.Size {
 		var err error
 		if cp, err = signCheckpoint(w.signer, w.size, rootOf(w.rng), l.opts.Now()); err != nil {
-			if done != nil {
-				done <- err
-			}
-			return err
+			return reply(err)
 		}
-		l.writeStart.Store(time.Now().UnixNano())
-		err = w.write(nil, nil, nil, cp)
-		l.writeStart.Store(0)
-		if err != nil {
-			l.fail(err)
-			err = fmt.Errorf("%w: %w", ErrUnavailable, err)
-			if done != nil {
-				done <- err
-			}
-			return err
+		if err := l.journal(w.size, w.lastTime, nil, nil, cp); err != nil {
+			return reply(err)
 		}
 		w.cp = cp
 	}
-	l.finish(&committed{size: w.size, cp: cp, done: done})
+	l.idx <- &indexBatch{cp: cp, size: w.size, done: done}
 	return nil
 }
 
@@ -466,7 +532,7 @@ func (l *Log) checkpointSync() error {
 	if err != nil {
 		return err
 	}
-	if err := w.write(nil, nil, nil, cp); err != nil {
+	if err := w.write(nil, nil, nil, []*Checkpoint{cp}); err != nil {
 		return err
 	}
 	if err := w.sync(); err != nil {
@@ -477,7 +543,7 @@ func (l *Log) checkpointSync() error {
 	return nil
 }
 
-// publish makes cp the latest checkpoint (once it is durable).
+// publish makes cp the latest checkpoint (once it is durable and indexed).
 func (l *Log) publish(cp *Checkpoint) {
 	l.latest.Store(cp)
 	if l.witness != nil {
@@ -485,7 +551,56 @@ func (l *Log) publish(cp *Checkpoint) {
 	}
 }
 
-// commit writes one batch, syncs it and answers its callers.
+// journal writes the frame of rows (from seq first, at time t), their
+// index rows and cp, and syncs it. A failure makes the log unavailable
+// until it is reopened, and is returned wrapped in ErrUnavailable.
+func (l *Log) journal(first uint64, t int64, rows []row, index []indexRow, cp *Checkpoint) error {
+	w := l.w
+	b := appendFrame(w.j.buf[:0], first, t, rows, index, cp)
+	if cap(b) <= 1<<20 {
+		w.j.buf = b[:0]
+	}
+	l.syncStart.Store(time.Now().UnixNano())
+	err := w.j.write(b, first+uint64(len(rows)), l.leaving, l.reusable)
+	l.syncStart.Store(0)
+	if err != nil {
+		l.failFatal(err)
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return nil
+}
+
+// leaving is told the tree size at the end of the journal slot the writer
+// leaves: the indexer syncs the WAL once it has indexed that far.
+func (l *Log) leaving(end uint64) {
+	for {
+		old := l.syncWant.Load()
+		if end <= old || l.syncWant.CompareAndSwap(old, end) {
+			return
+		}
+	}
+}
+
+// reusable waits until the entries before end (a journal slot's previous
+// turn) are durable in the database.
+func (l *Log) reusable(end uint64) error {
+	for {
+		ch := l.notified()
+		if l.synced.Load() >= end {
+			return nil
+		}
+		if f := l.failure.Load(); f != nil {
+			return fmt.Errorf("the journal is full and the database cannot be written: %w", f.err)
+		}
+		select {
+		case <-ch:
+		case <-time.After(l.opts.ProbeInterval):
+		}
+	}
+}
+
+// commit writes one batch to the journal, answers its callers, and hands
+// it to the indexer.
 func (l *Log) commit(batch []*request) {
 	live := batch[:0:0]
 	for _, r := range batch {
@@ -499,7 +614,7 @@ func (l *Log) commit(batch []*request) {
 	if f := l.failure.Load(); f != nil {
 		err := fmt.Errorf("%w: %w", ErrUnavailable, f.err)
 		for _, r := range live {
-			r.done <- result{err: err}
+			l.answer(r, result{err: err})
 		}
 		return
 	}
@@ -519,7 +634,7 @@ func (l *Log) commit(batch []*request) {
 		if r.phi != nil {
 			var err error
 			if body, err = l.seal(body, seq, r.phi); err != nil {
-				r.done <- result{err: err}
+				l.answer(r, result{err: err})
 				continue
 			}
 			for _, tag := range r.index {
@@ -544,14 +659,9 @@ func (l *Log) commit(batch []*request) {
 			cp = nil
 		}
 	}
-	l.writeStart.Store(time.Now().UnixNano())
-	err := w.write(rows, index, tiles, cp)
-	l.writeStart.Store(0)
-	if err != nil {
-		l.fail(err)
-		err = fmt.Errorf("%w: %w", ErrUnavailable, err)
+	if err := l.journal(w.size, t, rows, index, cp); err != nil {
 		for _, r := range live {
-			r.done <- result{err: err}
+			l.answer(r, result{err: err})
 		}
 		return
 	}
@@ -559,57 +669,199 @@ func (l *Log) commit(batch []*request) {
 	if cp != nil {
 		w.cp = cp
 	}
-	l.finish(&committed{reqs: live, res: res, size: w.size, cp: cp})
+	l.durable.Store(w.size)
+	l.answered = 0
+	for i, r := range live {
+		l.answer(r, res[i])
+		if r.done != nil {
+			l.answered++
+		}
+	}
+	n := uint64(len(live))
+	l.stats.commits.Add(1)
+	l.stats.entries.Add(n)
+	if n > l.stats.largest.Load() {
+		l.stats.largest.Store(n)
+	}
+	l.idx <- &indexBatch{rows: rows, index: index, tiles: tiles, cp: cp, size: w.size}
 }
 
-// fail marks the log unavailable after a write error, alerting once.
-func (l *Log) fail(err error) {
-	f := &failure{err: err, since: l.opts.Now()}
-	if l.failure.CompareAndSwap(nil, f) {
-		l.w.lastProbe = time.Now()
-		l.log.Error("AUDIT LOG CANNOT BE WRITTEN: audited actions are refused until it recovers", "err", err, "data_dir", l.dir)
+// answer tells r's caller the outcome; a failed AppendAsync is logged.
+func (l *Log) answer(r *request, res result) {
+	if r.done != nil {
+		r.done <- res
+	} else if res.err != nil {
+		l.log.Error("audit: an entry appended without waiting was not recorded", "token_id", r.tokenID, "err", res.err)
 	}
+}
+
+// index is the indexer goroutine: it writes the batches the writer
+// journaled into the database, every batch waiting in one transaction. It
+// ends when the writer closes l.idx and everything is indexed (or, after
+// a failure at Close, left to the journal for the next Open).
+func (l *Log) index() {
+	defer close(l.idxDone)
+	var pend []*indexBatch
+	closed := false
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		if len(pend) == 0 {
+			if closed {
+				return
+			}
+			select {
+			case b, ok := <-l.idx:
+				if !ok {
+					return
+				}
+				pend = append(pend, b)
+			case f := <-l.ictl:
+				f()
+				continue
+			}
+		}
+		closed = l.gather(&pend, timer) || closed
+		if err := l.indexBatches(pend); err != nil {
+			if closed {
+				l.log.Error("audit: entries left unindexed at close; the next Open replays them from the journal", "err", err, "entries", pend[len(pend)-1].size-l.committed.Load())
+				for _, b := range pend {
+					if b.done != nil {
+						b.done <- fmt.Errorf("%w: %w", ErrUnavailable, err)
+					}
+				}
+				return
+			}
+			select {
+			case <-time.After(l.opts.ProbeInterval):
+			case f := <-l.ictl:
+				f()
+			}
+			continue
+		}
+		clear(pend)
+		pend = pend[:0]
+	}
+}
+
+// Indexing is cheaper per entry in larger transactions (a page the batch
+// fills is written to the WAL once, not once per group commit), and nobody
+// waits for it but readers: the indexer gathers batches until it has
+// indexMinRows entries or indexDelay has passed since the first, unless a
+// reader or a control request is waiting (l.kick, a batch's done). In the
+// gateway benchmark the indexer's CPU fell from 2.35 s (a transaction per
+// group commit) to 1.2 s (512 rows, 10 ms) and 0.85 s (these) per run.
+const (
+	indexMinRows = 4096
+	indexDelay   = 50 * time.Millisecond
+)
+
+// gather adds to pend the batches the writer sends until it is time to
+// index them; it reports whether the writer closed l.idx.
+func (l *Log) gather(pend *[]*indexBatch, timer *time.Timer) (closed bool) {
+	rows, urgent := 0, false
+	for _, b := range *pend {
+		rows += len(b.rows)
+		urgent = urgent || b.done != nil
+	}
+	timer.Reset(indexDelay)
+	defer timer.Stop()
+	for rows < indexMinRows && !urgent {
+		select {
+		case b, ok := <-l.idx:
+			if !ok {
+				return true
+			}
+			*pend = append(*pend, b)
+			rows += len(b.rows)
+			urgent = b.done != nil
+		case <-l.kick:
+			urgent = true
+		case <-timer.C:
+			urgent = true
+		}
+	}
+	for { // and whatever else is already there
+		select {
+		case b, ok := <-l.idx:
+			if !ok {
+				return true
+			}
+			*pend = append(*pend, b)
+		default:
+			return false
+		}
+	}
+}
+
+// indexBatches writes pend into the database in one transaction, then
+// publishes its checkpoints, moves the size readers see, and syncs the
+// WAL when the journal asked for it.
+func (l *Log) indexBatches(pend []*indexBatch) error {
+	rows, index, tiles := pend[0].rows, pend[0].index, pend[0].tiles
+	var cps []*Checkpoint
+	if len(pend) > 1 {
+		rows, index, tiles = nil, nil, nil
+		for _, b := range pend {
+			rows = append(rows, b.rows...)
+			index = append(index, b.index...)
+			tiles = append(tiles, b.tiles...)
+		}
+	}
+	for _, b := range pend {
+		if b.cp != nil {
+			cps = append(cps, b.cp)
+		}
+	}
+	l.writeStart.Store(time.Now().UnixNano())
+	err := l.w.write(rows, index, tiles, cps)
+	l.writeStart.Store(0)
+	if err != nil {
+		l.fail(err)
+		return err
+	}
+	if f := l.failure.Load(); f != nil && !f.fatal && l.failure.CompareAndSwap(f, nil) {
+		l.log.Warn("audit log writable again", "unavailable_for", l.opts.Now().Sub(f.since).Round(time.Millisecond).String())
+	}
+	size := pend[len(pend)-1].size
+	if want := l.syncWant.Load(); want > l.synced.Load() && size >= want {
+		if err := l.w.sync(); err != nil {
+			l.failFatal(fmt.Errorf("fdatasync of the WAL: %w", err))
+		} else {
+			l.synced.Store(size)
+		}
+	}
+	l.committed.Store(size)
+	if len(cps) > 0 {
+		l.publish(cps[len(cps)-1])
+	}
+	for _, b := range pend {
+		if b.done != nil {
+			b.done <- nil
+		}
+	}
+	l.notifyAll()
+	return nil
+}
+
+// fail marks the log unavailable after a database write error, alerting
+// once.
+func (l *Log) fail(err error) {
+	if l.failure.Load() != nil {
+		return
+	}
+	// the alert first: whoever sees the failure finds it logged
+	l.log.Error("AUDIT LOG CANNOT BE WRITTEN: audited actions are refused until it recovers", "err", err, "data_dir", l.dir)
+	l.failure.CompareAndSwap(nil, &failure{err: err, since: l.opts.Now()})
+	l.notifyAll()
 }
 
 // failFatal marks the log unavailable until it is reopened.
 func (l *Log) failFatal(err error) {
-	f := &failure{err: err, since: l.opts.Now(), fatal: true}
-	if old := l.failure.Swap(f); old == nil || !old.fatal {
-		l.log.Error("AUDIT LOG CANNOT BE WRITTEN and will not recover by itself: restart phigate (the WAL is re-read on open)", "err", err, "data_dir", l.dir)
-	}
-}
-
-// probe reloads the state from the database and tries a small write; on
-// success the log is available again. It runs on the writer goroutine.
-func (l *Log) probe(force bool) {
-	f := l.failure.Load()
-	if f == nil || f.fatal || !force && time.Since(l.w.lastProbe) < l.opts.ProbeInterval {
+	if old := l.failure.Load(); old != nil && old.fatal {
 		return
 	}
-	l.w.lastProbe = time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), l.opts.StallTimeout)
-	defer cancel()
-	err := l.load(ctx)
-	if err == nil {
-		err = l.w.exec("BEGIN IMMEDIATE")
-		if err == nil {
-			err = l.w.exec("INSERT INTO meta (k, v) VALUES ('probe', ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v", l.opts.Now().UTC().Format(time.RFC3339Nano))
-			if err == nil {
-				err = l.w.exec("COMMIT")
-			}
-			if err != nil {
-				l.w.exec("ROLLBACK")
-			}
-		}
-	}
-	if err == nil {
-		err = l.w.sync()
-	}
-	if err != nil {
-		l.log.Warn("audit: log still cannot be written", "err", err)
-		return
-	}
-	if l.failure.CompareAndSwap(f, nil) {
-		l.log.Warn("audit log writable again", "unavailable_for", l.opts.Now().Sub(f.since).Round(time.Millisecond).String())
-	}
+	l.log.Error("AUDIT LOG CANNOT BE WRITTEN and will not recover by itself: restart phigate (the journal is replayed on open)", "err", err, "data_dir", l.dir)
+	l.failure.Store(&failure{err: err, since: l.opts.Now(), fatal: true})
+	l.notifyAll()
 }
