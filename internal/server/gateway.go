@@ -9,10 +9,8 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/phigate/phigate/internal/audit"
@@ -122,72 +120,27 @@ func startGateway(d gatewayDeps) (runningGateway, error) {
 // break-glass), a completion access.completed, a refusal access.denied
 // (auth.failed when the credential itself was refused).
 //
-// Completions (RecordAsync) wait for the next grant or denial and are
-// appended alongside it, so that they share its commit instead of costing
-// one of their own; a timer appends any still waiting after
-// auditAsyncDelay.
+// Completions (RecordAsync) are queued without waiting (AppendAsync): they
+// join the next group commit, and nobody waits for them.
 type auditRecorder struct {
 	log *audit.Log
 	lg  *slog.Logger
-
-	mu      sync.Mutex
-	pending []*audit.Entry
-	timer   bool
-	wg      sync.WaitGroup
 }
 
-// auditAsyncDelay bounds how long a completion waits for company.
-const auditAsyncDelay = 100 * time.Millisecond
-
 func (a *auditRecorder) Record(ctx context.Context, ev *gateway.Event) error {
-	if a.flushPending() {
-		runtime.Gosched() // let the completions reach the log's queue first
-	}
 	_, err := a.log.Append(ctx, auditEntry(ev))
 	return err
 }
 
 // RecordAsync implements gateway.AsyncRecorder.
 func (a *auditRecorder) RecordAsync(ev *gateway.Event) {
-	e := auditEntry(ev)
-	a.mu.Lock()
-	a.pending = append(a.pending, e)
-	arm := !a.timer
-	a.timer = true
-	a.mu.Unlock()
-	if arm {
-		time.AfterFunc(auditAsyncDelay, func() { a.flushPending() })
+	if err := a.log.AppendAsync(auditEntry(ev)); err != nil {
+		a.lg.Error("recording a completion in the audit log failed", "request_id", ev.RequestID, "err", err)
 	}
 }
 
-// flushPending starts appending the waiting completions and reports
-// whether there were any.
-func (a *auditRecorder) flushPending() bool {
-	a.mu.Lock()
-	es := a.pending
-	a.pending = nil
-	a.timer = false
-	a.mu.Unlock()
-	for _, e := range es {
-		a.wg.Add(1)
-		go func() {
-			defer a.wg.Done()
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			if _, err := a.log.Append(ctx, e); err != nil {
-				a.lg.Error("recording a completion in the audit log failed", "request_id", e.RequestID, "err", err)
-			}
-		}()
-	}
-	return len(es) > 0
-}
-
-// Close appends what waits and returns once every completion is recorded
-// (or failed).
-func (a *auditRecorder) Close() {
-	a.flushPending()
-	a.wg.Wait()
-}
+// Close: the completions queued are committed by the audit log's Close.
+func (a *auditRecorder) Close() {}
 
 func auditEntry(ev *gateway.Event) *audit.Entry {
 	path := ev.Path
