@@ -422,8 +422,9 @@ func (l *Log) commitHeld(batch *[]*request, held *bool, hold *time.Timer) {
 // appends or MaxBatch entries, or GroupWait has passed. Every fdatasync
 // costs this kind of machine about 0.1 ms of CPU whatever it carries, so
 // when CPU is what requests wait for, fewer and larger group commits leave
-// more of it to them (the gateway at 64 clients: 0.40-0.44 of the bare
-// proxy's throughput without, 0.51-0.57 with). When the CPUs are not
+// more of it to them (the gateway at 64 clients, alternating in one
+// session: 0.41-0.44 of the bare proxy's throughput without, 0.45-0.53
+// with). When the CPUs are not
 // saturated waiting would only add latency (at 4 clients, gathering
 // regardless halved the throughput), so the writer does not wait. It
 // reports whether the queue was closed.
