@@ -689,10 +689,16 @@ func (l *Log) Checkpoint(ctx context.Context, fresh bool) (*Checkpoint, error) {
 // control has the writer goroutine run f, and waits for the outcome f
 // reports on done.
 func (l *Log) control(ctx context.Context, f func(done chan error) error) error {
+	return runOn(ctx, l.ctl, l.runDone, func(done chan error) { f(done) })
+}
+
+// runOn has the goroutine serving ch (until ended is closed) run f, and
+// waits for the outcome f reports on done.
+func runOn(ctx context.Context, ch chan func(), ended chan struct{}, f func(done chan error)) error {
 	done := make(chan error, 1)
 	select {
-	case l.ctl <- func() { f(done) }:
-	case <-l.runDone:
+	case ch <- func() { f(done) }:
+	case <-ended:
 		return ErrClosed
 	case <-ctx.Done():
 		return ctx.Err()
@@ -776,20 +782,7 @@ func (l *Log) notified() chan struct{} {
 
 // indexControl runs f on the indexer goroutine (tests).
 func (l *Log) indexControl(ctx context.Context, f func() error) error {
-	done := make(chan error, 1)
-	select {
-	case l.ictl <- func() { done <- f() }:
-	case <-l.idxDone:
-		return ErrClosed
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	select {
-	case err := <-done:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return runOn(ctx, l.ictl, l.idxDone, func(done chan error) { done <- f() })
 }
 
 func (l *Log) notifyAll() {
