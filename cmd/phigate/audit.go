@@ -431,13 +431,14 @@ type verifyResult struct {
 	Checkpoint     string   `json:"checkpoint,omitempty"`
 	Consistent     []uint64 `json:"consistent_with,omitempty"`
 	KeyFromDataDir bool     `json:"key_from_data_dir"`
+	Journaled      uint64   `json:"journaled,omitempty"`
 	FirstBad       *uint64  `json:"first_bad_seq,omitempty"`
 	LastBad        *uint64  `json:"last_bad_seq,omitempty"`
 	Reason         string   `json:"reason,omitempty"`
 }
 
 func verifyJSON(r *audit.Result) verifyResult {
-	v := verifyResult{OK: r.OK(), Size: r.Size, Covered: r.Covered, Consistent: r.Consistent, KeyFromDataDir: r.KeyFromDataDir}
+	v := verifyResult{OK: r.OK(), Size: r.Size, Covered: r.Covered, Consistent: r.Consistent, KeyFromDataDir: r.KeyFromDataDir, Journaled: r.Journaled}
 	if r.Checkpoint != nil {
 		v.Checkpoint = string(r.Checkpoint.Note)
 	}
@@ -466,6 +467,9 @@ func printVerify(w io.Writer, r *audit.Result) {
 	}
 	if r.Problem == nil && r.Size > r.Covered {
 		fmt.Fprintf(w, "Note: entries %d to %d are not signed yet (the log is being written, or was not closed cleanly; the server signs them when it opens the log).\n", r.Covered, r.Size-1)
+	}
+	if r.Journaled > 0 {
+		fmt.Fprintf(w, "Note: the journal holds %d more entries, not in audit.db yet and not checked here (the log is being written, or was not closed cleanly; the server moves them into audit.db when it opens the log).\n", r.Journaled)
 	}
 	if r.KeyFromDataDir {
 		fmt.Fprintln(w, "Note: verified with the public key stored in the data directory; for an independent check pass --key with a copy kept elsewhere.")

@@ -523,6 +523,11 @@ func TestReplayAfterCrash(t *testing.T) {
 	// holding entries the database lacks.
 	const slotSize = 32 << 10
 	c := crashWhileIndexed(t, slotSize, 600, 200)
+	// offline, before any replay: verify checks what the database holds
+	// and counts what only the journal holds
+	if res := mustVerify(t, c.image, VerifyOptions{}); !res.OK() || res.Size != c.indexed || res.Journaled != c.size-c.indexed {
+		t.Fatalf("verify of the crash image: size %d journaled %d (want %d and %d), %v", res.Size, res.Journaled, c.indexed, c.size-c.indexed, res.Problem)
+	}
 	frames := journalFrames(t, c.image)
 	slots := map[int]bool{}
 	for _, sf := range frames {

@@ -45,6 +45,10 @@ type Result struct {
 	// KeyFromDataDir is set when the verifier key came from the data
 	// directory rather than from VerifyOptions.
 	KeyFromDataDir bool
+	// Journaled counts the entries after Size found in the journal: the
+	// log is being written, or was not closed cleanly (opening it
+	// replays them into the database). Verify does not check them.
+	Journaled uint64
 	// Problem is the first problem found, nil when the log is intact.
 	Problem *Problem
 }
@@ -229,7 +233,16 @@ func Verify(ctx context.Context, dataDir string, opts VerifyOptions) (*Result, e
 		return nil, err
 	}
 	defer conn.ExecContext(context.Background(), "ROLLBACK")
-	return verifyConn(ctx, conn, st, v, opts, res)
+	if res, err = verifyConn(ctx, conn, st, v, opts, res); err != nil {
+		return nil, err
+	}
+	// best effort: a running server may be reusing the journal's slots
+	if frames, err := readJournal(dataDir, res.Size); err == nil {
+		for _, f := range frames {
+			res.Journaled += uint64(len(f.rows))
+		}
+	}
+	return res, nil
 }
 
 func verifyConn(ctx context.Context, conn *sql.Conn, st *store, v note.Verifier, opts VerifyOptions, res *Result) (*Result, error) {
