@@ -7,12 +7,14 @@
 // # Guarantees
 //
 //   - Durable before acknowledged: Append MUST NOT return nil until the
-//     entry is committed and fsync'd. Concurrent appends share one
-//     transaction and one fsync (group commit).
+//     entry is in the journal and fsync'd (it reaches the database behind
+//     it; a reader that starts after Append returned finds it). Concurrent
+//     appends share one journal write and one fsync (group commit).
 //   - Never a hang: Append fails at once with ErrPushback when too many
 //     appends wait, with ErrUnavailable while the log cannot be written
-//     (an alert is logged and Ready reports it until a probe write
-//     succeeds), and gives up after Options.AppendTimeout. Any error means
+//     (an alert is logged and Ready reports it until the database write
+//     is retried successfully, or, after a failed journal write, until
+//     the log is reopened), and gives up after Options.AppendTimeout. Any error means
 //     "not audited": the caller refuses what it was about to do.
 //   - No secrets: the Entry type has no field for a token secret, and
 //     Append redacts anything in any field that looks like one ("phi_"

@@ -481,9 +481,9 @@ func (l *Log) replay() (int, error) {
 }
 
 // Append adds e to the log and returns its sequence number. It MUST NOT
-// return nil until the entry is durably committed (in a transaction whose
-// COMMIT has been fsync'd). Concurrent appends share one transaction and one
-// fsync (group commit).
+// return nil until the entry is durably committed (in a journal frame that
+// has been fsync'd; see writer.go). Concurrent appends share one frame and
+// one fsync (group commit).
 //
 // Append never blocks indefinitely: it fails at once with ErrPushback when
 // too many appends are waiting, with ErrUnavailable while the log cannot be
