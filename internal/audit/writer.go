@@ -593,6 +593,10 @@ func (l *Log) reusable(end uint64) error {
 		if f := l.failure.Load(); f != nil {
 			return fmt.Errorf("the journal is full and the database cannot be written: %w", f.err)
 		}
+		select { // the indexer need not wait for a bigger transaction
+		case l.kick <- struct{}{}:
+		default:
+		}
 		select {
 		case <-ch:
 		case <-time.After(l.opts.ProbeInterval):
