@@ -21,29 +21,6 @@ import (
 	"github.com/phigate/phigate/pkg/client"
 )
 
-// ringOf is the vault's peppers as an authority.PepperRing (as the server
-// wires them).
-type ringOf struct{ v *vault.Vault }
-
-func (r ringOf) Peppers(ctx context.Context) ([]token.Pepper, error) {
-	vps, err := r.v.Peppers(ctx)
-	out := make([]token.Pepper, len(vps))
-	for i, p := range vps {
-		out[i] = token.Pepper{Version: p.Version, Key: p.Key}
-	}
-	return out, err
-}
-
-func (r ringOf) RotatePepper(ctx context.Context) error {
-	_, err := r.v.RotatePepper(ctx)
-	return err
-}
-
-func (r ringOf) RetirePepper(ctx context.Context, version int) error {
-	_, err := r.v.RetirePepper(ctx, version)
-	return err
-}
-
 // pepperEnv is an admin API whose authority hashes with the vault's
 // peppers, recording the API's refusals.
 type pepperEnv struct {
@@ -57,21 +34,7 @@ func newPepperEnv(t *testing.T) *pepperEnv {
 	ctx := context.Background()
 	pe := &pepperEnv{vaultEnv: &vaultEnv{dir: t.TempDir()}}
 	ve := pe.vaultEnv
-	p, err := vault.ParseProvider(ctx, writeKey(t, ve.dir, "master.key"), vault.ProviderOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ve.v, err = vault.Create(ctx, ve.dir, p, vault.Options{OnEvent: func(_ context.Context, e vault.Event) error {
-		ve.events = append(ve.events, e)
-		if e.Outcome == vault.OutcomeSuccess {
-			return ve.refuse
-		}
-		return nil
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ve.v.Close() })
+	ve.openVault(t)
 	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "api.db"), sqlite.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -81,7 +44,7 @@ func newPepperEnv(t *testing.T) *pepperEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := authority.New(st, h, authority.Config{Peppers: ringOf{ve.v}})
+	a := authority.New(st, h, authority.Config{Peppers: vault.PepperRing{V: ve.v}})
 	if err := a.ReloadPeppers(ctx); err != nil {
 		t.Fatal(err)
 	}

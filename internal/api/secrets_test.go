@@ -26,28 +26,35 @@ type vaultEnv struct {
 	refuse error // OnEvent's answer
 }
 
-func newVaultEnv(t *testing.T, withVault bool) *vaultEnv {
+// openVault creates ve's vault in ve.dir, recording its events and
+// answering them with ve.refuse.
+func (ve *vaultEnv) openVault(t *testing.T) {
 	t.Helper()
 	ctx := context.Background()
+	p, err := vault.ParseProvider(ctx, writeKey(t, ve.dir, "master.key"), vault.ProviderOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ve.v, err = vault.Create(ctx, ve.dir, p, vault.Options{OnEvent: func(_ context.Context, e vault.Event) error {
+		ve.events = append(ve.events, e)
+		if e.Outcome == vault.OutcomeSuccess {
+			return ve.refuse
+		}
+		return nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ve.v.Close() })
+}
+
+func newVaultEnv(t *testing.T, withVault bool) *vaultEnv {
+	t.Helper()
 	a, st, secret := testAuthority(t)
 	ve := &vaultEnv{dir: t.TempDir()}
 	opts := Options{Ready: st.Ping}
 	if withVault {
-		p, err := vault.ParseProvider(ctx, writeKey(t, ve.dir, "master.key"), vault.ProviderOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ve.v, err = vault.Create(ctx, ve.dir, p, vault.Options{OnEvent: func(_ context.Context, e vault.Event) error {
-			ve.events = append(ve.events, e)
-			if e.Outcome == vault.OutcomeSuccess {
-				return ve.refuse
-			}
-			return nil
-		}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { ve.v.Close() })
+		ve.openVault(t)
 		opts.Vault = ve.v
 	}
 	logBuf := &bytes.Buffer{}

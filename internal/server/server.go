@@ -178,7 +178,7 @@ func open(ctx context.Context, cfg *config.Config, masterKey string, dev bool, c
 	}
 	acfg := authorityConfig(cfg, logger)
 	acfg.Recorder = changeRecorder{log: n.audit}
-	acfg.Peppers, acfg.Sealer = vaultPeppers{n.vault}, vaultSealer{n.vault}
+	acfg.Peppers, acfg.Sealer = vault.PepperRing{V: n.vault}, vaultSealer{n.vault}
 	n.auth = authority.New(n.store, h, acfg)
 	if err := n.auth.ReloadPeppers(ctx); err != nil { // the older live peppers verify too
 		return nil, err

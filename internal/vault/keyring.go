@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+
+	"github.com/phigate/phigate/internal/token"
 )
 
 // Pepper is one version of the token pepper (the HMAC key of token
@@ -194,4 +196,31 @@ func shred(path string) error {
 		d.Close()
 	}
 	return nil
+}
+
+// PepperRing is v's token peppers as the authority's pepper keyring
+// (authority.PepperRing). The vault records each rotation and retirement
+// through its OnEvent, with the actor the caller put in the context.
+type PepperRing struct{ V *Vault }
+
+func (r PepperRing) Peppers(ctx context.Context) ([]token.Pepper, error) {
+	vps, err := r.V.Peppers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]token.Pepper, len(vps))
+	for i, vp := range vps {
+		out[i] = token.Pepper{Version: vp.Version, Key: vp.Key}
+	}
+	return out, nil
+}
+
+func (r PepperRing) RotatePepper(ctx context.Context) error {
+	_, err := r.V.RotatePepper(ctx)
+	return err
+}
+
+func (r PepperRing) RetirePepper(ctx context.Context, version int) error {
+	_, err := r.V.RetirePepper(ctx, version)
+	return err
 }
