@@ -60,7 +60,7 @@ func compare(ctx context.Context, o options, scenario string, p *inproc, t *Targ
 	rep.Pass = rep.Ratio >= goal && rep.errors() == 0
 	rep.Lines = []string{
 		resultLine(scenario, base),
-		resultLine(scenario, phi) + fmt.Sprintf("  ratio=%.2f (target ≥ %.2f) %s", rep.Ratio, goal, passFail(rep.Pass)),
+		resultLine(scenario, phi) + fmt.Sprintf("  ratio=%.2f%s (target ≥ %.2f) %s", rep.Ratio, roundSpread(phi, base), goal, passFail(rep.Pass)),
 		fmt.Sprintf("%-11s setup     c=%d duration=%v warmup=%v rounds=%d (interleaved A/B) response=%dB status=%d TLS1.3 HTTP/1.1 keep-alive",
 			scenario, o.Concurrency, o.Duration, o.Warmup, o.Rounds, size, expect),
 	}

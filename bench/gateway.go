@@ -223,9 +223,9 @@ func runGateway(ctx context.Context, o options, log *slog.Logger, progress io.Wr
 	rep.Results = append(rep.Results, lb, lg, lgf, lgn)
 	rep.Lines = []string{
 		resultLine("gateway", b),
-		resultLine("gateway", g) + fmt.Sprintf("  ratio=%.2f (target ≥ %.2f) %s", rep.Ratio, gatewayGoal, passFail(okRatio)),
-		resultLine("gateway", gf) + fmt.Sprintf("  ratio=%.2f (file recorder instead of the audit log)", ratioFile),
-		resultLine("gateway", gn) + fmt.Sprintf("  ratio=%.2f (diagnostic: no recording at all)", ratioNone),
+		resultLine("gateway", g) + fmt.Sprintf("  ratio=%.2f%s (target ≥ %.2f) %s", rep.Ratio, roundSpread(g, b), gatewayGoal, passFail(okRatio)),
+		resultLine("gateway", gf) + fmt.Sprintf("  ratio=%.2f%s (file recorder instead of the audit log)", ratioFile, roundSpread(gf, b)),
+		resultLine("gateway", gn) + fmt.Sprintf("  ratio=%.2f%s (diagnostic: no recording at all)", ratioNone, roundSpread(gn, b)),
 		resultLine("gateway", lb) + "  (1 client)",
 		resultLine("gateway", lg) + "  (1 client)",
 		resultLine("gateway", lgf) + "  (1 client)",

@@ -145,6 +145,17 @@ type Result struct {
 	P99       time.Duration `json:"p99_ns"`
 	Max       time.Duration `json:"max_ns"`
 	BodyBytes int64         `json:"body_bytes,omitempty"`
+	// CPU is the CPU time this whole process (load generator, proxy and
+	// upstream alike) used during the measured phases; CPUUtil is CPU per
+	// second of Elapsed (2.0: two cores busy), CPUPerRequest CPU per
+	// request. A target that leaves the cores idle while requests wait
+	// (for an fsync, say) shows a lower CPUUtil than one that does not.
+	CPU           time.Duration `json:"cpu_ns,omitempty"`
+	CPUUtil       float64       `json:"cpu_util,omitempty"`
+	CPUPerRequest time.Duration `json:"cpu_per_request_ns,omitempty"`
+	// RoundRPS is the throughput of each measured round (RunRounds), in
+	// order: how much the machine drifted while it was measured.
+	RoundRPS []float64 `json:"round_rps,omitempty"`
 	// ErrorKinds counts the errors by kind ("status 503", "check: ...",
 	// "transport: ...").
 	ErrorKinds map[string]int64 `json:"error_kinds,omitempty"`
@@ -160,6 +171,7 @@ func (r *Result) Merge(o *Result) {
 	r.Requests += o.Requests
 	r.Errors += o.Errors
 	r.Elapsed += o.Elapsed
+	r.CPU += o.CPU
 	if o.BodyBytes > 0 {
 		r.BodyBytes = o.BodyBytes
 	}
@@ -179,6 +191,10 @@ func (r *Result) Merge(o *Result) {
 func (r *Result) finish() {
 	if r.Elapsed > 0 {
 		r.RPS = float64(r.Requests) / r.Elapsed.Seconds()
+		r.CPUUtil = r.CPU.Seconds() / r.Elapsed.Seconds()
+	}
+	if r.Requests > 0 {
+		r.CPUPerRequest = r.CPU / time.Duration(r.Requests)
 	}
 	if r.hist != nil {
 		r.P50 = r.hist.quantile(0.50)
@@ -245,6 +261,7 @@ func (l *Loader) phase(ctx context.Context, t *Target, d time.Duration) (*Result
 	ctx, cancel := context.WithTimeout(ctx, d+requestTimeout)
 	defer cancel()
 	workers := make([]*worker, l.Concurrency)
+	cpu0 := processCPU()
 	start := time.Now()
 	deadline := start.Add(d)
 	var wg sync.WaitGroup
@@ -268,10 +285,11 @@ func (l *Loader) phase(ctx context.Context, t *Target, d time.Duration) (*Result
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	cpu := processCPU() - cpu0
 	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		return nil, err
 	}
-	res := &Result{Name: t.Name, Elapsed: elapsed, hist: new(histogram)}
+	res := &Result{Name: t.Name, Elapsed: elapsed, CPU: cpu, hist: new(histogram)}
 	for _, w := range workers {
 		res.Requests += w.ok
 		res.Errors += w.errs
@@ -405,6 +423,7 @@ func (l *Loader) RunRounds(ctx context.Context, targets []*Target, warmup, d tim
 				return nil, err
 			}
 			out[i].Merge(res)
+			out[i].RoundRPS = append(out[i].RoundRPS, res.RPS)
 		}
 	}
 	return out, nil

@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"os/signal"
 	"runtime"
@@ -302,10 +303,31 @@ func cpuModel() string {
 // resultLine formats one target's result for the closing note.
 func resultLine(scenario string, r *Result) string {
 	s := fmt.Sprintf("%-11s %-9s rps=%-8.0f p50=%-8s p99=%-8s n=%d", scenario, r.Name, r.RPS, ms(r.P50), ms(r.P99), r.Requests)
+	if r.CPU > 0 {
+		s += fmt.Sprintf(" cpu=%.0f%% cpu/req=%.0fµs", 100*r.CPUUtil, float64(r.CPUPerRequest)/1e3)
+	}
 	if r.Errors > 0 {
 		s += fmt.Sprintf(" errors=%d [%s]", r.Errors, r.ErrorSummary())
 	}
 	return s
+}
+
+// roundSpread gives the lowest and highest of r's per-round throughput
+// over base's in the same rounds (RunRounds interleaves them), as
+// " (rounds 0.52–0.61)"; "" with fewer than two rounds.
+func roundSpread(r, base *Result) string {
+	if len(r.RoundRPS) < 2 || len(r.RoundRPS) != len(base.RoundRPS) {
+		return ""
+	}
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for i, v := range r.RoundRPS {
+		if base.RoundRPS[i] <= 0 {
+			return ""
+		}
+		q := v / base.RoundRPS[i]
+		lo, hi = min(lo, q), max(hi, q)
+	}
+	return fmt.Sprintf(" (rounds %.2f–%.2f)", lo, hi)
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d)/1e6) }
