@@ -347,7 +347,10 @@ func (k *verifierFlags) add(fs *pflag.FlagSet, what string) {
 	fs.StringVar(&k.text, "key-text", "", "the log's public key itself, phigate/<node>+<hash>+<key>")
 }
 
-// load returns the key given, or "" when none was.
+// load returns the key given, or "" when none was. A key given but empty
+// (an empty file, say, left by a failed "audit key > FILE") is an error:
+// verify would otherwise fall back to the copy in the data directory,
+// which is exactly what an auditor's own copy is there to avoid.
 func (k *verifierFlags) load() (string, error) {
 	switch {
 	case k.file != "" && k.text != "":
@@ -357,7 +360,13 @@ func (k *verifierFlags) load() (string, error) {
 		if err != nil {
 			return "", err
 		}
-		return strings.TrimSpace(string(b)), nil
+		key := strings.TrimSpace(string(b))
+		if key == "" {
+			return "", usagef("--key %s: the file is empty; it should hold the log's public key (phigate audit key --data DIR)", safe(k.file))
+		}
+		return key, nil
+	case k.text != "" && strings.TrimSpace(k.text) == "":
+		return "", usagef("--key-text is empty")
 	}
 	return strings.TrimSpace(k.text), nil
 }

@@ -65,6 +65,17 @@ func TestAuditVerifyKeyExportOffline(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stdout, "public key stored in the data directory") {
 		t.Fatalf("verify without --key must say where the key came from: %+v", r)
 	}
+	// an empty key file (a failed "audit key > FILE") must not fall back
+	// to the data directory's copy
+	empty := writeFile(t, "empty.pub", "\n")
+	r = runCLI(t, nil, "", "audit", "verify", "--data", dir, "--key", empty)
+	if r.code != 2 || !strings.Contains(r.stderr, "the file is empty") || strings.Contains(r.stdout, "OK:") {
+		t.Fatalf("verify with an empty --key file: %+v", r)
+	}
+	r = runCLI(t, nil, "", "audit", "verify", "--data", dir, "--key-text", "  ")
+	if r.code != 2 || !strings.Contains(r.stderr, "--key-text is empty") {
+		t.Fatalf("verify with a blank --key-text: %+v", r)
+	}
 	r = runCLI(t, nil, "", "--json", "audit", "verify", "--data", dir, "--key-text", vkey)
 	var v verifyResult
 	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &v) != nil || !v.OK || v.Size != 12 {
