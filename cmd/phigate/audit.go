@@ -582,21 +582,41 @@ only checks the log's integrity; with --decrypt the vault's master key
 func (a *cli) auditKeyCmd() *cobra.Command {
 	var dataDir string
 	cmd := &cobra.Command{
-		Use:   "key --data DIR",
+		Use:   "key [--data DIR]",
 		Short: "Print the public key that verifies the audit log",
-		Long: `Key prints the note verifier key of the audit log in the data directory
+		Long: `Key prints the note verifier key of the audit log
 (phigate/<node>+<hash>+<key>). Give it to auditors, keep a copy off the
-machine: with it alone they can check checkpoints, proofs and the whole log.`,
+machine: with it alone they can check checkpoints, proofs and the whole log.
+
+With --data it reads the key of the log in that data directory. Without, it
+asks the server (GET /v1/audit/key, no token needed) over the TLS connection
+PHIGATE_ADDR and PHIGATE_PIN describe, and says so on stderr: a key fetched
+from the server you mean to audit is only as good as the connection it came
+over, so compare it once with a copy taken on the server's machine.`,
+		Example: `  phigate audit key --data /var/lib/phigate > audit.pub
+  phigate audit key > audit.pub     # from the server, over the pinned connection`,
 		Args: noArgs,
 	}
-	cmd.Flags().StringVar(&dataDir, "data", "", "data directory (required)")
+	cmd.Flags().StringVar(&dataDir, "data", "", "data directory (default: ask the server)")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		if dataDir == "" {
-			return usagef("--data DIR is required")
-		}
-		vkey, err := audit.ReadVerifierKey(dataDir)
-		if err != nil {
-			return err
+		var vkey string
+		if dataDir != "" {
+			k, err := audit.ReadVerifierKey(dataDir)
+			if err != nil {
+				return err
+			}
+			vkey = k
+		} else {
+			c, err := client.FromEnvFunc(a.env, client.WithUserAgent("phigate-cli/1"))
+			if err != nil {
+				return err
+			}
+			k, err := c.AuditKey(cmd.Context())
+			if err != nil {
+				return err
+			}
+			vkey = strings.TrimSpace(k.Key)
+			fmt.Fprintf(a.stderr, "Fetched from the server at %s; compare it once with 'phigate audit key --data DIR' on that machine.\n", safe(c.Addr()))
 		}
 		v, err := audit.NewVerifier(vkey)
 		if err != nil {

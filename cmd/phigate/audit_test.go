@@ -218,6 +218,17 @@ func TestAuditOnlineCommands(t *testing.T) {
 		t.Fatalf("checkpoint: %q", r.stdout)
 	}
 
+	// audit key without --data asks the server, says so, and checks what it got
+	f.on("GET", "/v1/audit/key", 200, `{"origin":"x","key":"`+vkey+`"}`)
+	r = runCLI(t, f.env(), "", "audit", "key")
+	if r.code != 0 || r.stdout != vkey+"\n" || !strings.Contains(r.stderr, "Fetched from the server") || f.last(t).Path != "/v1/audit/key" {
+		t.Fatalf("key from the server: %+v", r)
+	}
+	f.on("GET", "/v1/audit/key", 200, `{"origin":"x","key":"not a key"}`)
+	if r = runCLI(t, f.env(), "", "audit", "key"); r.code == 0 || r.stdout != "" {
+		t.Fatalf("a malformed key from the server must be refused: %+v", r)
+	}
+
 	save := filepath.Join(t.TempDir(), "saved.json")
 	r = runCLI(t, f.env(), "", "audit", "prove", "--seq", "2", "--key-text", vkey, "--save", save)
 	if r.code != 0 || !strings.Contains(r.stdout, "OK: entry 2") || f.last(t).Query != "seq=2" {
