@@ -10,8 +10,9 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"syscall"
 	"time"
+
+	"github.com/phigate/phigate/internal/fsync"
 )
 
 // The journal
@@ -230,6 +231,7 @@ type journal struct {
 	off      int64                // where its next frame goes
 	ends     [journalSlots]uint64 // tree size after the last frame of each slot's latest turn
 	buf      []byte               // the frame being written
+	syncer   *fsync.Syncer        // fdatasync without holding a P
 }
 
 func slotPath(dir string, i int) string { return filepath.Join(dir, fmt.Sprint(i)) }
@@ -241,7 +243,7 @@ func openJournal(dataDir string, slotSize int64) (*journal, error) {
 	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 		return nil, fmt.Errorf("audit: journal: %w", err)
 	}
-	return &journal{dir: dir, slotSize: slotSize}, nil
+	return &journal{dir: dir, slotSize: slotSize, syncer: fsync.New()}, nil
 }
 
 // file returns slot i's file, opening (creating) it.
@@ -282,7 +284,7 @@ func (j *journal) write(b []byte, end uint64, leaving func(uint64), reusable fun
 	if _, err := f.WriteAt(b, j.off); err != nil {
 		return fmt.Errorf("journal write: %w", err)
 	}
-	if err := fdatasync(f); err != nil {
+	if err := j.syncer.Datasync(f); err != nil {
 		return fmt.Errorf("journal fdatasync: %w", err)
 	}
 	j.off += int64(len(b))
@@ -291,7 +293,7 @@ func (j *journal) write(b []byte, end uint64, leaving func(uint64), reusable fun
 }
 
 func (j *journal) close() error {
-	var errs []error
+	errs := []error{j.syncer.Close()}
 	for _, f := range j.files {
 		if f != nil {
 			errs = append(errs, f.Close())
@@ -358,15 +360,6 @@ func readJournal(dataDir string, from uint64) ([]*frame, error) {
 		next = f.end()
 	}
 	return out, nil
-}
-
-func fdatasync(f *os.File) error {
-	for {
-		err := syscall.Fdatasync(int(f.Fd()))
-		if err != syscall.EINTR {
-			return err
-		}
-	}
 }
 
 func syncDir(dir string) error {

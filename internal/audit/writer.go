@@ -13,6 +13,8 @@ import (
 
 	"github.com/transparency-dev/merkle/compact"
 	"golang.org/x/mod/sumdb/note"
+
+	"github.com/phigate/phigate/internal/fsync"
 )
 
 // Group commit
@@ -66,13 +68,14 @@ import (
 // Open has returned, the tree state and the journal belong to the writer
 // goroutine, the connection (db, conn, wal, stmts) to the indexer.
 type writer struct {
-	db     *sql.DB
-	conn   *sql.Conn
-	wal    *os.File // the WAL, for fdatasync
-	path   string
-	stmts  map[string]*sql.Stmt
-	signer note.Signer
-	j      *journal
+	db      *sql.DB
+	conn    *sql.Conn
+	wal     *os.File // the WAL, for fdatasync
+	walSync *fsync.Syncer
+	path    string
+	stmts   map[string]*sql.Stmt
+	signer  note.Signer
+	j       *journal
 
 	size     uint64         // entries in the journal (acknowledged)
 	rng      *compact.Range // compact range [0, size)
@@ -172,11 +175,14 @@ func (w *writer) openWAL() error {
 		return fmt.Errorf("open the WAL: %w", err)
 	}
 	w.wal = f
+	if w.walSync == nil {
+		w.walSync = fsync.New()
+	}
 	return nil
 }
 
 // sync makes every transaction committed so far durable.
-func (w *writer) sync() error { return fdatasync(w.wal) }
+func (w *writer) sync() error { return w.walSync.Datasync(w.wal) }
 
 func (w *writer) close() error {
 	var errs []error
@@ -191,6 +197,9 @@ func (w *writer) close() error {
 	}
 	if w.wal != nil {
 		errs = append(errs, w.wal.Close())
+	}
+	if w.walSync != nil {
+		errs = append(errs, w.walSync.Close())
 	}
 	if w.j != nil {
 		errs = append(errs, w.j.close())

@@ -51,6 +51,7 @@ import (
 
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 
+	"github.com/phigate/phigate/internal/fsync"
 	"github.com/phigate/phigate/internal/store"
 )
 
@@ -109,6 +110,7 @@ type Store struct {
 
 	// the WAL sync pipeline (syncLoop)
 	wal        *os.File
+	syncer     *fsync.Syncer // the WAL's fdatasync, without holding a P
 	syncq      chan synced
 	syncDone   chan struct{}
 	syncFailed atomic.Pointer[error]
@@ -188,6 +190,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		s.closeDBs()
 		return nil, fmt.Errorf("sqlite: open %s: the write-ahead log: %w", path, err)
 	}
+	s.syncer = fsync.New()
 	go s.syncLoop()
 	go s.writeLoop()
 	go s.checkpointLoop()
@@ -340,6 +343,9 @@ func (s *Store) closeDBs() error {
 	}
 	if s.wal != nil {
 		errs = append(errs, s.wal.Close())
+	}
+	if s.syncer != nil {
+		errs = append(errs, s.syncer.Close())
 	}
 	return errors.Join(errs...)
 }

@@ -5,9 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"os"
 	"sync/atomic"
-	"syscall"
 
 	"github.com/phigate/phigate/internal/store"
 )
@@ -224,7 +222,7 @@ func (s *Store) syncLoop() {
 		}
 		err := s.syncErr()
 		if err == nil {
-			err = fdatasync(s.wal)
+			err = s.syncer.Datasync(s.wal)
 			s.stats.syncs.Add(1)
 			if err != nil {
 				s.syncFailed.Store(&err)
@@ -252,16 +250,6 @@ func (s *Store) syncErr() error {
 		return *p
 	}
 	return nil
-}
-
-// fdatasync flushes f's data to disk, retrying on EINTR.
-func fdatasync(f *os.File) error {
-	for {
-		err := syscall.Fdatasync(int(f.Fd()))
-		if err != syscall.EINTR {
-			return err
-		}
-	}
 }
 
 type opFailure struct {
