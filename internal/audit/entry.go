@@ -227,6 +227,7 @@ func (e *Entry) normalize() error {
 			continue
 		}
 		var buf bytes.Buffer
+		buf.Grow(len(*s)) // compacting never lengthens
 		if err := json.Compact(&buf, *s); err != nil {
 			return fmt.Errorf("%w: before/after is not JSON", ErrInvalidEntry)
 		}
