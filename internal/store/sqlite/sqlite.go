@@ -111,6 +111,8 @@ type Store struct {
 	// the WAL sync pipeline (syncLoop)
 	wal        *os.File
 	syncer     *fsync.Syncer // the WAL's fdatasync, without holding a P
+	syncing    atomic.Bool   // the syncer is in an fdatasync
+	syncIdle   chan struct{} // signalled when an fdatasync ends (capacity 1)
 	syncq      chan synced
 	syncDone   chan struct{}
 	syncFailed atomic.Pointer[error]
@@ -191,6 +193,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("sqlite: open %s: the write-ahead log: %w", path, err)
 	}
 	s.syncer = fsync.New()
+	s.syncIdle = make(chan struct{}, 1)
 	go s.syncLoop()
 	go s.writeLoop()
 	go s.checkpointLoop()

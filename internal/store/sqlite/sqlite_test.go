@@ -612,6 +612,15 @@ func BenchmarkCreateToken64(b *testing.B) {
 	}
 }
 
+func BenchmarkCreateTokenLatency(b *testing.B) {
+	for _, g := range []int{1, 4} {
+		b.Run(fmt.Sprintf("goroutines=%d", g), func(b *testing.B) {
+			s, _ := openTemp(b, Options{})
+			storetest.BenchCreateLatency(b, s, g)
+		})
+	}
+}
+
 func BenchmarkTokenBySecret(b *testing.B) {
 	s, _ := openTemp(b, Options{})
 	storetest.BenchTokenBySecret(b, s, 1000)

@@ -15,8 +15,10 @@ import (
 // Every change is an op: a function that runs on the one writer connection
 // inside a transaction. write hands the op to the writer goroutine and waits
 // for its result. The writer takes the first op waiting, then every other op
-// already queued (up to Options.MaxBatch) without waiting for more, and runs
-// them all in one transaction:
+// already queued (up to Options.MaxBatch), and, while the syncer is in an
+// fdatasync, those that arrive until it is done (they could not be
+// acknowledged before the next sync anyway); then it runs them all in one
+// transaction:
 //
 //	BEGIN IMMEDIATE
 //	<op 1>; <op 2>; ...
@@ -129,9 +131,32 @@ func (s *Store) writeLoop() {
 				break fill
 			}
 		}
+		batch = s.gatherWhileSyncing(batch)
 		s.runBatch(batch)
 		clear(batch) // drop references to finished ops
 	}
+}
+
+// gatherWhileSyncing adds to batch the ops that arrive while the syncer is
+// in an fdatasync, until it is done or the batch is full. Ops committed
+// meanwhile could not be acknowledged before the next sync anyway, and
+// one transaction for all of them writes each page it touches to the WAL
+// once, where a transaction per op wrote them all again: on token
+// creation at 64 clients batches were 1.4 ops on average, and the
+// writer's commits (two pwrite calls per WAL page) were a third of the
+// store's CPU.
+func (s *Store) gatherWhileSyncing(batch []*op) []*op {
+	for len(batch) < s.opts.MaxBatch && s.syncing.Load() {
+		select {
+		case o, ok := <-s.queue:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, o)
+		case <-s.syncIdle:
+		}
+	}
+	return batch
 }
 
 // runBatch runs the claimable ops of batch in one transaction.
@@ -222,7 +247,13 @@ func (s *Store) syncLoop() {
 		}
 		err := s.syncErr()
 		if err == nil {
+			s.syncing.Store(true)
 			err = s.syncer.Datasync(s.wal)
+			s.syncing.Store(false)
+			select { // the writer may be gathering for this sync's end
+			case s.syncIdle <- struct{}{}:
+			default:
+			}
 			s.stats.syncs.Add(1)
 			if err != nil {
 				s.syncFailed.Store(&err)
