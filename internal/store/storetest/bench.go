@@ -20,13 +20,7 @@ const BenchGoroutines = 64
 // secrets are made before the clock starts, so ns/op and allocs/op are the
 // store's. It also reports creates/s.
 func BenchCreate(b *testing.B, s store.Store) {
-	fx := newFixtures(b)
-	recs := make([]*token.Record, b.N)
-	secs := make([]token.Secret, b.N)
-	for i := range recs {
-		recs[i] = fx.record()
-		secs[i] = fx.secret(recs[i].ID, recs[i].CreatedAt)
-	}
+	recs, secs := benchTokens(b, b.N)
 	ctx := b.Context()
 	procs := runtime.GOMAXPROCS(0)
 	b.SetParallelism((BenchGoroutines + procs - 1) / procs)
@@ -101,13 +95,7 @@ func BenchTokenBySecret(b *testing.B, s store.Store, n int) {
 // p50 and p99: with one goroutine, each creation's own commit and fsync;
 // with a few, how long a creation waits for the group commit in progress.
 func BenchCreateLatency(b *testing.B, s store.Store, goroutines int) {
-	fx := newFixtures(b)
-	recs := make([]*token.Record, b.N)
-	secs := make([]token.Secret, b.N)
-	for i := range recs {
-		recs[i] = fx.record()
-		secs[i] = fx.secret(recs[i].ID, recs[i].CreatedAt)
-	}
+	recs, secs := benchTokens(b, b.N)
 	ctx := b.Context()
 	lat := make([]time.Duration, b.N)
 	var next atomic.Int64
@@ -135,4 +123,17 @@ func BenchCreateLatency(b *testing.B, s store.Store, goroutines int) {
 	slices.Sort(lat)
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+}
+
+// benchTokens makes n token records and their secrets, before the clock
+// starts.
+func benchTokens(b *testing.B, n int) ([]*token.Record, []token.Secret) {
+	fx := newFixtures(b)
+	recs := make([]*token.Record, n)
+	secs := make([]token.Secret, n)
+	for i := range recs {
+		recs[i] = fx.record()
+		secs[i] = fx.secret(recs[i].ID, recs[i].CreatedAt)
+	}
+	return recs, secs
 }
