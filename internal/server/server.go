@@ -186,8 +186,6 @@ func open(ctx context.Context, cfg *config.Config, masterKey string, dev bool, c
 	return n, nil
 }
 
-// close releases what open opened, in reverse order. The authority must
-// have been closed (its leases given back) by the caller.
 // openAudit opens the audit log of dir (after the vault) with opts plus
 // what the vault provides: the checkpoint signing key, the sealer of PHI
 // fields (its data key made first: see audit.VaultSealer), and the
@@ -208,6 +206,8 @@ func (n *node) openAudit(ctx context.Context, dir string, opts audit.Options) er
 	return nil
 }
 
+// close releases what open opened, in reverse order. The authority must
+// have been closed (its leases given back) by the caller.
 func (n *node) close() error {
 	var errs []error
 	if n.store != nil {
