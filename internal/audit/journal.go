@@ -255,7 +255,7 @@ func (j *journal) file(i int) (*os.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := syncDir(j.dir); err != nil {
+	if err := fsync.Dir(j.dir); err != nil {
 		f.Close()
 		return nil, err
 	}
@@ -360,15 +360,6 @@ func readJournal(dataDir string, from uint64) ([]*frame, error) {
 		next = f.end()
 	}
 	return out, nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // timeOf is a frame time as a time.Time.

@@ -14,6 +14,8 @@ import (
 	"strings"
 
 	"golang.org/x/mod/sumdb/note"
+
+	"github.com/phigate/phigate/internal/fsync"
 )
 
 // Files of the data directory.
@@ -195,10 +197,7 @@ func writeFileSync(p string, data []byte, mode os.FileMode, excl bool) error {
 		os.Remove(tmp)
 		return fmt.Errorf("audit: write %s: %w", p, err)
 	}
-	if d, err := os.Open(filepath.Dir(p)); err == nil {
-		d.Sync()
-		d.Close()
-	}
+	fsync.Dir(filepath.Dir(p)) // best effort
 	return nil
 }
 

@@ -48,3 +48,14 @@ func Datasync(f *os.File) error {
 	}
 	return serr
 }
+
+// Dir makes the entries of directory dir durable (a file created, renamed
+// or removed in it), with fsync(2) on the directory.
+func Dir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

@@ -162,3 +162,16 @@ func BenchmarkDatasync(b *testing.B) {
 		})
 	}
 }
+
+func TestDir(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "new"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := Dir(dir); err != nil {
+		t.Fatalf("Dir of a directory: %v", err)
+	}
+	if err := Dir(filepath.Join(dir, "missing")); err == nil {
+		t.Fatal("Dir of a missing directory succeeded")
+	}
+}

@@ -22,6 +22,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/phigate/phigate/internal/fsync"
 )
 
 // Identity headers the gateway sets on every forwarded request (and on a
@@ -512,10 +514,7 @@ func LoadOrCreateKey(path string, rnd io.Reader) (ed25519.PrivateKey, error) {
 	if err := f.Close(); err != nil {
 		return nil, fmt.Errorf("gateway: identity key: %w", err)
 	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		d.Sync()
-		d.Close()
-	}
+	fsync.Dir(filepath.Dir(path)) // best effort
 	return key, nil
 }
 

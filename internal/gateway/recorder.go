@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/phigate/phigate/internal/fsync"
 )
 
 // Recorder records the gateway's decisions.
@@ -191,10 +193,7 @@ func NewFileRecorder(path string) (*FileRecorder, error) {
 		return nil, fmt.Errorf("gateway: recorder: %w", err)
 	}
 	if errors.Is(statErr, os.ErrNotExist) {
-		if d, err := os.Open(filepath.Dir(path)); err == nil { // make the new file's entry durable
-			d.Sync()
-			d.Close()
-		}
+		fsync.Dir(filepath.Dir(path)) // make the new file's entry durable (best effort)
 	}
 	return &FileRecorder{f: f, cur: newBatch(), arrive: make(chan struct{}, 1)}, nil
 }

@@ -18,6 +18,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/phigate/phigate/internal/fsync"
 )
 
 // Names of the files GenerateSelfSigned writes in its directory.
@@ -181,9 +183,6 @@ func writeFileAtomic(name string, data []byte, perm os.FileMode) (err error) {
 	if err = os.Rename(f.Name(), name); err != nil {
 		return err
 	}
-	if d, derr := os.Open(filepath.Dir(name)); derr == nil { // make the rename durable
-		d.Sync()
-		d.Close()
-	}
+	fsync.Dir(filepath.Dir(name)) // make the rename durable (best effort)
 	return nil
 }

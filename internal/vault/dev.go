@@ -7,6 +7,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+
+	"github.com/phigate/phigate/internal/fsync"
 )
 
 // DevKeyFile is the master key file DevKey generates in a data directory.
@@ -78,9 +80,6 @@ func writeFileSync(path string, b []byte) error {
 		os.Remove(path)
 		return fmt.Errorf("vault: writing %s: %w", path, err)
 	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		d.Sync()
-		d.Close()
-	}
+	fsync.Dir(filepath.Dir(path)) // best effort
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 
+	"github.com/phigate/phigate/internal/fsync"
 	"github.com/phigate/phigate/internal/token"
 )
 
@@ -190,11 +191,8 @@ func shred(path string) error {
 		return fmt.Errorf("vault: %w", err)
 	}
 	dir := filepath.Dir(path)
-	os.Remove(dir) // only succeeds when empty
-	if d, err := os.Open(filepath.Dir(dir)); err == nil {
-		d.Sync()
-		d.Close()
-	}
+	os.Remove(dir)               // only succeeds when empty
+	fsync.Dir(filepath.Dir(dir)) // best effort
 	return nil
 }
 

@@ -12,6 +12,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+
+	"github.com/phigate/phigate/internal/fsync"
 )
 
 // PepperLen is the size of a generated pepper.
@@ -62,10 +64,7 @@ func InitFile(dir string, rnd io.Reader) (created bool, err error) {
 	if err := f.Close(); err != nil {
 		return false, fmt.Errorf("vault: %w", err)
 	}
-	if d, err := os.Open(filepath.Dir(p)); err == nil {
-		d.Sync()
-		d.Close()
-	}
+	fsync.Dir(filepath.Dir(p)) // best effort
 	return true, nil
 }
 
