@@ -410,6 +410,19 @@ func appendMany(t *testing.T, l *Log, from, n, workers int, got map[uint64]int) 
 
 // holdIndexer stops the indexer goroutine until release is called (also
 // at the end of the test): the journal takes appends, the database none.
+// crashThenClose copies dir as a crash would leave it (crashImage) while
+// l's indexer is held, then releases the indexer and closes l; it returns
+// the image.
+func crashThenClose(t *testing.T, l *Log, dir string, release func()) string {
+	t.Helper()
+	image := crashImage(t, dir)
+	release()
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return image
+}
+
 func holdIndexer(t *testing.T, l *Log) (release func()) {
 	t.Helper()
 	held, free, done := make(chan struct{}), make(chan struct{}), make(chan error, 1)
@@ -481,11 +494,7 @@ func crashWhileIndexed(t *testing.T, slotSize int64, before, during int) heldCra
 	if n := indexedCount(t, l); n != indexed || n >= size {
 		t.Fatalf("the database holds %d entries of %d acknowledged while the indexer is held (had %d)", n, size, indexed)
 	}
-	image := crashImage(t, dir)
-	release()
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
-	}
+	image := crashThenClose(t, l, dir, release)
 	return heldCrash{image: image, indexed: indexed, size: size, wrote: wrote}
 }
 
@@ -736,11 +745,7 @@ func TestReplayAfterCleanRestart(t *testing.T) {
 	t.Cleanup(func() { l2.Close() })
 	release := holdIndexer(t, l2)
 	appendMany(t, l2, len(wrote), 3, 1, wrote)
-	image := crashImage(t, dir)
-	release()
-	if err := l2.Close(); err != nil {
-		t.Fatal(err)
-	}
+	image := crashThenClose(t, l2, dir, release)
 
 	l3, err := Open(ctx, image, Options{})
 	if err != nil {
@@ -864,11 +869,7 @@ func TestJournalSlotsAreReused(t *testing.T) {
 	if size != n+20 {
 		t.Fatalf("Size %d, want %d", size, n+20)
 	}
-	image := crashImage(t, dir)
-	release()
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
-	}
+	image := crashThenClose(t, l, dir, release)
 
 	l2, err := Open(ctx, image, Options{})
 	if err != nil {
