@@ -607,7 +607,7 @@ over, so compare it once with a copy taken on the server's machine.`,
 			}
 			vkey = k
 		} else {
-			c, err := client.FromEnvFunc(a.env, client.WithUserAgent("phigate-cli/1"))
+			c, err := a.publicClient()
 			if err != nil {
 				return err
 			}

@@ -136,6 +136,13 @@ func (a *cli) client() (*client.Client, error) {
 	if strings.TrimSpace(a.env(client.EnvToken)) == "" {
 		return nil, fmt.Errorf("%s is not set: export a phigate token allowed to manage tokens (server --dev prints a bootstrap admin token)", client.EnvToken)
 	}
+	return a.publicClient()
+}
+
+// publicClient is a client of the server PHIGATE_ADDR and PHIGATE_PIN
+// describe, with the token in PHIGATE_TOKEN if any, for the endpoints that
+// need none.
+func (a *cli) publicClient() (*client.Client, error) {
 	return client.FromEnvFunc(a.env, client.WithUserAgent("phigate-cli/1"))
 }
 
