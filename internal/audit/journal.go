@@ -231,7 +231,7 @@ type journal struct {
 	off      int64                // where its next frame goes
 	ends     [journalSlots]uint64 // tree size after the last frame of each slot's latest turn
 	buf      []byte               // the frame being written
-	syncer   *fsync.Syncer        // fdatasync without holding a P
+	syncer   *fsync.Syncer        // fdatasync without holding a P, unless the CPUs are saturated (fsync.NewForLatency)
 }
 
 func slotPath(dir string, i int) string { return filepath.Join(dir, fmt.Sprint(i)) }
@@ -243,7 +243,7 @@ func openJournal(dataDir string, slotSize int64) (*journal, error) {
 	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 		return nil, fmt.Errorf("audit: journal: %w", err)
 	}
-	return &journal{dir: dir, slotSize: slotSize, syncer: fsync.New()}, nil
+	return &journal{dir: dir, slotSize: slotSize, syncer: fsync.NewForLatency()}, nil
 }
 
 // file returns slot i's file, opening (creating) it.

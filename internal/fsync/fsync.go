@@ -20,6 +20,15 @@
 // missing or refused (another OS, an old kernel, a seccomp profile, the
 // aio-max-nr limit) a Syncer always calls fdatasync, as Datasync does. The
 // durability is the same either way.
+//
+// The kernel runs an AIO fsync in a worker thread of the submitting CPU,
+// which must wait for its turn on that CPU. When this process keeps every
+// core busy, AIO syncs take milliseconds instead of a tenth of one. For a
+// commit loop whose callers wait on every sync and whose commits cost
+// little CPU (the audit journal), NewForLatency returns a Syncer that then
+// goes back to fdatasync, unless another sync is in flight; a loop whose
+// commits cost much CPU (the token store) gains from the bigger group
+// commits that slow syncs bring, and uses New.
 package fsync
 
 import (
