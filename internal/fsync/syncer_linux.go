@@ -87,7 +87,7 @@ func New() *Syncer { return newSyncer(true) }
 // commits are costly (the token store's SQLite transactions) uses New: a
 // slow sync makes the next group commit bigger, and the CPU that saves
 // goes to requests. Measured on two cores at 64 clients, alternating with
-// New: the gateway 0.54-0.59 of the bare proxy against 0.49-0.51, at
+// New: the gateway 0.54-0.59 of the bare proxy against 0.49-0.55, at
 // 185-188% CPU against 166-171%; token creation 0.28-0.31 against
 // 0.25-0.29 (0.22-0.26 when the journal left AIO whatever else synced).
 func NewForLatency() *Syncer {
@@ -178,8 +178,8 @@ func (s *Syncer) noteAIO(d time.Duration) {
 // submitting CPU, which waits for its turn when this process keeps every
 // core busy. Measured on two cores with the gateway at 64 clients, the
 // median sync of the audit journal took 1.4-1.9 ms through AIO against
-// 0.07-0.10 ms with fdatasync; without those slow syncs the gateway
-// served 12-20% more requests (alternating runs). Called with s.mu held.
+// 0.07-0.10 ms with fdatasync (see NewForLatency for what that cost the
+// gateway). Called with s.mu held.
 func (s *Syncer) aioStarved() bool { return s.aioSlow > 0.5 }
 
 // aioSlack: see noteAIO. A healthy AIO round trip costs 30-80 µs more
