@@ -17,20 +17,16 @@ func (g *Gateway) serveAuthz(w http.ResponseWriter, r *http.Request, ev *Event, 
 	trustedPeer := t.trusted.contains(peer)
 	client := peer
 	if trustedPeer {
-		if ip, ok := single(r.Header, "X-Real-Ip"); ok && ip != "" {
-			a, valid := parseForwardedAddr(strings.TrimSpace(ip))
-			if !valid {
-				a = netip.Addr{} // unknown client: network-restricted tokens refuse
-			}
-			client = a
-		} else {
-			client = clientAddr(peer, r.Header.Values("X-Forwarded-For"), t.trusted)
-		}
+		client = authzClient(peer, r.Header, t.trusted)
 	}
 	if client.IsValid() {
 		ev.SourceIP = client.String()
 	}
 	sub := strings.TrimPrefix(r.URL.EscapedPath(), authzPath)
+	if originalSources(r.Header, sub) > 1 {
+		g.refuse(w, r, ev, badRequest("forward auth got the original request more than once (X-Original-*, X-Forwarded-Method/Uri, a path after /v1/authz): the client may have sent its own; configure the proxy to set one and drop the others"))
+		return
+	}
 	orig, ok := parseOriginal(r.Header, r.Method, sub, r.URL.RawQuery)
 	if !ok {
 		g.refuse(w, r, ev, badRequest("forward auth needs the original request: X-Original-Method and X-Original-URI (nginx), X-Forwarded-Method and X-Forwarded-Uri (Traefik), or the original path after /v1/authz (Envoy)"))
@@ -83,4 +79,37 @@ func (g *Gateway) serveAuthz(w http.ResponseWriter, r *http.Request, ev *Event, 
 	h.Set("Cache-Control", "no-store")
 	h.Set("Content-Length", "0")
 	w.WriteHeader(http.StatusOK)
+}
+
+// authzClient is the client address a trusted proxy reports to forward
+// auth: X-Forwarded-For walked as for the proxy, or X-Real-IP when there
+// is no X-Forwarded-For; when both are there and name different clients,
+// one of them is the client's own (nginx passes on the client's
+// X-Forwarded-For, Envoy its X-Real-IP), and the client is unknown (the
+// zero Addr: network-restricted tokens refuse).
+func authzClient(peer netip.Addr, h http.Header, tr trusted) netip.Addr {
+	ip, ok := single(h, "X-Real-Ip")
+	if !ok {
+		return netip.Addr{}
+	}
+	var real netip.Addr
+	if ip = strings.TrimSpace(ip); ip != "" {
+		a, valid := parseForwardedAddr(ip)
+		if !valid {
+			return netip.Addr{}
+		}
+		real = a.Unmap()
+	}
+	xff := h.Values("X-Forwarded-For")
+	if len(xff) == 0 {
+		if real.IsValid() {
+			return real
+		}
+		return peer
+	}
+	fwd := clientAddr(peer, xff, tr).Unmap()
+	if real.IsValid() && real != fwd {
+		return netip.Addr{}
+	}
+	return fwd
 }

@@ -94,6 +94,59 @@ func TestForwardAuthRefusals(t *testing.T) {
 	}
 }
 
+// A proxy passes the client's own headers on to the auth call: nginx the
+// client's X-Forwarded-For next to the X-Real-IP it sets, Envoy the
+// client's X-Real-IP next to the X-Forwarded-For it appends to. When the
+// two disagree the client is unknown, and a token with source networks is
+// refused.
+func TestForwardAuthClientAddressHeadersMustAgree(t *testing.T) {
+	fx := newFixture(t, fixtureOpts{mutate: func(c *config.Gateway) { c.TrustedProxies = []string{"127.0.0.1"} }})
+	s, _ := fx.token(t, authority.Spec{Scopes: []string{"records:read"}, CIDRs: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}})
+	for name, c := range map[string]struct {
+		h    map[string]string
+		want int
+	}{
+		"envoy, client's X-Real-IP":       {map[string]string{"X-Forwarded-For": "203.0.113.9", "X-Real-IP": "10.0.0.5"}, http.StatusForbidden},
+		"nginx, client's X-Forwarded-For": {map[string]string{"X-Forwarded-For": "10.0.0.5", "X-Real-IP": "203.0.113.9"}, http.StatusForbidden},
+		"both name the client":            {map[string]string{"X-Forwarded-For": "10.0.0.5", "X-Real-IP": "10.0.0.5"}, http.StatusOK},
+		"blank X-Real-IP":                 {map[string]string{"X-Forwarded-For": "10.0.0.5", "X-Real-IP": "  "}, http.StatusOK},
+		"bad X-Real-IP":                   {map[string]string{"X-Forwarded-For": "10.0.0.5", "X-Real-IP": "nope"}, http.StatusForbidden},
+	} {
+		r := fx.do(t, call{path: "/v1/authz/records/r/1", secret: s, header: c.h})
+		if r.status != c.want {
+			t.Errorf("%s: %d %s, want %d", name, r.status, r.body, c.want)
+		}
+		if c.want == http.StatusForbidden && r.code != "network_denied" {
+			t.Errorf("%s: code %q", name, r.code)
+		}
+	}
+}
+
+// A client behind Traefik or Envoy may send nginx's headers (or the others)
+// itself: a call that names the original request more than once is refused.
+func TestForwardAuthRefusesTwoOriginals(t *testing.T) {
+	fx := newFixture(t)
+	pat, _ := fx.token(t, authority.Spec{PatientID: "p1", Scopes: []string{"patient/Patient.rs"}})
+	for name, c := range map[string]call{
+		"traefik + client's X-Original-*": {path: "/v1/authz", secret: pat, header: map[string]string{
+			"X-Forwarded-Method": "GET", "X-Forwarded-Uri": "/fhir/Patient/p2", "X-Original-Method": "GET", "X-Original-URI": "/fhir/Patient/p1"}},
+		"envoy + client's X-Original-URI":  {path: "/v1/authz/fhir/Patient/p2", secret: pat, header: map[string]string{"X-Original-URI": "/fhir/Patient/p1"}},
+		"envoy + client's X-Forwarded-Uri": {path: "/v1/authz/fhir/Patient/p2", secret: pat, header: map[string]string{"X-Forwarded-Uri": "/fhir/Patient/p1"}},
+	} {
+		r := fx.do(t, c)
+		if r.status != http.StatusBadRequest {
+			t.Errorf("%s: %d %s", name, r.status, r.body)
+		}
+	}
+	// each alone still works
+	if r := fx.do(t, call{path: "/v1/authz/fhir/Patient/p1", secret: pat}); r.status != http.StatusOK {
+		t.Errorf("envoy alone: %d %s", r.status, r.body)
+	}
+	if r := fx.do(t, call{path: "/v1/authz", secret: pat, header: map[string]string{"X-Forwarded-Method": "GET", "X-Forwarded-Uri": "/fhir/Patient/p1"}}); r.status != http.StatusOK {
+		t.Errorf("traefik alone: %d %s", r.status, r.body)
+	}
+}
+
 func TestForwardAuthClientAddressOnlyFromTrustedProxies(t *testing.T) {
 	for _, trusted := range []bool{false, true} {
 		fx := newFixture(t, fixtureOpts{mutate: func(c *config.Gateway) {

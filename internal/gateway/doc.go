@@ -226,16 +226,22 @@
 // the assertion is the original one, its signature the one configured for
 // the upstream whose prefix that path matches) or the refusal (401, 403,
 // 429, 400; 503 when the grant cannot be recorded). It forwards nothing.
-// The original request is read from, in this order:
+// The original request is read from one of:
 //
 //	nginx auth_request   X-Original-Method, X-Original-URI   (set them, below)
 //	Traefik ForwardAuth  X-Forwarded-Method, X-Forwarded-Uri
 //	Envoy ext_authz      the call's own method, and its path after /v1/authz
 //	                     (http_service.path_prefix: /v1/authz)
 //
-// The client address is the caller's peer address, unless the caller is a
-// trusted proxy: then X-Real-IP when present, else X-Forwarded-For as for
-// the proxy. The upstream whose prefix the original path starts with
+// A call that carries more than one of them is refused with 400: proxies
+// pass the client's own headers on to the auth call, so the others may be
+// the client's. The client address is the caller's peer address, unless
+// the caller is a trusted proxy: then X-Forwarded-For as for the proxy, or
+// X-Real-IP when there is no X-Forwarded-For. When both are there they
+// must name the same client, else the client is unknown and a token with
+// source networks is refused (nginx sets X-Real-IP but passes on the
+// client's X-Forwarded-For; Envoy appends to X-Forwarded-For but passes on
+// the client's X-Real-IP). The upstream whose prefix the original path starts with
 // supplies the rules; upstreams without a URL exist for forward auth only.
 // The caller must pass the client's Authorization, X-Purpose-Of-Use and
 // X-Break-Glass headers (nginx does; configure Envoy's allowed_headers).

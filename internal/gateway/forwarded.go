@@ -156,13 +156,20 @@ const maxOriginalURI = 8192
 //   - Envoy ext_authz (HTTP service, path_prefix /v1/authz): the call's own
 //     method, and its path after /v1/authz with its query.
 //
-// The first of these present wins, in this order. sub is the call's escaped
-// path after "/v1/authz" and rawQuery its query. Each header must appear at
-// most once. ok is false when nothing usable is there or a value is
-// malformed: a method that is not 1 to 20 upper-case letters, a URI that is
-// not origin-form ("/…"), longer than 8 KiB, or holding a space, a control
-// character or a fragment.
+// Exactly one of these may be present (originalSources): a proxy passes
+// the client's own headers on to the auth call (nginx, Traefik without
+// authRequestHeaders, Envoy without allowed_headers), so a client could
+// otherwise name a request of its choosing next to the one the proxy
+// names. sub is the call's escaped path after "/v1/authz" and rawQuery its
+// query. Each header must appear at most once. ok is false when more than
+// one source or nothing usable is there, or a value is malformed: a method
+// that is not 1 to 20 upper-case letters, a URI that is not origin-form
+// ("/…"), longer than 8 KiB, or holding a space, a control character or a
+// fragment.
 func parseOriginal(h http.Header, method, sub, rawQuery string) (original, bool) {
+	if originalSources(h, sub) > 1 {
+		return original{}, false
+	}
 	m, okM := single(h, "X-Original-Method")
 	u, okU := single(h, "X-Original-Uri")
 	if !okM || !okU {
@@ -193,6 +200,23 @@ func parseOriginal(h http.Header, method, sub, rawQuery string) (original, bool)
 	}
 	path, query, _ := strings.Cut(u, "?")
 	return original{method: m, path: path, query: query}, true
+}
+
+// originalSources counts the ways a forward-auth call names its original
+// request: the nginx headers, the Traefik headers, a path after /v1/authz
+// (Envoy).
+func originalSources(h http.Header, sub string) int {
+	n := 0
+	if len(h["X-Original-Method"]) > 0 || len(h["X-Original-Uri"]) > 0 {
+		n++
+	}
+	if len(h["X-Forwarded-Method"]) > 0 || len(h["X-Forwarded-Uri"]) > 0 {
+		n++
+	}
+	if sub != "" {
+		n++
+	}
+	return n
 }
 
 // single returns the one value of header name ("" when absent); ok is false

@@ -112,7 +112,10 @@ func TestParseOriginal(t *testing.T) {
 		ok          bool
 	}{
 		"nginx":              {h("X-Original-Method", "POST", "X-Original-Uri", "/a/b?c=d"), "GET", "", "", original{"POST", "/a/b", "c=d"}, true},
-		"nginx wins":         {h("X-Original-Method", "PUT", "X-Original-Uri", "/n", "X-Forwarded-Method", "GET", "X-Forwarded-Uri", "/t"), "GET", "/e", "", original{"PUT", "/n", ""}, true},
+		"nginx and traefik":  {h("X-Original-Method", "PUT", "X-Original-Uri", "/n", "X-Forwarded-Method", "GET", "X-Forwarded-Uri", "/t"), "GET", "", "", original{}, false},
+		"nginx and envoy":    {h("X-Original-Uri", "/n"), "GET", "/e", "", original{}, false},
+		"traefik and envoy":  {h("X-Forwarded-Uri", "/t"), "GET", "/e", "", original{}, false},
+		"empty nginx header": {h("X-Original-Method", "", "X-Forwarded-Uri", "/t"), "GET", "", "", original{}, false},
 		"traefik":            {h("X-Forwarded-Method", "DELETE", "X-Forwarded-Uri", "/t/1"), "GET", "", "", original{"DELETE", "/t/1", ""}, true},
 		"envoy":              {h(), "PATCH", "/e/1", "x=1", original{"PATCH", "/e/1", "x=1"}, true},
 		"uri without method": {h("X-Original-Uri", "/a"), "GET", "", "", original{"GET", "/a", ""}, true},
