@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -86,8 +87,38 @@ type jsonFrame struct {
 	key  bool // the next token of this object is a key (or its end)
 }
 
+// foldKey maps k to one representative of the keys encoding/json takes for
+// it: every rune to the smallest of its Unicode simple case folding orbit
+// (so "Subject", "SUBJECT" and "ſubject" fold alike).
+func foldKey(k string) string {
+	ascii := true
+	for i := 0; i < len(k); i++ {
+		if k[i] >= utf8.RuneSelf {
+			ascii = false
+			break
+		}
+	}
+	if ascii { // the smallest of an ASCII letter's orbit is its upper case
+		return strings.ToUpper(k)
+	}
+	var b strings.Builder
+	b.Grow(len(k))
+	for _, r := range k {
+		m := r
+		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+			m = min(m, f)
+		}
+		b.WriteRune(m)
+	}
+	return b.String()
+}
+
 // checkJSON verifies that doc is one valid UTF-8 JSON value without
-// duplicate keys in any object, nested at most maxJSONDepth deep.
+// duplicate keys in any object, nested at most maxJSONDepth deep. Keys that
+// differ only in case count as duplicates: encoding/json matches keys
+// without regard to case (the last one wins), while a FHIR server reads
+// "subject" and ignores "Subject", so the gateway would check another
+// value than the one the server acts on.
 func checkJSON(doc []byte) error {
 	if !utf8.Valid(doc) {
 		return fmt.Errorf("%w: not UTF-8", errBundle)
@@ -126,10 +157,11 @@ func checkJSON(doc []byte) error {
 				continue
 			}
 			k, _ := tok.(string)
-			if _, dup := top.keys[k]; dup {
-				return fmt.Errorf("%w: duplicate key %q", errBundle, truncateString(k, 40))
+			fk := foldKey(k)
+			if _, dup := top.keys[fk]; dup {
+				return fmt.Errorf("%w: duplicate key %q (keys may not differ only in case)", errBundle, truncateString(k, 40))
 			}
-			top.keys[k] = struct{}{}
+			top.keys[fk] = struct{}{}
 			top.key = false
 			continue
 		}

@@ -170,6 +170,9 @@ func TestPatientScopesStayInTheCompartment(t *testing.T) {
 		{method: "POST", path: "/fhir/Observation", contentType: fjson, body: `{"resourceType":"Observation","subject":{"reference":"Patient/p2"}}`},
 		{method: "POST", path: "/fhir/Observation", contentType: fjson, body: `{"resourceType":"Observation"}`},
 		{method: "POST", path: "/fhir/Observation", contentType: fjson, body: `{"resourceType":"Observation","subject":{"reference":"Patient/p1"},"subject":{"reference":"Patient/p2"}}`},
+		{method: "POST", path: "/fhir/Observation", contentType: fjson, body: `{"resourceType":"Observation","subject":{"reference":"Patient/p2"},"Subject":{"reference":"Patient/p1"}}`},
+		{method: "POST", path: "/fhir/Observation", contentType: fjson, body: `{"resourceType":"Observation","subject":{"reference":"Patient/p2","Reference":"Patient/p1"}}`},
+		{method: "POST", path: "/fhir/Observation", contentType: fjson, body: `{"resourceType":"Observation","subject":{"reference":"Patient/p2"},"ſubject":{"reference":"Patient/p1"}}`},
 		{method: "POST", path: "/fhir/Observation", contentType: fjson, body: `{"resourceType":"Observation","subject":{"reference":"Patient/p1"},"patient":{"reference":"Patient/p2"}}`},
 		{method: "POST", path: "/fhir/Observation", contentType: fjson, body: `{"resourceType":"Condition","subject":{"reference":"Patient/p1"}}`},
 		{method: "POST", path: "/fhir/Observation", contentType: "application/fhir+xml", body: `<Observation/>`},
@@ -290,9 +293,14 @@ func TestBatchIsCheckedEntryByEntry(t *testing.T) {
 		status      int
 		code        string
 	}{
-		"an entry without scope":   {bundle("transaction", entry("GET", "Patient/p1"), entry("DELETE", "Observation/1")), fjson, 403, "insufficient_scope"},
-		"duplicate key":            {`{"resourceType":"Bundle","type":"batch","type":"batch","entry":[]}`, fjson, 400, "invalid_request"},
-		"duplicate key in entry":   {bundle("batch", `{"request":{"method":"GET","method":"DELETE","url":"Observation/1"}}`), fjson, 400, "invalid_request"},
+		"an entry without scope": {bundle("transaction", entry("GET", "Patient/p1"), entry("DELETE", "Observation/1")), fjson, 403, "insufficient_scope"},
+		"duplicate key":          {`{"resourceType":"Bundle","type":"batch","type":"batch","entry":[]}`, fjson, 400, "invalid_request"},
+		"duplicate key in entry": {bundle("batch", `{"request":{"method":"GET","method":"DELETE","url":"Observation/1"}}`), fjson, 400, "invalid_request"},
+		// encoding/json takes the last of keys that differ in case, a
+		// FHIR server the lower-case one
+		"entry and Entry":          {`{"resourceType":"Bundle","type":"batch","entry":[` + entry("DELETE", "Observation/1") + `],"Entry":[` + entry("GET", "Patient/p1") + `]}`, fjson, 400, "invalid_request"},
+		"url and URL":              {bundle("batch", `{"request":{"method":"DELETE","url":"Observation/1","URL":"Patient/p1"}}`), fjson, 400, "invalid_request"},
+		"ſ folds to s":             {`{"resourceType":"Bundle","type":"batch","reſourceType":"Bundle","entry":[]}`, fjson, 400, "invalid_request"},
 		"too many entries":         {bundle("batch", entry("GET", "Patient/1"), entry("GET", "Patient/2"), entry("GET", "Patient/3"), entry("GET", "Patient/4")), fjson, 400, "invalid_request"},
 		"too large":                {bundle("batch", entry("GET", "Patient/"+strings.Repeat("a", 5000))), fjson, 413, "payload_too_large"},
 		"XML":                      {"<Bundle/>", "application/fhir+xml", 415, "unsupported_media_type"},
