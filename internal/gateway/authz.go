@@ -33,6 +33,10 @@ func (g *Gateway) serveAuthz(w http.ResponseWriter, r *http.Request, ev *Event, 
 		return
 	}
 	ev.Method, ev.Path, ev.Query = orig.method, redact(orig.path), redact(orig.query)
+	if dn := checkMethod(orig.method); dn != nil {
+		g.refuse(w, r, ev, dn)
+		return
+	}
 	if !canonicalPath(orig.path) {
 		g.refuse(w, r, ev, badRequest("the original path must be canonical: no empty, . or .. segments, no encoded / or \\"))
 		return

@@ -143,6 +143,11 @@ func validJustification(s string) bool {
 // route matching method and path names the scope needed; no route, no
 // access.
 func authorizeRoute(q *request, set scope.Set) (*denial, string) {
+	if strings.IndexByte(q.path, ';') >= 0 || strings.Contains(q.path, "%3B") || strings.Contains(q.path, "%3b") {
+		// Tomcat, Spring and others drop ";…" from a segment: the route
+		// matched here would not be the one served
+		return badRequest(`the path must not hold ";" (a path parameter: the upstream might serve another route than the one checked)`), ""
+	}
 	for i := range q.up.routes {
 		r := &q.up.routes[i]
 		if !r.pat.Match(q.method, q.path) {

@@ -30,9 +30,11 @@
 //  1. Reserved paths are answered by the gateway itself: /healthz,
 //     /.well-known/phigate-identity-key (the identity key, a JWK Set) and
 //     /v1/authz[/…] (forward auth, below). They win over any prefix.
-//  2. The path must be canonical: no empty segment except a final one, no
-//     "." or ".." segment (also percent-encoded), no encoded "/" or "\",
-//     no control character (400 invalid_request otherwise). The upstream
+//  2. TRACE and CONNECT are refused (405 method_not_allowed): an upstream
+//     answers TRACE by echoing the request, the injected credential
+//     included. The path must be canonical: no empty segment except a
+//     final one, no "." or ".." segment (also percent-encoded), no encoded
+//     "/" or "\", no control character (400 invalid_request otherwise). The upstream
 //     whose prefix is the longest one the path starts with is chosen (404
 //     not_found when none); its prefix is replaced by the path of its URL.
 //  3. The client address is the connection's peer; only when the peer is in
@@ -66,7 +68,9 @@
 // Routes map "METHOD /path-pattern" to the scope required (see package
 // route for the grammar): "GET /invoices/*" → billing:read. The most
 // specific route that matches decides; none matching is 403 no_route. A
-// plain scope is checked with scope.Set.Has ("billing:*" covers
+// path holding ";" (also %3B) is refused (400 invalid_request): servers
+// such as Tomcat and Spring drop path parameters, and would serve another
+// route than the one checked. A plain scope is checked with scope.Set.Has ("billing:*" covers
 // "billing:read"), a SMART scope by coverage.
 //
 // # fhir upstreams
@@ -138,11 +142,18 @@
 //
 // # Forwarding
 //
+// A request asking for a protocol upgrade (Upgrade: websocket, h2c) is
+// refused (400 invalid_request): after a 101 the connection would be a
+// tunnel to the upstream, and nothing sent on it would be decided,
+// recorded or counted.
+//
 // The upstream receives the client's method, path (prefix replaced), query
 // and body, streamed both ways (bodies the gateway had to read are
 // re-sent as read). The gateway removes Authorization, Proxy-Authorization,
 // every X-Phigate-* header, X-Purpose-Of-Use, X-Break-Glass, Forwarded,
-// X-Real-IP, the X-Forwarded-* headers and hop-by-hop headers, and sets:
+// X-Real-IP, the X-Forwarded-* headers, hop-by-hop headers and every header
+// whose name holds "_" (CGI, WSGI, Rack and PHP read X_Phigate_Subject as
+// X-Phigate-Subject), and sets:
 //
 //	<credential>        the upstream's credential (bearer, basic or a named header)
 //	X-Request-Id        the client's when valid ([A-Za-z0-9._-]{1,64}), else a new one

@@ -222,6 +222,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.refuse(w, r, ev, dn)
 		return
 	}
+	if dn := checkMethod(r.Method); dn != nil {
+		g.refuse(w, r, ev, dn)
+		return
+	}
 	switch path := r.URL.EscapedPath(); {
 	case path == "/healthz":
 		g.serveStatic(w, r, rid, []byte(`{"status":"ok"}`+"\n"))
@@ -266,6 +270,16 @@ func checkFraming(r *http.Request) *denial {
 		return &denial{status: http.StatusBadRequest, code: CodeAmbiguousFraming, msg: "the request's framing could not be verified", close: true}
 	case h.ambiguous:
 		return &denial{status: http.StatusBadRequest, code: CodeAmbiguousFraming, msg: "a request must not carry both Content-Length and Transfer-Encoding", close: true}
+	}
+	return nil
+}
+
+// checkMethod refuses TRACE, which an upstream answers by echoing the
+// request, the injected credential included, and CONNECT, whatever a
+// route allows.
+func checkMethod(m string) *denial {
+	if m == http.MethodTrace || m == http.MethodConnect {
+		return deny(http.StatusMethodNotAllowed, CodeMethodNotAllowed, m+" is never forwarded")
 	}
 	return nil
 }
@@ -499,6 +513,12 @@ func (g *Gateway) serveProxy(w http.ResponseWriter, r *http.Request, x *exchange
 		g.refuse(w, r, ev, deny(http.StatusNotFound, CodeNotFound, "this upstream is reached only through forward auth (/v1/authz)"))
 		return
 	}
+	if r.Header.Get("Upgrade") != "" {
+		// after a 101 the connection would be a tunnel to the upstream:
+		// nothing on it decided, recorded or counted
+		g.refuse(w, r, ev, badRequest("protocol upgrades (WebSocket, h2c) are not forwarded"))
+		return
+	}
 	secret, purpose, justification, bg, ok := g.caller(w, r, ev)
 	if !ok {
 		return
@@ -618,7 +638,10 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	out.Host = ""
 	h := out.Header
 	for k := range h {
-		if len(k) >= len("X-Phigate-") && strings.EqualFold(k[:len("X-Phigate-")], "X-Phigate-") {
+		// a name with "_" is dropped whatever it says: CGI, WSGI, Rack and
+		// PHP read X_Phigate_Subject as X-Phigate-Subject (nginx drops
+		// them too, by default)
+		if len(k) >= len("X-Phigate-") && strings.EqualFold(k[:len("X-Phigate-")], "X-Phigate-") || strings.IndexByte(k, '_') >= 0 {
 			delete(h, k)
 		}
 	}
