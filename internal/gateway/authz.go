@@ -57,6 +57,7 @@ func (g *Gateway) serveAuthz(w http.ResponseWriter, r *http.Request, ev *Event, 
 		up: up, maxEntries: t.limits.MaxBundleEntries, now: start,
 		body: nil, // a forward-auth call carries no body
 	}
+	q.setIfNoneExist(r.Header)
 	v := g.decide(r.Context(), q)
 	fillEvent(ev, &v)
 	if v.deny != nil {

@@ -18,6 +18,8 @@ type bundleEntry struct {
 	// path is relative to the FHIR base, query without "?".
 	path, query string
 	resource    json.RawMessage
+	// ifNoneExist is request.ifNoneExist (a conditional create's search).
+	ifNoneExist string
 }
 
 // maxJSONDepth bounds the nesting of inspected JSON documents.
@@ -42,8 +44,9 @@ func parseBundle(body []byte, maxEntries int) (string, []bundleEntry, error) {
 		Type         string `json:"type"`
 		Entry        []struct {
 			Request *struct {
-				Method string `json:"method"`
-				URL    string `json:"url"`
+				Method      string `json:"method"`
+				URL         string `json:"url"`
+				IfNoneExist string `json:"ifNoneExist"`
 			} `json:"request"`
 			Resource json.RawMessage `json:"resource"`
 		} `json:"entry"`
@@ -75,7 +78,7 @@ func parseBundle(body []byte, maxEntries int) (string, []bundleEntry, error) {
 			return "", nil, fmt.Errorf("%w: entry %d: request.url must be relative to the base, such as Patient/1 or Observation?code=x", errBundle, i)
 		}
 		path, query, _ := strings.Cut(u, "?")
-		out[i] = bundleEntry{method: e.Request.Method, path: path, query: query, resource: e.Resource}
+		out[i] = bundleEntry{method: e.Request.Method, path: path, query: query, resource: e.Resource, ifNoneExist: e.Request.IfNoneExist}
 	}
 	return b.Type, out, nil
 }

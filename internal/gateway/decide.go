@@ -46,12 +46,23 @@ type request struct {
 	// its leading "/"; query the raw query.
 	path, query string
 	contentType string
-	up          *upstream
-	maxEntries  int
-	now         time.Time
+	// ifNoneExist is the If-None-Exist header of a conditional create (a
+	// search the server runs); multiIfNoneExist: it was sent more than once.
+	ifNoneExist      string
+	multiIfNoneExist bool
+	up               *upstream
+	maxEntries       int
+	now              time.Time
 	// body returns the request body, read up to the inspection limit; nil
 	// when the body cannot be read (forward auth).
 	body func() ([]byte, *denial)
+}
+
+// setIfNoneExist takes If-None-Exist from the request's header.
+func (q *request) setIfNoneExist(h http.Header) {
+	if vs := h["If-None-Exist"]; len(vs) > 0 {
+		q.ifNoneExist, q.multiIfNoneExist = vs[0], len(vs) > 1
+	}
 }
 
 // verdict is the outcome of a decision.
@@ -184,11 +195,40 @@ func authorizeFHIR(q *request, set scope.Set, pid string) (dn *denial, sc, inter
 		return badRequest(err.Error()), "", fr.interaction.String(), fr.typ
 	}
 	var body func() ([]byte, *denial)
-	if fr.interaction == Create {
+	if fr.interaction == Create || fr.interaction == ConditionalUpdate {
 		body = q.body
+	}
+	if fr.interaction == Create && (q.ifNoneExist != "" || q.multiIfNoneExist) {
+		if q.multiIfNoneExist {
+			return badRequest("If-None-Exist must appear at most once"), "", fr.interaction.String(), fr.typ
+		}
+		if dn, sc := authorizeIfNoneExist(fr.typ, q.ifNoneExist, set, pid, q.up); dn != nil {
+			return dn, sc, fr.interaction.String(), fr.typ
+		}
 	}
 	dn, sc = authorizeInteraction(&fr, &ps, set, pid, q.up, body, q.contentType)
 	return dn, sc, fr.interaction.String(), fr.typ
+}
+
+// authorizeIfNoneExist checks the If-None-Exist of a conditional create of
+// typ as the search of typ it is: the server runs it, and whether it
+// matched shows in the answer (201 or 200, Location), so it needs the
+// permission the search itself would need (compartment and granular
+// restrictions included).
+func authorizeIfNoneExist(typ, query string, set scope.Set, pid string, up *upstream) (*denial, string) {
+	if query == "" || strings.HasPrefix(query, "?") || strings.ContainsAny(query, "# \t\r\n") {
+		return badRequest("If-None-Exist must be search parameters, such as identifier=http://sys|123"), ""
+	}
+	ps := params{raw: [2]string{query}}
+	if err := ps.check(); err != nil {
+		return badRequest("If-None-Exist: " + err.Error()), ""
+	}
+	fr := fhirRequest{interaction: SearchType, typ: typ}
+	if dn, need := authorizeInteraction(&fr, &ps, set, pid, up, nil, ""); dn != nil {
+		dn.msg = "If-None-Exist (a search of " + typ + "): " + dn.msg
+		return dn, need
+	}
+	return nil, ""
 }
 
 func isSearch(i Interaction) bool {
@@ -288,11 +328,15 @@ func restrictionsHold(g scope.Scope, ps *params) bool {
 //   - read, vread, history, update, patch, delete of Patient/pid;
 //   - searches of Patient with _id=pid, of other types with patient=pid
 //     (see params.inCompartment), and compartment searches Patient/pid/…;
-//   - conditional update, patch and delete constrained like a search;
+//   - conditional delete constrained like a search, and conditional update
+//     constrained like a search whose resource is for Patient/pid (as a
+//     create's);
 //   - creates whose resource's subject or patient is Patient/pid.
 //
 // Everything else — reads of other types by id, type and system history,
-// system searches — is outside.
+// system searches, conditional patch (the patch could move the resource
+// to another patient, and the gateway does not apply patches) — is
+// outside.
 func inCompartment(fr *fhirRequest, ps *params, pid string, body func() ([]byte, *denial), contentType string) bool {
 	if pid == "" {
 		return false
@@ -300,24 +344,33 @@ func inCompartment(fr *fhirRequest, ps *params, pid string, body func() ([]byte,
 	switch fr.interaction {
 	case Read, VRead, HistoryInstance, Update, Patch, Delete:
 		return fr.typ == "Patient" && fr.id == pid
-	case SearchType, ConditionalUpdate, ConditionalPatch, ConditionalDelete:
+	case SearchType, ConditionalDelete:
 		return ps.inCompartment(fr.typ, pid)
+	case ConditionalUpdate:
+		return ps.inCompartment(fr.typ, pid) && resourceFor(fr.typ, pid, body, contentType)
 	case SearchCompartment:
 		return fr.compType == "Patient" && fr.compID == pid
 	case Create:
-		if body == nil || fr.typ == "Patient" || !isJSON(contentType) {
-			return false
-		}
-		b, dn := body()
-		if dn != nil {
-			return false
-		}
-		typ, subject, patient, ok := resourceRefs(b)
-		ref := "Patient/" + pid
-		return ok && typ == fr.typ && (subject != "" || patient != "") &&
-			(subject == "" || subject == ref) && (patient == "" || patient == ref)
+		return resourceFor(fr.typ, pid, body, contentType)
 	}
 	return false
+}
+
+// resourceFor reports whether the JSON resource body returns (of a create
+// or an update) is a typ whose subject or patient is Patient/pid, and no
+// other patient. A Patient resource is never "for" a patient this way.
+func resourceFor(typ, pid string, body func() ([]byte, *denial), contentType string) bool {
+	if body == nil || typ == "Patient" || !isJSON(contentType) {
+		return false
+	}
+	b, dn := body()
+	if dn != nil {
+		return false
+	}
+	rtyp, subject, patient, ok := resourceRefs(b)
+	ref := "Patient/" + pid
+	return ok && rtyp == typ && (subject != "" || patient != "") &&
+		(subject == "" || subject == ref) && (patient == "" || patient == ref)
 }
 
 func isJSON(contentType string) bool {
@@ -420,9 +473,18 @@ func authorizeBatch(q *request, set scope.Set, pid string) (*denial, string) {
 			return badRequest(fmt.Sprintf("Bundle entry %d: %s", i, err)), ""
 		}
 		var body func() ([]byte, *denial)
-		if fr.interaction == Create && e.resource != nil {
+		if (fr.interaction == Create || fr.interaction == ConditionalUpdate) && e.resource != nil {
 			res := []byte(e.resource)
 			body = func() ([]byte, *denial) { return res, nil }
+		}
+		if e.ifNoneExist != "" {
+			if fr.interaction != Create {
+				return badRequest(fmt.Sprintf("Bundle entry %d: request.ifNoneExist belongs to a create (POST [type])", i)), ""
+			}
+			if dn, need := authorizeIfNoneExist(fr.typ, e.ifNoneExist, set, pid, q.up); dn != nil {
+				dn.msg = fmt.Sprintf("Bundle entry %d (%s %s): %s", i, e.method, fr.typ, dn.msg)
+				return dn, need
+			}
 		}
 		if dn, need := authorizeInteraction(&fr, &ps, set, pid, q.up, body, "application/fhir+json"); dn != nil {
 			dn.msg = fmt.Sprintf("Bundle entry %d (%s %s): %s", i, e.method, fr.typ, dn.msg)

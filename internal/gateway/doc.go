@@ -110,12 +110,23 @@
 //     _id={id}; searches of other types with patient={id},
 //     patient=Patient/{id}, subject=Patient/{id} or subject:Patient={id}
 //     (a bare subject={id} could name a Group; every occurrence of these
-//     parameters must name the patient); compartment searches
-//     Patient/{id}/…; conditional update, patch and delete constrained like
-//     a search; creates (JSON) whose subject or patient reference is
+//     parameters must name the patient, and each must be one the type
+//     defines in FHIR R4: patient= on Group is refused, since a lenient
+//     server would ignore it); compartment searches Patient/{id}/…;
+//     conditional delete constrained like a search; conditional update
+//     constrained like a search whose resource is for the patient (as a
+//     create's); creates (JSON) whose subject or patient reference is
 //     Patient/{id}. Reads of other resource types by id, type and system
-//     history and system searches are refused with 403 compartment: the
-//     gateway cannot know whose they are. Use searches with patient=.
+//     history, system searches and conditional patch (the patch could move
+//     the resource to another patient) are refused with 403 compartment:
+//     the gateway cannot know whose they are. Use searches with patient=.
+//   - If-None-Exist (a conditional create, also request.ifNoneExist in a
+//     Bundle) is a search the server runs, and its answer shows whether
+//     anything matched: it needs the permission of that search of the
+//     created type, compartment and restrictions included.
+//   - FHIR upstreams are sent "Prefer: handling=strict" (the client's other
+//     preferences kept), so that a server refuses a search parameter it
+//     does not know rather than dropping one the gateway relied on.
 //   - _include and _revinclude (search results of other types) need an
 //     unrestricted user or system scope for what they add: read on the
 //     named target type (or on * when none is named) for _include, search

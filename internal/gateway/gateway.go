@@ -538,6 +538,7 @@ func (g *Gateway) serveProxy(w http.ResponseWriter, r *http.Request, x *exchange
 		method: r.Method, path: rest, query: r.URL.RawQuery, contentType: r.Header.Get("Content-Type"),
 		up: up, maxEntries: lim.MaxBundleEntries, now: start, body: x.body,
 	}
+	q.setIfNoneExist(r.Header)
 	v := g.decide(r.Context(), q)
 	fillEvent(ev, &v)
 	if v.deny != nil {
@@ -671,6 +672,32 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 		set(HeaderBreakGlass, "true")
 	}
 	set(HeaderIdentity, x.identity)
+	if x.up.fhir {
+		h["Prefer"] = []string{strictPrefer(h["Prefer"])}
+	}
+}
+
+// strictPrefer is the Prefer header sent to a FHIR upstream: the client's
+// preferences with handling=strict in place of any handling. In lenient
+// mode a server ignores a search parameter it does not know, and a search
+// the gateway let through because of that parameter (patient=, a granular
+// scope's category=) would run without it.
+func strictPrefer(vals []string) string {
+	var b strings.Builder
+	for _, v := range vals {
+		for p := range strings.SplitSeq(v, ",") {
+			p = strings.TrimSpace(p)
+			name, _, _ := strings.Cut(p, "=")
+			name, _, _ = strings.Cut(name, ";")
+			if p == "" || strings.EqualFold(strings.TrimSpace(name), "handling") {
+				continue
+			}
+			b.WriteString(p)
+			b.WriteString(", ")
+		}
+	}
+	b.WriteString("handling=strict")
+	return b.String()
 }
 
 func modifyResponse(resp *http.Response) error {

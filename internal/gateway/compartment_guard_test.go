@@ -1,0 +1,158 @@
+package gateway
+
+import (
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/phigate/phigate/internal/authority"
+)
+
+const fhirJSON = "application/fhir+json"
+
+// A conditional update constrained to the patient's compartment may still
+// write a resource for another patient (no match: the server creates it;
+// one match: it moves the resource). Its body is checked like a create's;
+// a conditional patch, which the gateway cannot apply, is outside.
+func TestConditionalWritesStayInTheCompartment(t *testing.T) {
+	fx := newFixture(t)
+	pat, _ := fx.token(t, authority.Spec{PatientID: "p1", Scopes: []string{"patient/Observation.cruds"}})
+	obs := func(p string) string {
+		return `{"resourceType":"Observation","status":"final","subject":{"reference":"Patient/` + p + `"}}`
+	}
+	txn := func(method, url, resource string) string {
+		return `{"resourceType":"Bundle","type":"transaction","entry":[{"resource":` + resource + `,"request":{"method":"` + method + `","url":"` + url + `"}}]}`
+	}
+	if r := fx.do(t, call{method: "PUT", path: "/fhir/Observation?patient=p1&code=x", secret: pat, contentType: fhirJSON, body: obs("p1")}); r.status != 200 {
+		t.Fatalf("conditional update for p1: %d %s", r.status, r.body)
+	}
+	if r := fx.do(t, call{method: "POST", path: "/fhir/", secret: pat, contentType: fhirJSON, body: txn("PUT", "Observation?patient=p1&code=x", obs("p1"))}); r.status != 200 {
+		t.Fatalf("transaction with a conditional update for p1: %d %s", r.status, r.body)
+	}
+	n := fx.fhir.count.Load()
+	for name, c := range map[string]call{
+		"conditional update, body for p2":    {method: "PUT", path: "/fhir/Observation?patient=p1&code=x", contentType: fhirJSON, body: obs("p2")},
+		"conditional update, no subject":     {method: "PUT", path: "/fhir/Observation?patient=p1&code=x", contentType: fhirJSON, body: `{"resourceType":"Observation"}`},
+		"conditional update, another type":   {method: "PUT", path: "/fhir/Observation?patient=p1&code=x", contentType: fhirJSON, body: `{"resourceType":"Condition","subject":{"reference":"Patient/p1"}}`},
+		"conditional patch":                  {method: "PATCH", path: "/fhir/Observation?patient=p1&code=x", contentType: "application/json-patch+json", body: `[{"op":"replace","path":"/subject/reference","value":"Patient/p2"}]`},
+		"transaction, conditional update p2": {method: "POST", path: "/fhir/", contentType: fhirJSON, body: txn("PUT", "Observation?patient=p1&code=x", obs("p2"))},
+	} {
+		c.secret = pat
+		if r := fx.do(t, c); r.status != http.StatusForbidden || r.code != CodeCompartment {
+			t.Errorf("%s: %d %s", name, r.status, r.body)
+		}
+	}
+	if fx.fhir.count.Load() != n {
+		t.Error("a write outside the compartment reached the upstream")
+	}
+}
+
+// If-None-Exist makes the server run a search, and its answer (201 or 200)
+// tells whether anything matched: it needs the permission of that search.
+func TestIfNoneExistIsCheckedAsASearch(t *testing.T) {
+	fx := newFixture(t)
+	pat, _ := fx.token(t, authority.Spec{PatientID: "p1", Scopes: []string{"patient/Observation.crs"}})
+	createOnly, _ := fx.token(t, authority.Spec{Scopes: []string{"user/Observation.c"}})
+	body := `{"resourceType":"Observation","subject":{"reference":"Patient/p1"}}`
+	create := func(secret, ine string) reply {
+		return fx.do(t, call{method: "POST", path: "/fhir/Observation", secret: secret, contentType: fhirJSON, body: body, header: map[string]string{"If-None-Exist": ine}})
+	}
+	if r := create(pat, "patient=p1&code=http://loinc.org|75622-1"); r.status != 200 {
+		t.Fatalf("If-None-Exist in the compartment: %d %s", r.status, r.body)
+	}
+	if got := fx.fhir.lastSeen().Header.Get("If-None-Exist"); got != "patient=p1&code=http://loinc.org|75622-1" {
+		t.Errorf("upstream If-None-Exist %q", got)
+	}
+	n := fx.fhir.count.Load()
+	for name, c := range map[string]struct {
+		secret, ine string
+		status      int
+		code        string
+	}{
+		"another patient":    {pat, "patient=p2&code=http://loinc.org|75622-1", 403, CodeCompartment},
+		"no patient":         {pat, "code=http://loinc.org|75622-1", 403, CodeCompartment},
+		"no search scope":    {createOnly, "identifier=http://sys|1", 403, CodeInsufficientScope},
+		"not a query":        {pat, "?patient=p1", 400, CodeInvalidRequest},
+		"bad percent-escape": {pat, "patient=%zz", 400, CodeInvalidRequest},
+	} {
+		if r := create(c.secret, c.ine); r.status != c.status || r.code != c.code {
+			t.Errorf("%s: %d %s, want %d %s", name, r.status, r.body, c.status, c.code)
+		}
+	}
+	// twice
+	req, _ := http.NewRequest(http.MethodPost, "https://"+fx.addr+"/fhir/Observation", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+pat)
+	req.Header.Set("Content-Type", fhirJSON)
+	req.Header.Add("If-None-Exist", "patient=p1")
+	req.Header.Add("If-None-Exist", "patient=p2")
+	resp, err := fx.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("two If-None-Exist: %d", resp.StatusCode)
+	}
+	// in a Bundle entry
+	bundle := `{"resourceType":"Bundle","type":"transaction","entry":[{"resource":` + body + `,"request":{"method":"POST","url":"Observation","ifNoneExist":"patient=p2"}}]}`
+	if r := fx.do(t, call{method: "POST", path: "/fhir/", secret: pat, contentType: fhirJSON, body: bundle}); r.status != 403 || r.code != CodeCompartment {
+		t.Errorf("Bundle entry ifNoneExist for p2: %d %s", r.status, r.body)
+	}
+	if fx.fhir.count.Load() != n {
+		t.Error("a refused conditional create reached the upstream")
+	}
+}
+
+// patient=pid binds a search only where the type defines the parameter:
+// a lenient server ignores an unknown one and returns everything.
+func TestPatientSearchNeedsTheTypesParameter(t *testing.T) {
+	fx := newFixture(t)
+	pat, _ := fx.token(t, authority.Spec{PatientID: "p1", Scopes: []string{"patient/*.rs"}})
+	for path, want := range map[string]int{
+		"/fhir/EpisodeOfCare?patient=p1":            200,
+		"/fhir/Observation?subject=Patient/p1":      200,
+		"/fhir/Group?patient=p1":                    403, // Group has member, not patient
+		"/fhir/Bundle?patient=p1":                   403,
+		"/fhir/EpisodeOfCare?subject=Patient/p1":    403, // EpisodeOfCare has patient, not subject
+		"/fhir/EpisodeOfCare?patient=p1&subject=p1": 403,
+	} {
+		r := fx.do(t, call{path: path, secret: pat, header: map[string]string{"Prefer": "handling=lenient"}})
+		if r.status != want || want == 403 && r.code != CodeCompartment {
+			t.Errorf("%s: %d %s, want %d", path, r.status, r.body, want)
+		}
+	}
+}
+
+// A FHIR upstream is asked for strict handling, so that it refuses a
+// search parameter it does not know instead of dropping it; other
+// preferences are kept, and http upstreams get the client's Prefer.
+func TestFHIRUpstreamsGetStrictHandling(t *testing.T) {
+	fx := newFixture(t)
+	pat, _ := fx.token(t, authority.Spec{PatientID: "p1", Scopes: []string{"patient/Observation.rs"}})
+	app, _ := fx.token(t, authority.Spec{Scopes: []string{"billing:read"}})
+	for prefer, want := range map[string]string{
+		"":                                   "handling=strict",
+		"handling=lenient":                   "handling=strict",
+		"return=minimal, Handling = lenient": "return=minimal, handling=strict",
+		"respond-async, wait=10":             "respond-async, wait=10, handling=strict",
+	} {
+		c := call{path: "/fhir/Observation?patient=p1", secret: pat}
+		if prefer != "" {
+			c.header = map[string]string{"Prefer": prefer}
+		}
+		if r := fx.do(t, c); r.status != 200 {
+			t.Fatalf("%d %s", r.status, r.body)
+		}
+		if got := fx.fhir.lastSeen().Header.Values("Prefer"); len(got) != 1 || got[0] != want {
+			t.Errorf("Prefer %q: upstream got %q, want %q", prefer, got, want)
+		}
+	}
+	if r := fx.do(t, call{path: "/billing/invoices/1", secret: app, header: map[string]string{"Prefer": "handling=lenient"}}); r.status != 200 {
+		t.Fatalf("%d %s", r.status, r.body)
+	}
+	if got := fx.api.lastSeen().Header.Get("Prefer"); got != "handling=lenient" {
+		t.Errorf("http upstream Prefer %q", got)
+	}
+}
