@@ -78,7 +78,7 @@ func (g *Gateway) serveAuthz(w http.ResponseWriter, r *http.Request, ev *Event, 
 		h.Set(HeaderBreakGlass, "true")
 	}
 	h.Set(HeaderIdentity, up.ident.sign(&Identity{
-		Subject: v.rec.Subject, TokenID: v.rec.ID, Purpose: purpose, Method: orig.method, Path: orig.path,
+		Subject: v.rec.Subject, TokenID: v.rec.ID, Purpose: purpose, Method: orig.method, Path: orig.path, QueryHash: QueryHash(orig.query),
 		RequestID: ev.RequestID, Audience: up.name, BreakGlass: bg, IssuedAt: start.Unix(), Expires: start.Add(IdentityTTL).Unix(),
 	}))
 	h.Set("Cache-Control", "no-store")

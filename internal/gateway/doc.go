@@ -189,10 +189,11 @@
 //
 //	{"iss":"phigate-gateway","sub":"<subject>","tid":"<token id>",
 //	 "purpose":"<code>","method":"GET","path":"<upstream path, escaped>",
-//	 "rid":"<request id>","aud":"<upstream name>","bg":true,
-//	 "iat":<unix seconds>,"exp":<iat+60>}
+//	 "qh":"<base64url(SHA-256(raw query))>","rid":"<request id>",
+//	 "aud":"<upstream name>","bg":true,"iat":<unix seconds>,"exp":<iat+60>}
 //
-// (purpose and bg omitted when empty), under one of two protected headers,
+// (purpose, qh and bg omitted when empty; qh is QueryHash of the query as
+// sent upstream, without "?"), under one of two protected headers,
 // as the configuration chooses for each upstream (its identity section,
 // else gateway.identity):
 //
@@ -227,7 +228,7 @@
 // for this upstream, never the one the header names (an EdDSA verifier
 // refuses HS256 and the reverse), typ, the signature, iss, iat/exp (5 s
 // skew, a lifetime of at most 5 minutes), aud (HS256: required, the
-// upstream's name), method and path equal to the request's; and it uses
+// upstream's name), method, path and qh equal to the request's; and it uses
 // the claims rather than the plain headers.
 //
 // Every assertion is signed for its request; none is cached. One
@@ -235,8 +236,8 @@
 // Ed25519 nearly free, but it would be good for any method and path of
 // that upstream: whoever read one (in an upstream's log, a debugging
 // proxy, a heap dump) could replay it directly to the upstream for other
-// patients' records until it expires. Bound to method, path and request
-// id, a replay can only repeat the same request within 60 s (an upstream
+// patients' records until it expires. Bound to method, path, query and
+// request id, a replay can only repeat the same request within 60 s (an upstream
 // that must refuse even that remembers rid until exp). Where Ed25519's
 // cost matters, HS256 keeps that binding for a twentieth of it.
 //

@@ -559,7 +559,7 @@ func (g *Gateway) serveProxy(w http.ResponseWriter, r *http.Request, x *exchange
 	}
 	x.subject, x.tokenID, x.purpose, x.bg = v.rec.Subject, v.rec.ID, purpose, bg
 	x.identity = up.ident.sign(&Identity{
-		Subject: x.subject, TokenID: x.tokenID, Purpose: purpose, Method: r.Method, Path: x.path,
+		Subject: x.subject, TokenID: x.tokenID, Purpose: purpose, Method: r.Method, Path: x.path, QueryHash: QueryHash(r.URL.RawQuery),
 		RequestID: ev.RequestID, Audience: up.name, BreakGlass: bg, IssuedAt: start.Unix(), Expires: start.Add(IdentityTTL).Unix(),
 	})
 	out := r.WithContext(context.WithValue(r.Context(), fwdKey{}, x))

@@ -52,12 +52,16 @@ const maxSkew = 5 * time.Second
 // Identity is what the gateway asserts to an upstream about a request: the
 // claims of the X-Phigate-Identity JWS.
 type Identity struct {
-	Issuer    string `json:"iss"`
-	Subject   string `json:"sub"`
-	TokenID   string `json:"tid"`
-	Purpose   string `json:"purpose,omitempty"`
-	Method    string `json:"method"`
-	Path      string `json:"path"`
+	Issuer  string `json:"iss"`
+	Subject string `json:"sub"`
+	TokenID string `json:"tid"`
+	Purpose string `json:"purpose,omitempty"`
+	Method  string `json:"method"`
+	Path    string `json:"path"`
+	// QueryHash binds the query: base64url (no padding) of the SHA-256 of
+	// the raw query as sent upstream (without "?"); empty (omitted) when
+	// there is none. See QueryHash.
+	QueryHash string `json:"qh,omitempty"`
 	RequestID string `json:"rid"`
 	// Audience is the upstream's name.
 	Audience   string `json:"aud,omitempty"`
@@ -176,6 +180,7 @@ func (id *Identity) appendJSON(b []byte) []byte {
 	b = appendJSONString(b, id.Method)
 	b = append(b, `,"path":`...)
 	b = appendJSONString(b, id.Path)
+	b = appendOpt(b, `,"qh":`, id.QueryHash)
 	b = append(b, `,"rid":`...)
 	b = appendJSONString(b, id.RequestID)
 	b = appendOpt(b, `,"aud":`, id.Audience)
@@ -421,7 +426,7 @@ func bindRequest(r *http.Request, id *Identity) error {
 	if claimed == http.MethodHead {
 		claimed = http.MethodGet
 	}
-	if claimed != method || id.Path != r.URL.EscapedPath() {
+	if claimed != method || id.Path != r.URL.EscapedPath() || id.QueryHash != QueryHash(r.URL.RawQuery) {
 		return fmt.Errorf("%w: issued for another request", ErrIdentity)
 	}
 	for _, c := range []struct{ h, v string }{{HeaderSubject, id.Subject}, {HeaderTokenID, id.TokenID}, {HeaderPurpose, id.Purpose}} {
@@ -430,6 +435,17 @@ func bindRequest(r *http.Request, id *Identity) error {
 		}
 	}
 	return nil
+}
+
+// QueryHash is the qh claim of a request whose raw query (without "?") is
+// rawQuery: base64url without padding of its SHA-256, or "" when the query
+// is empty.
+func QueryHash(rawQuery string) string {
+	if rawQuery == "" {
+		return ""
+	}
+	sum := sha256.Sum256([]byte(rawQuery))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
 }
 
 // ParseJWKS returns the Ed25519 keys of a JWK Set as served at

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
@@ -96,5 +97,50 @@ func TestHS256KeyProblemsStopTheStart(t *testing.T) {
 	}
 	if u, _ := fx.gw.table.Load().match("/fhir/x"); u.ident.alg() != "EdDSA" {
 		t.Error("a failed reload changed the signer")
+	}
+}
+
+// The assertion binds the query (qh): one issued for ?patient=p1 does not
+// verify on ?patient=p2, whether it came with a proxied request or from
+// forward auth.
+func TestIdentityBindsTheQuery(t *testing.T) {
+	fx := newFixture(t)
+	pat, _ := fx.token(t, authority.Spec{PatientID: "p1", Scopes: []string{"patient/Observation.rs"}})
+	var seen *http.Request
+	var upErr error
+	fx.fhir.setHandler(func(w http.ResponseWriter, r *http.Request) {
+		seen = r.Clone(r.Context())
+		_, upErr = VerifyRequest(r, fx.signer.PublicKey(), fx.clk.Now())
+		w.Write([]byte("{}"))
+	})
+	if r := fx.do(t, call{path: "/fhir/Observation?patient=p1&code=x", secret: pat}); r.status != 200 || upErr != nil {
+		t.Fatalf("proxied: %d %s %v", r.status, r.body, upErr)
+	}
+	replay := func(jws, target string) error {
+		req, _ := http.NewRequest(http.MethodGet, "https://ehr.internal"+target, nil)
+		req.Header.Set(HeaderIdentity, jws)
+		_, err := VerifyRequest(req, fx.signer.PublicKey(), fx.clk.Now())
+		return err
+	}
+	jws := seen.Header.Get(HeaderIdentity)
+	if err := replay(jws, "/fhir/R4/Observation?patient=p2&code=x"); !errors.Is(err, ErrIdentity) {
+		t.Errorf("proxied assertion on another query: %v", err)
+	}
+	if err := replay(jws, "/fhir/R4/Observation"); !errors.Is(err, ErrIdentity) {
+		t.Errorf("proxied assertion without its query: %v", err)
+	}
+	if err := replay(jws, seen.URL.RequestURI()); err != nil {
+		t.Errorf("proxied assertion on its own request: %v", err)
+	}
+	r := fx.do(t, call{path: "/v1/authz/fhir/Observation?patient=p1", secret: pat})
+	if r.status != 200 {
+		t.Fatalf("forward auth: %d %s", r.status, r.body)
+	}
+	jws = r.header.Get(HeaderIdentity)
+	if err := replay(jws, "/fhir/Observation?patient=p2"); !errors.Is(err, ErrIdentity) {
+		t.Errorf("forward-auth assertion on another query: %v", err)
+	}
+	if err := replay(jws, "/fhir/Observation?patient=p1"); err != nil {
+		t.Errorf("forward-auth assertion on its own request: %v", err)
 	}
 }

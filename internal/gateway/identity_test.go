@@ -138,7 +138,7 @@ func TestVerifyRequestBindsTheRequest(t *testing.T) {
 		}
 		return r
 	}
-	if _, err := VerifyRequest(req("GET", "/fhir/Observation?x=1", map[string]string{HeaderSubject: "lab-app"}), s.PublicKey(), t0); err != nil {
+	if _, err := VerifyRequest(req("GET", "/fhir/Observation", map[string]string{HeaderSubject: "lab-app"}), s.PublicKey(), t0); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := VerifyRequest(req("HEAD", "/fhir/Observation", nil), s.PublicKey(), t0); err != nil {
@@ -146,6 +146,7 @@ func TestVerifyRequestBindsTheRequest(t *testing.T) {
 	}
 	for name, r := range map[string]*http.Request{
 		"other path":     req("GET", "/fhir/Patient", nil),
+		"a query":        req("GET", "/fhir/Observation?x=1", nil),
 		"other method":   req("DELETE", "/fhir/Observation", nil),
 		"forged subject": req("GET", "/fhir/Observation", map[string]string{HeaderSubject: "admin"}),
 		"forged purpose": req("GET", "/fhir/Observation", map[string]string{HeaderPurpose: "ETREAT"}),
@@ -344,7 +345,7 @@ func TestVerifyRequestHS256BindsRequestAndAudience(t *testing.T) {
 		}
 		return r
 	}
-	id, err := VerifyRequestHS256(req("GET", "/fhir/Observation?x=1", map[string]string{HeaderSubject: "lab-app"}), key, "ehr", t0)
+	id, err := VerifyRequestHS256(req("GET", "/fhir/Observation", map[string]string{HeaderSubject: "lab-app"}), key, "ehr", t0)
 	if err != nil || id.Subject != "lab-app" {
 		t.Fatalf("%+v %v", id, err)
 	}
@@ -355,6 +356,7 @@ func TestVerifyRequestHS256BindsRequestAndAudience(t *testing.T) {
 		"other upstream": {req("GET", "/fhir/Observation", nil), "billing"},
 		"no audience":    {req("GET", "/fhir/Observation", nil), ""},
 		"other path":     {req("GET", "/fhir/Patient", nil), "ehr"},
+		"a query":        {req("GET", "/fhir/Observation?x=1", nil), "ehr"},
 		"other method":   {req("DELETE", "/fhir/Observation", nil), "ehr"},
 		"forged subject": {req("GET", "/fhir/Observation", map[string]string{HeaderSubject: "admin"}), "ehr"},
 	} {
@@ -369,7 +371,7 @@ func TestVerifyRequestHS256BindsRequestAndAudience(t *testing.T) {
 func TestIdentityClaimsAreEncodingJSON(t *testing.T) {
 	for _, id := range []Identity{
 		*sampleIdentity(),
-		{Issuer: identityIssuer, Subject: "a\"b\\c\n\t\x00<>&\u2028é", TokenID: "t", Method: "GET", Path: "/a%20b", RequestID: "r", IssuedAt: -1, Expires: 1 << 40},
+		{Issuer: identityIssuer, Subject: "a\"b\\c\n\t\x00<>&\u2028é", TokenID: "t", Method: "GET", Path: "/a%20b", QueryHash: QueryHash("a=1&b=%20"), RequestID: "r", IssuedAt: -1, Expires: 1 << 40},
 		{Issuer: identityIssuer, Subject: "bad\xffutf8", TokenID: "t", Purpose: "ETREAT", BreakGlass: true, Audience: "x"},
 	} {
 		checkClaimsJSON(t, &id)
@@ -390,11 +392,11 @@ func checkClaimsJSON(t *testing.T, id *Identity) {
 }
 
 func FuzzIdentityClaimsJSON(f *testing.F) {
-	f.Add("lab-app", "tok_x", "TREAT", "/fhir/Observation", "ehr", true, int64(1))
-	f.Add("\x00\"\\<\xff\u2029", "", "", "", "", false, int64(-5))
-	f.Fuzz(func(t *testing.T, sub, tid, purpose, path, aud string, bg bool, iat int64) {
+	f.Add("lab-app", "tok_x", "TREAT", "/fhir/Observation", "patient=p1", "ehr", true, int64(1))
+	f.Add("\x00\"\\<\xff\u2029", "", "", "", "", "", false, int64(-5))
+	f.Fuzz(func(t *testing.T, sub, tid, purpose, path, query, aud string, bg bool, iat int64) {
 		checkClaimsJSON(t, &Identity{Issuer: identityIssuer, Subject: sub, TokenID: tid, Purpose: purpose, Method: "GET",
-			Path: path, RequestID: "r", Audience: aud, BreakGlass: bg, IssuedAt: iat, Expires: iat + 60})
+			Path: path, QueryHash: QueryHash(query), RequestID: "r", Audience: aud, BreakGlass: bg, IssuedAt: iat, Expires: iat + 60})
 	})
 }
 
