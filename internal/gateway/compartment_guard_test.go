@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/phigate/phigate/internal/authority"
+	"github.com/phigate/phigate/internal/config"
 )
 
 const fhirJSON = "application/fhir+json"
@@ -154,5 +155,68 @@ func TestFHIRUpstreamsGetStrictHandling(t *testing.T) {
 	}
 	if got := fx.api.lastSeen().Header.Get("Prefer"); got != "handling=lenient" {
 		t.Errorf("http upstream Prefer %q", got)
+	}
+}
+
+// A patient-bound type-level operation is bound to the patient by its URL
+// parameters; a POSTed Parameters body could name another patient, so
+// only a GET is taken.
+func TestPatientOperationParametersInTheURL(t *testing.T) {
+	fx := newFixture(t, fixtureOpts{mutate: func(c *config.Gateway) {
+		for i := range c.Upstreams {
+			if c.Upstreams[i].Kind == config.KindFHIR {
+				c.Upstreams[i].Operations = append(c.Upstreams[i].Operations, config.Operation{Name: "$lastn", Resource: "Observation", Scope: "patient/Observation.rs"})
+			}
+		}
+	}})
+	pat, _ := fx.token(t, authority.Spec{PatientID: "p1", Scopes: []string{"patient/Observation.rs"}})
+	params := `{"resourceType":"Parameters","parameter":[{"name":"patient","valueString":"p2"}]}`
+	for _, c := range []struct {
+		method, path, body string
+		want               int
+	}{
+		{"GET", "/fhir/Observation/$lastn?patient=p1", "", 200},
+		{"GET", "/fhir/Observation/$lastn?patient=p2", "", 403},
+		{"POST", "/fhir/Observation/$lastn?patient=p1", params, 403},
+		{"POST", "/fhir/Observation/$lastn?patient=p1", "", 403},
+	} {
+		ct := ""
+		if c.body != "" {
+			ct = fhirJSON
+		}
+		r := fx.do(t, call{method: c.method, path: c.path, secret: pat, body: c.body, contentType: ct})
+		if r.status != c.want || c.want == 403 && r.code != CodeCompartment {
+			t.Errorf("%s %s: %d %s, want %d", c.method, c.path, r.status, r.body, c.want)
+		}
+	}
+}
+
+// A body the gateway reads to decide is read as sent: with a
+// Content-Encoding the upstream would act on other bytes than the ones
+// checked, so such a body is refused (415); bodies the gateway does not
+// read pass encoded.
+func TestEncodedBodiesAreNotInspected(t *testing.T) {
+	fx := newFixture(t)
+	s, _ := fx.token(t, authority.Spec{Scopes: []string{"user/Observation.rs", "billing:write"}})
+	n := fx.fhir.count.Load()
+	for name, c := range map[string]call{
+		"POST _search": {method: "POST", path: "/fhir/Observation/_search", contentType: "application/x-www-form-urlencoded", body: "code=x"},
+		"batch":        {method: "POST", path: "/fhir/", contentType: fhirJSON, body: `{"resourceType":"Bundle","type":"batch","entry":[]}`},
+	} {
+		c.secret = s
+		c.header = map[string]string{"Content-Encoding": "gzip"}
+		if r := fx.do(t, c); r.status != http.StatusUnsupportedMediaType || r.code != CodeUnsupportedMedia {
+			t.Errorf("%s: %d %s", name, r.status, r.body)
+		}
+	}
+	if fx.fhir.count.Load() != n {
+		t.Error("an encoded body the gateway had to read reached the upstream")
+	}
+	if r := fx.do(t, call{method: "POST", path: "/fhir/Observation/_search", secret: s, contentType: "application/x-www-form-urlencoded", body: "code=x",
+		header: map[string]string{"Content-Encoding": "identity"}}); r.status != 200 {
+		t.Errorf("identity encoding: %d %s", r.status, r.body)
+	}
+	if r := fx.do(t, call{method: "POST", path: "/billing/upload", secret: s, body: "not really gzip", header: map[string]string{"Content-Encoding": "gzip"}}); r.status != 200 {
+		t.Errorf("an encoded body on an http route: %d %s", r.status, r.body)
 	}
 }

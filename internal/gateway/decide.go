@@ -181,6 +181,7 @@ func authorizeFHIR(q *request, set scope.Set, pid string) (dn *denial, sc, inter
 	if err != nil {
 		return deny(http.StatusBadRequest, CodeInvalidRequest, "not a FHIR RESTful interaction the gateway recognises"), "", "", ""
 	}
+	fr.method = q.method
 	ps := params{raw: [2]string{q.query}}
 	if fr.interaction == Batch {
 		dn, sc = authorizeBatch(q, set, pid)
@@ -411,8 +412,9 @@ func checkIncludes(fr *fhirRequest, ps *params, set scope.Set) *denial {
 // authorizeOperation checks an $operation against the configured scopes:
 // the rule for the resource type, else the one for "*"; an operation not
 // configured is refused. A requirement the token holds only at patient
-// level binds the operation to the compartment: Patient/pid/$op, or
-// parameters naming the patient.
+// level binds the operation to the compartment: Patient/pid/$op, or a GET
+// whose URL parameters name the patient (a POSTed Parameters body could
+// name another).
 func authorizeOperation(fr *fhirRequest, ps *params, set scope.Set, pid string, up *upstream) (*denial, string) {
 	rules := up.ops[fr.op]
 	var rule *opRule
@@ -436,8 +438,11 @@ func authorizeOperation(fr *fhirRequest, ps *params, set scope.Set, pid string, 
 		return forbidden(CodeInsufficientScope, "the operation "+fr.op+" needs the scope "+quote(rule.need.str), rule.need.str), rule.need.str
 	}
 	if patientOnly {
+		// at type level the URL's parameters bind it to the patient; a
+		// POSTed Parameters body could name another, so it must be a GET
+		typeLevel := fr.compType == "" && fr.typ != "*" && (fr.method == http.MethodGet || fr.method == http.MethodHead)
 		inside := pid != "" && (fr.compType == "Patient" && fr.compID == pid ||
-			fr.compType == "" && fr.typ != "*" && ps.inCompartment(fr.typ, pid))
+			typeLevel && ps.inCompartment(fr.typ, pid))
 		if !inside {
 			return forbidden(CodeCompartment, compartmentMessage(pid), rule.need.str), rule.need.str
 		}
@@ -468,6 +473,7 @@ func authorizeBatch(q *request, set scope.Set, pid string) (*denial, string) {
 		if err != nil || fr.interaction == Batch || fr.interaction == Capabilities {
 			return badRequest(fmt.Sprintf("Bundle entry %d is not a FHIR interaction the gateway recognises", i)), ""
 		}
+		fr.method = e.method
 		ps := params{raw: [2]string{e.query}}
 		if err := ps.check(); err != nil {
 			return badRequest(fmt.Sprintf("Bundle entry %d: %s", i, err)), ""

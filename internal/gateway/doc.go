@@ -133,15 +133,20 @@
 //     on the source type for _revinclude.
 //
 // POST _search reads its form body (application/x-www-form-urlencoded) and
-// combines it with the URL's query, as FHIR does. Queries holding ";" or
+// combines it with the URL's query, as FHIR does. A body the gateway reads
+// to decide (POST _search, batch/transaction, patient-bound creates and
+// conditional updates) must not carry a Content-Encoding (415
+// unsupported_media_type): the upstream would act on other bytes than the
+// ones checked. Queries holding ";" or
 // invalid percent-encoding are refused (some servers split on ";").
 //
 // $operations are refused unless the upstream's configuration names them
 // (name, optional resource type, scope). The rule for the request's type
 // wins over the one for "*". A token holding the configured scope only at
 // patient level (patient/… required, no user/ or system/ equivalent) is
-// bound to its compartment: Patient/{id}/$op, or type-level with the
-// compartment parameters.
+// bound to its compartment: Patient/{id}/$op, or a type-level GET with the
+// compartment parameters in the URL (a POSTed Parameters body could name
+// another patient).
 //
 // A batch or transaction (a JSON Bundle POSTed to the base) is read, up to
 // gateway.limits.max_inspect_bytes (413) and max_bundle_entries, and each

@@ -84,6 +84,9 @@ type fhirRequest struct {
 	compType, compID string
 	// op is the operation's name, with its "$".
 	op string
+	// method is the HTTP method, set by the caller of classifyFHIR when a
+	// check needs it (operations).
+	method string
 }
 
 var errNotFHIR = errors.New("not a FHIR RESTful interaction")

@@ -468,6 +468,8 @@ type exchange struct {
 	bodyDn    *denial
 	bodyLimit int64
 	declared  int64
+	// encoded: the request has a Content-Encoding other than identity
+	encoded bool
 
 	// backing arrays of the header values the gateway sets: slices of
 	// them (capacity 1, so that an append copies) spare one allocation
@@ -478,6 +480,11 @@ type exchange struct {
 
 // body reads the request body for the decision, once.
 func (x *exchange) body() ([]byte, *denial) {
+	if x.encoded {
+		// the gateway would check the encoded bytes while the upstream
+		// acts on the decoded ones
+		return nil, deny(http.StatusUnsupportedMediaType, CodeUnsupportedMedia, "the gateway reads this body to decide and does not decode Content-Encoding: send it unencoded")
+	}
 	if !x.inspected {
 		x.inspected = true
 		x.buffered, x.bodyDn = readInspected(&x.counted, x.declared, x.bodyLimit)
@@ -533,6 +540,13 @@ func (g *Gateway) serveProxy(w http.ResponseWriter, r *http.Request, x *exchange
 		x.counted.r = http.MaxBytesReader(w, r.Body, lim.MaxBodyBytes)
 	}
 	x.declared, x.bodyLimit = r.ContentLength, lim.MaxInspectBytes
+	for _, ce := range r.Header.Values("Content-Encoding") {
+		for v := range strings.SplitSeq(ce, ",") {
+			if v = strings.TrimSpace(v); v != "" && !strings.EqualFold(v, "identity") {
+				x.encoded = true
+			}
+		}
+	}
 	q := &request{
 		secret: secret, addr: client, purpose: purpose, justification: justification, breakGlass: bg,
 		method: r.Method, path: rest, query: r.URL.RawQuery, contentType: r.Header.Get("Content-Type"),
