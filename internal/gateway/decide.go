@@ -236,11 +236,17 @@ func isSearch(i Interaction) bool {
 	return i == SearchType || i == SearchSystem || i == SearchCompartment
 }
 
+const formType = "application/x-www-form-urlencoded"
+
 // formBody adds the form body of a POST _search to ps.
 func formBody(q *request, ps *params) *denial {
+	// exactly that media type, in lower case: Tomcat and HAPI compare it
+	// case-sensitively and would not read a body the gateway took for a
+	// form (the search would run without the parameters checked here)
 	mt, _, err := mime.ParseMediaType(q.contentType)
-	if err != nil || mt != "application/x-www-form-urlencoded" {
-		return deny(http.StatusUnsupportedMediaType, CodeUnsupportedMedia, "POST _search needs an application/x-www-form-urlencoded body")
+	raw, _, _ := strings.Cut(q.contentType, ";")
+	if err != nil || mt != formType || strings.TrimRight(raw, " \t") != formType {
+		return deny(http.StatusUnsupportedMediaType, CodeUnsupportedMedia, "POST _search needs an application/x-www-form-urlencoded body (that media type, in lower case)")
 	}
 	if q.body == nil {
 		return deny(http.StatusForbidden, CodeBodyUnavailable, "the gateway must read the body of this request to decide; send it through the gateway's proxy, or as GET with the parameters in the URL")

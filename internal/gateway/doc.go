@@ -133,7 +133,9 @@
 //     on the source type for _revinclude.
 //
 // POST _search reads its form body (application/x-www-form-urlencoded) and
-// combines it with the URL's query, as FHIR does. A body the gateway reads
+// combines it with the URL's query, as FHIR does; its Content-Type must be
+// exactly application/x-www-form-urlencoded in lower case (parameters
+// allowed), as Tomcat and HAPI compare it. A body the gateway reads
 // to decide (POST _search, batch/transaction, patient-bound creates and
 // conditional updates) must not carry a Content-Encoding (415
 // unsupported_media_type): the upstream would act on other bytes than the
@@ -158,21 +160,27 @@
 //
 // # Forwarding
 //
-// A request asking for a protocol upgrade (Upgrade: websocket, h2c) is
-// refused (400 invalid_request): after a 101 the connection would be a
-// tunnel to the upstream, and nothing sent on it would be decided,
-// recorded or counted.
+// Requests that would reach the upstream as another request than the one
+// decided are refused (400 invalid_request): a protocol upgrade (Upgrade:
+// websocket, h2c; after a 101 the connection would be a tunnel to the
+// upstream, nothing on it decided, recorded or counted); a Connection
+// header naming anything but close, keep-alive or TE (the proxy drops the
+// headers it names, Content-Type included); a method override
+// (X-HTTP-Method-Override, X-Method-Override, X-HTTP-Method, or such a
+// query parameter, or _method).
 //
 // The upstream receives the client's method, path (prefix replaced), query
 // and body, streamed both ways (bodies the gateway had to read are
 // re-sent as read). The gateway removes Authorization, Proxy-Authorization,
 // every X-Phigate-* header, X-Purpose-Of-Use, X-Break-Glass, Forwarded,
-// X-Real-IP, the X-Forwarded-* headers, hop-by-hop headers and every header
-// whose name holds "_" (CGI, WSGI, Rack and PHP read X_Phigate_Subject as
+// X-Real-IP, every X-Forwarded-* header, X-Original-URL and X-Rewrite-URL
+// (some servers route by them), hop-by-hop headers and every header whose
+// name holds "_" (CGI, WSGI, Rack and PHP read X_Phigate_Subject as
 // X-Phigate-Subject), and sets:
 //
 //	<credential>        the upstream's credential (bearer, basic or a named header)
-//	X-Request-Id        the client's when valid ([A-Za-z0-9._-]{1,64}), else a new one
+//	X-Request-Id        the client's when valid ([A-Za-z0-9._-]{1,64}, not starting
+//	                    with the gateway's own "gw-"), else a new one
 //	X-Forwarded-For     the client chain when the peer is a trusted proxy, then the peer
 //	X-Forwarded-Proto   https
 //	X-Forwarded-Host    the Host the client asked for

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -141,5 +142,124 @@ func TestPathParametersRefusedOnHTTPUpstreams(t *testing.T) {
 	}
 	if fx.api.count.Load() != n {
 		t.Error("a path with ; reached the upstream")
+	}
+}
+
+// The proxy removes the headers a client's Connection header names, after
+// the decision: "Connection: Content-Type" would send a POST _search
+// decided on its form body without its form type. Such a request is
+// refused.
+func TestConnectionMayNameOnlyHopByHopTokens(t *testing.T) {
+	fx := newFixture(t)
+	pat, _ := fx.token(t, authority.Spec{PatientID: "p1", Scopes: []string{"patient/Observation.rs"}})
+	search := func(conn string) reply {
+		return fx.do(t, call{method: "POST", path: "/fhir/Observation/_search", secret: pat, contentType: "application/x-www-form-urlencoded",
+			body: "patient=p1", header: map[string]string{"Connection": conn}})
+	}
+	n := fx.fhir.count.Load()
+	for _, conn := range []string{"Content-Type", "keep-alive, Content-Type", "X-Phigate-Identity", "Authorization"} {
+		if r := search(conn); r.status != http.StatusBadRequest || r.code != CodeInvalidRequest {
+			t.Errorf("Connection: %s: %d %s", conn, r.status, r.body)
+		}
+	}
+	if fx.fhir.count.Load() != n {
+		t.Error("a request naming end-to-end headers in Connection reached the upstream")
+	}
+	for _, conn := range []string{"keep-alive", "Keep-Alive, TE"} {
+		if r := search(conn); r.status != http.StatusOK || fx.fhir.lastSeen().Header.Get("Content-Type") != "application/x-www-form-urlencoded" {
+			t.Errorf("Connection: %s: %d %s", conn, r.status, r.body)
+		}
+	}
+}
+
+// Method overrides turn a request decided as a read into a delete at
+// servers and frameworks that honour them; URL rewrite headers and the
+// client's X-Forwarded-* make some route elsewhere. Overrides are refused,
+// the others dropped.
+func TestMethodOverridesAndRewriteHeaders(t *testing.T) {
+	fx := newFixture(t)
+	ro, _ := fx.token(t, authority.Spec{Scopes: []string{"user/Observation.r", "billing:read"}})
+	n, m := fx.fhir.count.Load(), fx.api.count.Load()
+	for name, c := range map[string]call{
+		"X-HTTP-Method-Override":  {path: "/fhir/Observation/obs-1", header: map[string]string{"X-HTTP-Method-Override": "DELETE"}},
+		"X-Method-Override":       {path: "/fhir/Observation/obs-1", header: map[string]string{"X-Method-Override": "DELETE"}},
+		"X-HTTP-Method":           {path: "/billing/invoices/42", header: map[string]string{"X-HTTP-Method": "DELETE"}},
+		"x-method-override param": {path: "/fhir/Observation/obs-1?x-method-override=DELETE"},
+		"_method param":           {path: "/billing/invoices/42?_method=DELETE"},
+		"encoded param name":      {path: "/billing/invoices/42?%5Fmethod=DELETE"},
+		"after a semicolon":       {path: "/billing/invoices/42?a=1;X-HTTP-Method-Override=DELETE"},
+	} {
+		c.secret = ro
+		if r := fx.do(t, c); r.status != http.StatusBadRequest || r.code != CodeInvalidRequest {
+			t.Errorf("%s: %d %s", name, r.status, r.body)
+		}
+	}
+	if fx.fhir.count.Load() != n || fx.api.count.Load() != m {
+		t.Error("a method override reached an upstream")
+	}
+	r := fx.do(t, call{path: "/billing/invoices/42", secret: ro, header: map[string]string{
+		"X-Original-URL": "/invoices/secret", "X-Rewrite-URL": "/invoices/secret", "X-Forwarded-Prefix": "/evil", "X-Forwarded-Port": "1", "X-Forwarded-Host": "evil"}})
+	if r.status != http.StatusOK {
+		t.Fatalf("%d %s", r.status, r.body)
+	}
+	h := fx.api.lastSeen().Header
+	for _, k := range []string{"X-Original-Url", "X-Rewrite-Url", "X-Forwarded-Prefix", "X-Forwarded-Port"} {
+		if v := h.Get(k); v != "" {
+			t.Errorf("upstream got the client's %s: %s", k, v)
+		}
+	}
+	if got := h.Get("X-Forwarded-Host"); got == "evil" {
+		t.Errorf("upstream got the client's X-Forwarded-Host")
+	}
+}
+
+// Tomcat and HAPI read a form body only for the media type in lower case;
+// a body the gateway took for a form, the server would not read, and the
+// search would run without the parameters the gateway checked.
+func TestFormMediaTypeMustBeExact(t *testing.T) {
+	fx := newFixture(t)
+	pat, _ := fx.token(t, authority.Spec{PatientID: "p1", Scopes: []string{"patient/Observation.rs"}})
+	lab, _ := fx.token(t, authority.Spec{Scopes: []string{"user/Observation.rs?category=laboratory"}})
+	n := fx.fhir.count.Load()
+	for _, c := range []call{
+		{method: "POST", path: "/fhir/Observation/_search", secret: pat, contentType: "Application/x-www-form-urlencoded", body: "patient=p1"},
+		{method: "POST", path: "/fhir/Observation/_search", secret: lab, contentType: "APPLICATION/X-WWW-FORM-URLENCODED", body: "category=laboratory"},
+	} {
+		if r := fx.do(t, c); r.status != http.StatusUnsupportedMediaType {
+			t.Errorf("%s: %d %s", c.contentType, r.status, r.body)
+		}
+	}
+	if fx.fhir.count.Load() != n {
+		t.Error("forwarded")
+	}
+	if r := fx.do(t, call{method: "POST", path: "/fhir/Observation/_search", secret: pat, contentType: "application/x-www-form-urlencoded; charset=utf-8", body: "patient=p1"}); r.status != 200 {
+		t.Errorf("with a charset: %d %s", r.status, r.body)
+	}
+}
+
+// A client may keep its own request id, but not one shaped like the
+// gateway's: it could claim the id the gateway hands out next.
+func TestClientCannotClaimAGatewayRequestID(t *testing.T) {
+	fx := newFixture(t)
+	ro, _ := fx.token(t, authority.Spec{Scopes: []string{"user/Observation.r"}})
+	a := fx.do(t, call{path: "/fhir/Observation/obs-1", secret: ro})
+	i := strings.LastIndexByte(a.rid, '-')
+	n, err := strconv.ParseUint(a.rid[i+1:], 36, 64)
+	if !strings.HasPrefix(a.rid, "gw-") || err != nil {
+		t.Fatalf("gateway request id %q", a.rid)
+	}
+	next := a.rid[:i+1] + strconv.FormatUint(n+1, 36)
+	b := fx.do(t, call{path: "/fhir/Observation/obs-2", secret: ro, header: map[string]string{"X-Request-Id": next}})
+	c := fx.do(t, call{path: "/fhir/Observation/obs-3", secret: ro})
+	if b.rid == c.rid {
+		t.Errorf("client claimed %s: two requests got %s", next, c.rid)
+	}
+	for _, e := range fx.rec.byRequest(t, c.rid, 2) {
+		if e.Path != "/fhir/Observation/obs-3" {
+			t.Errorf("request id %s also names %s", c.rid, e.Path)
+		}
+	}
+	if d := fx.do(t, call{path: "/fhir/Observation/obs-4", secret: ro, header: map[string]string{"X-Request-Id": "client-trace-7"}}); d.rid != "client-trace-7" {
+		t.Errorf("a client's own id was not kept: %s", d.rid)
 	}
 }

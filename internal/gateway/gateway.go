@@ -122,7 +122,7 @@ func New(ctx context.Context, cfg *config.Gateway, opts Options) (*Gateway, erro
 	}
 	g := &Gateway{
 		auth: opts.Auth, rec: opts.Recorder, signer: opts.Signer, secrets: opts.Secrets, opts: opts,
-		log: opts.Logger, now: opts.Now, ridPrefix: "gw-" + hex.EncodeToString(b[:]) + "-",
+		log: opts.Logger, now: opts.Now, ridPrefix: gatewayRIDPrefix + hex.EncodeToString(b[:]) + "-",
 	}
 	if err := g.Reload(ctx, cfg); err != nil {
 		return nil, err
@@ -284,10 +284,70 @@ func checkMethod(m string) *denial {
 	return nil
 }
 
+func hasPrefixFold(s, prefix string) bool {
+	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
+}
+
+// checkForwardable refuses requests that would reach the upstream as
+// another request than the one decided:
+//
+//   - an upgrade (Upgrade: websocket, h2c): after a 101 the connection
+//     would be a tunnel to the upstream, nothing on it decided, recorded
+//     or counted;
+//   - a Connection header naming anything but close, keep-alive or TE:
+//     the proxy removes the headers it names, so "Connection:
+//     Content-Type" would strip the form type of a POST _search the
+//     gateway decided on its body's parameters;
+//   - a method override (X-HTTP-Method-Override, X-Method-Override,
+//     X-HTTP-Method, or such a query parameter, or _method): servers and
+//     frameworks that honour one would run a DELETE decided as a GET.
+func checkForwardable(r *http.Request) *denial {
+	if r.Header.Get("Upgrade") != "" {
+		return badRequest("protocol upgrades (WebSocket, h2c) are not forwarded")
+	}
+	for _, v := range r.Header["Connection"] {
+		for tok := range strings.SplitSeq(v, ",") {
+			switch tok = strings.TrimSpace(tok); {
+			case tok == "", strings.EqualFold(tok, "close"), strings.EqualFold(tok, "keep-alive"), strings.EqualFold(tok, "te"):
+			default:
+				return badRequest("the Connection header may name only close, keep-alive or TE (the headers it names would not reach the upstream)")
+			}
+		}
+	}
+	for _, k := range methodOverrides {
+		if _, ok := r.Header[k]; ok {
+			return badRequest(k + " is not forwarded: send the method itself")
+		}
+	}
+	if q := r.URL.RawQuery; q != "" {
+		// some servers also split a query on ";"
+		for pair := range strings.FieldsFuncSeq(q, func(c rune) bool { return c == '&' || c == ';' }) {
+			k, _, _ := strings.Cut(pair, "=")
+			if k, err := url.QueryUnescape(k); err == nil && isMethodOverrideParam(k) {
+				return badRequest("a method override parameter is not forwarded: send the method itself")
+			}
+		}
+	}
+	return nil
+}
+
+// methodOverrides are the method-override headers (canonical names).
+var methodOverrides = []string{"X-Http-Method-Override", "X-Method-Override", "X-Http-Method"}
+
+func isMethodOverrideParam(k string) bool {
+	return strings.EqualFold(k, "_method") || strings.EqualFold(k, "x-http-method-override") ||
+		strings.EqualFold(k, "x-method-override") || strings.EqualFold(k, "x-http-method")
+}
+
+// gatewayRIDPrefix starts every request id the gateway makes.
+const gatewayRIDPrefix = "gw-"
+
 // requestID keeps a valid client X-Request-Id (1 to 64 of A-Z a-z 0-9 - _ .)
-// and makes one otherwise.
+// and makes one otherwise. A client id that starts as the gateway's own
+// do ("gw-") is replaced too: it could claim the id the gateway hands out
+// next, and share it with another client's request in the audit log.
 func (g *Gateway) requestID(r *http.Request) string {
-	if vs := r.Header.Values("X-Request-Id"); len(vs) == 1 && validRequestID(vs[0]) {
+	if vs := r.Header.Values("X-Request-Id"); len(vs) == 1 && validRequestID(vs[0]) && !strings.HasPrefix(vs[0], gatewayRIDPrefix) {
 		return vs[0]
 	}
 	return g.ridPrefix + strconv.FormatUint(g.ridSeq.Add(1), 36)
@@ -520,10 +580,8 @@ func (g *Gateway) serveProxy(w http.ResponseWriter, r *http.Request, x *exchange
 		g.refuse(w, r, ev, deny(http.StatusNotFound, CodeNotFound, "this upstream is reached only through forward auth (/v1/authz)"))
 		return
 	}
-	if r.Header.Get("Upgrade") != "" {
-		// after a 101 the connection would be a tunnel to the upstream:
-		// nothing on it decided, recorded or counted
-		g.refuse(w, r, ev, badRequest("protocol upgrades (WebSocket, h2c) are not forwarded"))
+	if dn := checkForwardable(r); dn != nil {
+		g.refuse(w, r, ev, dn)
 		return
 	}
 	secret, purpose, justification, bg, ok := g.caller(w, r, ev)
@@ -656,11 +714,13 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 		// a name with "_" is dropped whatever it says: CGI, WSGI, Rack and
 		// PHP read X_Phigate_Subject as X-Phigate-Subject (nginx drops
 		// them too, by default)
-		if len(k) >= len("X-Phigate-") && strings.EqualFold(k[:len("X-Phigate-")], "X-Phigate-") || strings.IndexByte(k, '_') >= 0 {
+		if hasPrefixFold(k, "X-Phigate-") || hasPrefixFold(k, "X-Forwarded-") || strings.IndexByte(k, '_') >= 0 {
 			delete(h, k)
 		}
 	}
-	for _, k := range []string{"Authorization", "Proxy-Authorization", "X-Purpose-Of-Use", "X-Break-Glass", "Forwarded", "X-Real-Ip", "X-Request-Id"} {
+	// X-Original-Url and X-Rewrite-Url make some servers (IIS, Symfony,
+	// Zend) route to another path than the one decided
+	for _, k := range []string{"Authorization", "Proxy-Authorization", "X-Purpose-Of-Use", "X-Break-Glass", "Forwarded", "X-Real-Ip", "X-Request-Id", "X-Original-Url", "X-Rewrite-Url"} {
 		delete(h, k)
 	}
 	vals := x.outHeader[:0]
