@@ -190,6 +190,12 @@
 //	X-Phigate-Break-Glass  "true" under break-glass
 //	X-Phigate-Identity  a signed assertion of all this (below)
 //
+// Of the upstream's answer, Set-Cookie, WWW-Authenticate and
+// Proxy-Authenticate are dropped, Location and Content-Location naming
+// the upstream's own URL are rewritten to the gateway's, and a 401 or 407
+// (the upstream refusing the gateway's credential, not the client's) is
+// answered 502 upstream_unavailable without its body.
+//
 // Upstream TLS is verified (the system roots, a CA file, SPKI pins, or a CA
 // file and pins); plain http only where the configuration says
 // allow_plain_http. Upstream failures are answered 502

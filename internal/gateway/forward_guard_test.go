@@ -263,3 +263,49 @@ func TestClientCannotClaimAGatewayRequestID(t *testing.T) {
 		t.Errorf("a client's own id was not kept: %s", d.rid)
 	}
 }
+
+// What of the upstream's answer reaches the client: not its cookies, not
+// its authentication challenges (an upstream 401 is about the gateway's
+// credential: 502), and its own URLs rewritten to the gateway's.
+func TestUpstreamAnswerIsFiltered(t *testing.T) {
+	fx := newFixture(t)
+	s, _ := fx.token(t, authority.Spec{Scopes: []string{"user/Observation.crs"}})
+	internal := fx.fhir.srv.URL + "/fhir/R4/Observation/obs-1/_history/2"
+	status := http.StatusCreated
+	fx.fhir.setHandler(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Location", internal)
+		h.Set("Content-Location", "/fhir/R4/Observation/obs-1")
+		h.Add("Set-Cookie", "JSESSIONID=upstream-session; Path=/")
+		h.Set("WWW-Authenticate", `Basic realm="ehr-internal"`)
+		h.Set("ETag", `W/"2"`)
+		w.WriteHeader(status)
+		w.Write([]byte(`{"resourceType":"OperationOutcome","issue":[{"diagnostics":"upstream credential rejected"}]}`))
+	})
+	r := fx.do(t, call{method: "POST", path: "/fhir/Observation", secret: s, contentType: fhirJSON, body: `{"resourceType":"Observation"}`})
+	if r.status != http.StatusCreated {
+		t.Fatalf("%d %s", r.status, r.body)
+	}
+	if got, want := r.header.Get("Location"), "https://"+fx.addr+"/fhir/Observation/obs-1/_history/2"; got != want {
+		t.Errorf("Location %q, want %q", got, want)
+	}
+	if got, want := r.header.Get("Content-Location"), "https://"+fx.addr+"/fhir/Observation/obs-1"; got != want {
+		t.Errorf("Content-Location %q, want %q", got, want)
+	}
+	for _, k := range []string{"Set-Cookie", "Www-Authenticate"} {
+		if v := r.header.Get(k); v != "" {
+			t.Errorf("client got the upstream's %s: %s", k, v)
+		}
+	}
+	if r.header.Get("ETag") != `W/"2"` {
+		t.Error("an ordinary header was dropped")
+	}
+	status = http.StatusUnauthorized
+	r = fx.do(t, call{path: "/fhir/Observation/obs-1", secret: s})
+	if r.status != http.StatusBadGateway || r.code != CodeUpstreamFailed || strings.Contains(r.body, "upstream credential") || r.header.Get("Www-Authenticate") != "" {
+		t.Errorf("upstream 401: %d %v %s", r.status, r.header, r.body)
+	}
+	if evs := fx.rec.byRequest(t, r.rid, 2); evs[1].Kind != KindComplete || evs[1].Status != http.StatusBadGateway {
+		t.Errorf("completion %+v", evs[1])
+	}
+}

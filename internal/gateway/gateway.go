@@ -158,7 +158,7 @@ func (g *Gateway) Reload(ctx context.Context, cfg *config.Gateway) error {
 				Rewrite:        g.rewrite,
 				Transport:      u.transport,
 				ErrorHandler:   g.upstreamError,
-				ModifyResponse: modifyResponse,
+				ModifyResponse: g.modifyResponse,
 				BufferPool:     &g.bufs,
 				ErrorLog:       slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
 			}
@@ -518,6 +518,7 @@ type exchange struct {
 	tokenID  string
 	purpose  string
 	bg       bool
+	host     string // the Host the client asked for (Location rewriting)
 
 	counted countingReader
 	sw      statusWriter
@@ -629,7 +630,7 @@ func (g *Gateway) serveProxy(w http.ResponseWriter, r *http.Request, x *exchange
 	} else {
 		x.xff = appendForwardedFor(peer, xff, t.trusted)
 	}
-	x.subject, x.tokenID, x.purpose, x.bg = v.rec.Subject, v.rec.ID, purpose, bg
+	x.subject, x.tokenID, x.purpose, x.bg, x.host = v.rec.Subject, v.rec.ID, purpose, bg, r.Host
 	x.identity = up.ident.sign(&Identity{
 		Subject: x.subject, TokenID: x.tokenID, Purpose: purpose, Method: r.Method, Path: x.path, QueryHash: QueryHash(r.URL.RawQuery),
 		RequestID: ev.RequestID, Audience: up.name, BreakGlass: bg, IssuedAt: start.Unix(), Expires: start.Add(IdentityTTL).Unix(),
@@ -774,9 +775,62 @@ func strictPrefer(vals []string) string {
 	return b.String()
 }
 
-func modifyResponse(resp *http.Response) error {
-	resp.Header.Del("X-Request-Id") // the gateway's own is already set
+// errUpstreamAuth: the upstream refused the gateway's credential.
+var errUpstreamAuth = errors.New("the upstream answered 401 or 407: it refused the gateway's credential")
+
+// modifyResponse filters what of the upstream's answer reaches the client:
+//
+//   - an upstream 401 or 407 is about the credential the gateway injected,
+//     not the client's: it becomes a 502 (upstreamError), its body and its
+//     challenge dropped;
+//   - Set-Cookie (a session the upstream ties to the gateway's credential,
+//     on the gateway's origin for every upstream), WWW-Authenticate and
+//     Proxy-Authenticate are dropped;
+//   - Location and Content-Location naming the upstream's own URL are
+//     rewritten to the gateway's (the client never learns the internal
+//     address);
+//   - X-Request-Id: the gateway's own is already set.
+func (g *Gateway) modifyResponse(resp *http.Response) error {
+	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusProxyAuthRequired {
+		return errUpstreamAuth
+	}
+	h := resp.Header
+	for _, k := range []string{"X-Request-Id", "Set-Cookie", "Www-Authenticate", "Proxy-Authenticate"} {
+		delete(h, k)
+	}
+	x, _ := resp.Request.Context().Value(fwdKey{}).(*exchange)
+	if x == nil {
+		return nil
+	}
+	for _, k := range []string{"Location", "Content-Location"} {
+		if vs := h[k]; len(vs) == 1 {
+			h[k] = []string{x.gatewayURL(vs[0])}
+		}
+	}
 	return nil
+}
+
+// gatewayURL maps u, a URL in the upstream's answer, to the gateway's: the
+// upstream's base (absolute, or its path alone) becomes the gateway's
+// prefix on the host the client asked for. Other URLs are left as they are.
+func (x *exchange) gatewayURL(u string) string {
+	base := x.up.target.Scheme + "://" + x.up.target.Host + x.up.basePath
+	var rest string
+	switch {
+	case hasPrefixFold(u, base):
+		rest = u[len(base):]
+	case x.up.basePath != "" && strings.HasPrefix(u, x.up.basePath):
+		rest = u[len(x.up.basePath):]
+	default:
+		return u
+	}
+	if rest != "" && rest[0] != '/' && rest[0] != '?' {
+		return u // /fhir/R4x is not below /fhir/R4
+	}
+	if rest == "" || rest[0] == '?' {
+		rest = "/" + rest
+	}
+	return "https://" + x.host + strings.TrimSuffix(x.up.prefix, "/") + rest
 }
 
 // upstreamError answers a failed exchange with the upstream: 504 for a
@@ -801,6 +855,8 @@ func (g *Gateway) upstreamError(w http.ResponseWriter, r *http.Request, err erro
 		dn = deny(http.StatusRequestEntityTooLarge, CodeTooLarge, fmt.Sprintf("the body is larger than %d bytes", mbe.Limit))
 	case errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout():
 		dn = deny(http.StatusGatewayTimeout, CodeUpstreamTimeout, "the upstream did not answer in time")
+	case errors.Is(err, errUpstreamAuth):
+		dn = deny(http.StatusBadGateway, CodeUpstreamFailed, "the upstream refused the gateway's credential for it (check the upstream's credential in the configuration)")
 	default:
 		dn = deny(http.StatusBadGateway, CodeUpstreamFailed, "the upstream could not be reached or answered badly")
 	}
