@@ -166,6 +166,11 @@ func (ps *problems) upstream(at string, u *Upstream) {
 		}
 		seen = append(seen, p)
 		ps.scope(rat+".scope", r.Scope)
+		if sc, err := scope.Parse(r.Scope); err == nil && sc.Context() == scope.Patient {
+			// an http route has no patient compartment the gateway could
+			// check: a token bound to one patient would reach them all
+			ps.add(rat+".scope", "a route of an http upstream cannot need a patient/ scope (the gateway cannot tell whose data an http path holds); use user/ or a plain scope")
+		}
 	}
 	ops := map[string]int{}
 	for j, o := range u.Operations {

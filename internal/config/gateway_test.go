@@ -118,6 +118,7 @@ func TestParseRejectsGateway(t *testing.T) {
 		{"prefix under well-known", "prefix: /fhir/", "prefix: /.well-known/fhir/", 13, "lies under /.well-known/"},
 		{"duplicate prefix", "prefix: /billing/", "prefix: /fhir/", 30, "gateway.upstreams[1].prefix: \"/fhir/\" is already the prefix"},
 		{"unknown kind", "kind: fhir", "kind: soap", 14, "gateway.upstreams[0].kind: must be fhir or http"},
+		{"patient scope on an http route", "scope: billing:read", "scope: patient/DocumentReference.r", 35, "gateway.upstreams[1].routes[0].scope: a route of an http upstream cannot need a patient/ scope"},
 		{"kind missing", "      kind: fhir\n", "", 11, "gateway.upstreams[0].kind: required"},
 		{"bad pin", "sha256//AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", "sha256//AAAA", 17, "gateway.upstreams[0].tls.pins: invalid pin 1"},
 		{"tls on plain http", "      allow_plain_http: true\n", "      allow_plain_http: true\n      tls: {ca_file: x.pem}\n", 30, "gateway.upstreams[1].tls: only for an https url"},

@@ -220,3 +220,20 @@ func TestEncodedBodiesAreNotInspected(t *testing.T) {
 		t.Errorf("an encoded body on an http route: %d %s", r.status, r.body)
 	}
 }
+
+// An http path has no patient compartment the gateway could check: a
+// route needing a patient/ scope (which configuration refuses) is not
+// satisfied by a token that holds it only at patient level.
+func TestPatientScopeNeverSatisfiesAnHTTPRoute(t *testing.T) {
+	fx := newFixture(t, fixtureOpts{mutate: func(c *config.Gateway) {
+		c.Upstreams[1].Routes = append(c.Upstreams[1].Routes, config.Route{Match: "GET /patients/*/documents", Scope: "patient/DocumentReference.r"})
+	}})
+	p1, _ := fx.token(t, authority.Spec{PatientID: "p1", Scopes: []string{"patient/DocumentReference.r"}})
+	user, _ := fx.token(t, authority.Spec{Scopes: []string{"user/DocumentReference.r"}})
+	if r := fx.do(t, call{path: "/billing/patients/p2/documents", secret: p1}); r.status != http.StatusForbidden || r.code != CodeInsufficientScope {
+		t.Errorf("patient-bound token: %d %s", r.status, r.body)
+	}
+	if r := fx.do(t, call{path: "/billing/patients/p2/documents", secret: user}); r.status != http.StatusOK {
+		t.Errorf("user token: %d %s", r.status, r.body)
+	}
+}

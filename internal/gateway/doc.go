@@ -70,7 +70,10 @@
 // specific route that matches decides; none matching is 403 no_route. A
 // path holding ";" (also %3B) is refused (400 invalid_request): servers
 // such as Tomcat and Spring drop path parameters, and would serve another
-// route than the one checked. A plain scope is checked with scope.Set.Has ("billing:*" covers
+// route than the one checked. A route cannot need a patient/ scope
+// (configuration refuses it, and a token holding one only at patient level
+// never satisfies a route): an http path has no compartment the gateway
+// could check. A plain scope is checked with scope.Set.Has ("billing:*" covers
 // "billing:read"), a SMART scope by coverage.
 //
 // # fhir upstreams
