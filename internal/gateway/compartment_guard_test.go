@@ -237,3 +237,42 @@ func TestPatientScopeNeverSatisfiesAnHTTPRoute(t *testing.T) {
 		t.Errorf("user token: %d %s", r.status, r.body)
 	}
 }
+
+// A resource created for the patient must not reference another patient
+// anywhere: Observation.performer = Patient/p2 would put it in p2's
+// compartment too.
+func TestCreatesReferenceNoOtherPatient(t *testing.T) {
+	fx := newFixture(t)
+	pat, _ := fx.token(t, authority.Spec{PatientID: "p1", Scopes: []string{"patient/Observation.cu"}})
+	obs := func(extra string) string {
+		return `{"resourceType":"Observation","subject":{"reference":"Patient/p1"}` + extra + `}`
+	}
+	for _, extra := range []string{
+		`,"performer":[{"reference":"Practitioner/d1"},{"reference":"Patient/p1/_history/3"}]`,
+		`,"performer":[{"reference":"https://ehr.example/fhir/Patient/p1"}]`,
+		`,"hasMember":[{"reference":"#inner"}],"contained":[{"resourceType":"Observation","id":"inner","subject":{"reference":"Patient/p1"}}]`,
+	} {
+		if r := fx.do(t, call{method: "POST", path: "/fhir/Observation", secret: pat, contentType: fhirJSON, body: obs(extra)}); r.status != 200 {
+			t.Errorf("allowed %s: %d %s", extra, r.status, r.body)
+		}
+	}
+	n := fx.fhir.count.Load()
+	for _, extra := range []string{
+		`,"performer":[{"reference":"Patient/p2"}]`,
+		`,"performer":[{"reference":"https://ehr.example/fhir/Patient/p2/_history/1"}]`,
+		`,"contained":[{"resourceType":"Observation","id":"x","subject":{"reference":"Patient/p2"}}]`,
+		`,"focus":[{"reference":"Patient/p2?x=1"}]`,
+	} {
+		r := fx.do(t, call{method: "POST", path: "/fhir/Observation", secret: pat, contentType: fhirJSON, body: obs(extra)})
+		if r.status != http.StatusForbidden || r.code != CodeCompartment {
+			t.Errorf("denied %s: %d %s", extra, r.status, r.body)
+		}
+		r = fx.do(t, call{method: "PUT", path: "/fhir/Observation?patient=p1&code=x", secret: pat, contentType: fhirJSON, body: obs(extra)})
+		if r.status != http.StatusForbidden || r.code != CodeCompartment {
+			t.Errorf("denied conditional update %s: %d %s", extra, r.status, r.body)
+		}
+	}
+	if fx.fhir.count.Load() != n {
+		t.Error("a resource referencing another patient reached the upstream")
+	}
+}

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"mime"
 	"net/http"
@@ -379,7 +380,63 @@ func resourceFor(typ, pid string, body func() ([]byte, *denial), contentType str
 	rtyp, subject, patient, ok := resourceRefs(b)
 	ref := "Patient/" + pid
 	return ok && rtyp == typ && (subject != "" || patient != "") &&
-		(subject == "" || subject == ref) && (patient == "" || patient == ref)
+		(subject == "" || subject == ref) && (patient == "" || patient == ref) &&
+		onlyPatientRefs(b, pid)
+}
+
+// onlyPatientRefs reports whether every reference in the JSON resource doc
+// (contained resources included) that names a Patient names Patient/pid:
+// a reference elsewhere (Observation.performer, say) would put the
+// resource in that other patient's compartment too. Local (#…) and urn:
+// references name no stored Patient. doc passed checkJSON (bounded depth).
+func onlyPatientRefs(doc []byte, pid string) bool {
+	var v any
+	if json.Unmarshal(doc, &v) != nil {
+		return false
+	}
+	ok := true
+	var walk func(v any)
+	walk = func(v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			for k, x := range v {
+				if s, isStr := x.(string); isStr && k == "reference" && !patientRefIs(s, pid) {
+					ok = false
+				}
+				walk(x)
+			}
+		case []any:
+			for _, x := range v {
+				walk(x)
+			}
+		}
+	}
+	walk(v)
+	return ok
+}
+
+// patientRefIs reports whether ref, when it names a Patient (relative,
+// absolute or versioned), names Patient/pid.
+func patientRefIs(ref, pid string) bool {
+	if strings.HasPrefix(ref, "#") || strings.HasPrefix(ref, "urn:") {
+		return true
+	}
+	if i := strings.Index(ref, "://"); i >= 0 {
+		rest := ref[i+3:]
+		j := strings.IndexByte(rest, '/')
+		if j < 0 {
+			return true
+		}
+		ref = rest[j:]
+	}
+	ref, _, _ = strings.Cut(ref, "?")
+	segs := strings.Split(strings.Trim(ref, "/"), "/")
+	for i := 0; i+1 < len(segs); i++ {
+		if segs[i] == "Patient" && segs[i+1] != pid {
+			return false
+		}
+	}
+	return true
 }
 
 func isJSON(contentType string) bool {

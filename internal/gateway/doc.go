@@ -119,7 +119,8 @@
 //     conditional delete constrained like a search; conditional update
 //     constrained like a search whose resource is for the patient (as a
 //     create's); creates (JSON) whose subject or patient reference is
-//     Patient/{id}. Reads of other resource types by id, type and system
+//     Patient/{id} and which reference no other Patient anywhere
+//     (performer, contained resources: any "reference" naming a Patient). Reads of other resource types by id, type and system
 //     history, system searches and conditional patch (the patch could move
 //     the resource to another patient) are refused with 403 compartment:
 //     the gateway cannot know whose they are. Use searches with patient=.
