@@ -141,15 +141,21 @@ func TestWithinRules(t *testing.T) {
 		"break_glass":    func(r *token.Record) { r.BreakGlass = true },
 		"max_lifetime":   func(r *token.Record) { r.MaxLifetime = time.Hour },
 		"uses_unlimited": func(r *token.Record) {},
+		// a break-glass parent's scopes are emergency scopes
+		"not_break_glass": func(r *token.Record) {},
 	} {
 		t.Run(name, func(t *testing.T) {
 			c := ok.Clone()
 			mut(c)
 			p := parent
-			if name == "uses_unlimited" {
+			switch name {
+			case "uses_unlimited":
 				n := int64(5)
 				p = parent.Clone()
 				p.RemainingUses = &n
+			case "not_break_glass":
+				p = parent.Clone()
+				p.BreakGlass = true
 			}
 			var fe *FieldError
 			if err := Within(c, p); !errors.As(err, &fe) {

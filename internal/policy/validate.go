@@ -197,6 +197,11 @@ func Within(child, parent *token.Record) error {
 	if child.BreakGlass && !parent.BreakGlass {
 		return fieldErr("break_glass", "the issuing token is not break-glass capable")
 	}
+	if parent.BreakGlass && !child.BreakGlass {
+		// the issuing token's scopes are emergency scopes: a child without
+		// the flag would use them with no justification and no ETREAT
+		return fieldErr("break_glass", "required: the issuing token is break-glass, so its scopes are usable only under break-glass")
+	}
 	if child.Kind == token.KindAdmin && parent.Kind != token.KindAdmin {
 		return fieldErr("kind", "only an admin token can issue an admin token")
 	}
