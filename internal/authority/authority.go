@@ -69,6 +69,12 @@ type Authority struct {
 	releaseMu sync.Mutex
 	release   map[string]int64 // leases to give back
 
+	// carried holds the rate limiters of invalidated states by token id,
+	// for the token's next state: a change to a token (a rotation the
+	// token may ask for itself, say) must not refill its bucket.
+	carryMu sync.Mutex
+	carried map[string]*policy.Limiter
+
 	closeOnce sync.Once
 	done      chan struct{}
 	flushed   chan struct{}
@@ -377,7 +383,11 @@ func (a *Authority) newState(rec *token.Record) (*state, error) {
 	}
 	st := &state{rec: rec, cons: cons, scopes: set}
 	if rec.Rate != nil {
-		st.limiter = policy.NewLimiter(rec.Rate.PerSecond, rec.Rate.Burst, a.cfg.Now())
+		if l := a.takeLimiter(rec.ID); l != nil && l.Same(rec.Rate.PerSecond, rec.Rate.Burst) {
+			st.limiter = l
+		} else {
+			st.limiter = policy.NewLimiter(rec.Rate.PerSecond, rec.Rate.Burst, a.cfg.Now())
+		}
 	}
 	lu := rec.LastUsedAt
 	if lu.IsZero() || lu.Before(rec.CreatedAt) {
@@ -407,8 +417,36 @@ func (a *Authority) settle(st *state) {
 // cluster calls it when another node reports a change.
 func (a *Authority) Invalidate(id string) {
 	if st := a.cache.invalidate(id); st != nil {
+		a.carryLimiter(st)
 		a.settle(st)
 	}
+}
+
+// maxCarried bounds the limiters kept for tokens not loaded again.
+const maxCarried = 65536
+
+// carryLimiter keeps st's rate limiter for the token's next state.
+func (a *Authority) carryLimiter(st *state) {
+	if st.limiter == nil {
+		return
+	}
+	a.carryMu.Lock()
+	defer a.carryMu.Unlock()
+	if a.carried == nil || len(a.carried) >= maxCarried {
+		a.carried = make(map[string]*policy.Limiter) // forget the rest: a full bucket at worst
+	}
+	a.carried[st.rec.ID] = st.limiter
+}
+
+// takeLimiter returns (and forgets) the limiter carried for token id.
+func (a *Authority) takeLimiter(id string) *policy.Limiter {
+	a.carryMu.Lock()
+	defer a.carryMu.Unlock()
+	l := a.carried[id]
+	if l != nil {
+		delete(a.carried, id)
+	}
+	return l
 }
 
 // CacheLen reports how many tokens are cached.

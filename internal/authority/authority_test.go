@@ -687,3 +687,35 @@ func TestOnlyRootIssuesBreakGlassTokens(t *testing.T) {
 		t.Fatalf("non-root issuing break-glass: %v", err)
 	}
 }
+
+// A change to a token must not refill its rate-limit bucket: a token may
+// rotate itself (POST /v1/tokens/self/rotate), and every rotation
+// invalidates its cached state. On a clock that does not move, a token
+// with burst 3 gets 3 requests, rotations included.
+func TestRotationKeepsTheRateLimit(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	s, _ := f.create(t, Spec{Rate: &token.Rate{PerSecond: 1, Burst: 3}})
+	admitted := 0
+	for round := 0; round < 5; round++ {
+		d, err := f.auth.Verify(ctx, s, Request{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !d.Allowed() {
+			if d.Reason != policy.RateLimited {
+				t.Fatalf("round %d: %v", round, d.Reason)
+			}
+			continue
+		}
+		admitted++
+		rot, err := f.auth.Rotate(ctx, ActorOf(d), d.Token.ID, 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s = rot.Secret
+	}
+	if admitted != 3 {
+		t.Errorf("%d requests admitted at one instant with burst 3", admitted)
+	}
+}

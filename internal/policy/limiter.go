@@ -17,6 +17,12 @@ type Limiter struct {
 	last   int64 // unix nanoseconds of the last refill
 }
 
+// Same reports whether l limits at rate with burst (so that it can carry
+// over to a new state of the same token).
+func (l *Limiter) Same(rate float64, burst int) bool {
+	return l.rate == rate && l.burst == float64(max(burst, 1))
+}
+
 // NewLimiter returns a full bucket. rate must be > 0 and burst ≥ 1.
 func NewLimiter(rate float64, burst int, now time.Time) *Limiter {
 	if burst < 1 {
