@@ -204,7 +204,11 @@
 // file and pins); plain http only where the configuration says
 // allow_plain_http. Upstream failures are answered 502
 // upstream_unavailable, an answer slower than timeouts.response 504
-// upstream_timeout.
+// upstream_timeout. Once a request is granted, limits.read_timeout and
+// limits.write_timeout bound each read of its body and each write of the
+// answer (after timeouts.response for the first), not the whole exchange:
+// a large upload or download that keeps moving is not cut, a stalled
+// client is.
 //
 // # Identity assertion
 //

@@ -168,6 +168,8 @@ type fixtureOpts struct {
 	secrets SecretSource
 	// recorder replaces the memRecorder (fx.rec then sees nothing).
 	recorder Recorder
+	// limits, when set, changes the server limits.
+	limits func(*config.Limits)
 }
 
 func newFixture(t testing.TB, fo ...fixtureOpts) *fixture {
@@ -257,6 +259,9 @@ func newFixture(t testing.TB, fo ...fixtureOpts) *fixture {
 	}
 	lim := config.Default().Limits
 	lim.ReadHeaderTimeout = config.Duration(2 * time.Second)
+	if opt.limits != nil {
+		opt.limits(&lim)
+	}
 	var rec Recorder = fx.rec
 	if opt.recorder != nil {
 		rec = opt.recorder

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/phigate/phigate/internal/authority"
+	"github.com/phigate/phigate/internal/config"
 )
 
 // TRACE makes an upstream echo the request, the credential the gateway
@@ -307,5 +308,36 @@ func TestUpstreamAnswerIsFiltered(t *testing.T) {
 	}
 	if evs := fx.rec.byRequest(t, r.rid, 2); evs[1].Kind != KindComplete || evs[1].Status != http.StatusBadGateway {
 		t.Errorf("completion %+v", evs[1])
+	}
+}
+
+// The write and read timeouts bound each write and read of a body, not the
+// whole exchange: an answer that keeps coming is not cut at write_timeout,
+// and a 504 is still written when the upstream takes all of its response
+// timeout.
+func TestTimeoutsBoundStallsNotStreams(t *testing.T) {
+	fx := newFixture(t, fixtureOpts{
+		limits: func(l *config.Limits) { l.WriteTimeout = config.Duration(300 * time.Millisecond) },
+		mutate: func(c *config.Gateway) { c.Upstreams[1].Timeouts.Response = config.Duration(400 * time.Millisecond) },
+	})
+	s, _ := fx.token(t, authority.Spec{Scopes: []string{"billing:read"}})
+	fx.api.setHandler(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/invoices/slow" {
+			time.Sleep(600 * time.Millisecond) // past the response timeout and the write timeout
+			return
+		}
+		for i := 0; i < 6; i++ { // 900 ms in all, 150 ms between writes
+			w.Write([]byte("chunk\n"))
+			http.NewResponseController(w).Flush()
+			time.Sleep(150 * time.Millisecond)
+		}
+	})
+	r := fx.do(t, call{path: "/billing/invoices/stream", secret: s})
+	if r.status != http.StatusOK || r.body != strings.Repeat("chunk\n", 6) {
+		t.Errorf("streamed answer: %d %q", r.status, r.body)
+	}
+	r = fx.do(t, call{path: "/billing/invoices/slow", secret: s})
+	if r.status != http.StatusGatewayTimeout || r.code != CodeUpstreamTimeout {
+		t.Errorf("slow upstream: %d %s", r.status, r.body)
 	}
 }

@@ -644,6 +644,7 @@ func (g *Gateway) serveProxy(w http.ResponseWriter, r *http.Request, x *exchange
 		out.Body = &x.counted
 	}
 	x.sw.ResponseWriter = w
+	g.bodyDeadlines(w, x, start)
 	up.proxy.ServeHTTP(&x.sw, out)
 
 	// the grant's event becomes the completion's (Record kept nothing)
@@ -864,11 +865,41 @@ func (g *Gateway) upstreamError(w http.ResponseWriter, r *http.Request, err erro
 	writeError(w, rid, dn)
 }
 
-// statusWriter records the status and the bytes of the answer.
+// deadliner is the connection deadlines of net/http's ResponseWriter.
+type deadliner interface {
+	SetReadDeadline(time.Time) error
+	SetWriteDeadline(time.Time) error
+}
+
+// bodyDeadlines makes the limits' read and write timeouts bound each read
+// of the request body and each write of the answer, rather than the whole
+// exchange: a large upload or download that keeps moving is not cut at
+// 30 s, a client that stalls still is. The write deadline first leaves
+// room for the upstream's response timeout, so that a 504 can still be
+// written when the upstream takes all of it.
+func (g *Gateway) bodyDeadlines(w http.ResponseWriter, x *exchange, start time.Time) {
+	d, ok := w.(deadliner)
+	if !ok {
+		return
+	}
+	l := &g.opts.Limits
+	if wt := l.WriteTimeout.Duration(); wt > 0 {
+		x.sw.dl, x.sw.timeout = d, wt
+		d.SetWriteDeadline(start.Add(x.up.respTimeout + wt))
+	}
+	if rt := l.ReadTimeout.Duration(); rt > 0 && !x.inspected {
+		x.counted.dl, x.counted.timeout = d, rt
+	}
+}
+
+// statusWriter records the status and the bytes of the answer, and moves
+// the write deadline before each write (bodyDeadlines).
 type statusWriter struct {
 	http.ResponseWriter
-	status int
-	n      int64
+	status  int
+	n       int64
+	dl      deadliner
+	timeout time.Duration
 }
 
 func (w *statusWriter) WriteHeader(code int) {
@@ -882,6 +913,9 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 	if w.status == 0 {
 		w.status = http.StatusOK
 	}
+	if w.dl != nil {
+		w.dl.SetWriteDeadline(time.Now().Add(w.timeout))
+	}
 	n, err := w.ResponseWriter.Write(b)
 	w.n += int64(n)
 	return n, err
@@ -893,9 +927,16 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 type countingReader struct {
 	r io.ReadCloser
 	n int64
+	// dl, when set, gets a read deadline timeout ahead before each read
+	// (bodyDeadlines)
+	dl      deadliner
+	timeout time.Duration
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
+	if c.dl != nil {
+		c.dl.SetReadDeadline(time.Now().Add(c.timeout))
+	}
 	n, err := c.r.Read(p)
 	c.n += int64(n)
 	return n, err

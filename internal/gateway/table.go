@@ -95,9 +95,11 @@ type upstream struct {
 	target *url.URL
 	// basePath is target's escaped path (no final "/"), which replaces
 	// the prefix.
-	basePath  string
-	proxy     *httputil.ReverseProxy
-	transport *http.Transport
+	basePath string
+	// respTimeout is how long the upstream may take to start its answer.
+	respTimeout time.Duration
+	proxy       *httputil.ReverseProxy
+	transport   *http.Transport
 	// credential header to inject (name, value); name "" for none.
 	credName, credValue string
 	// ident signs the identity asserted to the upstream.
@@ -274,6 +276,7 @@ func compileUpstream(ctx context.Context, c *config.Upstream, secrets SecretSour
 	u.target = target
 	u.basePath = target.EscapedPath()
 	to := c.Timeouts.WithDefaults()
+	u.respTimeout = to.Response.Duration()
 	dialer := &net.Dialer{Timeout: to.Connect.Duration(), KeepAlive: 30 * time.Second}
 	tr := &http.Transport{
 		Proxy:                  nil, // never an environment proxy: the upstream is where the config says
