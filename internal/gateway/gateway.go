@@ -419,6 +419,12 @@ func bearer(r *http.Request) (string, bool) {
 // fills ev and, when they are missing or malformed, refuses the request
 // itself and reports ok false.
 func (g *Gateway) caller(w http.ResponseWriter, r *http.Request, ev *Event) (secret, purpose, justification string, breakGlass, ok bool) {
+	if bs := r.Header.Values("X-Break-Glass"); len(bs) > 0 {
+		// a break-glass attempt is recorded as one even when it is refused
+		// before its token or its headers are accepted
+		ev.BreakGlass = true
+		ev.Justification = redact(truncateString(strings.Join(bs, " | "), MaxJustification))
+	}
 	secret, present := bearer(r)
 	if !present {
 		g.refuse(w, r, ev, errMissingToken)

@@ -500,6 +500,26 @@ func TestBreakGlassOnlyWithJustificationAndRecorded(t *testing.T) {
 		if r.status != c.status || r.code != c.code {
 			t.Errorf("%s: %d %s, want %d %s", name, r.status, r.body, c.status, c.code)
 		}
+		// every refused attempt is recorded as a break-glass one, with
+		// what it gave as a justification
+		if j, sent := c.hdr["X-Break-Glass"]; sent {
+			evs := fx.rec.byRequest(t, r.rid, 1)
+			if len(evs) != 1 || !evs[0].BreakGlass || evs[0].Justification != truncateString(strings.TrimSpace(j), MaxJustification) {
+				t.Errorf("%s: events %+v", name, evs)
+			}
+		}
+	}
+	// refused before the token or the headers were accepted
+	for name, c := range map[string]call{
+		"no token":      {path: path, header: map[string]string{"X-Break-Glass": "patient unconscious in ED", "X-Purpose-Of-Use": "ETREAT"}},
+		"bad purpose":   {path: path, secret: bg, header: map[string]string{"X-Break-Glass": "patient unconscious in ED", "X-Purpose-Of-Use": "NOPE"}},
+		"unknown token": {path: path, secret: "phi_" + strings.Repeat("A", 40), header: map[string]string{"X-Break-Glass": "patient unconscious in ED"}},
+	} {
+		r := fx.do(t, c)
+		evs := fx.rec.byRequest(t, r.rid, 1)
+		if r.status < 400 || len(evs) != 1 || !evs[0].BreakGlass || evs[0].Justification != "patient unconscious in ED" {
+			t.Errorf("%s: %d, events %+v", name, r.status, evs)
+		}
 	}
 	if fx.fhir.count.Load() != 0 {
 		t.Fatal("a refused break-glass request reached the upstream")
