@@ -160,10 +160,21 @@ func authorizeRoute(q *request, set scope.Set) (*denial, string) {
 		// matched here would not be the one served
 		return badRequest(`the path must not hold ";" (a path parameter: the upstream might serve another route than the one checked)`), ""
 	}
+	// the most specific route matching when letter case is ignored must
+	// be the one matching as written, or need the same scope: an upstream
+	// that routes case-insensitively (ASP.NET Core, Express by default)
+	// would serve /invoices/SECRET as /invoices/secret
+	var folded *httpRoute
 	for i := range q.up.routes {
 		r := &q.up.routes[i]
+		if folded == nil && r.pat.MatchFold(q.method, q.path) {
+			folded = r
+		}
 		if !r.pat.Match(q.method, q.path) {
 			continue
+		}
+		if folded != r && folded.need.str != r.need.str {
+			return badRequest("the path matches another route when letter case is ignored (" + folded.pat.String() + "); the upstream might serve that one: use the route's own case"), r.need.str
 		}
 		// held only at patient level: an http path has no compartment
 		// the gateway could check (configuration refuses such routes)
@@ -171,6 +182,9 @@ func authorizeRoute(q *request, set scope.Set) (*denial, string) {
 			return nil, r.need.str
 		}
 		return forbidden(CodeInsufficientScope, "this request needs the scope "+quote(r.need.str), r.need.str), r.need.str
+	}
+	if folded != nil {
+		return forbidden(CodeNoRoute, "no route of this upstream allows "+q.method+" on this path (it matches "+folded.pat.String()+" only when letter case is ignored: use the route's own case)", ""), ""
 	}
 	return forbidden(CodeNoRoute, "no route of this upstream allows "+q.method+" on this path", ""), ""
 }

@@ -70,7 +70,12 @@
 // specific route that matches decides; none matching is 403 no_route. A
 // path holding ";" (also %3B) is refused (400 invalid_request): servers
 // such as Tomcat and Spring drop path parameters, and would serve another
-// route than the one checked. A route cannot need a patient/ scope
+// route than the one checked. Literal segments match as written; a path
+// whose most specific route, with letter case ignored, is another one
+// needing another scope (/invoices/SECRET against GET /invoices/secret) is
+// refused (400 invalid_request), since an upstream routing
+// case-insensitively (ASP.NET Core, Express by default) would serve that
+// route. A route cannot need a patient/ scope
 // (configuration refuses it, and a token holding one only at patient level
 // never satisfies a route): an http path has no compartment the gateway
 // could check. A plain scope is checked with scope.Set.Has ("billing:*" covers

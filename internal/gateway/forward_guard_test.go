@@ -341,3 +341,26 @@ func TestTimeoutsBoundStallsNotStreams(t *testing.T) {
 		t.Errorf("slow upstream: %d %s", r.status, r.body)
 	}
 }
+
+// Route literals match as written; a path that an upstream routing
+// case-insensitively would serve through a more specific route needing
+// another scope is refused.
+func TestRouteCaseCannotReachAnotherRoute(t *testing.T) {
+	fx := newFixture(t)
+	read, _ := fx.token(t, authority.Spec{Scopes: []string{"billing:read"}})
+	n := fx.api.count.Load()
+	for _, p := range []string{"/billing/invoices/SECRET", "/billing/invoices/Secret", "/billing/invoices/%53ecret"} {
+		if r := fx.do(t, call{path: p, secret: read}); r.status != http.StatusBadRequest || r.code != CodeInvalidRequest {
+			t.Errorf("%s: %d %s", p, r.status, r.body)
+		}
+	}
+	if r := fx.do(t, call{path: "/billing/INVOICES/1", secret: read}); r.status != http.StatusForbidden || r.code != CodeNoRoute {
+		t.Errorf("/billing/INVOICES/1: %d %s", r.status, r.body)
+	}
+	if fx.api.count.Load() != n {
+		t.Error("forwarded")
+	}
+	if r := fx.do(t, call{path: "/billing/invoices/Other", secret: read}); r.status != http.StatusOK {
+		t.Errorf("an id in another case: %d %s", r.status, r.body)
+	}
+}

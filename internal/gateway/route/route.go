@@ -164,7 +164,14 @@ func isLiteral(c byte) bool {
 // Match reports whether p matches method and the canonical path (see the
 // package doc); decode percent-decodes one segment, or reports false when
 // it is not valid. Match does not allocate when no segment needs decoding.
-func (p *Pattern) Match(method, path string) bool {
+func (p *Pattern) Match(method, path string) bool { return p.match(method, path, false) }
+
+// MatchFold is Match with the pattern's literal segments compared without
+// regard to ASCII letter case, as servers that route case-insensitively
+// (ASP.NET Core, Express by default) would.
+func (p *Pattern) MatchFold(method, path string) bool { return p.match(method, path, true) }
+
+func (p *Pattern) match(method, path string, fold bool) bool {
 	if !p.valid {
 		return false
 	}
@@ -186,7 +193,7 @@ func (p *Pattern) Match(method, path string) bool {
 		if seg == "" {
 			return false
 		}
-		if s.kind == segLiteral && !equalDecoded(seg, s.lit) {
+		if s.kind == segLiteral && !equalDecoded(seg, s.lit, fold) {
 			return false
 		}
 		rest = after
@@ -203,9 +210,13 @@ func (p *Pattern) Match(method, path string) bool {
 	return rest == "" && p.trailing
 }
 
-// equalDecoded reports whether the percent-encoded segment seg decodes to lit.
-func equalDecoded(seg, lit string) bool {
+// equalDecoded reports whether the percent-encoded segment seg decodes to
+// lit (fold: ignoring ASCII letter case).
+func equalDecoded(seg, lit string, fold bool) bool {
 	if strings.IndexByte(seg, '%') < 0 {
+		if fold {
+			return asciiEqualFold(seg, lit)
+		}
 		return seg == lit
 	}
 	j := 0
@@ -222,12 +233,31 @@ func equalDecoded(seg, lit string) bool {
 			c = byte(h<<4 | l)
 			i += 2
 		}
-		if j >= len(lit) || lit[j] != c {
+		if j >= len(lit) || lit[j] != c && !(fold && lower(lit[j]) == lower(c)) {
 			return false
 		}
 		j++
 	}
 	return j == len(lit)
+}
+
+func asciiEqualFold(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		if lower(a[i]) != lower(b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func lower(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
 }
 
 func unhex(c byte) int {

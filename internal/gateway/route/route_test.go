@@ -157,7 +157,28 @@ func FuzzParse(f *testing.F) {
 		if Compare(&p, &q) != 0 {
 			t.Fatal("a pattern is not as specific as itself")
 		}
-		p.Match("GET", path)
-		p.Match(p.Method(), path)
+		for _, m := range []string{"GET", p.Method()} {
+			if p.Match(m, path) && !p.MatchFold(m, path) {
+				t.Fatalf("%q matches %q but not when case is ignored", s, path)
+			}
+		}
 	})
+}
+
+func TestMatchFold(t *testing.T) {
+	p := mustParse(t, "GET /invoices/secret")
+	for path, want := range map[string][2]bool{
+		"/invoices/secret":      {true, true},
+		"/invoices/SECRET":      {false, true},
+		"/Invoices/Secret":      {false, true},
+		"/invoices/%53ecret":    {false, true},
+		"/invoices/%73ecret":    {true, true},
+		"/invoices/secrets":     {false, false},
+		"/invoices/secret/x":    {false, false},
+		"/invoices/s%C3%A9cret": {false, false},
+	} {
+		if got := [2]bool{p.Match("GET", path), p.MatchFold("GET", path)}; got != want {
+			t.Errorf("%s: Match, MatchFold = %v, want %v", path, got, want)
+		}
+	}
 }
