@@ -269,9 +269,12 @@
 // that upstream: whoever read one (in an upstream's log, a debugging
 // proxy, a heap dump) could replay it directly to the upstream for other
 // patients' records until it expires. Bound to method, path, query and
-// request id, a replay can only repeat the same request within 60 s (an upstream
-// that must refuse even that remembers rid until exp). Where Ed25519's
-// cost matters, HS256 keeps that binding for a twentieth of it.
+// request id, a replay can only repeat the same request line within 60 s
+// (an upstream that must refuse even that remembers rid until exp). The
+// body is not bound (it streams after the headers): a replayed POST or
+// PUT could carry another body, so an upstream that cares remembers rid.
+// Where Ed25519's cost matters, HS256 keeps that binding for a twentieth
+// of it.
 //
 // # Forward auth
 //
