@@ -362,5 +362,14 @@
 // ambiguous_framing and closes the connection. (net/http alone would drop
 // the Content-Length and accept.) A malformed chunked body is detected by
 // net/http as it streams: the upstream sees an aborted request, never a
-// second one.
+// second one. A head with a folded line (obs-fold) is refused the same way
+// (RFC 9112 §5.2). Up to 4 CR or LF bytes after a POST are skipped, as
+// net/http does; up to 128 pipelined heads may wait on a connection.
+//
+// Some malformed requests are refused by net/http itself before the
+// handler runs, in plain text without a request id and without an audit
+// record: a missing or invalid Host (400), an Expect other than
+// 100-continue (417), a head over limits.max_header_bytes (431), a
+// Transfer-Encoding other than chunked (501), a version other than
+// HTTP/1.x (505). None of them reaches an upstream.
 package gateway

@@ -131,3 +131,50 @@ func TestWellFramedRequestsShareAConnection(t *testing.T) {
 		t.Errorf("upstream saw %d", fx.api.count.Load())
 	}
 }
+
+// Folded header lines (obs-fold) are refused: joining thousands of them
+// took quadratic time before any authentication.
+func TestFoldedHeaderLinesAreRefused(t *testing.T) {
+	fx := newFixture(t)
+	for name, req := range map[string]string{
+		"folded field": "GET /billing/invoices/1 HTTP/1.1\r\nHost: x\r\nX-A: b\r\n c\r\n\r\n",
+		"many folds":   "POST /billing/upload HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n" + strings.Repeat(" \n", 30000) + "\r\n",
+	} {
+		resps := fx.raw(t, req, 1)
+		if len(resps) == 1 && resps[0].StatusCode != http.StatusBadRequest {
+			t.Errorf("%s: %d", name, resps[0].StatusCode)
+		}
+	}
+	if fx.api.count.Load() != 0 {
+		t.Error("forwarded")
+	}
+}
+
+// Up to 4 CR or LF bytes after a POST are skipped, as net/http does (RFC
+// 9112 §2.2); pipelined requests sent in one TLS record are all served.
+func TestTolerantFramingAgreesWithNetHTTP(t *testing.T) {
+	fx := newFixture(t)
+	s, _ := fx.token(t, authority.Spec{Scopes: []string{"billing:*"}})
+	auth := "Authorization: Bearer " + s + "\r\n"
+	resps := fx.raw(t, "POST /billing/upload HTTP/1.1\r\nHost: x\r\n"+auth+"Content-Length: 5\r\n\r\nhello\r\n"+
+		"GET /billing/invoices/1 HTTP/1.1\r\nHost: x\r\n"+auth+"\r\n", 2)
+	if len(resps) != 2 || resps[0].StatusCode != 200 || resps[1].StatusCode != 200 {
+		t.Errorf("a GET after a POST and an empty line: %d responses", len(resps))
+	}
+	var b strings.Builder
+	for range 40 {
+		b.WriteString("GET /billing/invoices/1 HTTP/1.1\r\nHost: x\r\n" + auth + "\r\n")
+	}
+	fx.tlsCfg = fx.tlsCfg.Clone()
+	fx.tlsCfg.DynamicRecordSizingDisabled = true // one record, as OpenSSL sends
+	resps = fx.raw(t, b.String(), 40)
+	ok := 0
+	for _, r := range resps {
+		if r.StatusCode == 200 {
+			ok++
+		}
+	}
+	if ok != 40 {
+		t.Errorf("40 pipelined requests: %d answered 200", ok)
+	}
+}

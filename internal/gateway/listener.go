@@ -60,8 +60,9 @@ type head struct {
 	ambiguous bool
 }
 
-// maxQueuedHeads bounds pipelined request heads noted but not yet served.
-const maxQueuedHeads = 16
+// maxQueuedHeads bounds pipelined request heads noted but not yet served
+// (a client sending more in one go than a few TLS records hold is refused).
+const maxQueuedHeads = 128
 
 type frameState uint8
 
@@ -86,6 +87,9 @@ type frameConn struct {
 	buf   []byte // the current head, chunk-size line or trailer line
 	left  int64  // bytes left in stBody / stChunkData
 	heads []head
+	// lead is how many CR or LF bytes may still be skipped before the
+	// next head: net/http discards up to 4 after a POST (RFC 9112 §2.2)
+	lead int
 }
 
 func (c *frameConn) Read(p []byte) (int, error) {
@@ -126,6 +130,15 @@ func (c *frameConn) scan(p []byte) {
 		case stBroken:
 			return
 		case stHead:
+			if c.lead > 0 && len(c.buf) == 0 {
+				for c.lead > 0 && len(p) > 0 && (p[0] == '\r' || p[0] == '\n') {
+					p, c.lead = p[1:], c.lead-1
+				}
+				if len(p) == 0 {
+					return
+				}
+				c.lead = 0
+			}
 			i := bytes.IndexByte(p, '\n')
 			if i < 0 {
 				if len(c.buf)+len(p) > c.maxHead {
@@ -233,7 +246,6 @@ func (c *frameConn) headDone() {
 	}
 	var cls []string
 	var te []string
-	last := ""
 	for len(fields) > 0 {
 		var l []byte
 		l, fields, _ = bytes.Cut(fields, []byte("\n"))
@@ -241,24 +253,19 @@ func (c *frameConn) headDone() {
 		if len(l) == 0 {
 			continue
 		}
-		if l[0] == ' ' || l[0] == '\t' { // obs-fold: continues the previous field
-			v := strings.TrimSpace(string(l))
-			switch last {
-			case "cl":
-				cls[len(cls)-1] += " " + v
-			case "te":
-				te[len(te)-1] += " " + v
-			}
-			continue
+		if l[0] == ' ' || l[0] == '\t' {
+			// obs-fold (a line continuing the previous field): refused, as
+			// RFC 9112 §5.2 allows; joining the lines cost quadratic time
+			// on heads of thousands of them, before any authentication
+			c.broken()
+			return
 		}
 		name, value, _ := bytes.Cut(l, []byte(":"))
 		switch {
 		case bytes.EqualFold(name, []byte("Content-Length")):
-			cls, last = append(cls, string(bytes.Trim(value, " \t"))), "cl"
+			cls = append(cls, string(bytes.Trim(value, " \t")))
 		case bytes.EqualFold(name, []byte("Transfer-Encoding")):
-			te, last = append(te, string(bytes.Trim(value, " \t"))), "te"
-		default:
-			last = ""
+			te = append(te, string(bytes.Trim(value, " \t")))
 		}
 	}
 	if len(c.heads) >= maxQueuedHeads {
@@ -266,6 +273,9 @@ func (c *frameConn) headDone() {
 		return
 	}
 	c.heads = append(c.heads, head{method: method, target: target, ambiguous: len(cls) > 0 && len(te) > 0})
+	if method == "POST" {
+		c.lead = 4
+	}
 	// the body as net/http frames it: Transfer-Encoding (HTTP/1.1 and up:
 	// exactly one, "chunked"), else Content-Length, else none
 	if len(te) > 0 && proto != "HTTP/1.0" {
