@@ -199,6 +199,13 @@
 //	X-Phigate-Break-Glass  "true" under break-glass
 //	X-Phigate-Identity  a signed assertion of all this (below)
 //
+// An exchange cut short (the client went away or stalled, the upstream
+// broke off its answer) is recorded as a completion too, with reason
+// aborted, the bytes that got through and 499 (client) or 502; the
+// connection is then dropped rather than answered. Informational answers
+// of the upstream (1xx) are not passed on; net/http answers a client's
+// Expect: 100-continue itself, and Expect is not forwarded.
+//
 // Of the upstream's answer, Set-Cookie, WWW-Authenticate and
 // Proxy-Authenticate are dropped, Location and Content-Location naming
 // the upstream's own URL are rewritten to the gateway's, and a 401 or 407

@@ -649,14 +649,42 @@ func (g *Gateway) serveProxy(w http.ResponseWriter, r *http.Request, x *exchange
 	} else {
 		out.Body = &x.counted
 	}
-	x.sw.ResponseWriter = w
+	x.sw.ResponseWriter, x.sw.rid = w, x.ridHeader[:1:1]
 	g.bodyDeadlines(w, x, start)
+	defer func() {
+		// an exchange cut short (the client went away or stalled, the
+		// upstream broke off its answer) ends in a panic that makes
+		// net/http drop the connection: it is recorded as a completion
+		// too, with what got through, before the panic goes on
+		if v := recover(); v != nil {
+			g.finish(r, x, start, true)
+			panic(v)
+		}
+		g.finish(r, x, start, false)
+	}()
 	up.proxy.ServeHTTP(&x.sw, out)
+}
 
-	// the grant's event becomes the completion's (Record kept nothing)
+// CodeAborted is the Reason of a completion whose exchange was cut short.
+const CodeAborted = "aborted"
+
+// finish records the completion of a forwarded exchange: the grant's event
+// becomes the completion's (Record kept nothing). aborted: the exchange
+// was cut short; its status is then 499 when the client went away, else
+// 502, unless an error answer was already given.
+func (g *Gateway) finish(r *http.Request, x *exchange, start time.Time, aborted bool) {
+	ev := &x.ev
 	ev.Kind, ev.Status, ev.BytesIn, ev.BytesOut = KindComplete, x.sw.status, x.counted.n, x.sw.n
 	ev.Duration = g.now().Sub(start)
-	if ev.Status == 0 {
+	switch {
+	case aborted:
+		ev.Reason = CodeAborted
+		if r.Context().Err() != nil {
+			ev.Status = 499
+		} else if ev.Status < 400 {
+			ev.Status = http.StatusBadGateway
+		}
+	case ev.Status == 0:
 		ev.Status = http.StatusOK
 	}
 	g.complete(ev)
@@ -728,7 +756,8 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	}
 	// X-Original-Url and X-Rewrite-Url make some servers (IIS, Symfony,
 	// Zend) route to another path than the one decided
-	for _, k := range []string{"Authorization", "Proxy-Authorization", "X-Purpose-Of-Use", "X-Break-Glass", "Forwarded", "X-Real-Ip", "X-Request-Id", "X-Original-Url", "X-Rewrite-Url"} {
+	// Expect: net/http has answered the client's 100-continue itself
+	for _, k := range []string{"Authorization", "Proxy-Authorization", "X-Purpose-Of-Use", "X-Break-Glass", "Forwarded", "X-Real-Ip", "X-Request-Id", "X-Original-Url", "X-Rewrite-Url", "Expect"} {
 		delete(h, k)
 	}
 	vals := x.outHeader[:0]
@@ -852,7 +881,9 @@ func (g *Gateway) upstreamError(w http.ResponseWriter, r *http.Request, err erro
 		if sw, ok := w.(*statusWriter); ok {
 			sw.status = 499 // the client went away
 		}
-		return
+		// no answer at all (an empty 200 otherwise): drop the connection;
+		// serveProxy records the completion on the way
+		panic(http.ErrAbortHandler)
 	}
 	var mbe *http.MaxBytesError
 	var ne net.Error
@@ -906,11 +937,23 @@ type statusWriter struct {
 	n       int64
 	dl      deadliner
 	timeout time.Duration
+	rid     []string // the X-Request-Id value, set again on the final answer
 }
 
+// WriteHeader passes the final answer on, with the gateway's request id
+// (the proxy clears the header map after an informational answer), and
+// drops informational ones (1xx): their headers would reach the client
+// unfiltered (modifyResponse sees only the final answer). net/http answers
+// a client's Expect: 100-continue itself.
 func (w *statusWriter) WriteHeader(code int) {
-	if w.status == 0 && code >= 200 {
+	if code < 200 {
+		return
+	}
+	if w.status == 0 {
 		w.status = code
+	}
+	if w.rid != nil {
+		w.Header()["X-Request-Id"] = w.rid
 	}
 	w.ResponseWriter.WriteHeader(code)
 }
