@@ -9,6 +9,7 @@ import (
 	"github.com/phigate/phigate/internal/gateway/route"
 	"github.com/phigate/phigate/internal/scope"
 	"github.com/phigate/phigate/internal/tlsutil"
+	"github.com/phigate/phigate/internal/vault"
 )
 
 // ReservedGatewayPaths are served by the gateway itself; no upstream prefix
@@ -294,7 +295,7 @@ func (ps *problems) credential(path string, c *Credential) {
 		case !validHeaderName(c.Header):
 			ps.add(path+".header", "%q is not a header name", truncate(c.Header, 70))
 		case reservedHeader(c.Header):
-			ps.add(path+".header", "%s is set by the gateway itself (use type bearer or basic for Authorization)", c.Header)
+			ps.add(path+".header", "%s is set by the gateway itself or never forwarded (use type bearer or basic for Authorization)", c.Header)
 		}
 	}
 	if c.Type != CredentialBasic && c.Username != "" {
@@ -338,8 +339,8 @@ func CheckSecretRef(ref string) error {
 			return fmt.Errorf("file: wants a path")
 		}
 	case kind == "secret":
-		if !validName(name) {
-			return fmt.Errorf("secret: wants a name (a-z 0-9 - _)")
+		if !vault.ValidName(name) {
+			return fmt.Errorf("secret: wants the name of a vault secret (phigate secret set NAME: letters, digits, then also . _ -)")
 		}
 	default:
 		return fmt.Errorf("must be env:NAME, file:PATH or secret:NAME (the secret itself never goes in this file)")
@@ -415,11 +416,14 @@ func validHeaderName(s string) bool {
 // reservedHeader reports whether the gateway sets or strips header name
 // itself, so that a credential may not use it.
 func reservedHeader(name string) bool {
-	n := strings.ToLower(name)
+	// "_" as "-": CGI, WSGI, Rack and PHP read X_Forwarded_For as
+	// X-Forwarded-For (the gateway drops such names from clients)
+	n := strings.ReplaceAll(strings.ToLower(name), "_", "-")
 	switch n {
 	case "authorization", "proxy-authorization", "host", "content-length", "transfer-encoding", "connection",
 		"upgrade", "te", "trailer", "keep-alive", "forwarded", "x-real-ip", "x-request-id", "cookie",
-		"x-purpose-of-use", "x-break-glass", "content-type":
+		"x-purpose-of-use", "x-break-glass", "content-type", "expect", "prefer", "if-none-exist",
+		"x-original-url", "x-rewrite-url", "x-http-method-override", "x-method-override", "x-http-method":
 		return true
 	}
 	return strings.HasPrefix(n, "x-phigate-") || strings.HasPrefix(n, "x-forwarded-") || strings.HasPrefix(n, "proxy-")

@@ -131,6 +131,9 @@ func TestParseRejectsGateway(t *testing.T) {
 		{"basic without username", "type: bearer", "type: basic", 20, "gateway.upstreams[0].credential.username: required for basic"},
 		{"header without name", "{type: header, header: X-Api-Key,", "{type: header,", 32, "credential.header: required for type header"},
 		{"header reserved", "header: X-Api-Key", "header: X-Phigate-Subject", 32, "X-Phigate-Subject is set by the gateway itself"},
+		{"header reserved with _", "header: X-Api-Key", "header: X_Phigate_Subject", 32, "X_Phigate_Subject is set by the gateway itself"},
+		{"header Prefer", "header: X-Api-Key", "header: Prefer", 32, "Prefer is set by the gateway itself"},
+		{"header Expect", "header: X-Api-Key", "header: Expect", 32, "Expect is set by the gateway itself"},
 		{"header Authorization", "header: X-Api-Key", "header: authorization", 32, "is set by the gateway itself"},
 		{"header invalid", "header: X-Api-Key", "header: \"X Api\"", 32, "is not a header name"},
 		{"username on bearer", "        type: bearer\n", "        type: bearer\n        username: u\n", 22, "credential.username: only for type basic"},
@@ -217,12 +220,13 @@ func TestParseTrustedProxy(t *testing.T) {
 }
 
 func TestCheckSecretRef(t *testing.T) {
-	for _, ok := range []string{"env:X", "env:_A1", "file:/a/b", "file:rel", "secret:ehr-token"} {
+	// secret: takes every name the vault stores (phigate secret set)
+	for _, ok := range []string{"env:X", "env:_A1", "file:/a/b", "file:rel", "secret:ehr-token", "secret:UPPER", "secret:EHR-api", "secret:ehr.api", "secret:Ehr_Token"} {
 		if err := CheckSecretRef(ok); err != nil {
 			t.Errorf("%q: %v", ok, err)
 		}
 	}
-	for _, bad := range []string{"", "X", "env:", "env:1X", "env:A-B", "file:", "secret:", "secret:UPPER", "vault:x", "phi_abc"} {
+	for _, bad := range []string{"", "X", "env:", "env:1X", "env:A-B", "file:", "secret:", "secret:-x", "secret:.x", "secret:a b", "vault:x", "phi_abc"} {
 		if err := CheckSecretRef(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
