@@ -147,9 +147,11 @@ var ErrRecorderClosed = errors.New("gateway: recorder closed")
 // A failed write or fsync makes the recorder fail every later Record: after
 // an fsync error the kernel may have dropped the data, and the file's tail
 // is unknown, so the gateway stops forwarding (fail closed) until an
-// operator restarts it.
+// operator restarts it. So does finding, after a batch, that the file at
+// its path is no longer the one it writes (removed, or rotated away).
 type FileRecorder struct {
-	f *os.File
+	f    *os.File
+	path string
 
 	mu       sync.Mutex
 	cur      *batch
@@ -193,9 +195,32 @@ func NewFileRecorder(path string) (*FileRecorder, error) {
 		return nil, fmt.Errorf("gateway: recorder: %w", err)
 	}
 	if errors.Is(statErr, os.ErrNotExist) {
-		fsync.Dir(filepath.Dir(path)) // make the new file's entry durable (best effort)
+		// make the new file's entry durable: without it a crash could
+		// lose the file with every record acknowledged in it
+		if err := fsync.Dir(filepath.Dir(path)); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("gateway: recorder: %w", err)
+		}
 	}
-	return &FileRecorder{f: f, cur: newBatch(), arrive: make(chan struct{}, 1)}, nil
+	return &FileRecorder{f: f, path: path, cur: newBatch(), arrive: make(chan struct{}, 1)}, nil
+}
+
+// stillThere reports an error when the recorder's file is no longer the
+// one at its path (removed, or replaced by a rotation): records written to
+// it would be lost with it, so the recorder fails closed.
+func (r *FileRecorder) stillThere() error {
+	open, err := r.f.Stat()
+	if err != nil {
+		return err
+	}
+	named, err := os.Stat(r.path)
+	if err != nil {
+		return fmt.Errorf("%s is gone: %w", r.path, err)
+	}
+	if !os.SameFile(open, named) {
+		return fmt.Errorf("%s is another file than the one opened (rotated?): restart to record in the new one", r.path)
+	}
+	return nil
 }
 
 func repairTail(path string, w *os.File) error {
@@ -337,6 +362,9 @@ func (r *FileRecorder) leadBatch() {
 		if _, err = r.f.Write(b.buf); err == nil {
 			err = r.f.Sync()
 			r.syncs.Add(1)
+		}
+		if err == nil {
+			err = r.stillThere()
 		}
 		if err != nil {
 			err = fmt.Errorf("gateway: recorder: %w", err)

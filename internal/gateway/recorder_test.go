@@ -226,3 +226,37 @@ func TestFileRecorderWaitsForCompanyOnlyUnderConcurrency(t *testing.T) {
 		t.Errorf("after an overflowing batch the goal is %d", g)
 	}
 }
+
+// A recorder whose file was removed or replaced under it (a rotation)
+// fails closed: what it wrote would be lost with the old file.
+func TestFileRecorderFailsClosedWhenItsFileGoes(t *testing.T) {
+	for name, change := range map[string]func(p string) error{
+		"removed":  os.Remove,
+		"replaced": func(p string) error { return os.Rename(p+".new", p) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "decisions.jsonl")
+			r, err := NewFileRecorder(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			ctx := context.Background()
+			if err := r.Record(ctx, &Event{Kind: KindGrant, RequestID: "a"}); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(p+".new", nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := change(p); err != nil {
+				t.Fatal(err)
+			}
+			if err := r.Record(ctx, &Event{Kind: KindGrant, RequestID: "b"}); err == nil {
+				t.Fatal("recorded into a file no longer at its path")
+			}
+			if err := r.Record(ctx, &Event{Kind: KindGrant, RequestID: "c"}); err == nil {
+				t.Fatal("recorded after failing")
+			}
+		})
+	}
+}
