@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"crypto/tls"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -362,5 +363,33 @@ func TestRouteCaseCannotReachAnotherRoute(t *testing.T) {
 	}
 	if r := fx.do(t, call{path: "/billing/invoices/Other", secret: read}); r.status != http.StatusOK {
 		t.Errorf("an id in another case: %d %s", r.status, r.body)
+	}
+}
+
+// A client whose upload stalls past read_timeout is cut off (net/http
+// ends the request with the connection), not answered with a 504 blamed
+// on the upstream, and the exchange is completed in the audit as the
+// client's (499, aborted).
+func TestStalledUploadIsTheClients(t *testing.T) {
+	fx := newFixture(t, fixtureOpts{limits: func(l *config.Limits) { l.ReadTimeout = config.Duration(300 * time.Millisecond) }})
+	s, _ := fx.token(t, authority.Spec{Scopes: []string{"billing:write"}})
+	fx.api.setHandler(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := io.ReadAll(r.Body); err != nil {
+			return
+		}
+		w.Write([]byte("{}"))
+	})
+	c, err := tls.Dial("tcp", fx.addr, fx.tlsCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(c, "POST /billing/upload HTTP/1.1\r\nHost: x\r\nX-Request-Id: stalled\r\nAuthorization: Bearer "+s+"\r\nContent-Length: 10\r\n\r\nhello")
+	if resp, err := http.ReadResponse(bufio.NewReader(c), nil); err == nil {
+		t.Errorf("answered %d", resp.StatusCode)
+	}
+	if evs := fx.rec.byRequest(t, "stalled", 2); len(evs) != 2 || evs[1].Status != 499 || evs[1].Reason != CodeAborted {
+		t.Errorf("events %+v", evs)
 	}
 }

@@ -393,6 +393,12 @@ func (g *Gateway) grant(r *http.Request, ev *Event) bool {
 	ctx, cancel := context.WithTimeout(r.Context(), recordTimeout)
 	defer cancel()
 	if err := g.rec.Record(ctx, ev); err != nil {
+		if r.Context().Err() != nil {
+			// the client went away while its grant was being committed:
+			// not a recording failure (the entry may be in the log)
+			g.log.Info("the client went away before its grant was confirmed; nothing forwarded", "request_id", ev.RequestID)
+			return false
+		}
 		g.log.Error("recording a grant failed; refusing the request (fail closed)", "request_id", ev.RequestID, "err", err)
 		return false
 	}
@@ -891,6 +897,12 @@ func (g *Gateway) upstreamError(w http.ResponseWriter, r *http.Request, err erro
 	switch {
 	case errors.As(err, &mbe):
 		dn = deny(http.StatusRequestEntityTooLarge, CodeTooLarge, fmt.Sprintf("the body is larger than %d bytes", mbe.Limit))
+	case x != nil && x.counted.err != nil && !errors.Is(x.counted.err, io.EOF):
+		// the client's body could not be read (a malformed chunk; a
+		// stalled or cut connection ended the request context above):
+		// not the upstream's doing
+		dn = badRequest("the request body could not be read (malformed)")
+		dn.close = true
 	case errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout():
 		dn = deny(http.StatusGatewayTimeout, CodeUpstreamTimeout, "the upstream did not answer in time")
 	case errors.Is(err, errUpstreamAuth):
@@ -980,6 +992,7 @@ type countingReader struct {
 	// (bodyDeadlines)
 	dl      deadliner
 	timeout time.Duration
+	err     error // the first error a Read returned (io.EOF at the end)
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
@@ -987,6 +1000,9 @@ func (c *countingReader) Read(p []byte) (int, error) {
 		c.dl.SetReadDeadline(time.Now().Add(c.timeout))
 	}
 	n, err := c.r.Read(p)
+	if err != nil && c.err == nil {
+		c.err = err
+	}
 	c.n += int64(n)
 	return n, err
 }
