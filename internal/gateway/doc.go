@@ -314,15 +314,22 @@
 // patient-scoped creates) are refused with 403 body_unavailable. nginx maps
 // any answer but 2xx, 401 and 403 to 500; a 429 reaches its client as 500.
 //
-// A minimal nginx configuration:
+// A minimal nginx configuration (nginx passes the client's headers on: set
+// every identity header, and clear Traefik's in the auth call):
 //
 //	location / {
 //	    auth_request /_phigate;
 //	    auth_request_set $phigate_subject  $upstream_http_x_phigate_subject;
+//	    auth_request_set $phigate_token_id $upstream_http_x_phigate_token_id;
+//	    auth_request_set $phigate_purpose  $upstream_http_x_phigate_purpose;
+//	    auth_request_set $phigate_bg       $upstream_http_x_phigate_break_glass;
 //	    auth_request_set $phigate_identity $upstream_http_x_phigate_identity;
-//	    proxy_set_header Authorization      "";
-//	    proxy_set_header X-Phigate-Subject  $phigate_subject;
-//	    proxy_set_header X-Phigate-Identity $phigate_identity;
+//	    proxy_set_header Authorization         "";
+//	    proxy_set_header X-Phigate-Subject     $phigate_subject;
+//	    proxy_set_header X-Phigate-Token-Id    $phigate_token_id;
+//	    proxy_set_header X-Phigate-Purpose     $phigate_purpose;
+//	    proxy_set_header X-Phigate-Break-Glass $phigate_bg;
+//	    proxy_set_header X-Phigate-Identity    $phigate_identity;
 //	    proxy_pass http://app;
 //	}
 //	location = /_phigate {
@@ -336,6 +343,8 @@
 //	    proxy_set_header X-Original-Method $request_method;
 //	    proxy_set_header X-Original-URI $request_uri;
 //	    proxy_set_header X-Real-IP $remote_addr;
+//	    proxy_set_header X-Forwarded-Method "";
+//	    proxy_set_header X-Forwarded-Uri "";
 //	}
 //
 // # Errors

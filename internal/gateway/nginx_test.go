@@ -56,11 +56,15 @@ http {
             auth_request /_phigate_authz;
             auth_request_set $phigate_subject  $upstream_http_x_phigate_subject;
             auth_request_set $phigate_token_id $upstream_http_x_phigate_token_id;
+            auth_request_set $phigate_purpose  $upstream_http_x_phigate_purpose;
+            auth_request_set $phigate_bg       $upstream_http_x_phigate_break_glass;
             auth_request_set $phigate_identity $upstream_http_x_phigate_identity;
-            proxy_set_header Authorization      "";
-            proxy_set_header X-Phigate-Subject  $phigate_subject;
-            proxy_set_header X-Phigate-Token-Id $phigate_token_id;
-            proxy_set_header X-Phigate-Identity $phigate_identity;
+            proxy_set_header Authorization         "";
+            proxy_set_header X-Phigate-Subject     $phigate_subject;
+            proxy_set_header X-Phigate-Token-Id    $phigate_token_id;
+            proxy_set_header X-Phigate-Purpose     $phigate_purpose;
+            proxy_set_header X-Phigate-Break-Glass $phigate_bg;
+            proxy_set_header X-Phigate-Identity    $phigate_identity;
             proxy_pass http://{{APP}};
         }
 
@@ -76,6 +80,8 @@ http {
             proxy_set_header X-Original-Method $request_method;
             proxy_set_header X-Original-URI $request_uri;
             proxy_set_header X-Real-IP $remote_addr;
+            proxy_set_header X-Forwarded-Method "";
+            proxy_set_header X-Forwarded-Uri "";
         }
     }
 }
@@ -208,10 +214,13 @@ func TestNginxAuthRequest(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	get := func(secret, path string) (int, string, http.Header) {
+	get := func(secret, path string, hdr ...string) (int, string, http.Header) {
 		req, _ := http.NewRequest("GET", "http://"+ngx+path, nil)
 		if secret != "" {
 			req.Header.Set("Authorization", "Bearer "+secret)
+		}
+		for i := 0; i+1 < len(hdr); i += 2 {
+			req.Header.Set(hdr[i], hdr[i+1])
 		}
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -244,6 +253,16 @@ func TestNginxAuthRequest(t *testing.T) {
 	}
 	fx.rec.mu.Unlock()
 
+	// nginx passes the client's headers on: the configuration sets every
+	// identity header, and clears Traefik's, so forged ones go nowhere
+	status, body, _ = get(ok, "/records/r/43", "X-Phigate-Token-Id", "tok_forged", "X-Phigate-Purpose", "ETREAT",
+		"X-Phigate-Break-Glass", "true", "X-Forwarded-Uri", "/records/other", "X-Forwarded-Method", "GET")
+	mu.Lock()
+	if status != 200 || verifyErr != nil {
+		t.Errorf("with forged headers: %d %q, upstream verification %v", status, body, verifyErr)
+	}
+	mu.Unlock()
+
 	for name, c := range map[string]struct {
 		secret, path string
 		status       int
@@ -262,7 +281,7 @@ func TestNginxAuthRequest(t *testing.T) {
 			t.Errorf("%s: WWW-Authenticate %q", name, h.Get("WWW-Authenticate"))
 		}
 	}
-	if n := hits.Load(); n != 1 {
-		t.Errorf("the upstream was reached %d times, want once", n)
+	if n := hits.Load(); n != 2 {
+		t.Errorf("the upstream was reached %d times, want twice", n)
 	}
 }
