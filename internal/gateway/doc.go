@@ -262,12 +262,14 @@
 //     without one, and each of them could then mint assertions that the
 //     others accept unless they check aud (VerifyRequestHS256 does).
 //
-// An upstream verifies with VerifyRequest (EdDSA) or VerifyRequestHS256
+// An upstream verifies with VerifyRequestFor (EdDSA; VerifyRequest does
+// not check aud) or VerifyRequestHS256
 // (Go), or any JOSE library: the algorithm is the one the verifier expects
 // for this upstream, never the one the header names (an EdDSA verifier
 // refuses HS256 and the reverse), typ, the signature, iss, iat/exp (5 s
-// skew, a lifetime of at most 5 minutes), aud (HS256: required, the
-// upstream's name), method, path and qh equal to the request's; and it uses
+// skew, a lifetime of at most 5 minutes), aud (the upstream's name:
+// assertions of other upstreams, and forward-auth ones for them, are
+// refused), method, path and qh equal to the request's; and it uses
 // the claims rather than the plain headers.
 //
 // Every assertion is signed for its request; none is cached. One

@@ -33,7 +33,7 @@ func TestTraceAndConnectNeverForwarded(t *testing.T) {
 	if fx.api.count.Load() != n {
 		t.Error("TRACE reached the upstream")
 	}
-	if evs := fx.rec.byRequest(t, r.rid, 1); evs[0].Kind != KindDeny || evs[0].Reason != CodeMethodNotAllowed {
+	if evs := fx.rec.byRequest(t, r.rid, 1); evs[0].Kind != KindDeny || evs[0].Reason != CodeMethodNotAllowed || evs[0].SourceIP != "127.0.0.1" {
 		t.Errorf("event %+v", evs[0])
 	}
 	r = fx.do(t, call{path: "/v1/authz", secret: s, header: map[string]string{"X-Original-Method": "TRACE", "X-Original-URI": "/billing/upload"}})

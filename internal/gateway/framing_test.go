@@ -80,7 +80,7 @@ func TestRequestSmugglingIsRefused(t *testing.T) {
 	if len(resps) != 1 || resps[0].StatusCode != 400 || !resps[0].Close {
 		t.Fatalf("%+v", resps)
 	}
-	if evs := fx.rec.byRequest(t, resps[0].Header.Get("X-Request-Id"), 1); len(evs) != 1 || evs[0].Reason != CodeAmbiguousFraming {
+	if evs := fx.rec.byRequest(t, resps[0].Header.Get("X-Request-Id"), 1); len(evs) != 1 || evs[0].Reason != CodeAmbiguousFraming || evs[0].SourceIP != "127.0.0.1" {
 		t.Errorf("events %+v", evs)
 	}
 }

@@ -218,11 +218,15 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ev := &x.ev
 	*ev = Event{Kind: KindDeny, Time: start, RequestID: rid, Via: "proxy", Method: r.Method,
 		Path: redact(r.URL.EscapedPath()), Query: redact(r.URL.RawQuery)}
+	// the refusals below come before the paths that work out the client
+	// address themselves: a probe is recorded with where it came from
 	if dn := checkFraming(r); dn != nil {
+		g.noteSource(r, ev)
 		g.refuse(w, r, ev, dn)
 		return
 	}
 	if dn := checkMethod(r.Method); dn != nil {
+		g.noteSource(r, ev)
 		g.refuse(w, r, ev, dn)
 		return
 	}
@@ -272,6 +276,14 @@ func checkFraming(r *http.Request) *denial {
 		return &denial{status: http.StatusBadRequest, code: CodeAmbiguousFraming, msg: "a request must not carry both Content-Length and Transfer-Encoding", close: true}
 	}
 	return nil
+}
+
+// noteSource sets ev's source address as the proxy path works it out: the
+// peer, or the client a trusted proxy reports.
+func (g *Gateway) noteSource(r *http.Request, ev *Event) {
+	if a := clientAddr(peerAddr(r), r.Header.Values("X-Forwarded-For"), g.table.Load().trusted); a.IsValid() {
+		ev.SourceIP = a.String()
+	}
 }
 
 // checkMethod refuses TRACE, which an upstream answers by echoing the

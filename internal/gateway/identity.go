@@ -380,6 +380,24 @@ func VerifyRequest(r *http.Request, pub ed25519.PublicKey, now time.Time) (*Iden
 	return id, nil
 }
 
+// VerifyRequestFor is VerifyRequest that also requires the assertion's aud
+// to be audience, the upstream's name in the gateway's configuration: an
+// assertion issued for another upstream (or by forward auth for another
+// one) is refused. Upstreams should use it rather than VerifyRequest.
+func VerifyRequestFor(r *http.Request, pub ed25519.PublicKey, audience string, now time.Time) (*Identity, error) {
+	if audience == "" {
+		return nil, fmt.Errorf("%w: an audience is required", ErrIdentity)
+	}
+	id, err := VerifyRequest(r, pub, now)
+	if err != nil {
+		return nil, err
+	}
+	if id.Audience != audience {
+		return nil, fmt.Errorf("%w: issued for another upstream", ErrIdentity)
+	}
+	return id, nil
+}
+
 // VerifyRequestHS256 is VerifyRequest for an upstream configured with an
 // HS256 identity key: the assertion must be authenticated under key
 // (VerifyIdentityHS256) and its aud must be audience, the upstream's name

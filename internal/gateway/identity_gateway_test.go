@@ -144,3 +144,23 @@ func TestIdentityBindsTheQuery(t *testing.T) {
 		t.Errorf("forward-auth assertion on its own request: %v", err)
 	}
 }
+
+// VerifyRequestFor refuses an assertion issued for another upstream (or by
+// forward auth for another): the demo FHIR server uses it.
+func TestVerifyRequestForChecksTheAudience(t *testing.T) {
+	fx := newFixture(t)
+	s, _ := fx.token(t, authority.Spec{Scopes: []string{"user/Observation.rs"}})
+	var forEHR, forOther, noAud error
+	fx.fhir.setHandler(func(w http.ResponseWriter, r *http.Request) {
+		_, forEHR = VerifyRequestFor(r, fx.signer.PublicKey(), "ehr", fx.clk.Now())
+		_, forOther = VerifyRequestFor(r, fx.signer.PublicKey(), "billing", fx.clk.Now())
+		_, noAud = VerifyRequestFor(r, fx.signer.PublicKey(), "", fx.clk.Now())
+		w.Write([]byte("{}"))
+	})
+	if r := fx.do(t, call{path: "/fhir/Observation?code=x", secret: s}); r.status != 200 {
+		t.Fatalf("%d %s", r.status, r.body)
+	}
+	if forEHR != nil || !errors.Is(forOther, ErrIdentity) || !errors.Is(noAud, ErrIdentity) {
+		t.Errorf("for ehr %v, for billing %v, without audience %v", forEHR, forOther, noAud)
+	}
+}

@@ -28,9 +28,23 @@ const (
 	// GatewayIdentityKeyFile is the Ed25519 key of the identity
 	// assertions (keys/, mode 0600).
 	GatewayIdentityKeyFile = "gateway-identity.key"
-	// demoPrefix is where --dev mounts the demo FHIR server.
+	// demoPrefix is where --dev mounts the demo FHIR server, demoName its
+	// upstream name (the audience of its identity assertions).
 	demoPrefix = "/fhir/"
+	demoName   = "demo-fhir"
 )
+
+// demoClash names the configured upstream that keeps the demo FHIR server
+// from being mounted ("" when none): one with its name, or whose prefix
+// covers /fhir/ (the demo would take those paths from it).
+func demoClash(ups []config.Upstream) string {
+	for _, u := range ups {
+		if u.Name == demoName || strings.HasPrefix(demoPrefix, u.Prefix) {
+			return u.Name
+		}
+	}
+	return ""
+}
 
 // gatewayRunner is the started gateway: its listener, its recorder and, in
 // dev mode, the demo FHIR server behind it.
@@ -95,11 +109,15 @@ func startGateway(d gatewayDeps) (runningGateway, error) {
 		}
 		rec = r.rec
 	}
-	if d.Dev && !slices.ContainsFunc(cfg.Gateway.Upstreams, func(u config.Upstream) bool { return u.Prefix == demoPrefix }) {
-		if err := r.startDemo(signer, log); err != nil {
-			return fail(err)
+	if d.Dev {
+		if clash := demoClash(cfg.Gateway.Upstreams); clash != "" {
+			fmt.Fprintf(d.Console, "demo FHIR:   not started: the configured upstream %q already serves %s\n", clash, demoPrefix)
+		} else {
+			if err := r.startDemo(signer, log); err != nil {
+				return fail(err)
+			}
+			fmt.Fprintf(d.Console, "demo FHIR:   https://%s%s  (SYNTHETIC DEMO DATA, dev mode only; patients pat-1, pat-2, pat-3)\n", r.addr, demoPrefix)
 		}
-		fmt.Fprintf(d.Console, "demo FHIR:   https://%s%s  (SYNTHETIC DEMO DATA, dev mode only; patients pat-1, pat-2, pat-3)\n", r.addr, demoPrefix)
 	}
 	gcfg := r.gatewayConfig(cfg)
 	r.gw, err = gateway.New(context.Background(), &gcfg, gateway.Options{
@@ -163,8 +181,8 @@ func auditEntry(ev *gateway.Event) *audit.Entry {
 	case gateway.KindComplete:
 		e.Action, e.Outcome = audit.ActionAccessCompleted, audit.OutcomeSuccess
 		e.Bytes, e.Duration = ev.BytesOut, ev.Duration
-		if ev.Status >= 500 || ev.Status == 499 {
-			e.Outcome = audit.OutcomeFailure
+		if ev.Status >= 500 || ev.Status == 499 || ev.Reason == gateway.CodeAborted {
+			e.Outcome = audit.OutcomeFailure // cut short, whatever status was sent
 		}
 	default:
 		e.Action, e.Outcome = audit.ActionAccessDenied, audit.OutcomeDenied
@@ -209,14 +227,14 @@ func (r *gatewayRunner) startDemo(signer *gateway.Signer, log *slog.Logger) erro
 	h := demo.New(demo.Options{
 		BaseURL: "https://" + r.addr + strings.TrimSuffix(demoPrefix, "/"),
 		Verify: func(req *http.Request) error {
-			_, err := gateway.VerifyRequest(req, pub, time.Now())
+			_, err := gateway.VerifyRequestFor(req, pub, demoName, time.Now())
 			return err
 		},
 	})
 	r.demo = &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	go r.demo.Serve(ln)
 	r.demoUp = &config.Upstream{
-		Name: "demo-fhir", URL: "http://" + ln.Addr().String(), AllowPlainHTTP: true, Prefix: demoPrefix, Kind: config.KindFHIR,
+		Name: demoName, URL: "http://" + ln.Addr().String(), AllowPlainHTTP: true, Prefix: demoPrefix, Kind: config.KindFHIR,
 		Operations: []config.Operation{},
 		// the demo verifies with the published Ed25519 key, whatever
 		// gateway.identity says
@@ -229,7 +247,7 @@ func (r *gatewayRunner) startDemo(signer *gateway.Signer, log *slog.Logger) erro
 func (r *gatewayRunner) gatewayConfig(cfg *config.Config) config.Gateway {
 	g := cfg.Gateway
 	g.Upstreams = slices.Clone(g.Upstreams)
-	if r.demoUp != nil && !slices.ContainsFunc(g.Upstreams, func(u config.Upstream) bool { return u.Prefix == demoPrefix }) {
+	if r.demoUp != nil && demoClash(g.Upstreams) == "" {
 		g.Upstreams = append(g.Upstreams, *r.demoUp)
 	}
 	return g

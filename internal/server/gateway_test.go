@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"github.com/phigate/phigate/internal/config"
 	"testing"
 	"time"
 
@@ -22,6 +23,7 @@ func TestAuditEntryOfEachGatewayDecision(t *testing.T) {
 		"break-glass":   {func(e *gateway.Event) { e.Kind, e.BreakGlass, e.Justification = gateway.KindGrant, true, "ED" }, audit.ActionBreakGlassUsed, audit.OutcomeSuccess},
 		"complete":      {func(e *gateway.Event) { e.Kind, e.Status, e.BytesOut = gateway.KindComplete, 200, 10 }, audit.ActionAccessCompleted, audit.OutcomeSuccess},
 		"upstream down": {func(e *gateway.Event) { e.Kind, e.Status = gateway.KindComplete, 502 }, audit.ActionAccessCompleted, audit.OutcomeFailure},
+		"cut after 404": {func(e *gateway.Event) { e.Kind, e.Status, e.Reason = gateway.KindComplete, 404, gateway.CodeAborted }, audit.ActionAccessCompleted, audit.OutcomeFailure},
 		"scope":         {func(e *gateway.Event) { e.Kind, e.Status, e.Reason = gateway.KindDeny, 403, "insufficient_scope" }, audit.ActionAccessDenied, audit.OutcomeDenied},
 		"bad token":     {func(e *gateway.Event) { e.Kind, e.Status, e.Reason = gateway.KindDeny, 401, "token_revoked" }, audit.ActionAuthFailed, audit.OutcomeDenied},
 		"unavailable":   {func(e *gateway.Event) { e.Kind, e.Status, e.Reason = gateway.KindDeny, 503, "unavailable" }, audit.ActionAccessDenied, audit.OutcomeFailure},
@@ -50,5 +52,20 @@ func TestVaultSecretsWithoutAVault(t *testing.T) {
 	t.Setenv("PHIGATE_TEST_GW_SECRET", "s3")
 	if b, err := (vaultSecrets{}).Resolve(context.Background(), "env:PHIGATE_TEST_GW_SECRET"); err != nil || string(b) != "s3" {
 		t.Errorf("env: %q %v", b, err)
+	}
+}
+
+// The demo FHIR server is not mounted where a configured upstream would
+// lose paths to it, or under a name already taken.
+func TestDemoClash(t *testing.T) {
+	for want, ups := range map[string][]config.Upstream{
+		"":          {{Name: "billing", Prefix: "/billing/"}, {Name: "ehr", Prefix: "/fhir/r4/"}},
+		"ehr":       {{Name: "ehr", Prefix: "/fhir/"}},
+		"root":      {{Name: "root", Prefix: "/"}},
+		"demo-fhir": {{Name: "demo-fhir", Prefix: "/other/"}},
+	} {
+		if got := demoClash(ups); got != want {
+			t.Errorf("%v: %q, want %q", ups, got, want)
+		}
 	}
 }
