@@ -293,6 +293,35 @@ func (a *Authority) Admit(ctx context.Context, h Handle) (Decision, error) {
 	return Decision{Reason: policy.OK, Token: st.rec, Scopes: st.scopes}, nil
 }
 
+// Refund gives back what Admit took for h (a rate token and a use) when
+// the request was refused afterwards without being carried out: the
+// gateway could not record its grant, say. A use goes back to the lease,
+// or, when the token's state was dropped meanwhile, to the store with the
+// rest of its unspent lease.
+func (a *Authority) Refund(h Handle) {
+	st := h.st
+	if st == nil {
+		return
+	}
+	if st.limiter != nil {
+		st.limiter.Return()
+	}
+	if st.rec.RemainingUses == nil {
+		return
+	}
+	st.usesMu.Lock()
+	dropped := st.dropped
+	if !dropped {
+		st.leased++
+	}
+	st.usesMu.Unlock()
+	if dropped {
+		a.releaseMu.Lock()
+		a.release[st.rec.ID]++
+		a.releaseMu.Unlock()
+	}
+}
+
 // takeUse spends one use from the lease, reserving more from the store when
 // the lease is empty.
 func (a *Authority) takeUse(ctx context.Context, st *state) (bool, error) {
@@ -404,6 +433,7 @@ func (a *Authority) settle(st *state) {
 	n := st.leased
 	st.leased = 0
 	st.exhausted = true // a dropped state must not spend again
+	st.dropped = true   // and a refund goes back to the store
 	st.usesMu.Unlock()
 	if n > 0 {
 		a.releaseMu.Lock()

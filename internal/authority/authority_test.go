@@ -719,3 +719,43 @@ func TestRotationKeepsTheRateLimit(t *testing.T) {
 		t.Errorf("%d requests admitted at one instant with burst 3", admitted)
 	}
 }
+
+// Refund gives back the use Admit took: to the lease while the token's
+// state is cached, to the store once it was dropped.
+func TestRefundGivesTheUseBack(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	one := int64(1)
+	s, rec := f.create(t, Spec{MaxUses: &one})
+	admit := func() (Handle, policy.Reason) {
+		h, d, err := f.auth.Authenticate(ctx, s, Request{})
+		if err != nil || d.Reason != policy.ReasonNone {
+			t.Fatalf("authenticate: %v %v", d.Reason, err)
+		}
+		d, err = f.auth.Admit(ctx, h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h, d.Reason
+	}
+	h, r := admit()
+	if r != policy.OK {
+		t.Fatalf("first use: %v", r)
+	}
+	f.auth.Refund(h) // while cached
+	h, r = admit()
+	if r != policy.OK {
+		t.Fatalf("after a refund to the lease: %v", r)
+	}
+	f.auth.Invalidate(rec.ID) // the state is dropped, its lease settled
+	f.auth.Refund(h)
+	if err := f.auth.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, r = admit(); r != policy.OK {
+		t.Fatalf("after a refund to the store: %v", r)
+	}
+	if _, r = admit(); r != policy.UsesExhausted {
+		t.Fatalf("a second use of one: %v", r)
+	}
+}

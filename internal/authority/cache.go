@@ -26,6 +26,7 @@ type state struct {
 	usesMu    sync.Mutex
 	leased    int64 // uses reserved from the store, not yet spent
 	exhausted bool
+	dropped   bool // settled: out of the cache, its lease given back
 }
 
 type secretRef struct {

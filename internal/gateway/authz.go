@@ -65,6 +65,7 @@ func (g *Gateway) serveAuthz(w http.ResponseWriter, r *http.Request, ev *Event, 
 		return
 	}
 	if !g.grant(r, ev) {
+		g.auth.Refund(v.admitted) // nothing was forwarded: the use and the rate token are the token's again
 		writeError(w, ev.RequestID, errAudit)
 		return
 	}

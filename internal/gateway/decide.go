@@ -25,6 +25,10 @@ import (
 type Authority interface {
 	Authenticate(ctx context.Context, secret string, req authority.Request) (authority.Handle, authority.Decision, error)
 	Admit(ctx context.Context, h authority.Handle) (authority.Decision, error)
+	// Refund gives back what Admit took when the request is refused
+	// afterwards without being forwarded (its grant could not be
+	// recorded).
+	Refund(h authority.Handle)
 }
 
 // Purpose codes with a meaning to the gateway.
@@ -70,6 +74,8 @@ func (q *request) setIfNoneExist(h http.Header) {
 type verdict struct {
 	deny *denial // nil: allowed
 	rec  *token.Record
+	// admitted is the handle Admit took rate and a use for (Refund).
+	admitted authority.Handle
 	// granted is the scope that allowed the request, or the one needed.
 	scope       string
 	interaction string
@@ -113,7 +119,9 @@ func (g *Gateway) decide(ctx context.Context, q *request) verdict {
 	}
 	if !d.Allowed() {
 		v.deny = fromReason(d.Reason, d.RetryAfter)
+		return v
 	}
+	v.admitted = h
 	return v
 }
 

@@ -643,6 +643,7 @@ func (g *Gateway) serveProxy(w http.ResponseWriter, r *http.Request, x *exchange
 		return
 	}
 	if !g.grant(r, ev) {
+		g.auth.Refund(v.admitted) // nothing was forwarded: the use and the rate token are the token's again
 		writeError(w, ev.RequestID, errAudit)
 		return
 	}

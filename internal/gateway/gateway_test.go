@@ -560,6 +560,32 @@ func TestRecorderFailureRefusesAndForwardsNothing(t *testing.T) {
 	}
 }
 
+// A request refused because its grant could not be recorded spends
+// nothing: with the audit back, the token still has its uses and its rate.
+func TestRecorderFailureSpendsNoUse(t *testing.T) {
+	fx := newFixture(t)
+	uses := int64(2)
+	s, _ := fx.token(t, authority.Spec{Scopes: []string{"billing:read", "records:read"}, MaxUses: &uses, Rate: &token.Rate{PerSecond: 0.001, Burst: 2}})
+	fx.rec.fail.Store(true)
+	for range 4 {
+		if r := fx.do(t, call{path: "/billing/invoices/1", secret: s}); r.status != 503 {
+			t.Fatalf("%d %s", r.status, r.body)
+		}
+		if r := fx.do(t, call{path: "/v1/authz/records/r/1", secret: s}); r.status != 503 {
+			t.Fatalf("forward auth: %d %s", r.status, r.body)
+		}
+	}
+	fx.rec.fail.Store(false)
+	for i := range 2 {
+		if r := fx.do(t, call{path: "/billing/invoices/1", secret: s}); r.status != 200 {
+			t.Errorf("request %d after the outage: %d %s", i, r.status, r.body)
+		}
+	}
+	if r := fx.do(t, call{path: "/billing/invoices/1", secret: s}); r.status != http.StatusTooManyRequests && r.status != http.StatusForbidden {
+		t.Errorf("a third request: %d %s", r.status, r.body)
+	}
+}
+
 func TestForwardedRequestCarriesVerifiableIdentityAndNoClientCredential(t *testing.T) {
 	fx := newFixture(t)
 	s, rec := fx.token(t, authority.Spec{Subject: "lab-app", Scopes: []string{"user/Observation.rs"}})

@@ -17,6 +17,14 @@ type Limiter struct {
 	last   int64 // unix nanoseconds of the last refill
 }
 
+// Return gives back one request Allow admitted (one that was refused
+// later, before it did anything), up to the burst.
+func (l *Limiter) Return() {
+	l.mu.Lock()
+	l.tokens = math.Min(l.burst, l.tokens+1)
+	l.mu.Unlock()
+}
+
 // Same reports whether l limits at rate with burst (so that it can carry
 // over to a new state of the same token).
 func (l *Limiter) Same(rate float64, burst int) bool {
