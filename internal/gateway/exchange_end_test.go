@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"io"
 	"net/http"
@@ -148,5 +149,52 @@ func TestInformationalAnswersAreDropped(t *testing.T) {
 	}
 	if got := fx.api.lastSeen().Header.Get("Expect"); got != "" {
 		t.Errorf("the upstream got Expect: %s", got)
+	}
+}
+
+// Shutdown cuts the requests still in flight when its context ends, and
+// their completions are recorded before it returns: no grant is left
+// without its completion in the log.
+func TestShutdownCompletesCutExchanges(t *testing.T) {
+	fx := newFixture(t)
+	s, _ := fx.token(t, authority.Spec{Scopes: []string{"billing:*"}})
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	entered := make(chan struct{}, 1)
+	fx.api.setHandler(func(w http.ResponseWriter, r *http.Request) {
+		entered <- struct{}{}
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})
+	go func() {
+		c, err := tls.Dial("tcp", fx.addr, fx.tlsCfg)
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		io.WriteString(c, "GET /billing/invoices/1 HTTP/1.1\r\nHost: x\r\nX-Request-Id: at-shutdown\r\nAuthorization: Bearer "+s+"\r\n\r\n")
+		io.Copy(io.Discard, c)
+	}()
+	select {
+	case <-entered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the request did not reach the upstream")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	err := fx.gw.Shutdown(ctx) // an error: a request was cut
+	t.Logf("shutdown: %v", err)
+	fx.rec.mu.Lock()
+	var kinds []EventKind
+	for _, e := range fx.rec.events {
+		if e.RequestID == "at-shutdown" {
+			kinds = append(kinds, e.Kind)
+		}
+	}
+	fx.rec.mu.Unlock()
+	if len(kinds) != 2 || kinds[1] != KindComplete {
+		t.Errorf("events of the cut request when Shutdown returned: %v", kinds)
 	}
 }

@@ -65,8 +65,9 @@ type Gateway struct {
 	table    atomic.Pointer[table]
 	reloadMu sync.Mutex
 
-	srv     *http.Server
-	pending sync.WaitGroup // completion records in flight
+	srv      *http.Server
+	pending  sync.WaitGroup // completion records in flight
+	inflight sync.WaitGroup // ServeHTTP calls (Shutdown waits for those it cut)
 
 	ridPrefix string
 	ridSeq    atomic.Uint64
@@ -180,16 +181,40 @@ func (g *Gateway) Serve(ln net.Listener) error {
 	return g.srv.Serve(newTLSListener(ln, g.opts.TLS, g.opts.Limits.MaxHeaderBytes))
 }
 
-// Shutdown stops accepting (a later Serve returns http.ErrServerClosed), waits for requests in flight and their
-// completion records, and drops idle upstream connections.
+// Shutdown stops accepting (a later Serve returns http.ErrServerClosed),
+// waits until ctx ends for requests in flight, then cuts those left (each
+// records its completion as aborted), waits for the completion records,
+// and drops idle upstream connections.
 func (g *Gateway) Shutdown(ctx context.Context) error {
 	err := g.srv.Shutdown(ctx)
+	if err != nil {
+		// requests still in flight when ctx ended: cut them (closing their
+		// connections ends their exchanges, each recording its completion
+		// as aborted) and give their handlers a moment to get there, so
+		// that no grant is left without its completion in the log
+		g.srv.Close()
+		handlers := make(chan struct{})
+		go func() { g.inflight.Wait(); close(handlers) }()
+		select {
+		case <-handlers:
+		case <-time.After(cutGrace):
+			err = errors.Join(err, errors.New("gateway: requests cut at shutdown did not end in time"))
+		}
+	}
+	// the completion records: until ctx ends, or for cutGrace more when
+	// requests had to be cut (their completions are the newest)
 	done := make(chan struct{})
 	go func() { g.pending.Wait(); close(done) }()
+	wait := ctx
+	if ctx.Err() != nil {
+		var cancel context.CancelFunc
+		wait, cancel = context.WithTimeout(context.Background(), cutGrace)
+		defer cancel()
+	}
 	select {
 	case <-done:
-	case <-ctx.Done():
-		err = errors.Join(err, fmt.Errorf("gateway: completion records still pending: %w", ctx.Err()))
+	case <-wait.Done():
+		err = errors.Join(err, errors.New("gateway: completion records still pending"))
 	}
 	if t := g.table.Load(); t != nil {
 		t.close()
@@ -197,10 +222,15 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	return err
 }
 
+// cutGrace is how long Shutdown waits for the handlers of requests it cut.
+const cutGrace = 5 * time.Second
+
 const authzPath = "/v1/authz"
 
 // ServeHTTP implements http.Handler.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	g.inflight.Add(1)
+	defer g.inflight.Done()
 	start := g.now()
 	rid := g.requestID(r)
 	x := &exchange{start: start}

@@ -26,6 +26,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
@@ -455,14 +456,23 @@ serve:
 	log.Info("phigate shutting down")
 	shCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := srv.Shutdown(shCtx); err != nil {
-		log.Warn("shutdown: requests still in flight were cut", "err", err)
-	}
-	if gw != nil {
-		if err := gw.Shutdown(shCtx); err != nil {
-			log.Warn("shutdown: gateway", "err", err)
+	// both listeners at once: each gets the whole grace period; the
+	// gateway cuts what is left after it and records those completions
+	// before the audit log closes below
+	var stopping sync.WaitGroup
+	stopping.Go(func() {
+		if err := srv.Shutdown(shCtx); err != nil {
+			log.Warn("shutdown: requests still in flight were cut", "err", err)
 		}
+	})
+	if gw != nil {
+		stopping.Go(func() {
+			if err := gw.Shutdown(shCtx); err != nil {
+				log.Warn("shutdown: gateway", "err", err)
+			}
+		})
 	}
+	stopping.Wait()
 	stopRun()
 	if err := auth.Close(shCtx); err != nil {
 		log.Warn("shutdown: flushing token usage failed", "err", err)
