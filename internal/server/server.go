@@ -316,14 +316,14 @@ func authorityConfig(cfg *config.Config, logger *slog.Logger) authority.Config {
 // gateway. A file that does not load or validate changes nothing.
 func reloadConfig(ctx context.Context, file string, gw runningGateway, al *audit.Log, log *slog.Logger) {
 	if file == "" || gw == nil {
-		log.Info("SIGHUP ignored: no config file or no gateway")
+		log.Warn("SIGHUP ignored: only the gateway section reloads, and this server runs without a config file or without a gateway (restart it to start one)")
 		return
 	}
 	cfg, err := config.Load(file)
 	if err == nil {
 		err = gw.Reload(cfg)
 	}
-	e := &audit.Entry{Action: audit.ActionConfigLoaded, Outcome: audit.OutcomeSuccess, Target: file, Reason: "SIGHUP"}
+	e := &audit.Entry{Action: audit.ActionConfigLoaded, Outcome: audit.OutcomeSuccess, Target: file, Reason: "SIGHUP: the gateway section (other sections apply at the next start)"}
 	if err != nil {
 		e.Outcome, e.Reason = audit.OutcomeFailure, "SIGHUP: "+err.Error()
 	}
