@@ -347,3 +347,98 @@ gateway:
 		t.Error("TLS 1.1 accepted by the gateway")
 	}
 }
+
+// TestGatewayEndToEndScopesAndConstraints runs the binary (--dev, the demo
+// FHIR upstream) and checks what the issue's "done when" lists at the
+// binary's level: each FHIR interaction needs its scope (the refusal names
+// it), a Bundle is checked entry by entry, an $operation not configured is
+// refused, and each of the token's constraints refuses with its reason and
+// is recorded in the audit log with it.
+func TestGatewayEndToEndScopesAndConstraints(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	g := startGatewayDev(t, dir, nil)
+	var ro, all client.IssuedToken
+	g.mustJSON(t, g.adm, &ro, "token", "create", "--subject", "reader", "--scope", "user/Observation.r", "--ttl", "10m")
+	g.mustJSON(t, g.adm, &all, "token", "create", "--subject", "writer", "--scope", "user/Observation.cruds", "--ttl", "10m")
+	fjson := map[string]string{"Content-Type": "application/fhir+json"}
+	form := map[string]string{"Content-Type": "application/x-www-form-urlencoded"}
+	obs := `{"resourceType":"Observation","status":"final","code":{"text":"x"}}`
+	bundle := `{"resourceType":"Bundle","type":"batch","entry":[{"request":{"method":"GET","url":"Observation/obs-1"}},{"request":{"method":"DELETE","url":"Observation/obs-2"}}]}`
+	for _, c := range []struct {
+		method, path string
+		hdr          map[string]string
+		body         string
+		need         string // the scope the reader lacks; "" when it has it
+	}{
+		{"GET", "/fhir/Observation/obs-1", nil, "", ""},                    // read
+		{"GET", "/fhir/Observation/obs-1/_history/1", nil, "", ""},         // vread
+		{"GET", "/fhir/Observation/obs-1/_history", nil, "", ""},           // history-instance
+		{"GET", "/fhir/Observation?code=x", nil, "", "user/Observation.s"}, // search
+		{"POST", "/fhir/Observation/_search", form, "code=x", "user/Observation.s"},
+		{"GET", "/fhir/Observation/_history", nil, "", "user/Observation.s"}, // history-type
+		{"POST", "/fhir/Observation", fjson, obs, "user/Observation.c"},      // create
+		{"PUT", "/fhir/Observation/obs-1", fjson, obs, "user/Observation.u"}, // update
+		{"PATCH", "/fhir/Observation/obs-1", map[string]string{"Content-Type": "application/json-patch+json"}, `[]`, "user/Observation.u"},
+		{"DELETE", "/fhir/Observation/obs-1", nil, "", "user/Observation.d"}, // delete
+		{"POST", "/fhir/", fjson, bundle, "user/Observation.d"},              // batch: the DELETE entry
+	} {
+		r := g.request(t, c.method, c.path, ro.Secret, c.hdr, c.body)
+		switch {
+		case c.need == "" && (r.status == 401 || r.status == 403):
+			t.Errorf("reader %s %s: %d %s", c.method, c.path, r.status, r.body)
+		case c.need != "" && (r.status != 403 || r.code != "insufficient_scope" || !strings.Contains(r.header.Get("WWW-Authenticate"), `scope="`+c.need+`"`)):
+			t.Errorf("reader %s %s: %d %s %q, want 403 needing %s", c.method, c.path, r.status, r.body, r.header.Get("WWW-Authenticate"), c.need)
+		}
+		if r := g.request(t, c.method, c.path, all.Secret, c.hdr, c.body); r.status == 401 || r.status == 403 {
+			t.Errorf("writer %s %s: %d %s", c.method, c.path, r.status, r.body)
+		}
+	}
+	if r := g.request(t, "GET", "/fhir/Observation/$lastn?code=x", all.Secret, nil, ""); r.status != 403 || r.code != "insufficient_scope" {
+		t.Errorf("an operation not configured: %d %s", r.status, r.body)
+	}
+
+	// each constraint, through the binary, with its reason in the answer and
+	// in the audit log
+	now := time.Now().UTC()
+	window := now.Add(2*time.Hour).Format("15:04") + "-" + now.Add(3*time.Hour).Format("15:04")
+	const path = "/fhir/Observation/obs-1"
+	for _, c := range []struct {
+		name   string
+		flags  []string
+		hdr    map[string]string
+		before int // requests allowed first
+		status int
+		reason string
+	}{
+		{"network", []string{"--cidr", "10.0.0.0/8"}, nil, 0, 403, "network_denied"},
+		{"hours", []string{"--hours", window, "--tz", "UTC"}, nil, 0, 403, "outside_hours"},
+		{"rate", []string{"--rate", "1/h", "--burst", "1"}, nil, 1, 429, "rate_limited"},
+		{"uses", []string{"--max-uses", "1"}, nil, 1, 403, "uses_exhausted"},
+		{"purpose", []string{"--purpose", "TREAT", "--purpose-required"}, nil, 0, 403, "purpose_denied"},
+	} {
+		var tok client.IssuedToken
+		args := append([]string{"token", "create", "--subject", "c-" + strings.ReplaceAll(c.name, " ", "-"), "--scope", "user/Observation.r", "--ttl", "10m"}, c.flags...)
+		g.mustJSON(t, g.adm, &tok, args...)
+		for i := range c.before {
+			if r := g.request(t, "GET", path, tok.Secret, c.hdr, ""); r.status == 401 || r.status == 403 || r.status == 429 {
+				t.Errorf("%s: request %d: %d %s", c.name, i, r.status, r.body)
+			}
+		}
+		r := g.request(t, "GET", path, tok.Secret, c.hdr, "")
+		if r.status != c.status || r.code != c.reason {
+			t.Errorf("%s: %d %s, want %d %s", c.name, r.status, r.body, c.status, c.reason)
+			continue
+		}
+		var page client.AuditPage
+		found := false
+		for deadline := time.Now().Add(5 * time.Second); !found && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+			g.mustJSON(t, g.adm, &page, "audit", "search", "--token-id", tok.ID, "--all")
+			for _, e := range page.Entries {
+				found = found || e.Action == "access.denied" && e.Reason == c.reason && e.Source.IP == "127.0.0.1"
+			}
+		}
+		if !found {
+			t.Errorf("%s: no access.denied/%s entry for the token: %+v", c.name, c.reason, page.Entries)
+		}
+	}
+}

@@ -2,13 +2,24 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
+	"encoding/pem"
 	"errors"
-	"github.com/phigate/phigate/internal/config"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/phigate/phigate/internal/audit"
+	"github.com/phigate/phigate/internal/authority"
+	"github.com/phigate/phigate/internal/config"
 	"github.com/phigate/phigate/internal/gateway"
+	"github.com/phigate/phigate/internal/tlsutil"
 )
 
 func TestAuditEntryOfEachGatewayDecision(t *testing.T) {
@@ -68,4 +79,83 @@ func TestDemoClash(t *testing.T) {
 			t.Errorf("%v: %q, want %q", ups, got, want)
 		}
 	}
+}
+
+// With the real audit log unable to take entries, the gateway refuses with
+// 503 and forwards nothing, on the proxy and on forward auth.
+func TestAuditLogDownRefusesAndForwardsNothing(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	n := openDev(t, dir)
+	root, _, err := n.auth.Bootstrap(ctx, "root", time.Hour, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := n.auth.Verify(ctx, root, authority.Request{})
+	if err != nil || !d.Allowed() {
+		t.Fatal(d.Reason, err)
+	}
+	secret, _, err := n.auth.Create(ctx, authority.ActorOf(d), authority.Spec{Subject: "app", Scopes: []string{"user/Patient.r"}, TTL: 10 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hits atomic.Int64
+	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1); w.Write([]byte("{}")) }))
+	up.StartTLS()
+	t.Cleanup(up.Close)
+	caFile := filepath.Join(dir, "up-ca.pem")
+	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: up.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.Dev(dir)
+	cfg.Gateway.Listen = "127.0.0.1:0"
+	cfg.Gateway.Upstreams = []config.Upstream{{Name: "ehr", URL: up.URL + "/R4", Prefix: "/ehr/", Kind: config.KindFHIR,
+		TLS: config.UpstreamTLS{CAFile: caFile}, Credential: config.Credential{Type: config.CredentialNone}, Operations: []config.Operation{}}}
+	certFile, keyFile, err := tlsutil.GenerateSelfSigned(filepath.Join(dir, "tls"), nil, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rl, err := tlsutil.NewReloader(certFile, keyFile, nil, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw, err := startGateway(gatewayDeps{Config: cfg, Auth: n.auth, TLS: tlsutil.ServerConfig(rl), Logger: slog.New(slog.DiscardHandler),
+		Console: io.Discard, Audit: n.audit, Vault: n.vault})
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func(path string, hdr ...string) int {
+		req, _ := http.NewRequest("GET", "https://"+gw.Addr()+path, nil)
+		req.Header.Set("Authorization", "Bearer "+secret)
+		for i := 0; i+1 < len(hdr); i += 2 {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+		c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}, Timeout: 20 * time.Second}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if st := get("/ehr/Patient/p1"); st != 200 || hits.Load() != 1 {
+		t.Fatalf("with the audit log: %d, %d forwarded", st, hits.Load())
+	}
+	n.audit.Close() // the audit log can take nothing more
+	if st := get("/ehr/Patient/p1"); st != http.StatusServiceUnavailable {
+		t.Errorf("proxy: %d", st)
+	}
+	if st := get("/v1/authz", "X-Original-Method", "GET", "X-Original-URI", "/ehr/Patient/p1"); st != http.StatusServiceUnavailable {
+		t.Errorf("forward auth: %d", st)
+	}
+	if hits.Load() != 1 {
+		t.Errorf("%d requests forwarded while the audit log was down", hits.Load()-1)
+	}
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	gw.Shutdown(sctx)
+	n.auth.Close(sctx)
+	n.store.Close()
+	n.vault.Close()
+	n.lock.Close()
 }
