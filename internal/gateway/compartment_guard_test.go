@@ -276,3 +276,40 @@ func TestCreatesReferenceNoOtherPatient(t *testing.T) {
 		t.Error("a resource referencing another patient reached the upstream")
 	}
 }
+
+// The patient a request names is recorded for user/ and system/ tokens
+// too, so that an accounting of who reached a patient's records (audit
+// search --patient) finds them; a request naming several is not
+// attributed.
+func TestRecordedPatientOfUserTokens(t *testing.T) {
+	fx := newFixture(t)
+	u, _ := fx.token(t, authority.Spec{Scopes: []string{"user/*.rs"}})
+	p1, _ := fx.token(t, authority.Spec{PatientID: "p1", Scopes: []string{"patient/*.rs"}})
+	for path, want := range map[string]string{
+		"/fhir/Patient/p7":                                "p7",
+		"/fhir/Patient/p7/_history/2":                     "p7",
+		"/fhir/Patient/p7/Observation?code=x":             "p7",
+		"/fhir/Patient?_id=p7":                            "p7",
+		"/fhir/Observation?patient=p7&code=x":             "p7",
+		"/fhir/Observation?subject=Patient/p7":            "p7",
+		"/fhir/Observation?patient=p7&subject=Patient/p7": "p7",
+		"/fhir/Observation?patient=p7,p8":                 "",
+		"/fhir/Observation?patient=p7&patient=p8":         "",
+		"/fhir/Observation?code=x":                        "",
+		"/fhir/Observation/obs-1":                         "",
+		"/fhir/Observation?subject=Group/g1":              "",
+	} {
+		r := fx.do(t, call{path: path, secret: u})
+		if r.status != 200 {
+			t.Fatalf("%s: %d %s", path, r.status, r.body)
+		}
+		if evs := fx.rec.byRequest(t, r.rid, 1); evs[0].Patient != want {
+			t.Errorf("%s: patient %q, want %q", path, evs[0].Patient, want)
+		}
+	}
+	// a patient-bound token's own patient, as before
+	r := fx.do(t, call{path: "/fhir/Observation?patient=p1", secret: p1})
+	if evs := fx.rec.byRequest(t, r.rid, 1); evs[0].Patient != "p1" {
+		t.Errorf("patient-bound: %q", evs[0].Patient)
+	}
+}

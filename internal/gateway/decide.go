@@ -55,9 +55,11 @@ type request struct {
 	// search the server runs); multiIfNoneExist: it was sent more than once.
 	ifNoneExist      string
 	multiIfNoneExist bool
-	up               *upstream
-	maxEntries       int
-	now              time.Time
+	// patient is set by authorizeFHIR: the one patient the request names
+	patient    string
+	up         *upstream
+	maxEntries int
+	now        time.Time
 	// body returns the request body, read up to the inspection limit; nil
 	// when the body cannot be read (forward auth).
 	body func() ([]byte, *denial)
@@ -76,6 +78,8 @@ type verdict struct {
 	rec  *token.Record
 	// admitted is the handle Admit took rate and a use for (Refund).
 	admitted authority.Handle
+	// patient is the one patient a FHIR request names (targetPatient).
+	patient string
 	// granted is the scope that allowed the request, or the one needed.
 	scope       string
 	interaction string
@@ -104,6 +108,7 @@ func (g *Gateway) decide(ctx context.Context, q *request) verdict {
 	set := h.Scopes()
 	if q.up.fhir {
 		v.deny, v.scope, v.interaction, v.resource = authorizeFHIR(q, set, rec.PatientID)
+		v.patient = q.patient
 	} else {
 		v.deny, v.scope = authorizeRoute(q, set)
 		v.interaction = "route"
@@ -220,6 +225,7 @@ func authorizeFHIR(q *request, set scope.Set, pid string) (dn *denial, sc, inter
 	if err := ps.check(); err != nil {
 		return badRequest(err.Error()), "", fr.interaction.String(), fr.typ
 	}
+	q.patient = targetPatient(&fr, &ps)
 	var body func() ([]byte, *denial)
 	if fr.interaction == Create || fr.interaction == ConditionalUpdate {
 		body = q.body
@@ -255,6 +261,51 @@ func authorizeIfNoneExist(typ, query string, set scope.Set, pid string, up *upst
 		return dn, need
 	}
 	return nil, ""
+}
+
+// targetPatient returns the one patient a FHIR request names, or "": the
+// instance Patient/{id} (read, vread, history, update, patch, delete, an
+// instance operation), a compartment Patient/{id}/…, a Patient search by a
+// single _id, or searches (and conditional interactions) of other types
+// whose patient/subject parameters all name the same Patient. The audit
+// log indexes it (blind), so that an accounting of who reached a patient's
+// records finds requests of user/ and system/ tokens too. A request naming
+// no patient, or several, gives "": the path prefix still finds it.
+func targetPatient(fr *fhirRequest, ps *params) string {
+	switch {
+	case fr.compType == "Patient":
+		return fr.compID
+	case fr.typ == "Patient" && fr.id != "":
+		return fr.id
+	}
+	one, ok := "", true
+	note := func(id string) {
+		switch {
+		case id == "" || strings.ContainsAny(id, ",/"):
+			ok = false
+		case one == "":
+			one = id
+		case one != id:
+			ok = false
+		}
+	}
+	ps.each(func(k, v string) bool {
+		switch {
+		case fr.typ == "Patient" && k == "_id":
+			note(v)
+		case fr.typ != "Patient" && (k == "patient" || k == "patient:Patient" || k == "subject:Patient"):
+			note(strings.TrimPrefix(v, "Patient/"))
+		case fr.typ != "Patient" && k == "subject":
+			if id, isPatient := strings.CutPrefix(v, "Patient/"); isPatient {
+				note(id)
+			}
+		}
+		return ok
+	})
+	if !ok {
+		return ""
+	}
+	return one
 }
 
 func isSearch(i Interaction) bool {

@@ -780,6 +780,9 @@ func fillEvent(ev *Event, v *verdict) {
 	if v.rec != nil {
 		ev.TokenID, ev.Subject, ev.Patient = v.rec.ID, v.rec.Subject, v.rec.PatientID
 	}
+	if ev.Patient == "" {
+		ev.Patient = v.patient // the patient a user/ or system/ token's request names
+	}
 	ev.Scope, ev.Interaction, ev.Resource = v.scope, v.interaction, v.resource
 }
 

@@ -76,7 +76,9 @@ type Event struct {
 	// was needed (deny for insufficient_scope).
 	Scope   string `json:"scope,omitempty"`
 	Purpose string `json:"purpose,omitempty"`
-	// Patient is the patient the token is bound to, if any.
+	// Patient is the patient the token is bound to, or else the one
+	// patient a FHIR request names (Patient/{id}, a compartment, patient=
+	// or subject=Patient/ all naming one): see targetPatient.
 	Patient string `json:"patient,omitempty"`
 	// BreakGlass marks a request made under break-glass; Justification is
 	// the X-Break-Glass text.
