@@ -62,9 +62,13 @@ func TestIfNoneExistIsCheckedAsASearch(t *testing.T) {
 	if r := create(pat, "patient=p1&code=http://loinc.org|75622-1"); r.status != 200 {
 		t.Fatalf("If-None-Exist in the compartment: %d %s", r.status, r.body)
 	}
-	if got := fx.fhir.lastSeen().Header.Get("If-None-Exist"); got != "patient=p1&code=http://loinc.org|75622-1" {
-		t.Errorf("upstream If-None-Exist %q", got)
+	// as HAPI's client sends it: a URL
+	for _, ine := range []string{"https://ehr.example/fhir/Observation?patient=p1&code=x", "Observation?patient=p1", "?patient=p1"} {
+		if r := create(pat, ine); r.status != 200 {
+			t.Errorf("If-None-Exist %q: %d %s", ine, r.status, r.body)
+		}
 	}
+
 	n := fx.fhir.count.Load()
 	for name, c := range map[string]struct {
 		secret, ine string
@@ -74,7 +78,9 @@ func TestIfNoneExistIsCheckedAsASearch(t *testing.T) {
 		"another patient":    {pat, "patient=p2&code=http://loinc.org|75622-1", 403, CodeCompartment},
 		"no patient":         {pat, "code=http://loinc.org|75622-1", 403, CodeCompartment},
 		"no search scope":    {createOnly, "identifier=http://sys|1", 403, CodeInsufficientScope},
-		"not a query":        {pat, "?patient=p1", 400, CodeInvalidRequest},
+		"another type":       {pat, "Condition?patient=p1", 400, CodeInvalidRequest},
+		"empty":              {pat, "https://ehr.example/fhir/Observation?", 400, CodeInvalidRequest},
+		"URL, other patient": {pat, "https://ehr.example/fhir/Observation?patient=p2", 403, CodeCompartment},
 		"bad percent-escape": {pat, "patient=%zz", 400, CodeInvalidRequest},
 	} {
 		if r := create(c.secret, c.ine); r.status != c.status || r.code != c.code {
@@ -258,6 +264,8 @@ func TestCreatesReferenceNoOtherPatient(t *testing.T) {
 	}
 	n := fx.fhir.count.Load()
 	for _, extra := range []string{
+		`,"performer":[{"reference":"Patient?identifier=http://hospital/mrn|p2-mrn"}]`,
+		`,"performer":[{"reference":"https://ehr.example/fhir/Patient?identifier=x"}]`,
 		`,"performer":[{"reference":"Patient/p2"}]`,
 		`,"performer":[{"reference":"https://ehr.example/fhir/Patient/p2/_history/1"}]`,
 		`,"contained":[{"resourceType":"Observation","id":"x","subject":{"reference":"Patient/p2"}}]`,

@@ -248,7 +248,16 @@ func authorizeFHIR(q *request, set scope.Set, pid string) (dn *denial, sc, inter
 // permission the search itself would need (compartment and granular
 // restrictions included).
 func authorizeIfNoneExist(typ, query string, set scope.Set, pid string, up *upstream) (*denial, string) {
-	if query == "" || strings.HasPrefix(query, "?") || strings.ContainsAny(query, "# \t\r\n") {
+	// HAPI sends it as a URL ([base/][type]?params): the parameters are
+	// what follows "?", and a type before it must be the created one
+	if before, after, ok := strings.Cut(query, "?"); ok {
+		segs := strings.Split(strings.TrimRight(before, "/"), "/")
+		if t := segs[len(segs)-1]; t != "" && t != typ {
+			return badRequest("If-None-Exist names " + truncateString(t, 40) + ", not the created " + typ), ""
+		}
+		query = after
+	}
+	if query == "" || strings.ContainsAny(query, "# \t\r\n") {
 		return badRequest("If-None-Exist must be search parameters, such as identifier=http://sys|123"), ""
 	}
 	ps := params{raw: [2]string{query}}
@@ -489,11 +498,14 @@ func onlyPatientRefs(doc []byte, pid string) bool {
 }
 
 // patientRefIs reports whether ref, when it names a Patient (relative,
-// absolute or versioned), names Patient/pid.
+// absolute or versioned), names Patient/pid. A conditional reference to a
+// Patient (Patient?identifier=…), which the server resolves to whoever
+// matches, or a Patient without an id, names another patient.
 func patientRefIs(ref, pid string) bool {
 	if strings.HasPrefix(ref, "#") || strings.HasPrefix(ref, "urn:") {
 		return true
 	}
+	ref, _, _ = strings.Cut(ref, "?") // a query's "://" is no scheme
 	if i := strings.Index(ref, "://"); i >= 0 {
 		rest := ref[i+3:]
 		j := strings.IndexByte(rest, '/')
@@ -502,10 +514,15 @@ func patientRefIs(ref, pid string) bool {
 		}
 		ref = rest[j:]
 	}
-	ref, _, _ = strings.Cut(ref, "?")
 	segs := strings.Split(strings.Trim(ref, "/"), "/")
-	for i := 0; i+1 < len(segs); i++ {
-		if segs[i] == "Patient" && segs[i+1] != pid {
+	for i, seg := range segs {
+		if seg != "Patient" {
+			continue
+		}
+		if i+1 == len(segs) {
+			return false // Patient?… or a bare Patient: whoever the server finds
+		}
+		if segs[i+1] != pid {
 			return false
 		}
 	}
