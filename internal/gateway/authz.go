@@ -37,6 +37,12 @@ func (g *Gateway) serveAuthz(w http.ResponseWriter, r *http.Request, ev *Event, 
 		g.refuse(w, r, ev, dn)
 		return
 	}
+	// the proxy passes the client's headers on to the app: an override
+	// there would run another method than the one decided here
+	if dn := checkMethodOverride(r.Header, orig.query); dn != nil {
+		g.refuse(w, r, ev, dn)
+		return
+	}
 	if !canonicalPath(orig.path) {
 		g.refuse(w, r, ev, badRequest("the original path must be canonical: no empty, . or .. segments, no encoded / or \\"))
 		return

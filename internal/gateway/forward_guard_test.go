@@ -199,6 +199,18 @@ func TestMethodOverridesAndRewriteHeaders(t *testing.T) {
 	if fx.fhir.count.Load() != n || fx.api.count.Load() != m {
 		t.Error("a method override reached an upstream")
 	}
+	// forward auth: nginx passes the client's headers on to the app
+	rr, _ := fx.token(t, authority.Spec{Scopes: []string{"records:read"}})
+	for name, c := range map[string]call{
+		"header": {path: "/v1/authz/records/r/42", header: map[string]string{"X-HTTP-Method-Override": "DELETE"}},
+		"param":  {path: "/v1/authz/records/r/42?_method=DELETE"},
+		"nginx":  {path: "/v1/authz", header: map[string]string{"X-Original-Method": "GET", "X-Original-URI": "/records/r/42?x-http-method-override=DELETE"}},
+	} {
+		c.secret = rr
+		if r := fx.do(t, c); r.status != http.StatusBadRequest || r.code != CodeInvalidRequest {
+			t.Errorf("forward auth, %s: %d %s", name, r.status, r.body)
+		}
+	}
 	r := fx.do(t, call{path: "/billing/invoices/42", secret: ro, header: map[string]string{
 		"X-Original-URL": "/invoices/secret", "X-Rewrite-URL": "/invoices/secret", "X-Forwarded-Prefix": "/evil", "X-Forwarded-Port": "1", "X-Forwarded-Host": "evil"}})
 	if r.status != http.StatusOK {

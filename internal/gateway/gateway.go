@@ -356,14 +356,21 @@ func checkForwardable(r *http.Request) *denial {
 			}
 		}
 	}
+	return checkMethodOverride(r.Header, r.URL.RawQuery)
+}
+
+// checkMethodOverride refuses a method override in the headers or the query
+// of a request (forward auth: of the original request, whose headers the
+// proxy passes on to the app).
+func checkMethodOverride(h http.Header, rawQuery string) *denial {
 	for _, k := range methodOverrides {
-		if _, ok := r.Header[k]; ok {
+		if _, ok := h[k]; ok {
 			return badRequest(k + " is not forwarded: send the method itself")
 		}
 	}
-	if q := r.URL.RawQuery; q != "" {
+	if rawQuery != "" {
 		// some servers also split a query on ";"
-		for pair := range strings.FieldsFuncSeq(q, func(c rune) bool { return c == '&' || c == ';' }) {
+		for pair := range strings.FieldsFuncSeq(rawQuery, func(c rune) bool { return c == '&' || c == ';' }) {
 			k, _, _ := strings.Cut(pair, "=")
 			if k, err := url.QueryUnescape(k); err == nil && isMethodOverrideParam(k) {
 				return badRequest("a method override parameter is not forwarded: send the method itself")
