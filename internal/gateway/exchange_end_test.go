@@ -198,3 +198,43 @@ func TestShutdownCompletesCutExchanges(t *testing.T) {
 		t.Errorf("events of the cut request when Shutdown returned: %v", kinds)
 	}
 }
+
+// An upstream that answers before it has read the upload: the transport
+// may go on reading the client's body after the handler returned. Under
+// -race this shows the counters and the connection's deadline are not
+// shared unsafely with the completion.
+func TestEarlyAnswerDuringUpload(t *testing.T) {
+	fx := newFixture(t)
+	fx.clk.Set(time.Now())
+	s, _ := fx.token(t, authority.Spec{Scopes: []string{"billing:write"}})
+	fx.api.setHandler(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Connection", "close")
+		w.Write([]byte("early"))
+	})
+	c, err := tls.Dial("tcp", fx.addr, fx.tlsCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(c, "POST /billing/upload HTTP/1.1\r\nHost: x\r\nX-Request-Id: early\r\nAuthorization: Bearer "+s+"\r\nTransfer-Encoding: chunked\r\n\r\n")
+	chunk := strings.Repeat("y", 16<<10)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 40 {
+			if _, err := io.WriteString(c, "4000\r\n"+chunk+"\r\n"); err != nil {
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		io.WriteString(c, "0\r\n\r\n")
+	}()
+	if resp, err := http.ReadResponse(bufio.NewReader(c), nil); err == nil {
+		io.ReadAll(resp.Body)
+	}
+	<-done
+	if evs := fx.rec.byRequest(t, "early", 2); len(evs) != 2 || evs[1].Kind != KindComplete {
+		t.Errorf("events %+v", evs)
+	}
+}

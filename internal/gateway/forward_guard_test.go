@@ -333,6 +333,7 @@ func TestTimeoutsBoundStallsNotStreams(t *testing.T) {
 		limits: func(l *config.Limits) { l.WriteTimeout = config.Duration(300 * time.Millisecond) },
 		mutate: func(c *config.Gateway) { c.Upstreams[1].Timeouts.Response = config.Duration(400 * time.Millisecond) },
 	})
+	fx.clk.Set(time.Now()) // connection deadlines follow the wall clock
 	s, _ := fx.token(t, authority.Spec{Scopes: []string{"billing:read"}})
 	fx.api.setHandler(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/invoices/slow" {
@@ -402,6 +403,44 @@ func TestStalledUploadIsTheClients(t *testing.T) {
 		t.Errorf("answered %d", resp.StatusCode)
 	}
 	if evs := fx.rec.byRequest(t, "stalled", 2); len(evs) != 2 || evs[1].Status != 499 || evs[1].Reason != CodeAborted {
+		t.Errorf("events %+v", evs)
+	}
+}
+
+// An answer without a body (204) after an upload longer than the write
+// timeout still reaches the client: the deadline moves when the answer's
+// head is written, not only with body writes.
+func TestBodylessAnswerAfterALongUpload(t *testing.T) {
+	fx := newFixture(t, fixtureOpts{
+		limits: func(l *config.Limits) { l.WriteTimeout = config.Duration(300 * time.Millisecond) },
+		mutate: func(c *config.Gateway) { c.Upstreams[1].Timeouts.Response = config.Duration(300 * time.Millisecond) },
+	})
+	fx.clk.Set(time.Now()) // connection deadlines follow the wall clock
+	s, _ := fx.token(t, authority.Spec{Scopes: []string{"billing:write"}})
+	fx.api.setHandler(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.WriteHeader(http.StatusNoContent)
+	})
+	c, err := tls.Dial("tcp", fx.addr, fx.tlsCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprintf(c, "POST /billing/upload HTTP/1.1\r\nHost: x\r\nX-Request-Id: long-upload\r\nAuthorization: Bearer %s\r\nTransfer-Encoding: chunked\r\n\r\n", s)
+	for range 8 { // 1.2 s in all, 150 ms between chunks
+		fmt.Fprintf(c, "6\r\nchunk\n\r\n")
+		time.Sleep(150 * time.Millisecond)
+	}
+	fmt.Fprintf(c, "0\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("no answer after a 1.2 s upload: %v", err)
+	}
+	if resp.StatusCode != http.StatusNoContent {
+		t.Errorf("status %d", resp.StatusCode)
+	}
+	if evs := fx.rec.byRequest(t, "long-upload", 2); len(evs) != 2 || evs[1].BytesIn != 48 {
 		t.Errorf("events %+v", evs)
 	}
 }

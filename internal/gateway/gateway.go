@@ -706,7 +706,7 @@ func (g *Gateway) serveProxy(w http.ResponseWriter, r *http.Request, x *exchange
 		out.Body = &x.counted
 	}
 	x.sw.ResponseWriter, x.sw.rid = w, x.ridHeader[:1:1]
-	g.bodyDeadlines(w, x, start)
+	g.bodyDeadlines(w, x)
 	defer func() {
 		// an exchange cut short (the client went away or stalled, the
 		// upstream broke off its answer) ends in a panic that makes
@@ -730,7 +730,8 @@ const CodeAborted = "aborted"
 // 502, unless an error answer was already given.
 func (g *Gateway) finish(r *http.Request, x *exchange, start time.Time, aborted bool) {
 	ev := &x.ev
-	ev.Kind, ev.Status, ev.BytesIn, ev.BytesOut = KindComplete, x.sw.status, x.counted.n, x.sw.n
+	x.counted.ended.Store(true)
+	ev.Kind, ev.Status, ev.BytesIn, ev.BytesOut = KindComplete, x.sw.status, x.counted.n.Load(), x.sw.n
 	ev.Duration = g.now().Sub(start)
 	switch {
 	case aborted:
@@ -950,7 +951,7 @@ func (g *Gateway) upstreamError(w http.ResponseWriter, r *http.Request, err erro
 	switch {
 	case errors.As(err, &mbe):
 		dn = deny(http.StatusRequestEntityTooLarge, CodeTooLarge, fmt.Sprintf("the body is larger than %d bytes", mbe.Limit))
-	case x != nil && x.counted.err != nil && !errors.Is(x.counted.err, io.EOF):
+	case x != nil && x.counted.readErr() != nil && !errors.Is(x.counted.readErr(), io.EOF):
 		// the client's body could not be read (a malformed chunk; a
 		// stalled or cut connection ended the request context above):
 		// not the upstream's doing
@@ -979,7 +980,7 @@ type deadliner interface {
 // 30 s, a client that stalls still is. The write deadline first leaves
 // room for the upstream's response timeout, so that a 504 can still be
 // written when the upstream takes all of it.
-func (g *Gateway) bodyDeadlines(w http.ResponseWriter, x *exchange, start time.Time) {
+func (g *Gateway) bodyDeadlines(w http.ResponseWriter, x *exchange) {
 	d, ok := w.(deadliner)
 	if !ok {
 		return
@@ -987,7 +988,8 @@ func (g *Gateway) bodyDeadlines(w http.ResponseWriter, x *exchange, start time.T
 	l := &g.opts.Limits
 	if wt := l.WriteTimeout.Duration(); wt > 0 {
 		x.sw.dl, x.sw.timeout = d, wt
-		d.SetWriteDeadline(start.Add(x.up.respTimeout + wt))
+		// the wall clock (connection deadlines), not g.now
+		d.SetWriteDeadline(time.Now().Add(x.up.respTimeout + wt))
 	}
 	if rt := l.ReadTimeout.Duration(); rt > 0 && !x.inspected {
 		x.counted.dl, x.counted.timeout = d, rt
@@ -1020,6 +1022,11 @@ func (w *statusWriter) WriteHeader(code int) {
 	if w.rid != nil {
 		w.Header()["X-Request-Id"] = w.rid
 	}
+	if w.dl != nil {
+		// an answer without a body (204, 201 with return=minimal) is
+		// written only by this, after a long upload perhaps
+		w.dl.SetWriteDeadline(time.Now().Add(w.timeout))
+	}
 	w.ResponseWriter.WriteHeader(code)
 }
 
@@ -1038,26 +1045,40 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 // Unwrap lets http.ResponseController reach Flush.
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
+// countingReader counts the request body as the proxy reads it. The
+// transport may still read it from its own goroutine after the handler
+// returned (an upstream that answered early): n and err are atomic, and
+// once ended is set no read touches the connection's deadline, which
+// belongs to the next request on it by then.
 type countingReader struct {
 	r io.ReadCloser
-	n int64
-	// dl, when set, gets a read deadline timeout ahead before each read
-	// (bodyDeadlines)
+	n atomic.Int64
+	// dl, when set (before the exchange starts), gets a read deadline
+	// timeout ahead before each read (bodyDeadlines)
 	dl      deadliner
 	timeout time.Duration
-	err     error // the first error a Read returned (io.EOF at the end)
+	ended   atomic.Bool
+	err     atomic.Pointer[error] // the first error a Read returned (io.EOF at the end)
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
-	if c.dl != nil {
+	if c.dl != nil && !c.ended.Load() {
 		c.dl.SetReadDeadline(time.Now().Add(c.timeout))
 	}
 	n, err := c.r.Read(p)
-	if err != nil && c.err == nil {
-		c.err = err
+	if err != nil {
+		c.err.CompareAndSwap(nil, &err)
 	}
-	c.n += int64(n)
+	c.n.Add(int64(n))
 	return n, err
+}
+
+// readErr is the first error a Read returned, nil if none.
+func (c *countingReader) readErr() error {
+	if p := c.err.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 func (c *countingReader) Close() error { return c.r.Close() }
