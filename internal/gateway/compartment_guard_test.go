@@ -156,6 +156,22 @@ func TestFHIRUpstreamsGetStrictHandling(t *testing.T) {
 			t.Errorf("Prefer %q: upstream got %q, want %q", prefer, got, want)
 		}
 	}
+	// an operation keeps the client's Prefer (bulk $export wants
+	// respond-async alone)
+	fx2 := newFixture(t, fixtureOpts{mutate: func(c *config.Gateway) {
+		for i := range c.Upstreams {
+			if c.Upstreams[i].Kind == config.KindFHIR {
+				c.Upstreams[i].Operations = append(c.Upstreams[i].Operations, config.Operation{Name: "$export", Scope: "system/*.rs"})
+			}
+		}
+	}})
+	sys, _ := fx2.token(t, authority.Spec{Scopes: []string{"system/*.rs"}})
+	if r := fx2.do(t, call{path: "/fhir/$export", secret: sys, header: map[string]string{"Prefer": "respond-async"}}); r.status != 200 {
+		t.Fatalf("$export: %d %s", r.status, r.body)
+	}
+	if got := fx2.fhir.lastSeen().Header.Values("Prefer"); len(got) != 1 || got[0] != "respond-async" {
+		t.Errorf("$export: upstream Prefer %q", got)
+	}
 	if r := fx.do(t, call{path: "/billing/invoices/1", secret: app, header: map[string]string{"Prefer": "handling=lenient"}}); r.status != 200 {
 		t.Fatalf("%d %s", r.status, r.body)
 	}

@@ -135,7 +135,9 @@
 //     created type, compartment and restrictions included.
 //   - FHIR upstreams are sent "Prefer: handling=strict" (the client's other
 //     preferences kept), so that a server refuses a search parameter it
-//     does not know rather than dropping one the gateway relied on.
+//     does not know rather than dropping one the gateway relied on;
+//     $operations and the capability statement keep the client's Prefer
+//     (bulk $export wants respond-async alone).
 //   - _include and _revinclude (search results of other types) need an
 //     unrestricted user or system scope for what they add: read on the
 //     named target type (or on * when none is named) for _include, search

@@ -311,6 +311,20 @@ func TestUpstreamAnswerIsFiltered(t *testing.T) {
 			t.Errorf("client got the upstream's %s: %s", k, v)
 		}
 	}
+	// an upstream at its host's root: its path-absolute URLs are its own
+	app, _ := fx.token(t, authority.Spec{Scopes: []string{"billing:write"}})
+	fx.api.setHandler(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Location", "/invoices/2")
+		w.Header().Set("Content-Location", "//elsewhere.example/x")
+		w.WriteHeader(http.StatusCreated)
+	})
+	rb := fx.do(t, call{method: "POST", path: "/billing/upload", secret: app, body: "x"})
+	if got, want := rb.header.Get("Location"), "https://"+fx.addr+"/billing/invoices/2"; got != want {
+		t.Errorf("root upstream Location %q, want %q", got, want)
+	}
+	if got := rb.header.Get("Content-Location"); got != "//elsewhere.example/x" {
+		t.Errorf("a scheme-relative URL was rewritten: %q", got)
+	}
 	if r.header.Get("ETag") != `W/"2"` {
 		t.Error("an ordinary header was dropped")
 	}

@@ -843,7 +843,9 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 		set(HeaderBreakGlass, "true")
 	}
 	set(HeaderIdentity, x.identity)
-	if x.up.fhir {
+	// not for $operations: some servers want Prefer: respond-async alone
+	// there (bulk $export, $import), and their parameters are not a search
+	if x.up.fhir && x.ev.Interaction != Operation.String() && x.ev.Interaction != Capabilities.String() {
 		h["Prefer"] = []string{strictPrefer(h["Prefer"])}
 	}
 }
@@ -917,6 +919,8 @@ func (x *exchange) gatewayURL(u string) string {
 		rest = u[len(base):]
 	case x.up.basePath != "" && strings.HasPrefix(u, x.up.basePath):
 		rest = u[len(x.up.basePath):]
+	case x.up.basePath == "" && strings.HasPrefix(u, "/") && !strings.HasPrefix(u, "//"):
+		rest = u // an upstream at its host's root: every path-absolute URL is its
 	default:
 		return u
 	}
