@@ -65,9 +65,12 @@ type Gateway struct {
 	table    atomic.Pointer[table]
 	reloadMu sync.Mutex
 
-	srv      *http.Server
-	pending  sync.WaitGroup // completion records in flight
-	inflight sync.WaitGroup // ServeHTTP calls (Shutdown waits for those it cut)
+	srv *http.Server
+	// counters rather than WaitGroups: after a cut, a connection that had
+	// read a head may still start a handler (and a handler a record) while
+	// Shutdown waits, which a WaitGroup does not allow
+	pending  atomic.Int64 // completion records in flight
+	inflight atomic.Int64 // ServeHTTP calls (Shutdown waits for those it cut)
 
 	ridPrefix string
 	ridSeq    atomic.Uint64
@@ -193,33 +196,46 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		// as aborted) and give their handlers a moment to get there, so
 		// that no grant is left without its completion in the log
 		g.srv.Close()
-		handlers := make(chan struct{})
-		go func() { g.inflight.Wait(); close(handlers) }()
-		select {
-		case <-handlers:
-		case <-time.After(cutGrace):
+		if !waitZero(context.Background(), &g.inflight, cutGrace) {
 			err = errors.Join(err, errors.New("gateway: requests cut at shutdown did not end in time"))
 		}
 	}
 	// the completion records: until ctx ends, or for cutGrace more when
 	// requests had to be cut (their completions are the newest)
-	done := make(chan struct{})
-	go func() { g.pending.Wait(); close(done) }()
-	wait := ctx
+	wait, limit := ctx, time.Duration(0)
 	if ctx.Err() != nil {
-		var cancel context.CancelFunc
-		wait, cancel = context.WithTimeout(context.Background(), cutGrace)
-		defer cancel()
+		wait, limit = context.Background(), cutGrace
 	}
-	select {
-	case <-done:
-	case <-wait.Done():
+	if !waitZero(wait, &g.pending, limit) {
 		err = errors.Join(err, errors.New("gateway: completion records still pending"))
 	}
 	if t := g.table.Load(); t != nil {
 		t.close()
 	}
 	return err
+}
+
+// waitZero polls n until it is zero (true), ctx ends or, when limit > 0,
+// limit has passed (false).
+func waitZero(ctx context.Context, n *atomic.Int64, limit time.Duration) bool {
+	var deadline <-chan time.Time
+	if limit > 0 {
+		t := time.NewTimer(limit)
+		defer t.Stop()
+		deadline = t.C
+	}
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for n.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return n.Load() == 0
+		case <-deadline:
+			return n.Load() == 0
+		case <-tick.C:
+		}
+	}
+	return true
 }
 
 // cutGrace is how long Shutdown waits for the handlers of requests it cut.
@@ -230,7 +246,7 @@ const authzPath = "/v1/authz"
 // ServeHTTP implements http.Handler.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	g.inflight.Add(1)
-	defer g.inflight.Done()
+	defer g.inflight.Add(-1)
 	start := g.now()
 	rid := g.requestID(r)
 	x := &exchange{start: start}
@@ -757,7 +773,7 @@ func (g *Gateway) complete(ev *Event) {
 	}
 	g.pending.Add(1)
 	go func() {
-		defer g.pending.Done()
+		defer g.pending.Add(-1)
 		ctx, cancel := context.WithTimeout(context.Background(), recordTimeout)
 		defer cancel()
 		if err := g.rec.Record(ctx, ev); err != nil {

@@ -474,10 +474,14 @@ serve:
 	}
 	stopping.Wait()
 	stopRun()
-	if err := auth.Close(shCtx); err != nil {
+	// the grace period may be spent by now (requests had to be cut): the
+	// last writes get a few seconds of their own
+	finCtx, finCancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer finCancel()
+	if err := auth.Close(finCtx); err != nil {
 		log.Warn("shutdown: flushing token usage failed", "err", err)
 	}
-	if _, err := n.audit.Append(shCtx, &audit.Entry{Action: audit.ActionServerStopped, Outcome: audit.OutcomeSuccess, Target: addr}); err != nil {
+	if _, err := n.audit.Append(finCtx, &audit.Entry{Action: audit.ActionServerStopped, Outcome: audit.OutcomeSuccess, Target: addr}); err != nil {
 		log.Warn("cannot record the server stop in the audit log", "err", err)
 	}
 	if err := n.close(); err != nil {
