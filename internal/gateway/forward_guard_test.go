@@ -377,7 +377,7 @@ func TestRouteCaseCannotReachAnotherRoute(t *testing.T) {
 	fx := newFixture(t)
 	read, _ := fx.token(t, authority.Spec{Scopes: []string{"billing:read"}})
 	n := fx.api.count.Load()
-	for _, p := range []string{"/billing/invoices/SECRET", "/billing/invoices/Secret", "/billing/invoices/%53ecret"} {
+	for _, p := range []string{"/billing/invoices/SECRET", "/billing/invoices/Secret", "/billing/invoices/%53ecret", "/billing/invoices/%C5%BFecret"} {
 		if r := fx.do(t, call{path: p, secret: read}); r.status != http.StatusBadRequest || r.code != CodeInvalidRequest {
 			t.Errorf("%s: %d %s", p, r.status, r.body)
 		}

@@ -46,6 +46,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // MaxLen is the longest pattern in bytes.
@@ -167,8 +169,9 @@ func isLiteral(c byte) bool {
 func (p *Pattern) Match(method, path string) bool { return p.match(method, path, false) }
 
 // MatchFold is Match with the pattern's literal segments compared without
-// regard to ASCII letter case, as servers that route case-insensitively
-// (ASP.NET Core, Express by default) would.
+// regard to letter case, as servers that route case-insensitively
+// (ASP.NET Core, Express by default) would: runes match when they or their
+// upper or lower cases are equal ("ſ" matches "s").
 func (p *Pattern) MatchFold(method, path string) bool { return p.match(method, path, true) }
 
 func (p *Pattern) match(method, path string, fold bool) bool {
@@ -213,10 +216,11 @@ func (p *Pattern) match(method, path string, fold bool) bool {
 // equalDecoded reports whether the percent-encoded segment seg decodes to
 // lit (fold: ignoring ASCII letter case).
 func equalDecoded(seg, lit string, fold bool) bool {
+	if fold {
+		d, ok := decodeSegment(seg)
+		return ok && foldEqual(d, lit)
+	}
 	if strings.IndexByte(seg, '%') < 0 {
-		if fold {
-			return asciiEqualFold(seg, lit)
-		}
 		return seg == lit
 	}
 	j := 0
@@ -233,7 +237,7 @@ func equalDecoded(seg, lit string, fold bool) bool {
 			c = byte(h<<4 | l)
 			i += 2
 		}
-		if j >= len(lit) || lit[j] != c && !(fold && lower(lit[j]) == lower(c)) {
+		if j >= len(lit) || lit[j] != c {
 			return false
 		}
 		j++
@@ -241,23 +245,43 @@ func equalDecoded(seg, lit string, fold bool) bool {
 	return j == len(lit)
 }
 
-func asciiEqualFold(a, b string) bool {
-	if len(a) != len(b) {
-		return false
+// decodeSegment percent-decodes seg; ok is false when an escape is invalid.
+func decodeSegment(seg string) (string, bool) {
+	if strings.IndexByte(seg, '%') < 0 {
+		return seg, true
 	}
-	for i := 0; i < len(a); i++ {
-		if lower(a[i]) != lower(b[i]) {
-			return false
+	b := make([]byte, 0, len(seg))
+	for i := 0; i < len(seg); i++ {
+		c := seg[i]
+		if c == '%' {
+			if i+2 >= len(seg) {
+				return "", false
+			}
+			h, l := unhex(seg[i+1]), unhex(seg[i+2])
+			if h < 0 || l < 0 {
+				return "", false
+			}
+			c = byte(h<<4 | l)
+			i += 2
 		}
+		b = append(b, c)
 	}
-	return true
+	return string(b), true
 }
 
-func lower(c byte) byte {
-	if 'A' <= c && c <= 'Z' {
-		return c + 'a' - 'A'
+// foldEqual compares a and b rune by rune as servers that ignore case do:
+// runes are equal when they are, or their upper or lower cases are
+// (ASP.NET's OrdinalIgnoreCase takes "ſ" for "s" and "ı" for "i").
+func foldEqual(a, b string) bool {
+	for a != "" && b != "" {
+		ra, na := utf8.DecodeRuneInString(a)
+		rb, nb := utf8.DecodeRuneInString(b)
+		if ra != rb && unicode.ToUpper(ra) != unicode.ToUpper(rb) && unicode.ToLower(ra) != unicode.ToLower(rb) {
+			return false
+		}
+		a, b = a[na:], b[nb:]
 	}
-	return c
+	return a == "" && b == ""
 }
 
 func unhex(c byte) int {

@@ -176,6 +176,8 @@ func TestMatchFold(t *testing.T) {
 		"/invoices/secrets":     {false, false},
 		"/invoices/secret/x":    {false, false},
 		"/invoices/s%C3%A9cret": {false, false},
+		"/invoices/%C5%BFecret": {false, true}, // ſ: OrdinalIgnoreCase takes it for s
+		"/Invoices/SECRET":      {false, true},
 	} {
 		if got := [2]bool{p.Match("GET", path), p.MatchFold("GET", path)}; got != want {
 			t.Errorf("%s: Match, MatchFold = %v, want %v", path, got, want)
