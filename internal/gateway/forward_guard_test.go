@@ -333,7 +333,7 @@ func TestUpstreamAnswerIsFiltered(t *testing.T) {
 	if r.status != http.StatusBadGateway || r.code != CodeUpstreamFailed || strings.Contains(r.body, "upstream credential") || r.header.Get("Www-Authenticate") != "" {
 		t.Errorf("upstream 401: %d %v %s", r.status, r.header, r.body)
 	}
-	if evs := fx.rec.byRequest(t, r.rid, 2); evs[1].Kind != KindComplete || evs[1].Status != http.StatusBadGateway {
+	if evs := fx.rec.byRequest(t, r.rid, 2); evs[1].Kind != KindComplete || evs[1].Status != http.StatusBadGateway || evs[1].Reason != CodeUpstreamFailed {
 		t.Errorf("completion %+v", evs[1])
 	}
 }
@@ -367,6 +367,10 @@ func TestTimeoutsBoundStallsNotStreams(t *testing.T) {
 	r = fx.do(t, call{path: "/billing/invoices/slow", secret: s})
 	if r.status != http.StatusGatewayTimeout || r.code != CodeUpstreamTimeout {
 		t.Errorf("slow upstream: %d %s", r.status, r.body)
+	}
+	// the completion says why
+	if evs := fx.rec.byRequest(t, r.rid, 2); len(evs) != 2 || evs[1].Kind != KindComplete || evs[1].Reason != CodeUpstreamTimeout {
+		t.Errorf("completion %+v", evs)
 	}
 }
 

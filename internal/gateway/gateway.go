@@ -985,6 +985,9 @@ func (g *Gateway) upstreamError(w http.ResponseWriter, r *http.Request, err erro
 		dn = deny(http.StatusBadGateway, CodeUpstreamFailed, "the upstream could not be reached or answered badly")
 	}
 	g.log.Warn("upstream exchange failed", "request_id", rid, "upstream", name, "status", dn.status, "err", err)
+	if x != nil {
+		x.ev.Reason = dn.code // the completion says why (upstream_timeout, ...)
+	}
 	writeError(w, rid, dn)
 }
 
