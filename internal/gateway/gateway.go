@@ -408,8 +408,8 @@ func isMethodOverrideParam(k string) bool {
 const gatewayRIDPrefix = "gw-"
 
 // requestID keeps a valid client X-Request-Id (1 to 64 of A-Z a-z 0-9 - _ .)
-// and makes one otherwise. A client id that starts as the gateway's own
-// do ("gw-") is replaced too: it could claim the id the gateway hands out
+// and makes one otherwise. A client id that starts like the gateway's own
+// ("gw-") is replaced too: it could claim the id the gateway hands out
 // next, and share it with another client's request in the audit log.
 func (g *Gateway) requestID(r *http.Request) string {
 	if vs := r.Header.Values("X-Request-Id"); len(vs) == 1 && validRequestID(vs[0]) && !strings.HasPrefix(vs[0], gatewayRIDPrefix) {
