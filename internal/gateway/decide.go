@@ -225,7 +225,9 @@ func authorizeFHIR(q *request, set scope.Set, pid string) (dn *denial, sc, inter
 	if err := ps.check(); err != nil {
 		return badRequest(err.Error()), "", fr.interaction.String(), fr.typ
 	}
-	q.patient = targetPatient(&fr, &ps)
+	if pid == "" { // a patient-bound token's events name its own patient
+		q.patient = targetPatient(&fr, &ps)
+	}
 	var body func() ([]byte, *denial)
 	if fr.interaction == Create || fr.interaction == ConditionalUpdate {
 		body = q.body

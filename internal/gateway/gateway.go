@@ -968,10 +968,14 @@ func (g *Gateway) upstreamError(w http.ResponseWriter, r *http.Request, err erro
 	var mbe *http.MaxBytesError
 	var ne net.Error
 	var dn *denial
+	var bodyErr error
+	if x != nil {
+		bodyErr = x.counted.readErr()
+	}
 	switch {
 	case errors.As(err, &mbe):
 		dn = deny(http.StatusRequestEntityTooLarge, CodeTooLarge, fmt.Sprintf("the body is larger than %d bytes", mbe.Limit))
-	case x != nil && x.counted.readErr() != nil && !errors.Is(x.counted.readErr(), io.EOF):
+	case bodyErr != nil && !errors.Is(bodyErr, io.EOF):
 		// the client's body could not be read (a malformed chunk; a
 		// stalled or cut connection ended the request context above):
 		// not the upstream's doing

@@ -45,6 +45,7 @@ package route
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -217,8 +218,8 @@ func (p *Pattern) match(method, path string, fold bool) bool {
 // lit (fold: ignoring ASCII letter case).
 func equalDecoded(seg, lit string, fold bool) bool {
 	if fold {
-		d, ok := decodeSegment(seg)
-		return ok && foldEqual(d, lit)
+		d, err := url.PathUnescape(seg)
+		return err == nil && foldEqual(d, lit)
 	}
 	if strings.IndexByte(seg, '%') < 0 {
 		return seg == lit
@@ -243,30 +244,6 @@ func equalDecoded(seg, lit string, fold bool) bool {
 		j++
 	}
 	return j == len(lit)
-}
-
-// decodeSegment percent-decodes seg; ok is false when an escape is invalid.
-func decodeSegment(seg string) (string, bool) {
-	if strings.IndexByte(seg, '%') < 0 {
-		return seg, true
-	}
-	b := make([]byte, 0, len(seg))
-	for i := 0; i < len(seg); i++ {
-		c := seg[i]
-		if c == '%' {
-			if i+2 >= len(seg) {
-				return "", false
-			}
-			h, l := unhex(seg[i+1]), unhex(seg[i+2])
-			if h < 0 || l < 0 {
-				return "", false
-			}
-			c = byte(h<<4 | l)
-			i += 2
-		}
-		b = append(b, c)
-	}
-	return string(b), true
 }
 
 // foldEqual compares a and b rune by rune as servers that ignore case do:
