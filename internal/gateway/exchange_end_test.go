@@ -16,12 +16,7 @@ import (
 // rawExchange sends req on a new TLS connection and reads one answer.
 func rawExchange(t *testing.T, fx *fixture, req string, closeWrite bool) (*http.Response, *tls.Conn, error) {
 	t.Helper()
-	c, err := tls.Dial("tcp", fx.addr, fx.tlsCfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	c.SetDeadline(time.Now().Add(5 * time.Second))
+	c := fx.dial(t)
 	io.WriteString(c, req)
 	if closeWrite {
 		c.CloseWrite()
@@ -122,12 +117,7 @@ func TestInformationalAnswersAreDropped(t *testing.T) {
 		io.Copy(io.Discard, r.Body)
 		w.Write([]byte(`{"ok":true}`))
 	})
-	c, err := tls.Dial("tcp", fx.addr, fx.tlsCfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
+	c := fx.dial(t)
 	io.WriteString(c, "POST /billing/upload HTTP/1.1\r\nHost: x\r\nX-Request-Id: expect\r\nExpect: 100-continue\r\nContent-Length: 5\r\nAuthorization: Bearer "+s+"\r\n\r\n")
 	br := bufio.NewReader(c)
 	var final *http.Response
@@ -211,12 +201,7 @@ func TestEarlyAnswerDuringUpload(t *testing.T) {
 		w.Header().Set("Connection", "close")
 		w.Write([]byte("early"))
 	})
-	c, err := tls.Dial("tcp", fx.addr, fx.tlsCfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
+	c := fx.dial(t)
 	io.WriteString(c, "POST /billing/upload HTTP/1.1\r\nHost: x\r\nX-Request-Id: early\r\nAuthorization: Bearer "+s+"\r\nTransfer-Encoding: chunked\r\n\r\n")
 	chunk := strings.Repeat("y", 16<<10)
 	done := make(chan struct{})

@@ -349,6 +349,19 @@ type call struct {
 	contentType  string
 }
 
+// dial opens a TLS connection to the gateway, with a 5 s deadline, closed
+// at the end of the test.
+func (fx *fixture) dial(t testing.TB) *tls.Conn {
+	t.Helper()
+	c, err := tls.Dial("tcp", fx.addr, fx.tlsCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	return c
+}
+
 func (fx *fixture) do(t testing.TB, c call) reply {
 	t.Helper()
 	method := c.method

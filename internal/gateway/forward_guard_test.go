@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"bufio"
-	"crypto/tls"
 	"fmt"
 	"io"
 	"net/http"
@@ -72,11 +71,7 @@ func TestUpgradeRefused(t *testing.T) {
 	})
 	n := fx.api.count.Load()
 	for _, up := range []string{"h2c", "websocket"} {
-		conn, err := tls.Dial("tcp", fx.addr, fx.tlsCfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		conn := fx.dial(t)
 		fmt.Fprintf(conn, "GET /billing/invoices/1 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nConnection: Upgrade\r\nUpgrade: %s\r\n\r\n", s, up)
 		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 		conn.Close()
@@ -410,12 +405,7 @@ func TestStalledUploadIsTheClients(t *testing.T) {
 		}
 		w.Write([]byte("{}"))
 	})
-	c, err := tls.Dial("tcp", fx.addr, fx.tlsCfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
+	c := fx.dial(t)
 	io.WriteString(c, "POST /billing/upload HTTP/1.1\r\nHost: x\r\nX-Request-Id: stalled\r\nAuthorization: Bearer "+s+"\r\nContent-Length: 10\r\n\r\nhello")
 	if resp, err := http.ReadResponse(bufio.NewReader(c), nil); err == nil {
 		t.Errorf("answered %d", resp.StatusCode)
@@ -439,12 +429,7 @@ func TestBodylessAnswerAfterALongUpload(t *testing.T) {
 		io.Copy(io.Discard, r.Body)
 		w.WriteHeader(http.StatusNoContent)
 	})
-	c, err := tls.Dial("tcp", fx.addr, fx.tlsCfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
+	c := fx.dial(t)
 	fmt.Fprintf(c, "POST /billing/upload HTTP/1.1\r\nHost: x\r\nX-Request-Id: long-upload\r\nAuthorization: Bearer %s\r\nTransfer-Encoding: chunked\r\n\r\n", s)
 	for range 8 { // 1.2 s in all, 150 ms between chunks
 		fmt.Fprintf(c, "6\r\nchunk\n\r\n")

@@ -2,13 +2,11 @@ package gateway
 
 import (
 	"bufio"
-	"crypto/tls"
 	"io"
 	"net/http"
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/phigate/phigate/internal/authority"
 )
@@ -18,12 +16,7 @@ import (
 // arrived.
 func (fx *fixture) raw(t *testing.T, data string, want int) []*http.Response {
 	t.Helper()
-	c, err := tls.Dial("tcp", fx.addr, fx.tlsCfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
+	c := fx.dial(t)
 	if _, err := io.WriteString(c, data); err != nil {
 		t.Fatal(err)
 	}
