@@ -195,7 +195,6 @@ func TestShutdownCompletesCutExchanges(t *testing.T) {
 // shared unsafely with the completion.
 func TestEarlyAnswerDuringUpload(t *testing.T) {
 	fx := newFixture(t)
-	fx.clk.Set(time.Now())
 	s, _ := fx.token(t, authority.Spec{Scopes: []string{"billing:write"}})
 	fx.api.setHandler(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Connection", "close")

@@ -26,23 +26,10 @@ import (
 	"github.com/phigate/phigate/internal/config"
 	"github.com/phigate/phigate/internal/store"
 	"github.com/phigate/phigate/internal/store/sqlite"
+	"github.com/phigate/phigate/internal/testclock"
 	"github.com/phigate/phigate/internal/tlsutil"
 	"github.com/phigate/phigate/internal/token"
 )
-
-// clock is a settable clock shared by the authority and the gateway.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Set(t time.Time) {
-	c.mu.Lock()
-	c.t = t
-	c.mu.Unlock()
-}
-func (c *clock) Add(d time.Duration) { c.Set(c.Now().Add(d)) }
 
 // memRecorder keeps events in memory; fail, when set, makes Record fail.
 type memRecorder struct {
@@ -144,7 +131,7 @@ type fixture struct {
 	hasher *token.Hasher
 	auth   *authority.Authority
 	root   authority.Actor
-	clk    *clock
+	clk    *testclock.Clock
 	rec    *memRecorder
 	gw     *Gateway
 	signer *Signer
@@ -176,7 +163,11 @@ func newFixture(t testing.TB, fo ...fixtureOpts) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
-	st, err := sqlite.Open(ctx, filepath.Join(dir, "t.db"), sqlite.Options{})
+	// One clock for everything the fixture builds (store, authority,
+	// gateway); only connection deadlines and the TLS certificate follow
+	// the wall clock, as they do in production.
+	clk := testclock.New() // a Monday, noon UTC
+	st, err := sqlite.Open(ctx, filepath.Join(dir, "t.db"), sqlite.Options{Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,7 +178,6 @@ func newFixture(t testing.TB, fo ...fixtureOpts) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clk := &clock{t: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)} // a Monday, noon UTC
 	a := authority.New(st, h, authority.Config{Now: clk.Now, MaxTTL: 48 * time.Hour})
 	t.Cleanup(func() { a.Close(context.Background()) })
 	secret, _, err := a.Bootstrap(ctx, "root", 24*time.Hour, 0)

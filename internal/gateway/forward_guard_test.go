@@ -342,7 +342,6 @@ func TestTimeoutsBoundStallsNotStreams(t *testing.T) {
 		limits: func(l *config.Limits) { l.WriteTimeout = config.Duration(300 * time.Millisecond) },
 		mutate: func(c *config.Gateway) { c.Upstreams[1].Timeouts.Response = config.Duration(400 * time.Millisecond) },
 	})
-	fx.clk.Set(time.Now()) // connection deadlines follow the wall clock
 	s, _ := fx.token(t, authority.Spec{Scopes: []string{"billing:read"}})
 	fx.api.setHandler(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/invoices/slow" {
@@ -423,7 +422,6 @@ func TestBodylessAnswerAfterALongUpload(t *testing.T) {
 		limits: func(l *config.Limits) { l.WriteTimeout = config.Duration(300 * time.Millisecond) },
 		mutate: func(c *config.Gateway) { c.Upstreams[1].Timeouts.Response = config.Duration(300 * time.Millisecond) },
 	})
-	fx.clk.Set(time.Now()) // connection deadlines follow the wall clock
 	s, _ := fx.token(t, authority.Spec{Scopes: []string{"billing:write"}})
 	fx.api.setHandler(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/phigate/phigate/internal/testclock"
 )
 
 func testSigner(t testing.TB) *Signer {
@@ -39,7 +41,7 @@ func testHMACSigner(t testing.TB) *HMACSigner {
 	return s
 }
 
-var t0 = time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+var t0 = testclock.Start()
 
 func sampleIdentity() *Identity {
 	return &Identity{Subject: "lab-app", TokenID: "tok_x", Purpose: "TREAT", Method: "GET", Path: "/fhir/Observation",

@@ -17,6 +17,7 @@ import (
 
 	"github.com/phigate/phigate/internal/store"
 	"github.com/phigate/phigate/internal/store/storetest"
+	"github.com/phigate/phigate/internal/testclock"
 	"github.com/phigate/phigate/internal/token"
 )
 
@@ -34,8 +35,8 @@ func openTemp(t testing.TB, opts Options) (*Store, string) {
 }
 
 func TestConformance(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) store.Store {
-		s, _ := openTemp(t, Options{})
+	storetest.Run(t, func(t *testing.T, now func() time.Time) store.Store {
+		s, _ := openTemp(t, Options{Now: now})
 		return s
 	})
 }
@@ -65,7 +66,7 @@ func (f *fixture) record() *token.Record {
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	now := time.Now()
+	now := testclock.Start() // the stores' clock (Options.Now) in this file
 	return &token.Record{
 		ID: id, Subject: "user:alice", Kind: token.KindUser, Status: token.StatusActive,
 		Scopes: []string{"patient/Observation.rs"}, CreatedAt: now, ExpiresAt: now.Add(time.Hour),
@@ -79,11 +80,11 @@ func (f *fixture) secret(id string) token.Secret {
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	return token.Secret{Hash: f.h.Sum(plain), PepperVersion: f.h.Version(), TokenID: id, CreatedAt: time.Now()}
+	return token.Secret{Hash: f.h.Sum(plain), PepperVersion: f.h.Version(), TokenID: id, CreatedAt: testclock.Start()}
 }
 
 func TestTimesKeepNanoseconds(t *testing.T) {
-	s, _ := openTemp(t, Options{})
+	s, _ := openTemp(t, Options{Now: testclock.Start})
 	f := newFixture(t)
 	rec := f.record()
 	at := time.Date(2040, 2, 29, 23, 59, 59, 999999999, time.FixedZone("UTC-7", -7*3600))
@@ -115,7 +116,7 @@ func TestTimesKeepNanoseconds(t *testing.T) {
 }
 
 func TestTimeOutsideINTEGERNanosecondsIsRefused(t *testing.T) {
-	s, _ := openTemp(t, Options{})
+	s, _ := openTemp(t, Options{Now: testclock.Start})
 	f := newFixture(t)
 	for _, at := range []time.Time{
 		time.Date(2300, 1, 1, 0, 0, 0, 0, time.UTC),
@@ -131,7 +132,7 @@ func TestTimeOutsideINTEGERNanosecondsIsRefused(t *testing.T) {
 }
 
 func TestPragmas(t *testing.T) {
-	s, path := openTemp(t, Options{})
+	s, path := openTemp(t, Options{Now: testclock.Start})
 
 	// WAL is a property of the file: a separate connection sees it.
 	raw, err := sql.Open("sqlite", path)
@@ -177,7 +178,7 @@ func TestPragmas(t *testing.T) {
 }
 
 func TestDataFileIsCreatedWithMode0600(t *testing.T) {
-	s, path := openTemp(t, Options{})
+	s, path := openTemp(t, Options{Now: testclock.Start})
 	f := newFixture(t)
 	rec := f.record()
 	if err := s.CreateToken(t.Context(), rec, f.secret(rec.ID)); err != nil {
@@ -199,7 +200,7 @@ func TestDataFileIsCreatedWithMode0600(t *testing.T) {
 
 func TestOpenRefusesMissingDirectory(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "missing")
-	_, err := Open(t.Context(), filepath.Join(dir, "phigate.db"), Options{})
+	_, err := Open(t.Context(), filepath.Join(dir, "phigate.db"), Options{Now: testclock.Start})
 	if err == nil || !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), "does not exist") {
 		t.Fatalf("Open(file in missing directory) = %v, want a clear not-exist error", err)
 	}
@@ -209,7 +210,7 @@ func TestOpenRefusesMissingDirectory(t *testing.T) {
 }
 
 func TestOpenRefusesNewerSchema(t *testing.T) {
-	s, path := openTemp(t, Options{})
+	s, path := openTemp(t, Options{Now: testclock.Start})
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -222,7 +223,7 @@ func TestOpenRefusesNewerSchema(t *testing.T) {
 	}
 	raw.Close()
 
-	_, err = Open(t.Context(), path, Options{})
+	_, err = Open(t.Context(), path, Options{Now: testclock.Start})
 	if !errors.Is(err, ErrSchemaTooNew) {
 		t.Fatalf("Open(schema version %d) = %v, want ErrSchemaTooNew", SchemaVersion+1, err)
 	}
@@ -232,9 +233,9 @@ func TestOpenRefusesNewerSchema(t *testing.T) {
 }
 
 func TestMigrationsAreRecordedOncePerVersion(t *testing.T) {
-	_, path := openTemp(t, Options{})
+	_, path := openTemp(t, Options{Now: testclock.Start})
 	// Opening again applies nothing more.
-	s2, err := Open(t.Context(), path, Options{})
+	s2, err := Open(t.Context(), path, Options{Now: testclock.Start})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,7 +252,7 @@ func TestMigrationsAreRecordedOncePerVersion(t *testing.T) {
 func TestReopenKeepsData(t *testing.T) {
 	ctx := t.Context()
 	path := filepath.Join(t.TempDir(), "phigate.db")
-	s, err := Open(ctx, path, Options{})
+	s, err := Open(ctx, path, Options{Now: testclock.Start})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -264,7 +265,7 @@ func TestReopenKeepsData(t *testing.T) {
 		t.Fatal(err)
 	}
 	sec2 := f.secret(rec.ID)
-	if err := s.RotateSecret(ctx, rec.ID, sec2, time.Now().Add(time.Hour), time.Time{}); err != nil {
+	if err := s.RotateSecret(ctx, rec.ID, sec2, testclock.Start().Add(time.Hour), time.Time{}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.ReserveUses(ctx, rec.ID, 4); err != nil {
@@ -285,7 +286,7 @@ func TestReopenKeepsData(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	s, err = Open(ctx, path, Options{})
+	s, err = Open(ctx, path, Options{Now: testclock.Start})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -345,7 +346,7 @@ func waitQueued(t *testing.T, s *Store, n int) {
 }
 
 func TestQueuedChangesShareOneCommit(t *testing.T) {
-	s, _ := openTemp(t, Options{})
+	s, _ := openTemp(t, Options{Now: testclock.Start})
 	f := newFixture(t)
 	const n = 64
 	recs := make([]*token.Record, n)
@@ -380,7 +381,7 @@ func TestQueuedChangesShareOneCommit(t *testing.T) {
 }
 
 func TestConcurrentCreatesAreBatched(t *testing.T) {
-	s, _ := openTemp(t, Options{})
+	s, _ := openTemp(t, Options{Now: testclock.Start})
 	f := newFixture(t)
 	const n = 64
 	recs := make([]*token.Record, n)
@@ -413,7 +414,7 @@ func TestConcurrentCreatesAreBatched(t *testing.T) {
 }
 
 func TestFailingChangeRollsBackAlone(t *testing.T) {
-	s, _ := openTemp(t, Options{})
+	s, _ := openTemp(t, Options{Now: testclock.Start})
 	f := newFixture(t)
 	a, b := f.record(), f.record()
 	dup := f.record()
@@ -450,7 +451,7 @@ func TestFailingChangeRollsBackAlone(t *testing.T) {
 }
 
 func TestFailedCommitFailsEveryChangeOfTheBatch(t *testing.T) {
-	s, _ := openTemp(t, Options{})
+	s, _ := openTemp(t, Options{Now: testclock.Start})
 	f := newFixture(t)
 	a, b := f.record(), f.record()
 	secA, secB := f.secret(a.ID), f.secret(b.ID)
@@ -500,7 +501,7 @@ func TestFailedCommitFailsEveryChangeOfTheBatch(t *testing.T) {
 }
 
 func TestWithdrawnChangeNeverRuns(t *testing.T) {
-	s, _ := openTemp(t, Options{})
+	s, _ := openTemp(t, Options{Now: testclock.Start})
 	f := newFixture(t)
 	rec := f.record()
 	release := blockWriter(t, s)
@@ -524,7 +525,7 @@ func TestWithdrawnChangeNeverRuns(t *testing.T) {
 }
 
 func TestPanickingChangeFailsAlone(t *testing.T) {
-	s, _ := openTemp(t, Options{})
+	s, _ := openTemp(t, Options{Now: testclock.Start})
 	f := newFixture(t)
 	rec := f.record()
 	release := blockWriter(t, s)
@@ -549,7 +550,7 @@ func TestPanickingChangeFailsAlone(t *testing.T) {
 func TestCloseCommitsChangesHandedOver(t *testing.T) {
 	ctx := t.Context()
 	path := filepath.Join(t.TempDir(), "phigate.db")
-	s, err := Open(ctx, path, Options{})
+	s, err := Open(ctx, path, Options{Now: testclock.Start})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -577,7 +578,7 @@ func TestCloseCommitsChangesHandedOver(t *testing.T) {
 	}
 	wg.Wait()
 
-	s, err = Open(ctx, path, Options{})
+	s, err = Open(ctx, path, Options{Now: testclock.Start})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -603,7 +604,7 @@ func TestCloseCommitsChangesHandedOver(t *testing.T) {
 }
 
 func BenchmarkCreateToken64(b *testing.B) {
-	s, _ := openTemp(b, Options{})
+	s, _ := openTemp(b, Options{Now: testclock.Start})
 	before := s.Stats()
 	storetest.BenchCreate(b, s)
 	st := s.Stats()
@@ -615,14 +616,14 @@ func BenchmarkCreateToken64(b *testing.B) {
 func BenchmarkCreateTokenLatency(b *testing.B) {
 	for _, g := range []int{1, 4} {
 		b.Run(fmt.Sprintf("goroutines=%d", g), func(b *testing.B) {
-			s, _ := openTemp(b, Options{})
+			s, _ := openTemp(b, Options{Now: testclock.Start})
 			storetest.BenchCreateLatency(b, s, g)
 		})
 	}
 }
 
 func BenchmarkTokenBySecret(b *testing.B) {
-	s, _ := openTemp(b, Options{})
+	s, _ := openTemp(b, Options{Now: testclock.Start})
 	storetest.BenchTokenBySecret(b, s, 1000)
 }
 
@@ -630,7 +631,7 @@ func BenchmarkTokenBySecret(b *testing.B) {
 // is not acknowledged, and the store refuses writes from then on (the
 // kernel may have dropped the pages it could not write).
 func TestFailedWALSyncFailsTheWriteAndTheStore(t *testing.T) {
-	s, err := Open(t.Context(), filepath.Join(t.TempDir(), "t.db"), Options{})
+	s, err := Open(t.Context(), filepath.Join(t.TempDir(), "t.db"), Options{Now: testclock.Start})
 	if err != nil {
 		t.Fatal(err)
 	}

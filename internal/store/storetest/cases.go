@@ -233,7 +233,7 @@ func testUnknownIsNotFound(e *env) {
 	e.newToken() // the store is not empty
 	unknown := e.fx.id()
 	unknownSec := e.fx.secret(unknown, base)
-	now := time.Now()
+	now := e.now()
 	var checks []namedErr
 	add := func(name string, err error) { checks = append(checks, namedErr{name, err}) }
 
@@ -314,15 +314,15 @@ func testInvalidArgumentsAreRefused(e *env) {
 			e.t.Errorf("ReleaseUses(n=%d) = %v, want a refusal that is no sentinel", n, err)
 		}
 	}
-	if _, err := e.s.SetStatus(e.ctx, []string{valid.ID}, "gone", "", time.Now()); err == nil || isSentinel(err) {
+	if _, err := e.s.SetStatus(e.ctx, []string{valid.ID}, "gone", "", e.now()); err == nil || isSentinel(err) {
 		e.t.Errorf("SetStatus(unknown status) = %v, want a refusal that is no sentinel", err)
 	}
-	sec := e.fx.secret(valid.ID, time.Now())
+	sec := e.fx.secret(valid.ID, e.now())
 	if err := e.s.RotateSecret(e.ctx, valid.ID, sec, time.Time{}, time.Time{}); err == nil || isSentinel(err) {
 		e.t.Errorf("RotateSecret(zero oldNotAfter) = %v, want a refusal that is no sentinel", err)
 	}
-	foreign := e.fx.secret(e.fx.id(), time.Now())
-	if err := e.s.RotateSecret(e.ctx, valid.ID, foreign, time.Now().Add(time.Hour), time.Time{}); err == nil || isSentinel(err) {
+	foreign := e.fx.secret(e.fx.id(), e.now())
+	if err := e.s.RotateSecret(e.ctx, valid.ID, foreign, e.now().Add(time.Hour), time.Time{}); err == nil || isSentinel(err) {
 		e.t.Errorf("RotateSecret(secret of another token) = %v, want a refusal that is no sentinel", err)
 	}
 	if _, err := e.s.LiveSecretsByPepper(e.ctx, time.Time{}); err == nil || isSentinel(err) {
@@ -438,7 +438,7 @@ func testUpdateWithStaleRevisionConflicts(e *env) {
 		e.t.Errorf("UpdateToken(copy from before SetStatus) = %v, want ErrConflict", err)
 	}
 	old = e.get(rec.ID)
-	if err := e.s.RotateSecret(e.ctx, rec.ID, e.fx.secret(rec.ID, time.Now()), time.Now().Add(time.Hour), time.Time{}); err != nil {
+	if err := e.s.RotateSecret(e.ctx, rec.ID, e.fx.secret(rec.ID, e.now()), e.now().Add(time.Hour), time.Time{}); err != nil {
 		e.t.Fatalf("RotateSecret: %v", err)
 	}
 	if err := e.s.UpdateToken(e.ctx, old); !errors.Is(err, store.ErrConflict) {
@@ -617,9 +617,9 @@ func testDescendantsSurvivesCycles(e *env) {
 }
 
 func testRotateSecretKeepsOldSecrets(e *env) {
-	// Secret times are relative to the real clock: a backend may delete a
-	// secret whose grace has ended by its own clock, and these must not end.
-	now := time.Now().Truncate(time.Microsecond).UTC()
+	// Secret times are relative to the store's clock: a backend may delete
+	// a secret whose grace has ended by its own clock, and these must not end.
+	now := e.now().Truncate(time.Microsecond).UTC()
 	rec := e.fx.record(func(r *token.Record) {
 		r.CreatedAt = now.Add(-time.Hour)
 		r.ExpiresAt = now.Add(time.Hour)
@@ -699,7 +699,7 @@ func (e *env) secrets(id string) []token.Secret {
 }
 
 func testRotateSecretWithEndedGrace(e *env) {
-	now := time.Now().UTC()
+	now := e.now().UTC()
 	rec := e.fx.record()
 	sec1 := e.fx.secret(rec.ID, now.Add(-time.Hour))
 	if err := e.s.CreateToken(e.ctx, rec, sec1); err != nil {
@@ -737,7 +737,7 @@ func testRotateSecretWithTakenHash(e *env) {
 	before := e.get(rec.ID)
 	taken := otherSec
 	taken.TokenID = rec.ID
-	later := time.Now().Add(time.Hour)
+	later := e.now().Add(time.Hour)
 	if err := e.s.RotateSecret(e.ctx, rec.ID, taken, later, later.Add(time.Hour)); !errors.Is(err, store.ErrConflict) {
 		e.t.Fatalf("RotateSecret(hash of another token) = %v, want ErrConflict", err)
 	}
@@ -751,12 +751,12 @@ func testRotateSecretWithTakenHash(e *env) {
 }
 
 func testLiveSecretsByPepper(e *env) {
-	if got, err := e.s.LiveSecretsByPepper(e.ctx, time.Now()); err != nil || len(got) != 0 {
+	if got, err := e.s.LiveSecretsByPepper(e.ctx, e.now()); err != nil || len(got) != 0 {
 		e.t.Fatalf("LiveSecretsByPepper(empty store) = %v, %v; want none", got, err)
 	}
-	// Times relative to the real clock, as in the rotation cases: a
+	// Times relative to the store's clock, as in the rotation cases: a
 	// backend may delete secrets whose grace has ended by its own clock.
-	now := time.Now().Truncate(time.Microsecond).UTC()
+	now := e.now().Truncate(time.Microsecond).UTC()
 	at := now.Add(time.Minute)
 	mk := func(pepper int, mods ...func(*token.Record)) (*token.Record, token.Secret) {
 		rec := e.fx.record(append([]func(*token.Record){func(r *token.Record) {
@@ -1250,7 +1250,7 @@ func testClosedStoreReturnsErrClosed(e *env) {
 		e.t.Fatalf("Close: %v", err)
 	}
 	ctx := e.ctx
-	now := time.Now()
+	now := e.now()
 	var errs []namedErr
 	add := func(name string, err error) { errs = append(errs, namedErr{name, err}) }
 	fresh := e.fx.record()

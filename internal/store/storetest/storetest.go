@@ -2,8 +2,8 @@
 // runs it from its own tests, against a fresh store per subtest:
 //
 //	func TestConformance(t *testing.T) {
-//		storetest.Run(t, func(t *testing.T) store.Store {
-//			s, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "db"), sqlite.Options{})
+//		storetest.Run(t, func(t *testing.T, now func() time.Time) store.Store {
+//			s, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "db"), sqlite.Options{Now: now})
 //			if err != nil {
 //				t.Fatal(err)
 //			}
@@ -12,7 +12,10 @@
 //	}
 //
 // Run checks every method against every clause of the contract in package
-// store; each subtest is named after the clause it holds. Beyond the
+// store; each subtest is named after the clause it holds. The suite runs on
+// one clock (package testclock): open MUST give the store that clock, and
+// every time the suite makes is relative to it, so no case depends on the
+// calendar. Beyond the
 // contract it assumes nothing of a backend: in particular it does not care
 // whether a rotated secret whose grace period has ended is deleted or kept,
 // and it accepts times truncated to the microsecond (store's contract; a
@@ -36,13 +39,15 @@ import (
 	"time"
 
 	"github.com/phigate/phigate/internal/store"
+	"github.com/phigate/phigate/internal/testclock"
 	"github.com/phigate/phigate/internal/token"
 )
 
 // Run runs the conformance suite. open MUST return a new, empty store each
-// time it is called; Run closes it at the end of the subtest (a second Close
-// by open's own cleanup is harmless). Subtests run one after another.
-func Run(t *testing.T, open func(t *testing.T) store.Store) {
+// time it is called, reading the time only from now; Run closes it at the
+// end of the subtest (a second Close by open's own cleanup is harmless).
+// Subtests run one after another.
+func Run(t *testing.T, open func(t *testing.T, now func() time.Time) store.Store) {
 	t.Helper()
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -64,15 +69,20 @@ type env struct {
 	ctx context.Context
 	s   store.Store
 	fx  *fixtures
+	clk *testclock.Clock // the store's clock
 }
 
-func newEnv(t *testing.T, open func(t *testing.T) store.Store) *env {
-	s := open(t)
+// now is the store's time.
+func (e *env) now() time.Time { return e.clk.Now() }
+
+func newEnv(t *testing.T, open func(t *testing.T, now func() time.Time) store.Store) *env {
+	clk := testclock.At(base)
+	s := open(t, clk.Now)
 	if s == nil {
 		t.Fatal("storetest: open returned a nil store")
 	}
 	t.Cleanup(func() { _ = s.Close() })
-	return &env{t: t, ctx: t.Context(), s: s, fx: newFixtures(t)}
+	return &env{t: t, ctx: t.Context(), s: s, fx: newFixtures(t), clk: clk}
 }
 
 // fixtures makes ids, secrets and records; it is shared with the
@@ -114,9 +124,11 @@ func (f *fixtures) secret(id string, createdAt time.Time) token.Secret {
 	return token.Secret{Hash: f.h.Sum(plain), PepperVersion: f.h.Version(), TokenID: id, CreatedAt: createdAt}
 }
 
-// base is the reference time of records: nanoseconds set and a zone other
-// than UTC, so that precision and normalisation to UTC are both exercised.
-var base = time.Date(2031, time.March, 14, 15, 9, 26, 535897932, time.FixedZone("UTC+05:30", 5*3600+1800))
+// base is the reference time of records and the store's clock at the start
+// of each case: the test clock's start with nanoseconds set and a zone
+// other than UTC, so that precision and normalisation to UTC are both
+// exercised.
+var base = testclock.Start().Add(535897932 * time.Nanosecond).In(time.FixedZone("UTC+05:30", 5*3600+1800))
 
 // record returns a minimal valid record with a new id, changed by mods.
 func (f *fixtures) record(mods ...func(*token.Record)) *token.Record {
