@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
+	"strings"
 	"text/tabwriter"
 	"unicode/utf8"
 
@@ -65,13 +65,12 @@ func (a *cli) masterKey(ctx context.Context, o *offline) (vault.Provider, error)
 		spec = a.env(envMasterKey)
 	}
 	if spec == "" {
-		dev := filepath.Join(o.data, vault.DevKeyFile)
-		if _, err := os.Stat(dev); err != nil {
+		dev, ok := devMasterKey(o.data)
+		if !ok {
 			return nil, usagef("--data needs the vault's master key: --master-key SPEC or $%s (file:PATH, env:NAME, passphrase, awskms:KEY_ID)", envMasterKey)
 		}
-		abs, _ := filepath.Abs(dev)
-		spec = "file:" + abs
-		fmt.Fprintln(a.stderr, "Using the development master key "+abs+" (development only).")
+		spec = dev
+		fmt.Fprintln(a.stderr, "Using the development master key "+strings.TrimPrefix(dev, "file:")+" (development only).")
 	}
 	return vault.ParseProvider(ctx, spec, a.providerOptions("Passphrase of the vault's master key: "))
 }

@@ -6,11 +6,14 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/phigate/phigate/internal/config"
 	"github.com/phigate/phigate/internal/server"
+	"github.com/phigate/phigate/internal/vault"
 )
 
 // defaultDevData is where server --dev keeps its state unless --data says.
@@ -105,7 +108,9 @@ embedded store, and one bootstrap admin token (scope admin:*, short TTL),
 printed once to standard output and never stored in plaintext.
 
 On an initialised directory, init does nothing unless --new-admin-token asks
-for another bootstrap token (access to the data directory is the proof).`,
+for another bootstrap token (access to the data directory is the proof); the
+server must be stopped. In a directory server --dev made, init finds its
+development master key (dev-master.key) by itself.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var cfg *config.Config
@@ -129,8 +134,16 @@ for another bootstrap token (access to the data directory is the proof).`,
 			if masterKey != "" {
 				cfg.Vault.MasterKey = masterKey
 			}
+			spec := masterKeySpec(cfg)
+			if spec == "" && already {
+				// a directory server --dev made: its development key
+				if dev, ok := devMasterKey(cfg.DataDir); ok {
+					spec = dev
+					fmt.Fprintln(cmd.ErrOrStderr(), "Using the development master key "+strings.TrimPrefix(dev, "file:")+" (development only).")
+				}
+			}
 			secret, rec, err := server.Init(cmd.Context(), server.InitOptions{
-				Config: cfg, MasterKey: masterKeySpec(cfg), NewAdmin: newAdmin, Console: cmd.ErrOrStderr(), Logger: log,
+				Config: cfg, MasterKey: spec, NewAdmin: newAdmin, Console: cmd.ErrOrStderr(), Logger: log,
 			})
 			if err != nil {
 				return err
@@ -142,8 +155,12 @@ for another bootstrap token (access to the data directory is the proof).`,
 				}
 				return nil
 			}
-			fmt.Fprintf(out, "Initialised %s.\n\nBootstrap admin token %s (shown once, expires %s):\n\n    %s\n\n",
-				cfg.DataDir, rec.ID, rec.ExpiresAt.Format("2006-01-02T15:04:05Z07:00"), secret)
+			what := "Initialised " + cfg.DataDir + "."
+			if already {
+				what = cfg.DataDir + " is already initialised: issued another bootstrap admin token."
+			}
+			fmt.Fprintf(out, "%s\n\nBootstrap admin token %s (shown once, expires %s):\n\n    %s\n\n",
+				what, rec.ID, rec.ExpiresAt.Format("2006-01-02T15:04:05Z07:00"), secret)
 			return nil
 		},
 	}
@@ -153,6 +170,20 @@ for another bootstrap token (access to the data directory is the proof).`,
 	f.BoolVar(&newAdmin, "new-admin-token", false, "issue another bootstrap admin token on an initialised directory")
 	f.StringVar(&masterKey, "master-key", "", "the vault's master key: file:PATH, env:NAME, passphrase, passphrase:fd:N or awskms:KEY_ID (default: the config's vault.master_key, or $"+envMasterKey+")")
 	return cmd
+}
+
+// devMasterKey is the spec of dir's development master key (the file
+// server --dev generates), when dir holds one.
+func devMasterKey(dir string) (string, bool) {
+	p := filepath.Join(dir, vault.DevKeyFile)
+	if st, err := os.Stat(p); err != nil || !st.Mode().IsRegular() {
+		return "", false
+	}
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return "", false
+	}
+	return vault.Spec{Kind: vault.KindFile, Path: abs}.String(), true
 }
 
 // masterKeySpec is the vault's master key: $PHIGATE_MASTER_KEY, else the

@@ -9,7 +9,12 @@
 //   - Every HTTP limit is explicit: header size, header/read/write/idle
 //     timeouts, body size.
 //   - The bootstrap admin token is written once, to the Options.Console
-//     writer (the terminal), never to the log.
+//     writer (the terminal), never to the log. It is issued only once the
+//     admin and gateway listeners are bound, and written in the same write
+//     as their addresses: a start that fails has issued none, and a token
+//     that cannot be written is revoked. A later start that issues none
+//     says whether one is still usable and how to get another
+//     (phigate init --data DIR --new-admin-token).
 //   - Shutdown drains in-flight requests, gives back unspent use leases,
 //     flushes last-used times and closes the store.
 package server
@@ -371,10 +376,6 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	defer n.close()
 	auth := n.auth
-	secret, rec, err := n.bootstrap(ctx, cfg, false, log)
-	if err != nil {
-		return err
-	}
 	runCtx, stopRun := context.WithCancel(context.Background())
 	defer stopRun()
 	go auth.Run(runCtx)
@@ -412,14 +413,21 @@ func Run(ctx context.Context, opts Options) error {
 		ln.Close()
 		return fmt.Errorf("gateway: %w", err)
 	}
-	fmt.Fprintf(console, "admin API:   https://%s\n", addr)
+	// Both listeners are bound: only now is the bootstrap token issued,
+	// and it is printed in the same write as the addresses (announce).
+	// A start that fails before this point has issued nothing.
+	gwAddr := ""
 	if gw != nil {
-		fmt.Fprintf(console, "gateway:     https://%s\n", gw.Addr())
+		gwAddr = gw.Addr()
 	}
-	fmt.Fprintf(console, "SPKI pin:    %s\n", pin)
-	if secret != "" {
-		fmt.Fprintf(console, "\nBootstrap admin token (shown once, expires %s):\n\n    %s\n\n", rec.ExpiresAt.Format(time.RFC3339), secret)
-		fmt.Fprintf(console, "    export PHIGATE_ADDR=https://%s PHIGATE_PIN=%s PHIGATE_TOKEN=<the token above>\n\n", addr, pin)
+	if err := n.announce(ctx, cfg, console, addr, gwAddr, pin, log); err != nil {
+		ln.Close()
+		if gw != nil {
+			shCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			gw.Shutdown(shCtx)
+			cancel()
+		}
+		return err
 	}
 	log.Info("phigate started", "admin", addr, "data_dir", cfg.DataDir, "dev", opts.Dev)
 	if _, err := n.audit.Append(ctx, &audit.Entry{Action: audit.ActionServerStarted, Outcome: audit.OutcomeSuccess, Target: addr}); err != nil {

@@ -1,0 +1,45 @@
+package main
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/phigate/phigate/internal/config"
+	"github.com/phigate/phigate/internal/server"
+)
+
+// init on a directory that server --dev made finds the development master
+// key by itself, and says the directory was already initialised.
+func TestInitOnADevDirectoryFindsItsMasterKey(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	if _, _, err := server.Init(context.Background(), server.InitOptions{Config: config.Dev(dir), Dev: true}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		args      []string
+		token     bool
+		want      string
+		forbidden string
+	}{
+		{[]string{"init", "--data", dir}, false, "is already initialised; use --new-admin-token", "Initialised"},
+		{[]string{"init", "--data", dir, "--new-admin-token"}, true, "is already initialised: issued another bootstrap admin token", "Initialised"},
+	} {
+		r := runCLI(t, nil, "", c.args...)
+		if r.code != 0 {
+			t.Fatalf("phigate %v: exit %d: %s", c.args, r.code, r.stderr)
+		}
+		if got := reToken.MatchString(r.stdout); got != c.token {
+			t.Errorf("phigate %v: token printed %v, want %v:\n%s", c.args, got, c.token, r.stdout)
+		}
+		if !strings.Contains(r.stdout, c.want) || strings.Contains(r.stdout, c.forbidden) {
+			t.Errorf("phigate %v: want %q, not %q:\n%s", c.args, c.want, c.forbidden, r.stdout)
+		}
+	}
+	// a directory without a development key still needs one named
+	other := filepath.Join(t.TempDir(), "prod")
+	if r := runCLI(t, nil, "", "init", "--data", other); r.code == 0 || !strings.Contains(r.stderr, "master key") {
+		t.Fatalf("init of a new directory without a master key: %d %s", r.code, r.stderr)
+	}
+}
