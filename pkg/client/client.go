@@ -53,6 +53,11 @@ type Client struct {
 	hc        *http.Client
 	tokens    TokenSource
 	userAgent string
+	// ownTLS: the client built its TLS config (no custom HTTP client or
+	// transport), so a failed chain verification is explained with
+	// caFile (see UntrustedCertificateError).
+	ownTLS bool
+	caFile string
 }
 
 type config struct {
@@ -191,7 +196,8 @@ func New(addr string, opts ...Option) (*Client, error) {
 	if cfg.timeout > 0 && (cfg.hc == nil || hc.Timeout == 0) {
 		hc.Timeout = cfg.timeout
 	}
-	return &Client{base: base, hc: hc, tokens: cfg.tokens, userAgent: cfg.userAgent}, nil
+	return &Client{base: base, hc: hc, tokens: cfg.tokens, userAgent: cfg.userAgent,
+		ownTLS: cfg.hc == nil && cfg.rt == nil, caFile: cfg.caFile}, nil
 }
 
 func noRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
@@ -323,6 +329,11 @@ func (c *Client) do(ctx context.Context, r request, out any) error {
 		var pe *PinMismatchError
 		if errors.As(err, &pe) {
 			return pe
+		}
+		if c.ownTLS {
+			if ue := untrusted(err, c.caFile); ue != nil {
+				return ue
+			}
 		}
 		return scrub(err, redact)
 	}

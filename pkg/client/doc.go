@@ -22,8 +22,12 @@
 // `phigate server --dev`, which prints its pin at start. With a CA file
 // (PHIGATE_CACERT, WithCAFile), the chain must lead to that CA, and pins, if
 // given as well, must match too. With neither, the system roots are used. A
-// pin mismatch is a *PinMismatchError naming the pin the server presented;
-// no request is sent.
+// pin mismatch is a *PinMismatchError naming the pin the server presented
+// and the pins expected; a chain that does not verify (no pin given and a
+// self-signed certificate, or one the CA file did not sign) is an
+// *UntrustedCertificateError that says to set PHIGATE_PIN or
+// PHIGATE_CACERT and names the pin the server presented, without trusting
+// it. In both cases no request is sent.
 //
 // Plain http:// addresses are refused, unless WithInsecureHTTP is given and
 // the host is a loopback address.

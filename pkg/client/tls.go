@@ -34,6 +34,53 @@ func (e *PinMismatchError) Error() string {
 		e.Presented, strings.Join(e.Expected, " or "))
 }
 
+// UntrustedCertificateError reports that the server's certificate chain
+// did not verify: against the system roots when neither pins nor a CA file
+// were given (the self-signed certificate of `phigate server --dev`, say),
+// or against the CA file. Presented is the pin of the key the server
+// presented, so that the user can compare it with the one the server
+// printed; it is never trusted for that. No request was sent.
+type UntrustedCertificateError struct {
+	// Presented is the pin of the server's leaf certificate, in the form
+	// PHIGATE_PIN takes ("" when the server presented no certificate).
+	Presented string
+	// CAFile is the CA file the chain was verified against ("" for the
+	// system roots).
+	CAFile string
+	// Err is the verification error (an x509 error).
+	Err error
+}
+
+func (e *UntrustedCertificateError) Error() string {
+	var b strings.Builder
+	if e.CAFile != "" {
+		fmt.Fprintf(&b, "phigate: the server's certificate does not verify against the CA file %s (%v)", e.CAFile, e.Err)
+	} else {
+		fmt.Fprintf(&b, "phigate: the server's certificate is not trusted by this machine (%v): set %s to the server's SPKI pin "+
+			"(phigate server prints it at start as \"SPKI pin:\"), or %s to the PEM file of the CA that signed its certificate", e.Err, EnvPin, EnvCACert)
+	}
+	if e.Presented != "" {
+		fmt.Fprintf(&b, "; the server presented pin %s (compare it with the server's output before using it: it is not trusted by being shown)", e.Presented)
+	}
+	return b.String()
+}
+
+func (e *UntrustedCertificateError) Unwrap() error { return e.Err }
+
+// untrusted returns the *UntrustedCertificateError of a failed handshake
+// whose chain did not verify, and nil for any other error.
+func untrusted(err error, caFile string) error {
+	var ve *tls.CertificateVerificationError
+	if !errors.As(err, &ve) {
+		return nil
+	}
+	e := &UntrustedCertificateError{CAFile: caFile, Err: ve.Err}
+	if len(ve.UnverifiedCertificates) > 0 {
+		e.Presented = SPKIPin(ve.UnverifiedCertificates[0])
+	}
+	return e
+}
+
 // SPKIPin returns the pin of a certificate: the standard base64 encoding of
 // the SHA-256 of its DER SubjectPublicKeyInfo, without prefix.
 func SPKIPin(cert *x509.Certificate) string {
