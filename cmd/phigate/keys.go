@@ -51,7 +51,9 @@ func (a *cli) keysRotateKEKCmd() *cobra.Command {
 also env:NAME and passphrase[:fd:N]). Without --new-master-key the data keys
 are re-wrapped under the current master key (for AWS KMS: its newest backing
 key). Nothing else is re-encrypted. Afterwards, start the server with the new
-spec as vault.master_key: the old key no longer opens the vault.`,
+spec as vault.master_key (or PHIGATE_MASTER_KEY): the old key no longer opens
+the vault. A server --dev running on its development key refuses a rotation
+to that same key (it would change nothing): give --new-master-key.`,
 		Example: `  phigate keys rotate-kek --new-master-key file:/etc/phigate/master-2026.key
   phigate keys rotate-kek --data /var/lib/phigate --master-key passphrase:fd:3 --new-master-key passphrase:fd:4 3<old 4<new`,
 		Args: noArgs,
@@ -110,7 +112,7 @@ func printKEKRotation(w io.Writer, r client.KEKRotation, newKey bool) error {
 		return err
 	}
 	if newKey {
-		_, err := fmt.Fprintln(w, "\nSet vault.master_key to the new key's spec before the next start: the old key no longer opens the vault.")
+		_, err := fmt.Fprintln(w, "\nSet vault.master_key (or PHIGATE_MASTER_KEY) to the new key's spec before the next start: the old key no longer opens the vault.")
 		return err
 	}
 	return nil

@@ -1,8 +1,11 @@
 package server
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
 
+	"github.com/phigate/phigate/internal/api"
 	"github.com/phigate/phigate/internal/vault"
 )
 
@@ -21,4 +24,52 @@ func (s vaultSealer) Seal(ctx context.Context, tokenID, field string, plain []by
 
 func (s vaultSealer) Open(ctx context.Context, tokenID, field string, sealed []byte) ([]byte, error) {
 	return s.v.DecryptField(ctx, vault.PurposeTokenFields, vault.AAD("tokens", tokenID, field), sealed)
+}
+
+// keyVault is the vault the admin API's key endpoints use: the vault
+// itself, or under the development master key a devKeyVault.
+func (n *node) keyVault() api.KeyVault {
+	if n.devKey == nil {
+		return n.vault
+	}
+	return devKeyVault{Vault: n.vault, dev: n.devKey, file: n.devKeyFile}
+}
+
+// devKeyVault refuses a master-key rotation that would keep the
+// development key (none named, or the same key under another name): it
+// would report a rotation and change nothing. A rotation to another key
+// goes through; the server must then be started with that key
+// (PHIGATE_MASTER_KEY), since server --dev alone opens the vault with the
+// development key.
+type devKeyVault struct {
+	*vault.Vault
+	dev  vault.Provider
+	file string
+}
+
+// devProbeLabel labels the throwaway key that tells whether a new master
+// key is the development key.
+const devProbeLabel = "phigate:dev-key-probe"
+
+func (d devKeyVault) RotateKEK(ctx context.Context, next vault.Provider) (vault.Event, error) {
+	if next == nil || d.sameKey(ctx, next) {
+		return vault.Event{}, &vault.InputError{Field: "new_master_key", Msg: "this development server's master key is " + d.file +
+			", and rotating to the same key would change nothing: give --new-master-key file:PATH (32 random bytes, mode 0600), " +
+			"then start the server with PHIGATE_MASTER_KEY=file:PATH (or use a real master key: see phigate init --help)"}
+	}
+	return d.Vault.RotateKEK(ctx, next)
+}
+
+// sameKey reports whether the development key opens what next wraps.
+func (d devKeyVault) sameKey(ctx context.Context, next vault.Provider) bool {
+	probe := make([]byte, 32)
+	if _, err := rand.Read(probe); err != nil {
+		return true // refuse rather than guess
+	}
+	w, err := next.WrapKey(ctx, probe, devProbeLabel)
+	if err != nil {
+		return false // the rotation will report it
+	}
+	back, err := d.dev.UnwrapKey(ctx, w, devProbeLabel)
+	return err == nil && bytes.Equal(back, probe)
 }

@@ -114,6 +114,10 @@ type node struct {
 	audit  *audit.Log
 	store  *sqlite.Store
 	auth   *authority.Authority
+	// devKey is the development master key when the vault is opened
+	// with it (dev mode without a master key spec), else nil.
+	devKey     vault.Provider
+	devKeyFile string
 }
 
 // open opens (creating on first use) the node's parts in cfg.DataDir.
@@ -136,12 +140,13 @@ func open(ctx context.Context, cfg *config.Config, masterKey string, dev bool, c
 			n.close()
 		}
 	}()
+	devSpec := ""
 	if masterKey == "" && dev {
 		spec, _, warning, err := vault.DevKey(dir, nil)
 		if err != nil {
 			return nil, err
 		}
-		masterKey = spec
+		masterKey, devSpec = spec, spec
 		fmt.Fprintln(console, warning)
 	}
 	if masterKey == "" {
@@ -150,6 +155,9 @@ func open(ctx context.Context, cfg *config.Config, masterKey string, dev bool, c
 	provider, err := vault.ParseProvider(ctx, masterKey, vault.ProviderOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("master key: %w", err)
+	}
+	if devSpec != "" {
+		n.devKey, n.devKeyFile = provider, filepath.Join(dir, vault.DevKeyFile)
 	}
 	vopts := vault.Options{OnEvent: n.events.OnEvent}
 	if vault.Exists(dir) {
@@ -385,7 +393,7 @@ func Run(ctx context.Context, opts Options) error {
 		Ready:   n.ready,
 		Logger:  log,
 		Audit:   n.audit,
-		Vault:   n.vault,
+		Vault:   n.keyVault(),
 		Record:  n.recordDenial,
 	})
 	srv := &http.Server{
