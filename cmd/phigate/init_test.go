@@ -43,3 +43,14 @@ func TestInitOnADevDirectoryFindsItsMasterKey(t *testing.T) {
 		t.Fatalf("init of a new directory without a master key: %d %s", r.code, r.stderr)
 	}
 }
+
+// server --help says that the server runs the gateway too, where, and how
+// to get another admin token.
+func TestServerHelpMentionsTheGateway(t *testing.T) {
+	r := runCLI(t, nil, "", "server", "--help")
+	for _, want := range []string{"gateway", "https://127.0.0.1:9443", "--new-admin-token", "SIGHUP"} {
+		if r.code != 0 || !strings.Contains(r.stdout, want) {
+			t.Errorf("server --help does not say %q:\n%s", want, r.stdout)
+		}
+	}
+}

@@ -29,16 +29,27 @@ func newServerCmd() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "server",
-		Short: "Run the phigate server (admin API over TLS)",
-		Long: `Run the phigate server.
+		Short: "Run the phigate server: the admin API and the enforcing gateway, over TLS",
+		Long: `Run the phigate server: the admin API (tokens, audit log, keys) and the
+enforcing gateway, a reverse proxy that lets a request through to the APIs
+behind it only when its token allows it, after recording the decision in the
+audit log.
 
   phigate server --dev              everything on one machine: embedded store in
                                     ./phigate-data, a self-signed certificate, the
-                                    admin API on https://127.0.0.1:8443; prints a
-                                    bootstrap admin token (first start) and the
+                                    admin API on https://127.0.0.1:8443, the
+                                    gateway on https://127.0.0.1:9443 with a demo
+                                    FHIR server (synthetic data) at /fhir/; prints
+                                    a bootstrap admin token (first start) and the
                                     server's SPKI pin
   phigate server --config FILE      a real deployment (see internal/config for the
-                                    file's keys); run phigate init first`,
+                                    file's keys; the gateway runs when it names
+                                    upstreams); run phigate init first
+
+The bootstrap admin token is issued only once both listeners are bound. Lost
+it, or expired? Stop the server and run phigate init --data DIR
+--new-admin-token. SIGHUP reloads the config file's gateway section; with
+--dev and no --config there is no file, and SIGHUP is ignored.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := loadServerConfig(dev, configFile, dataDir)
