@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"sync"
 
 	"github.com/phigate/phigate/internal/api"
 	"github.com/phigate/phigate/internal/vault"
@@ -32,36 +33,46 @@ func (n *node) keyVault() api.KeyVault {
 	if n.devKey == nil {
 		return n.vault
 	}
-	return devKeyVault{Vault: n.vault, dev: n.devKey, file: n.devKeyFile}
+	return &devKeyVault{Vault: n.vault, dev: n.devKey, file: n.devKeyFile}
 }
 
 // devKeyVault refuses a master-key rotation that would keep the
-// development key (none named, or the same key under another name): it
-// would report a rotation and change nothing. A rotation to another key
-// goes through; the server must then be started with that key
-// (PHIGATE_MASTER_KEY), since server --dev alone opens the vault with the
-// development key.
+// development key while the vault is under it (none named, or the same key
+// under another name): it would report a rotation and change nothing. A
+// rotation to another key goes through; the server must then be started
+// with that key (PHIGATE_MASTER_KEY), since server --dev alone opens the
+// vault with the development key, and a rotation back to the development
+// key goes through too.
 type devKeyVault struct {
 	*vault.Vault
 	dev  vault.Provider
 	file string
+	mu   sync.Mutex // orders rotations, so that away follows them
+	away bool       // the vault was rotated to another key
 }
 
 // devProbeLabel labels the throwaway key that tells whether a new master
 // key is the development key.
 const devProbeLabel = "phigate:dev-key-probe"
 
-func (d devKeyVault) RotateKEK(ctx context.Context, next vault.Provider) (vault.Event, error) {
-	if next == nil || d.sameKey(ctx, next) {
+func (d *devKeyVault) RotateKEK(ctx context.Context, next vault.Provider) (vault.Event, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	toDev := next != nil && d.sameKey(ctx, next)
+	if !d.away && (next == nil || toDev) {
 		return vault.Event{}, &vault.InputError{Field: "new_master_key", Msg: "this development server's master key is " + d.file +
 			", and rotating to the same key would change nothing: give --new-master-key file:PATH (32 random bytes, mode 0600), " +
 			"then start the server with PHIGATE_MASTER_KEY=file:PATH (or use a real master key: see phigate init --help)"}
 	}
-	return d.Vault.RotateKEK(ctx, next)
+	ev, err := d.Vault.RotateKEK(ctx, next)
+	if err == nil && next != nil {
+		d.away = !toDev
+	}
+	return ev, err
 }
 
 // sameKey reports whether the development key opens what next wraps.
-func (d devKeyVault) sameKey(ctx context.Context, next vault.Provider) bool {
+func (d *devKeyVault) sameKey(ctx context.Context, next vault.Provider) bool {
 	probe := make([]byte, 32)
 	if _, err := rand.Read(probe); err != nil {
 		return true // refuse rather than guess
