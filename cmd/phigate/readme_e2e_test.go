@@ -81,6 +81,15 @@ func TestReadmeWalkthroughRunsAsWritten(t *testing.T) {
 	if len(sh.secrets) < 4 {
 		t.Fatalf("the walk-through kept %d secrets in variables; the README's annotations were not read", len(sh.secrets))
 	}
+	// as the walk-through says: without PHIGATE_PIN the CLI says to set it
+	// and shows the pin the server presented
+	delete(sh.exported, "PHIGATE_PIN")
+	out := sh.phigate("without PHIGATE_PIN", []string{"token", "self"}, nil, "", outcome{status: -1})
+	for _, want := range []string{"PHIGATE_PIN", "PHIGATE_CACERT", "presented pin " + g.pin} {
+		if !strings.Contains(out, want) {
+			t.Errorf("token self without PHIGATE_PIN does not say %q:\n%s", want, out)
+		}
+	}
 	// nothing the walk-through wrote holds a secret
 	filepath.WalkDir(tmp, func(p string, d os.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
@@ -348,7 +357,7 @@ func splitWords(s string, lookup func(string) string) ([]word, error) {
 
 // outcome is what a command's comment says of its result.
 type outcome struct {
-	status int               // 0: success (exit 0, or a 2xx)
+	status int               // 0: success (exit 0, or a 2xx); -1: any failure
 	code   string            // the reason code of a refusal
 	keep   map[string]string // variable → "phi" (the secret printed) or "tok" (the id)
 	shows  []string          // what the output contains
@@ -558,6 +567,8 @@ func (sh *walkShell) phigate(where string, args []string, env map[string]string,
 	switch {
 	case want.status == 0 && err != nil:
 		t.Fatalf("%s: %v\n%s%s", where, err, stdout.String(), stderr.String())
+	case want.status < 0 && err != nil: // any failure, before an answer
+		return stderr.String()
 	case want.status != 0 && err == nil:
 		t.Fatalf("%s: succeeded; the README says %d %s:\n%s", where, want.status, want.code, stdout.String())
 	case want.status != 0:

@@ -54,8 +54,9 @@ func (n *node) announce(ctx context.Context, cfg *config.Config, console io.Writ
 
 // bootstrapHint is what a start that issues no bootstrap token prints:
 // whether a bootstrap admin token issued earlier is still usable, and the
-// command that issues another. Only bootstrap tokens are looked at (by
-// their subject), so the hint holds for any number of stored tokens.
+// command that issues another. Only bootstrap tokens are looked at (their
+// subject, admin kind and no parent), so the look-up stays small however
+// many tokens the store holds.
 func (n *node) bootstrapHint(ctx context.Context, dir string, log *slog.Logger) string {
 	how := fmt.Sprintf("stop the server and run: phigate init --data %s --new-admin-token\n", dir)
 	now := n.auth.Config().Now()
@@ -66,6 +67,9 @@ func (n *node) bootstrapHint(ctx context.Context, dir string, log *slog.Logger) 
 	}
 	var live *token.Record
 	for _, r := range recs {
+		if r.ParentID != "" || r.CreatedBy != "" || r.Kind != token.KindAdmin {
+			continue // issued by a token: not a bootstrap token, whatever its subject
+		}
 		if r.ExpiresAt.After(now) && (live == nil || r.ExpiresAt.After(live.ExpiresAt)) {
 			live = r
 		}
