@@ -15,6 +15,10 @@
 //     that cannot be written is revoked. A later start that issues none
 //     says whether one is still usable and how to get another
 //     (phigate init --data DIR --new-admin-token).
+//   - Under the development master key (dev mode without a master key
+//     spec), a master-key rotation that would keep that key (none named,
+//     or the same key under another name) is refused with a message: it
+//     would report a rotation and change nothing.
 //   - Shutdown drains in-flight requests, gives back unspent use leases,
 //     flushes last-used times and closes the store.
 package server
