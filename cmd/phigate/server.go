@@ -114,7 +114,8 @@ func newInitCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "init",
 		Short: "Initialise a data directory and print a bootstrap admin token",
-		Long: `Initialise a data directory: the token pepper (keys/, mode 0600), the
+		Long: `Initialise a data directory: the vault (the token pepper and the data keys,
+encrypted under the master key), the audit log and its signing key, the
 embedded store, and one bootstrap admin token (scope admin:*, short TTL),
 printed once to standard output and never stored in plaintext.
 
