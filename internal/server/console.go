@@ -59,6 +59,9 @@ func (n *node) announce(ctx context.Context, cfg *config.Config, console io.Writ
 // many tokens the store holds.
 func (n *node) bootstrapHint(ctx context.Context, dir string, log *slog.Logger) string {
 	how := fmt.Sprintf("stop the server and run: phigate init --data %s --new-admin-token\n", dir)
+	if n.devKey == nil {
+		how = fmt.Sprintf("stop the server and run: phigate init --data %s --new-admin-token, with the server's master key (--master-key or PHIGATE_MASTER_KEY)\n", dir)
+	}
 	now := n.auth.Config().Now()
 	recs, _, err := n.store.ListTokens(ctx, store.TokenFilter{Subject: bootstrapSubject, Status: token.StatusActive, Limit: 1000})
 	if err != nil {

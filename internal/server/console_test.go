@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/phigate/phigate/internal/config"
+	"github.com/phigate/phigate/internal/vault"
 )
 
 var reBootstrapSecret = regexp.MustCompile(`phi_[0-9A-Za-z]{49}`)
@@ -46,6 +47,13 @@ func (c *console) String() string {
 // is serving, then stops it. It returns what it printed and Run's error.
 func runDev(t *testing.T, dir, admin, gw string, out *console) error {
 	t.Helper()
+	return runDevKey(t, dir, admin, gw, "", out)
+}
+
+// runDevKey is runDev with the vault's master key spec (empty: the
+// development key).
+func runDevKey(t *testing.T, dir, admin, gw, masterKey string, out *console) error {
+	t.Helper()
 	cfg := config.Dev(dir)
 	cfg.Admin.Listen, cfg.Gateway.Listen = admin, gw
 	ctx, cancel := context.WithCancel(context.Background())
@@ -53,7 +61,7 @@ func runDev(t *testing.T, dir, admin, gw string, out *console) error {
 	ready := make(chan struct{})
 	errc := make(chan error, 1)
 	go func() {
-		errc <- Run(ctx, Options{Config: cfg, Dev: true, Console: out, Ready: func(string) { close(ready) }})
+		errc <- Run(ctx, Options{Config: cfg, Dev: true, MasterKey: masterKey, Console: out, Ready: func(string) { close(ready) }})
 	}()
 	select {
 	case <-ready:
@@ -142,5 +150,21 @@ func TestStartWithoutABootstrapTokenSaysHowToGetOne(t *testing.T) {
 	}
 	if s := again.String(); !strings.Contains(s, "Lost it?") || !strings.Contains(s, "--new-admin-token") || reBootstrapSecret.MatchString(s) {
 		t.Fatalf("restart with a live bootstrap token:\n%s", s)
+	}
+	// with a master key of its own, init needs it named
+	dir3 := filepath.Join(t.TempDir(), "data")
+	kf := filepath.Join(t.TempDir(), "master.key")
+	if err := vault.NewKeyFile(kf, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := runDevKey(t, dir3, "127.0.0.1:0", "127.0.0.1:0", "file:"+kf, &console{}); err != nil {
+		t.Fatal(err)
+	}
+	named := &console{}
+	if err := runDevKey(t, dir3, "127.0.0.1:0", "127.0.0.1:0", "file:"+kf, named); err != nil {
+		t.Fatal(err)
+	}
+	if s := named.String(); !strings.Contains(s, "--new-admin-token, with the server's master key") {
+		t.Fatalf("restart with a named master key:\n%s", s)
 	}
 }
