@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/phigate/phigate/internal/config"
+	"github.com/phigate/phigate/internal/testclock"
 	"github.com/phigate/phigate/internal/vault"
 )
 
@@ -54,6 +55,12 @@ func runDev(t *testing.T, dir, admin, gw string, out *console) error {
 // development key).
 func runDevKey(t *testing.T, dir, admin, gw, masterKey string, out *console) error {
 	t.Helper()
+	return runDevOpts(t, dir, admin, gw, Options{MasterKey: masterKey, Console: out})
+}
+
+// runDevOpts is runDev with opts (its Config, Dev and Ready set here).
+func runDevOpts(t *testing.T, dir, admin, gw string, opts Options) error {
+	t.Helper()
 	cfg := config.Dev(dir)
 	cfg.Admin.Listen, cfg.Gateway.Listen = admin, gw
 	ctx, cancel := context.WithCancel(context.Background())
@@ -61,7 +68,8 @@ func runDevKey(t *testing.T, dir, admin, gw, masterKey string, out *console) err
 	ready := make(chan struct{})
 	errc := make(chan error, 1)
 	go func() {
-		errc <- Run(ctx, Options{Config: cfg, Dev: true, MasterKey: masterKey, Console: out, Ready: func(string) { close(ready) }})
+		opts.Config, opts.Dev, opts.Ready = cfg, true, func(string) { close(ready) }
+		errc <- Run(ctx, opts)
 	}()
 	select {
 	case <-ready:
@@ -166,5 +174,23 @@ func TestStartWithoutABootstrapTokenSaysHowToGetOne(t *testing.T) {
 	}
 	if s := named.String(); !strings.Contains(s, "--new-admin-token, with the server's master key") {
 		t.Fatalf("restart with a named master key:\n%s", s)
+	}
+}
+
+// The server gives its clock to everything it builds: a server on a clock
+// ten years from the wall clock issues its bootstrap token by that clock.
+func TestServerRunsOnTheInjectedClock(t *testing.T) {
+	clk := testclock.At(testclock.Start().Add(520 * 7 * 24 * time.Hour))
+	out := &console{}
+	if err := runDevOpts(t, t.TempDir(), "127.0.0.1:0", "127.0.0.1:0", Options{Console: out, Now: clk.Now}); err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`expires ([0-9T:Z-]+)\)`).FindStringSubmatch(out.String())
+	if m == nil {
+		t.Fatalf("no bootstrap expiry in %q", reBootstrapSecret.ReplaceAllString(out.String(), "phi_…"))
+	}
+	want := clk.Now().Add(config.Default().Tokens.BootstrapTTL.Duration()).UTC().Format(time.RFC3339)
+	if m[1] != want {
+		t.Fatalf("bootstrap token expires %s, want %s (the injected clock's)", m[1], want)
 	}
 }

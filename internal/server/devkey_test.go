@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/phigate/phigate/internal/api"
 	"github.com/phigate/phigate/internal/config"
@@ -79,7 +80,7 @@ func TestOnlyTheDevMasterKeyIsGuarded(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, dev := range []bool{false, true} {
-		n, err := open(context.Background(), config.Dev(dir), "file:"+kf, dev, nil, slog.New(slog.DiscardHandler))
+		n, err := open(context.Background(), config.Dev(dir), "file:"+kf, dev, time.Now, nil, slog.New(slog.DiscardHandler))
 		if err != nil {
 			t.Fatal(err)
 		}

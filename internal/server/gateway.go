@@ -113,7 +113,7 @@ func startGateway(d gatewayDeps) (runningGateway, error) {
 		if clash := demoClash(cfg.Gateway.Upstreams); clash != "" {
 			fmt.Fprintf(d.Console, "demo FHIR:   not started: the configured upstream %q already serves %s\n", clash, demoPrefix)
 		} else {
-			if err := r.startDemo(signer, log); err != nil {
+			if err := r.startDemo(signer, clockOr(d.Now), log); err != nil {
 				return fail(err)
 			}
 			fmt.Fprintf(d.Console, "demo FHIR:   https://%s%s  (SYNTHETIC DEMO DATA, dev mode only; patients pat-1, pat-2, pat-3)\n", r.addr, demoPrefix)
@@ -122,7 +122,7 @@ func startGateway(d gatewayDeps) (runningGateway, error) {
 	gcfg := r.gatewayConfig(cfg)
 	r.gw, err = gateway.New(context.Background(), &gcfg, gateway.Options{
 		Auth: d.Auth, Recorder: rec, Signer: signer, TLS: d.TLS, Limits: cfg.Limits, Logger: log,
-		Secrets: vaultSecrets{v: d.Vault},
+		Secrets: vaultSecrets{v: d.Vault}, Now: d.Now,
 	})
 	if err != nil {
 		return fail(err)
@@ -218,7 +218,7 @@ func (s vaultSecrets) Resolve(ctx context.Context, ref string) ([]byte, error) {
 // startDemo serves the demo FHIR server on a loopback port in plain HTTP
 // (the link never leaves this machine; the gateway is told so explicitly)
 // and checks every request's identity assertion.
-func (r *gatewayRunner) startDemo(signer *gateway.Signer, log *slog.Logger) error {
+func (r *gatewayRunner) startDemo(signer *gateway.Signer, now func() time.Time, log *slog.Logger) error {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return fmt.Errorf("demo FHIR server: %w", err)
@@ -226,8 +226,9 @@ func (r *gatewayRunner) startDemo(signer *gateway.Signer, log *slog.Logger) erro
 	pub := signer.PublicKey()
 	h := demo.New(demo.Options{
 		BaseURL: "https://" + r.addr + strings.TrimSuffix(demoPrefix, "/"),
+		Now:     now,
 		Verify: func(req *http.Request) error {
-			_, err := gateway.VerifyRequestFor(req, pub, demoName, time.Now())
+			_, err := gateway.VerifyRequestFor(req, pub, demoName, now())
 			return err
 		},
 	})

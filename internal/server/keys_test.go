@@ -27,7 +27,7 @@ import (
 // openDev opens a node in dir in dev mode (the development master key).
 func openDev(t *testing.T, dir string) *node {
 	t.Helper()
-	n, err := open(context.Background(), config.Dev(dir), "", true, io.Discard, slog.New(slog.DiscardHandler))
+	n, err := open(context.Background(), config.Dev(dir), "", true, time.Now, io.Discard, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

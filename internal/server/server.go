@@ -73,12 +73,18 @@ type Options struct {
 	ConfigFile string
 	// Ready, when set, is told the listening addresses once serving starts.
 	Ready func(adminAddr string)
+	// Now is the clock of everything the server builds: the store, the
+	// vault, the audit log, the authority, the gateway and the demo (nil:
+	// time.Now). Connection deadlines and TLS certificate checks follow
+	// the wall clock whatever it says.
+	Now func() time.Time
 }
 
 // gatewayDeps is what the gateway takes from the composition root.
 type gatewayDeps struct {
 	Config  *config.Config
 	Dev     bool
+	Now     func() time.Time // the clock of the gateway and the demo (nil: time.Now)
 	Auth    *authority.Authority
 	TLS     *tls.Config // the server TLS config (same certificate as the admin API)
 	Logger  *slog.Logger
@@ -127,7 +133,9 @@ type node struct {
 // open opens (creating on first use) the node's parts in cfg.DataDir.
 // masterKey is the vault's master-key spec; in dev mode an empty one
 // means the development key file in the data directory.
-func open(ctx context.Context, cfg *config.Config, masterKey string, dev bool, console io.Writer, logger *slog.Logger) (_ *node, err error) {
+//
+// now is the clock every part is given.
+func open(ctx context.Context, cfg *config.Config, masterKey string, dev bool, now func() time.Time, console io.Writer, logger *slog.Logger) (_ *node, err error) {
 	dir := cfg.DataDir
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
@@ -163,7 +171,7 @@ func open(ctx context.Context, cfg *config.Config, masterKey string, dev bool, c
 	if devSpec != "" {
 		n.devKey, n.devKeyFile = provider, filepath.Join(dir, vault.DevKeyFile)
 	}
-	vopts := vault.Options{OnEvent: n.events.OnEvent}
+	vopts := vault.Options{OnEvent: n.events.OnEvent, Now: now}
 	if vault.Exists(dir) {
 		n.vault, err = vault.Open(ctx, dir, provider, vopts)
 	} else {
@@ -173,6 +181,7 @@ func open(ctx context.Context, cfg *config.Config, masterKey string, dev bool, c
 		return nil, err
 	}
 	aopts := audit.Options{
+		Now:  now,
 		Node: cfg.Audit.Node, Logger: logger,
 		WitnessFile: cfg.Audit.WitnessFile, WitnessURL: cfg.Audit.WitnessURL, Retention: cfg.Audit.Retention.Duration(),
 	}
@@ -190,11 +199,12 @@ func open(ctx context.Context, cfg *config.Config, masterKey string, dev bool, c
 	if err != nil {
 		return nil, err
 	}
-	n.store, err = sqlite.Open(ctx, filepath.Join(dir, DBFile), sqlite.Options{})
+	n.store, err = sqlite.Open(ctx, filepath.Join(dir, DBFile), sqlite.Options{Now: now})
 	if err != nil {
 		return nil, err
 	}
 	acfg := authorityConfig(cfg, logger)
+	acfg.Now = now
 	acfg.Recorder = changeRecorder{log: n.audit}
 	acfg.Peppers, acfg.Sealer = vault.PepperRing{V: n.vault}, vaultSealer{n.vault}
 	n.auth = authority.New(n.store, h, acfg)
@@ -290,6 +300,8 @@ type InitOptions struct {
 	NewAdmin bool
 	Console  io.Writer
 	Logger   *slog.Logger
+	// Now is the clock (nil: time.Now), as in Options.
+	Now func() time.Time
 }
 
 // Init initialises the data directory: the vault (pepper, data keys), the
@@ -306,7 +318,7 @@ func Init(ctx context.Context, o InitOptions) (secret string, rec *token.Record,
 	if console == nil {
 		console = io.Discard
 	}
-	n, err := open(ctx, o.Config, o.MasterKey, o.Dev, console, logger)
+	n, err := open(ctx, o.Config, o.MasterKey, o.Dev, clockOr(o.Now), console, logger)
 	if err != nil {
 		return "", nil, err
 	}
@@ -317,6 +329,14 @@ func Init(ctx context.Context, o InitOptions) (secret string, rec *token.Record,
 		}
 	}()
 	return n.bootstrap(ctx, o.Config, o.NewAdmin, logger)
+}
+
+// clockOr returns now, or time.Now when it is nil.
+func clockOr(now func() time.Time) func() time.Time {
+	if now == nil {
+		return time.Now
+	}
+	return now
 }
 
 func authorityConfig(cfg *config.Config, logger *slog.Logger) authority.Config {
@@ -368,21 +388,24 @@ func Run(ctx context.Context, opts Options) error {
 	if !Initialised(cfg.DataDir) && !opts.Dev {
 		return fmt.Errorf("%s is not initialised: run phigate init --data %s", cfg.DataDir, cfg.DataDir)
 	}
+	now := clockOr(opts.Now)
 	certFile, keyFile := cfg.TLS.CertFile, cfg.TLS.KeyFile
 	var err error
 	if certFile == "" && opts.Dev {
+		// The certificate's validity is checked by TLS peers on their
+		// wall clocks: it is dated by the wall clock, not by now.
 		certFile, keyFile, err = tlsutil.GenerateSelfSigned(filepath.Join(cfg.DataDir, "tls"), nil, time.Now())
 		if err != nil {
 			return err
 		}
 	}
-	reloader, err := tlsutil.NewReloader(certFile, keyFile, log, time.Now)
+	reloader, err := tlsutil.NewReloader(certFile, keyFile, log, time.Now) // how often it looks at the files: the wall clock
 	if err != nil {
 		return err
 	}
 	pin := tlsutil.SPKIPin(reloader.Leaf())
 
-	n, err := open(ctx, cfg, opts.MasterKey, opts.Dev, console, log)
+	n, err := open(ctx, cfg, opts.MasterKey, opts.Dev, now, console, log)
 	if err != nil {
 		return err
 	}
@@ -419,7 +442,7 @@ func Run(ctx context.Context, opts Options) error {
 	if opts.Dev {
 		fmt.Fprintln(console, "phigate is running in DEVELOPMENT mode: self-signed certificate, key files in "+cfg.DataDir+". Not for production.")
 	}
-	gw, err := startGateway(gatewayDeps{Config: cfg, Dev: opts.Dev, Auth: auth, TLS: tlsutil.ServerConfig(reloader), Logger: log, Console: console,
+	gw, err := startGateway(gatewayDeps{Config: cfg, Dev: opts.Dev, Now: now, Auth: auth, TLS: tlsutil.ServerConfig(reloader), Logger: log, Console: console,
 		Audit: n.audit, Vault: n.vault})
 	if err != nil {
 		ln.Close()
