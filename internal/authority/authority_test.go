@@ -445,7 +445,6 @@ func TestAttenuation(t *testing.T) {
 		"wider_context":        func(s *Spec) { s.Scopes = []string{"user/Observation.r"} },
 		"admin_scope":          func(s *Spec) { s.Scopes = []string{"admin:audit"} },
 		"longer_ttl":           func(s *Spec) { s.TTL = 2 * time.Hour },
-		"max_lifetime":         func(s *Spec) { s.MaxLifetime = time.Hour },
 		"no_cidr":              func(s *Spec) { s.CIDRs = nil },
 		"wider_cidr":           func(s *Spec) { s.CIDRs = []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0")} },
 		"no_rate":              func(s *Spec) { s.Rate = nil },

@@ -32,4 +32,17 @@
 //     lifetime and constraints are within its own. The scope admin:* is the
 //     root scope and covers every scope; its holder's lifetime and
 //     constraints still bound what it issues.
+//   - No token outlives its issuer. Each token's not_after is fixed at issue
+//     (created_at + max_lifetime, or its expiry without one, never later
+//     than the issuer's not_after) and never moves; rotation, self-rotation
+//     and Update never push the expiry past it, nor past any issuer's up the
+//     chain. A token whose issuer (or an issuer further up) is revoked can
+//     no longer be rotated (ErrIssuerRevoked), nor one whose not_after has
+//     passed (ErrLifetimeEnded). The rule lives in lifetime.go.
+//   - Subject prefixes: a token with a subject_prefix issues only tokens
+//     whose subject and own prefix start with it; a child without a prefix
+//     inherits its issuer's; Update may narrow a prefix, never widen or
+//     remove it. The bootstrap token has none, so the root is unrestricted.
+//     A subject is an asserted name; created_by is the proof of who
+//     asserted it.
 package authority

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/phigate/phigate/internal/policy"
@@ -66,7 +67,10 @@ type Spec struct {
 	PurposeRequired bool
 	PatientID       string
 	BreakGlass      bool
-	Metadata        map[string]string
+	// SubjectPrefix restricts the subjects of the tokens the new token may
+	// issue. Empty: the issuer's, if it has one (inherited).
+	SubjectPrefix string
+	Metadata      map[string]string
 }
 
 func fieldErr(field, format string, a ...any) error {
@@ -165,7 +169,7 @@ func (a *Authority) create(ctx context.Context, ac *Actor, spec Spec) (string, *
 		CreatedAt: now, ExpiresAt: now.Add(ttl), MaxLifetime: spec.MaxLifetime,
 		IdleTimeout: spec.IdleTimeout, CIDRs: spec.CIDRs, Hours: spec.Hours, Rate: spec.Rate,
 		Purposes: spec.Purposes, PurposeRequired: spec.PurposeRequired, PatientID: spec.PatientID,
-		BreakGlass: spec.BreakGlass, Metadata: spec.Metadata, Status: token.StatusActive,
+		BreakGlass: spec.BreakGlass, SubjectPrefix: spec.SubjectPrefix, Metadata: spec.Metadata, Status: token.StatusActive,
 		StatusChangedAt: now, UpdatedAt: now, Revision: 1,
 	}
 	if spec.MaxUses != nil {
@@ -175,12 +179,23 @@ func (a *Authority) create(ctx context.Context, ac *Actor, spec Spec) (string, *
 	if rec.MaxLifetime > 0 && rec.MaxLifetime < ttl {
 		return "", nil, fieldErr("max_lifetime", "%s is shorter than the ttl %s", rec.MaxLifetime, ttl)
 	}
-	if err := policy.Validate(rec); err != nil {
-		return "", nil, err
-	}
 	var actor *token.Record
 	if ac != nil {
 		actor = ac.Token
+		if rec.SubjectPrefix == "" {
+			rec.SubjectPrefix = actor.SubjectPrefix // attenuation: a child is never less bound
+		}
+	}
+	// The token's absolute end, fixed now (see lifetime.go). When the
+	// expiry asked for is past it, attenuation below refuses the token.
+	rec.NotAfter = notAfterAt(now, rec.ExpiresAt, rec.MaxLifetime, actor)
+	if rec.NotAfter.Before(rec.ExpiresAt) {
+		rec.NotAfter = rec.ExpiresAt
+	}
+	if err := policy.Validate(rec); err != nil {
+		return "", nil, err
+	}
+	if ac != nil {
 		rec.CreatedBy, rec.ParentID = ac.Token.ID, ac.Token.ID
 		if err := attenuate(*ac, rec, set); err != nil {
 			return "", nil, a.recordDenied(ctx, ActionCreated, ac, id, err)
@@ -362,6 +377,11 @@ func (a *Authority) Update(ctx context.Context, ac Actor, id string, revision in
 	// identity and lifecycle fields are not the caller's to change here
 	rec.ID, rec.Subject, rec.Kind, rec.CreatedAt, rec.CreatedBy, rec.ParentID = old.ID, old.Subject, old.Kind, old.CreatedAt, old.CreatedBy, old.ParentID
 	rec.Status, rec.StatusReason, rec.StatusChangedAt, rec.Revision = old.Status, old.StatusReason, old.StatusChangedAt, old.Revision
+	// the lifetime was fixed at issue
+	rec.MaxLifetime, rec.NotAfter = old.MaxLifetime, old.NotAfter
+	if p := old.SubjectPrefix; p != "" && !strings.HasPrefix(rec.SubjectPrefix, p) {
+		return nil, nil, fieldErr("subject_prefix", "can only be narrowed: the new prefix must start with %q", p)
+	}
 	if (rec.RemainingUses == nil) != (old.RemainingUses == nil) || (rec.RemainingUses != nil && *rec.RemainingUses != *old.RemainingUses) {
 		return nil, nil, fieldErr("max_uses", "cannot be changed after creation; issue a new token")
 	}
@@ -377,6 +397,15 @@ func (a *Authority) Update(ctx context.Context, ac Actor, id string, revision in
 		}
 		if err := a.checkTTL("ttl", rec.ExpiresAt.Sub(now)); err != nil {
 			return nil, nil, err
+		}
+		if rec.ExpiresAt.After(old.ExpiresAt) {
+			limit, err := a.extensionLimit(ctx, old, now)
+			if err != nil {
+				return nil, nil, err
+			}
+			if rec.ExpiresAt.After(limit) {
+				return nil, nil, fieldErr("expires_at", "%s is after %s, the latest this token can live (its not_after, or an issuer's)", rec.ExpiresAt.Format(time.RFC3339), limit.UTC().Format(time.RFC3339))
+			}
 		}
 	}
 	if err := policy.Validate(rec); err != nil {
@@ -525,10 +554,12 @@ type Rotation struct {
 }
 
 // Rotate gives token id a new secret. The previous secret keeps working for
-// grace (0: it stops now). With ttl > 0 the expiry moves to now+ttl, which
-// must stay within the token's max lifetime (counted from its creation)
-// and, when the caller is another token, within the caller's expiry. A token
-// may always rotate itself.
+// grace (0: it stops now). With ttl > 0 the expiry moves to now+ttl, capped
+// at the token's not_after and at every issuer's up its chain (see
+// extensionLimit), and, when the caller is another token, it must stay
+// within the caller's expiry. A token may rotate itself. Rotation fails
+// with ErrIssuerRevoked when an issuer up the chain is revoked, and with
+// ErrLifetimeEnded once the token's not_after has passed.
 func (a *Authority) Rotate(ctx context.Context, ac Actor, id string, grace, ttl time.Duration) (*Rotation, error) {
 	rec, err := a.fetch(ctx, id)
 	if err != nil {
@@ -544,6 +575,10 @@ func (a *Authority) Rotate(ctx context.Context, ac Actor, id string, grace, ttl 
 		return nil, fmt.Errorf("%w: the token is %s", ErrInvalidState, rec.Status)
 	}
 	now := a.cfg.Now().UTC()
+	limit, err := a.extensionLimit(ctx, rec, now)
+	if err != nil {
+		return nil, err
+	}
 	if !now.Before(rec.ExpiresAt) {
 		return nil, fmt.Errorf("%w: the token has expired", ErrInvalidState)
 	}
@@ -559,7 +594,7 @@ func (a *Authority) Rotate(ctx context.Context, ac Actor, id string, grace, ttl 
 			return nil, fieldErr("ttl", "the token has no max_lifetime, so its expiry cannot be extended")
 		}
 		newExp = now.Add(ttl)
-		if limit := rec.CreatedAt.Add(rec.MaxLifetime); newExp.After(limit) {
+		if newExp.After(limit) {
 			newExp = limit
 		}
 		if !self && newExp.After(ac.Token.ExpiresAt) {

@@ -3,6 +3,7 @@ package policy
 import (
 	"errors"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -122,25 +123,35 @@ func TestConstraints(t *testing.T) {
 
 func TestWithinRules(t *testing.T) {
 	now := time.Now()
+	// the parent was created 10h ago with an 11h max lifetime: it ends in 3h
 	parent := &token.Record{ExpiresAt: now.Add(time.Hour), Kind: token.KindService, IdleTimeout: time.Hour,
+		MaxLifetime: 11 * time.Hour, NotAfter: now.Add(3 * time.Hour), SubjectPrefix: "team-a/",
 		CIDRs: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}, Purposes: []string{"TREAT"}, PatientID: "p1"}
-	ok := &token.Record{ExpiresAt: now.Add(time.Minute), Kind: token.KindUser, IdleTimeout: time.Minute,
+	ok := &token.Record{Subject: "team-a/lab", ExpiresAt: now.Add(time.Minute), Kind: token.KindUser, IdleTimeout: time.Minute,
+		MaxLifetime: 2 * time.Hour, NotAfter: now.Add(2 * time.Hour), SubjectPrefix: "team-a/lab/",
 		CIDRs: []netip.Prefix{netip.MustParsePrefix("10.2.0.0/16")}, Purposes: []string{"TREAT"}, PatientID: "p1"}
 	if err := Within(ok, parent); err != nil {
 		t.Fatalf("narrower child refused: %v", err)
 	}
 	for name, mut := range map[string]func(*token.Record){
-		"later_expiry":   func(r *token.Record) { r.ExpiresAt = now.Add(2 * time.Hour) },
-		"no_idle":        func(r *token.Record) { r.IdleTimeout = 0 },
-		"longer_idle":    func(r *token.Record) { r.IdleTimeout = 2 * time.Hour },
-		"ipv6_cidr":      func(r *token.Record) { r.CIDRs = []netip.Prefix{netip.MustParsePrefix("::/0")} },
-		"other_purpose":  func(r *token.Record) { r.Purposes = []string{"HPAYMT"} },
-		"other_patient":  func(r *token.Record) { r.PatientID = "p2" },
-		"no_patient":     func(r *token.Record) { r.PatientID = "" },
-		"admin_kind":     func(r *token.Record) { r.Kind = token.KindAdmin },
-		"break_glass":    func(r *token.Record) { r.BreakGlass = true },
-		"max_lifetime":   func(r *token.Record) { r.MaxLifetime = time.Hour },
-		"uses_unlimited": func(r *token.Record) {},
+		"later_expiry":  func(r *token.Record) { r.ExpiresAt = now.Add(2 * time.Hour) },
+		"no_idle":       func(r *token.Record) { r.IdleTimeout = 0 },
+		"longer_idle":   func(r *token.Record) { r.IdleTimeout = 2 * time.Hour },
+		"ipv6_cidr":     func(r *token.Record) { r.CIDRs = []netip.Prefix{netip.MustParsePrefix("::/0")} },
+		"other_purpose": func(r *token.Record) { r.Purposes = []string{"HPAYMT"} },
+		"other_patient": func(r *token.Record) { r.PatientID = "p2" },
+		"no_patient":    func(r *token.Record) { r.PatientID = "" },
+		"admin_kind":    func(r *token.Record) { r.Kind = token.KindAdmin },
+		"break_glass":   func(r *token.Record) { r.BreakGlass = true },
+		// a shorter max lifetime that still ends after the parent's end
+		"later_not_after": func(r *token.Record) { r.MaxLifetime = time.Hour; r.NotAfter = now.Add(4 * time.Hour) },
+		// no not_after: the expiry is the end, and it is after the parent's
+		"no_not_after_later_expiry": func(r *token.Record) { r.NotAfter = time.Time{}; r.ExpiresAt = now.Add(2 * time.Hour) },
+		"subject_outside_prefix":    func(r *token.Record) { r.Subject = "team-b/lab" },
+		"subject_prefix_of_prefix":  func(r *token.Record) { r.Subject = "team-a" },
+		"wider_subject_prefix":      func(r *token.Record) { r.SubjectPrefix = "team-" },
+		"no_subject_prefix":         func(r *token.Record) { r.SubjectPrefix = "" },
+		"uses_unlimited":            func(r *token.Record) {},
 		// a break-glass parent's scopes are emergency scopes
 		"not_break_glass": func(r *token.Record) {},
 	} {
@@ -207,4 +218,44 @@ func FuzzParseWindow(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestInvalidSubjectPrefixIsRefused(t *testing.T) {
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	valid := func() *token.Record {
+		return &token.Record{Subject: "team-a/lab", Kind: token.KindUser, ExpiresAt: now.Add(time.Hour), NotAfter: now.Add(time.Hour)}
+	}
+	for _, p := range []string{"", "team-a/", "svc:", "ü/", strings.Repeat("a", token.MaxSubject)} {
+		r := valid()
+		r.SubjectPrefix = p
+		if err := Validate(r); err != nil {
+			t.Errorf("prefix %q refused: %v", p, err)
+		}
+	}
+	for name, p := range map[string]string{
+		"too_long":           strings.Repeat("a", token.MaxSubject+1),
+		"control":            "team\x00a/",
+		"newline":            "team-a/\n",
+		"invalid_utf8":       "team-\xff/",
+		"leading_space":      " team-a/",
+		"trailing_space":     "team-a/ ",
+		"only_white":         "   ",
+		"tab_is_unprintable": "team\ta",
+	} {
+		r := valid()
+		r.SubjectPrefix = p
+		var fe *FieldError
+		if err := Validate(r); !errors.As(err, &fe) || fe.Field != "subject_prefix" {
+			t.Errorf("%s: got %v, want a FieldError on subject_prefix", name, err)
+		}
+	}
+}
+
+func TestExpiryAfterNotAfterIsRefused(t *testing.T) {
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	r := &token.Record{Subject: "s", Kind: token.KindUser, ExpiresAt: now.Add(time.Hour), NotAfter: now.Add(time.Hour - 1)}
+	var fe *FieldError
+	if err := Validate(r); !errors.As(err, &fe) || fe.Field != "expires_at" {
+		t.Fatalf("got %v, want a FieldError on expires_at", err)
+	}
 }

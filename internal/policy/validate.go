@@ -3,6 +3,7 @@ package policy
 import (
 	"fmt"
 	"net/netip"
+	"strings"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -30,6 +31,9 @@ func Validate(rec *token.Record) error {
 	if len(rec.Subject) > token.MaxSubject || !printable(rec.Subject) {
 		return fieldErr("subject", "at most %d printable characters", token.MaxSubject)
 	}
+	if err := ValidateSubjectPrefix(rec.SubjectPrefix); err != nil {
+		return err
+	}
 	if !rec.Kind.Valid() {
 		return fieldErr("kind", "%q: want user, service or admin", truncate(string(rec.Kind), 16))
 	}
@@ -44,6 +48,9 @@ func Validate(rec *token.Record) error {
 	}
 	if rec.MaxLifetime < 0 {
 		return fieldErr("max_lifetime", "must not be negative")
+	}
+	if !rec.NotAfter.IsZero() && rec.ExpiresAt.After(rec.NotAfter) {
+		return fieldErr("expires_at", "%s is after the token's not_after %s", rec.ExpiresAt.UTC().Format(time.RFC3339), rec.NotAfter.UTC().Format(time.RFC3339))
 	}
 	if rec.RemainingUses != nil && *rec.RemainingUses < 1 {
 		return fieldErr("max_uses", "at least 1")
@@ -99,6 +106,22 @@ func Validate(rec *token.Record) error {
 	return nil
 }
 
+// ValidateSubjectPrefix checks a subject_prefix constraint: empty (none),
+// or at most token.MaxSubject printable characters that do not start or end
+// with a space. The error is a *FieldError naming subject_prefix.
+func ValidateSubjectPrefix(p string) error {
+	if p == "" {
+		return nil
+	}
+	if len(p) > token.MaxSubject || !printable(p) {
+		return fieldErr("subject_prefix", "at most %d printable characters", token.MaxSubject)
+	}
+	if strings.TrimSpace(p) != p {
+		return fieldErr("subject_prefix", "must not start or end with white space")
+	}
+	return nil
+}
+
 func printable(s string) bool {
 	if !utf8.ValidString(s) {
 		return false
@@ -125,8 +148,10 @@ func fhirID(s string) bool {
 // parent's (attenuation). Scopes are checked by the scope package. The
 // error is a *FieldError naming the first field that is wider.
 //
-// Rules: child expires no later than parent; child's max lifetime is no
-// longer than parent's (zero means no extension by rotation); where the
+// Rules: child expires no later than parent, and its end (token.Record.End:
+// its not_after) is no later than parent's, compared as instants, never as
+// durations; where the parent has a subject prefix, the child's subject and
+// its own subject prefix start with it; where the
 // parent has an idle timeout, rate limit, use limit, CIDR list, hours,
 // purpose list, patient or purpose requirement, the child must have one at
 // least as strict; break-glass and the admin kind are only passed on by a
@@ -135,8 +160,16 @@ func Within(child, parent *token.Record) error {
 	if child.ExpiresAt.After(parent.ExpiresAt) {
 		return fieldErr("ttl", "expiry %s is after the issuing token's expiry %s", child.ExpiresAt.UTC().Format(time.RFC3339), parent.ExpiresAt.UTC().Format(time.RFC3339))
 	}
-	if child.MaxLifetime > parent.MaxLifetime {
-		return fieldErr("max_lifetime", "%s exceeds the issuing token's %s", child.MaxLifetime, parent.MaxLifetime)
+	if ce, pe := child.End(), parent.End(); ce.After(pe) {
+		return fieldErr("max_lifetime", "the token would live until %s, after the issuing token's not_after %s", ce.UTC().Format(time.RFC3339), pe.UTC().Format(time.RFC3339))
+	}
+	if p := parent.SubjectPrefix; p != "" {
+		if !strings.HasPrefix(child.Subject, p) {
+			return fieldErr("subject", "must start with %q, the issuing token's subject_prefix", p)
+		}
+		if !strings.HasPrefix(child.SubjectPrefix, p) {
+			return fieldErr("subject_prefix", "must start with %q, the issuing token's subject_prefix", p)
+		}
 	}
 	if parent.IdleTimeout > 0 && (child.IdleTimeout == 0 || child.IdleTimeout > parent.IdleTimeout) {
 		return fieldErr("idle_timeout", "must be set and at most %s (the issuing token's)", parent.IdleTimeout)

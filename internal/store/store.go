@@ -79,8 +79,9 @@ type Store interface {
 	// stored revision equals rec.Revision; the stored revision becomes
 	// rec.Revision+1 and is written back into rec. ErrNotFound if absent,
 	// ErrConflict if the revision is stale. RemainingUses and LastUsedAt are
-	// not changed by UpdateToken (see ReserveUses, TouchLastUsed); everything
-	// else is.
+	// not changed by UpdateToken (see ReserveUses, TouchLastUsed), nor is
+	// NotAfter, which is fixed when the token is created; everything else
+	// is.
 	UpdateToken(ctx context.Context, rec *token.Record) error
 
 	// SetStatus sets status, reason and StatusChangedAt=at on each listed

@@ -63,6 +63,11 @@ const (
 // Record is everything phigate knows about a token except its secret. A
 // Record held by the verification cache is shared and MUST be treated as
 // immutable; change a Clone.
+//
+// The Subject is an asserted name: whoever issued the token chose it, and
+// nothing checks it against an identity. CreatedBy (with the audit entry of
+// the creation) is the proof of who vouched for it; SubjectPrefix bounds
+// which names a delegated issuer may assert.
 type Record struct {
 	ID        string    `json:"id"`
 	Subject   string    `json:"subject"`
@@ -76,9 +81,15 @@ type Record struct {
 	// (attenuation); cascade revocation follows it.
 	ParentID  string    `json:"parent_id,omitempty"`
 	ExpiresAt time.Time `json:"expires_at"`
-	// MaxLifetime bounds how far rotation may push ExpiresAt, counted from
-	// CreatedAt. Zero means ExpiresAt never moves.
+	// MaxLifetime is how long, counted from CreatedAt, the issuer asked the
+	// token to be extendable by rotation. Zero means ExpiresAt never moves.
+	// It only serves to fix NotAfter at issue.
 	MaxLifetime time.Duration `json:"max_lifetime,omitempty"`
+	// NotAfter is the absolute end of the token, fixed at issue:
+	// CreatedAt+MaxLifetime (ExpiresAt without one), never later than the
+	// issuer's own NotAfter. ExpiresAt never passes it (no rotation or
+	// change moves it there) and nothing moves NotAfter. See End.
+	NotAfter time.Time `json:"not_after"`
 	// IdleTimeout: a token unused for this long stops working. Zero: none.
 	IdleTimeout time.Duration `json:"idle_timeout,omitempty"`
 	LastUsedAt  time.Time     `json:"last_used_at,omitempty"`
@@ -90,10 +101,14 @@ type Record struct {
 	Rate          *Rate          `json:"rate,omitempty"`
 	// Purposes lists the HL7 PurposeOfUse codes the token may be used for.
 	// When PurposeRequired is set a request must name one of them.
-	Purposes        []string          `json:"purposes,omitempty"`
-	PurposeRequired bool              `json:"purpose_required,omitempty"`
-	PatientID       string            `json:"patient_id,omitempty"`
-	BreakGlass      bool              `json:"break_glass,omitempty"`
+	Purposes        []string `json:"purposes,omitempty"`
+	PurposeRequired bool     `json:"purpose_required,omitempty"`
+	PatientID       string   `json:"patient_id,omitempty"`
+	BreakGlass      bool     `json:"break_glass,omitempty"`
+	// SubjectPrefix, when set, restricts the subjects of the tokens this
+	// one issues: each must start with it, and so must a child's own
+	// SubjectPrefix (a child without one inherits it).
+	SubjectPrefix   string            `json:"subject_prefix,omitempty"`
 	Status          Status            `json:"status"`
 	StatusReason    string            `json:"status_reason,omitempty"`
 	StatusChangedAt time.Time         `json:"status_changed_at,omitempty"`
@@ -102,6 +117,15 @@ type Record struct {
 	// Revision increases with every change; updates use it for optimistic
 	// concurrency.
 	Revision int64 `json:"revision"`
+}
+
+// End is the latest instant r's ExpiresAt may ever reach: NotAfter or,
+// when NotAfter is unset, ExpiresAt itself (no extension: fail closed).
+func (r *Record) End() time.Time {
+	if r.NotAfter.IsZero() {
+		return r.ExpiresAt
+	}
+	return r.NotAfter
 }
 
 // Clone returns a deep copy of r.

@@ -63,6 +63,7 @@ type attrs struct {
 	PurposeRequired bool              `json:"purpose_required,omitempty"`
 	PatientID       string            `json:"patient_id,omitempty"`
 	BreakGlass      bool              `json:"break_glass,omitempty"`
+	SubjectPrefix   string            `json:"subject_prefix,omitempty"`
 	Metadata        map[string]string `json:"metadata,omitempty"`
 }
 
@@ -84,7 +85,7 @@ type row struct {
 	id, subject, kind, status, statusReason string
 	parentID, createdBy                     any
 	statusChangedAt, createdAt, expiresAt   any
-	updatedAt, lastUsedAt                   any
+	updatedAt, lastUsedAt, notAfter         any
 	remainingUses                           any
 	maxLifetime, idleTimeout                int64
 	revision                                int64
@@ -139,6 +140,7 @@ func encodeRecord(rec *token.Record) (*row, error) {
 		{"expires_at", &r.expiresAt, rec.ExpiresAt},
 		{"updated_at", &r.updatedAt, rec.UpdatedAt},
 		{"last_used_at", &r.lastUsedAt, rec.LastUsedAt},
+		{"not_after", &r.notAfter, rec.NotAfter},
 	} {
 		v, err := encTime(f.t)
 		if err != nil {
@@ -153,6 +155,7 @@ func encodeRecord(rec *token.Record) (*row, error) {
 		PurposeRequired: rec.PurposeRequired,
 		PatientID:       rec.PatientID,
 		BreakGlass:      rec.BreakGlass,
+		SubjectPrefix:   rec.SubjectPrefix,
 		Metadata:        rec.Metadata,
 	}
 	if h := rec.Hours; h != nil {
@@ -172,7 +175,7 @@ func encodeRecord(rec *token.Record) (*row, error) {
 // tokenCols are the columns scanRecord reads, in its order.
 const tokenCols = `t.id, t.subject, t.kind, t.status, t.status_reason, t.status_changed_at,
 	t.parent_id, t.created_by, t.created_at, t.expires_at, t.updated_at, t.last_used_at,
-	t.remaining_uses, t.max_lifetime, t.idle_timeout, t.revision, t.attrs`
+	t.remaining_uses, t.max_lifetime, t.idle_timeout, t.revision, t.attrs, t.not_after`
 
 // recordScan holds the scan destinations of one token row.
 type recordScan struct {
@@ -182,6 +185,7 @@ type recordScan struct {
 	updatedAt, lastUsedAt, remainingUses    sql.NullInt64
 	maxLifetime, idleTimeout, revision      int64
 	attrs                                   []byte
+	notAfter                                sql.NullInt64
 	pepperVersion                           int64
 	secretCreatedAt, secretNotAfter         sql.NullInt64
 }
@@ -191,7 +195,7 @@ func (s *recordScan) dest() []any {
 	return []any{
 		&s.id, &s.subject, &s.kind, &s.status, &s.statusReason, &s.statusChangedAt,
 		&s.parentID, &s.createdBy, &s.createdAt, &s.expiresAt, &s.updatedAt, &s.lastUsedAt,
-		&s.remainingUses, &s.maxLifetime, &s.idleTimeout, &s.revision, &s.attrs,
+		&s.remainingUses, &s.maxLifetime, &s.idleTimeout, &s.revision, &s.attrs, &s.notAfter,
 	}
 }
 
@@ -211,6 +215,7 @@ func (s *recordScan) record() (*token.Record, error) {
 		ParentID:        s.parentID.String,
 		ExpiresAt:       decTime(s.expiresAt),
 		MaxLifetime:     time.Duration(s.maxLifetime),
+		NotAfter:        decTime(s.notAfter),
 		IdleTimeout:     time.Duration(s.idleTimeout),
 		LastUsedAt:      decTime(s.lastUsedAt),
 		CIDRs:           a.CIDRs,
@@ -218,6 +223,7 @@ func (s *recordScan) record() (*token.Record, error) {
 		PurposeRequired: a.PurposeRequired,
 		PatientID:       a.PatientID,
 		BreakGlass:      a.BreakGlass,
+		SubjectPrefix:   a.SubjectPrefix,
 		Status:          token.Status(s.status),
 		StatusReason:    s.statusReason,
 		StatusChangedAt: decTime(s.statusChangedAt),

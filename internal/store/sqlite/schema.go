@@ -61,6 +61,39 @@ CREATE TABLE meta (
     value BLOB NOT NULL
 ) STRICT;
 `,
+	// 2: tokens.not_after, the absolute end of a token (token.Record.NotAfter).
+	//
+	// An existing token's own bound is created_at + max_lifetime, or its
+	// expires_at when it has no max lifetime; its not_after is the earliest
+	// own bound up its parent chain (at most 64 issuers up, so that a cycle
+	// of parent ids ends), so that no token outlives its issuer. An expiry
+	// already past that (a token that had outlived its issuer) is brought
+	// back to it. The sum saturates instead of overflowing.
+	`
+ALTER TABLE tokens ADD COLUMN not_after INTEGER;
+
+CREATE TEMP TABLE token_bounds (
+    id        TEXT    NOT NULL PRIMARY KEY,
+    not_after INTEGER
+) STRICT, WITHOUT ROWID;
+INSERT INTO token_bounds (id, not_after)
+WITH RECURSIVE up (id, anc, depth) AS (
+    SELECT id, id, 0 FROM tokens
+    UNION
+    SELECT up.id, t.parent_id, up.depth + 1
+    FROM up JOIN tokens t ON t.id = up.anc
+    WHERE t.parent_id IS NOT NULL AND up.depth < 64
+)
+SELECT up.id, MIN(CASE
+        WHEN a.max_lifetime <= 0 THEN a.expires_at
+        WHEN a.created_at > 9223372036854775807 - a.max_lifetime THEN 9223372036854775807
+        ELSE a.created_at + a.max_lifetime END)
+FROM up JOIN tokens a ON a.id = up.anc
+GROUP BY up.id;
+UPDATE tokens SET not_after = (SELECT b.not_after FROM token_bounds b WHERE b.id = tokens.id);
+UPDATE tokens SET expires_at = not_after WHERE expires_at > not_after;
+DROP TABLE temp.token_bounds;
+`,
 }
 
 // SchemaVersion is the schema version this code writes and understands.

@@ -647,3 +647,74 @@ func TestFailedWALSyncFailsTheWriteAndTheStore(t *testing.T) {
 		t.Fatal("the store accepted a change after a failed WAL sync")
 	}
 }
+
+// TestMigrationBoundsEveryTokenByItsIssuersNotAfter opens a version 1
+// database and checks that migration 2 gives each token the not_after it
+// would have been issued with: its own bound (created_at+max_lifetime, or
+// expires_at), never after an issuer's, up the chain, cycles included; and
+// that an expiry past it is brought back to it.
+func TestMigrationBoundsEveryTokenByItsIssuersNotAfter(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "phigate.db")
+	raw, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	for _, q := range []string{createMigrationsTable, migrations[0], "INSERT INTO schema_migrations (version, applied_at) VALUES (1, 0)"} {
+		if _, err := raw.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t0 := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	at := func(d time.Duration) time.Time { return t0.Add(d) }
+	type row struct {
+		id, parent           string
+		created, expires     time.Time
+		maxLifetime          time.Duration
+		wantNotAfter, wantEx time.Time
+	}
+	id := func(n byte) string { return "tok_" + strings.Repeat(string('A'+n), 22) }
+	rows := []row{
+		// a root with a long max lifetime: its own bound
+		{id(0), "", at(0), at(time.Hour), 720 * time.Hour, at(720 * time.Hour), at(time.Hour)},
+		// its child, created later with the same max lifetime: the root's end
+		{id(1), id(0), at(10 * time.Hour), at(11 * time.Hour), 720 * time.Hour, at(720 * time.Hour), at(11 * time.Hour)},
+		// a grandchild without a max lifetime: its expiry
+		{id(2), id(1), at(20 * time.Hour), at(20*time.Hour + 15*time.Minute), 0, at(20*time.Hour + 15*time.Minute), at(20*time.Hour + 15*time.Minute)},
+		// a parent that cannot be extended, and a child that outlived it
+		{id(3), "", at(0), at(time.Hour), 0, at(time.Hour), at(time.Hour)},
+		{id(4), id(3), at(30 * time.Minute), at(5 * time.Hour), 24 * time.Hour, at(time.Hour), at(time.Hour)},
+		// a cycle of parent ids: both get the earlier bound
+		{id(5), id(6), at(0), at(time.Hour), 2 * time.Hour, at(2 * time.Hour), at(time.Hour)},
+		{id(6), id(5), at(0), at(time.Hour), 3 * time.Hour, at(2 * time.Hour), at(time.Hour)},
+		// a max lifetime whose sum would overflow
+		{id(7), "", at(0), at(time.Hour), time.Duration(1<<63 - 1), time.Unix(0, 1<<63-1).UTC(), at(time.Hour)},
+	}
+	for _, r := range rows {
+		var parent any
+		if r.parent != "" {
+			parent = r.parent
+		}
+		if _, err := raw.Exec(`INSERT INTO tokens (id, subject, kind, status, parent_id, created_at, expires_at, max_lifetime, revision)
+			VALUES (?, 'user:x', 'user', 'active', ?, ?, ?, ?, 1)`, r.id, parent, r.created.UnixNano(), r.expires.UnixNano(), int64(r.maxLifetime)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	raw.Close()
+
+	s, err := Open(t.Context(), path, Options{})
+	if err != nil {
+		t.Fatalf("Open (migrating): %v", err)
+	}
+	defer s.Close()
+	for i, r := range rows {
+		got, err := s.Token(t.Context(), r.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !got.NotAfter.Equal(r.wantNotAfter) || !got.ExpiresAt.Equal(r.wantEx) {
+			t.Errorf("row %d: not_after %s, expires_at %s; want %s, %s", i,
+				got.NotAfter.Format(time.RFC3339), got.ExpiresAt.Format(time.RFC3339), r.wantNotAfter.Format(time.RFC3339), r.wantEx.Format(time.RFC3339))
+		}
+	}
+}

@@ -46,11 +46,11 @@ func (s *Store) CreateToken(ctx context.Context, rec *token.Record, sec token.Se
 	return s.write(ctx, name, func(tx *wtx) error {
 		_, err := tx.exec(`INSERT INTO tokens (id, subject, kind, status, status_reason, status_changed_at,
 			parent_id, created_by, created_at, expires_at, updated_at, last_used_at,
-			remaining_uses, max_lifetime, idle_timeout, revision, attrs)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			remaining_uses, max_lifetime, idle_timeout, revision, attrs, not_after)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			r.id, r.subject, r.kind, r.status, r.statusReason, r.statusChangedAt,
 			r.parentID, r.createdBy, r.createdAt, r.expiresAt, r.updatedAt, r.lastUsedAt,
-			r.remainingUses, r.maxLifetime, r.idleTimeout, r.revision, r.attrs)
+			r.remainingUses, r.maxLifetime, r.idleTimeout, r.revision, r.attrs, r.notAfter)
 		if isUniqueViolation(err) {
 			return fmt.Errorf("id exists: %w", store.ErrConflict)
 		}
@@ -188,7 +188,8 @@ func (s *Store) UpdateToken(ctx context.Context, rec *token.Record) error {
 	}
 	err = s.write(ctx, name, func(tx *wtx) error {
 		// remaining_uses and last_used_at are left alone: they belong to
-		// ReserveUses/ReleaseUses and TouchLastUsed.
+		// ReserveUses/ReleaseUses and TouchLastUsed; not_after is fixed at
+		// creation.
 		res, err := tx.exec(`UPDATE tokens SET subject = ?, kind = ?, status = ?, status_reason = ?,
 			status_changed_at = ?, parent_id = ?, created_by = ?, created_at = ?, expires_at = ?,
 			updated_at = ?, max_lifetime = ?, idle_timeout = ?, attrs = ?, revision = revision + 1

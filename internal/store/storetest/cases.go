@@ -24,7 +24,7 @@ var cases = []testCase{
 	{"CreateWithTakenSecretConflictsAndWritesNothing", testCreateWithTakenSecretConflicts},
 	{"UnknownIsNotFound", testUnknownIsNotFound},
 	{"InvalidArgumentsAreRefused", testInvalidArgumentsAreRefused},
-	{"UpdateReplacesAllButUsesAndLastUsed", testUpdateReplacesAllButUsesAndLastUsed},
+	{"UpdateReplacesAllButUsesLastUsedAndNotAfter", testUpdateReplacesAllButUsesAndLastUsed},
 	{"UpdateWithStaleRevisionConflictsAndChangesNothing", testUpdateWithStaleRevisionConflicts},
 	{"ConcurrentUpdatesOfOneRevisionHaveOneWinner", testConcurrentUpdatesHaveOneWinner},
 	{"SetStatusChangesOnlyWhatDiffers", testSetStatusChangesOnlyWhatDiffers},
@@ -66,6 +66,7 @@ func testRoundTripKeepsEveryField(e *env) {
 		r.ParentID = parent.ID
 		r.ExpiresAt = base.Add(90*time.Minute + 123)
 		r.MaxLifetime = 30*24*time.Hour + 1
+		r.NotAfter = base.Add(20*24*time.Hour + 77)
 		r.IdleTimeout = 10*time.Minute + 7
 		r.LastUsedAt = base.Add(time.Second + 999)
 		r.RemainingUses = ptr(int64(42))
@@ -82,6 +83,7 @@ func testRoundTripKeepsEveryField(e *env) {
 		r.PurposeRequired = true
 		r.PatientID = "Patient/123"
 		r.BreakGlass = true
+		r.SubjectPrefix = "service:lab-"
 		r.Status = token.StatusSuspended
 		r.StatusReason = "monitor: new source address"
 		r.StatusChangedAt = base.Add(3*time.Second + 1001)
@@ -335,9 +337,11 @@ func testInvalidArgumentsAreRefused(e *env) {
 func testUpdateReplacesAllButUsesAndLastUsed(e *env) {
 	parent, _ := e.newToken()
 	lastUsed := base.Add(time.Minute)
+	notAfter := base.Add(72 * time.Hour)
 	rec, sec := e.newToken(func(r *token.Record) {
 		r.RemainingUses = ptr(int64(10))
 		r.LastUsedAt = lastUsed
+		r.NotAfter = notAfter
 		r.Revision = 4
 	})
 	if n, err := e.s.ReserveUses(e.ctx, rec.ID, 3); err != nil || n != 3 {
@@ -361,14 +365,16 @@ func testUpdateReplacesAllButUsesAndLastUsed(e *env) {
 	upd.PurposeRequired = true
 	upd.PatientID = "Patient/9"
 	upd.BreakGlass = true
+	upd.SubjectPrefix = "user:bob/"
 	upd.Status = token.StatusSuspended
 	upd.StatusReason = "manual"
 	upd.StatusChangedAt = base.Add(2 * time.Hour)
 	upd.Metadata = map[string]string{"a": "b"}
 	upd.UpdatedAt = base.Add(2*time.Hour + 1)
-	// Neither of these is UpdateToken's to change.
+	// None of these is UpdateToken's to change.
 	upd.RemainingUses = ptr(int64(1000))
 	upd.LastUsedAt = base.Add(24 * time.Hour)
+	upd.NotAfter = base.Add(1000 * time.Hour) // fixed at creation
 
 	if err := e.s.UpdateToken(e.ctx, upd); err != nil {
 		e.t.Fatalf("UpdateToken: %v", err)
@@ -379,6 +385,7 @@ func testUpdateReplacesAllButUsesAndLastUsed(e *env) {
 	want := upd.Clone()
 	want.RemainingUses = ptr(int64(7))
 	want.LastUsedAt = lastUsed
+	want.NotAfter = notAfter
 	e.checkRecord("after update", e.get(rec.ID), want)
 	got, _, err := e.s.TokenBySecret(e.ctx, sec.Hash)
 	if err != nil {
@@ -394,12 +401,15 @@ func testUpdateReplacesAllButUsesAndLastUsed(e *env) {
 	clr.StatusChangedAt = time.Time{}
 	clr.RemainingUses = nil
 	clr.LastUsedAt = time.Time{}
+	clr.NotAfter = time.Time{}
+	clr.SubjectPrefix = ""
 	if err := e.s.UpdateToken(e.ctx, clr); err != nil {
 		e.t.Fatalf("UpdateToken(clear): %v", err)
 	}
 	want = clr.Clone()
 	want.RemainingUses = ptr(int64(7))
 	want.LastUsedAt = lastUsed
+	want.NotAfter = notAfter
 	e.checkRecord("after clearing update", e.get(rec.ID), want)
 }
 

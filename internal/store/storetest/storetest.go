@@ -139,6 +139,7 @@ func (f *fixtures) record(mods ...func(*token.Record)) *token.Record {
 		Scopes:    []string{"patient/Observation.rs"},
 		CreatedAt: base,
 		ExpiresAt: base.Add(15 * time.Minute),
+		NotAfter:  base.Add(15 * time.Minute),
 		Status:    token.StatusActive,
 		UpdatedAt: base,
 		Revision:  1,
