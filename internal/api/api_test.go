@@ -418,7 +418,8 @@ func TestHealthAndReady(t *testing.T) {
 func FuzzCreateBody(f *testing.F) {
 	e := newEnv(f)
 	for _, s := range []string{`{}`, `{"subject":"a","scopes":["billing:read"]}`, `{"subject":"a","scopes":["patient/*.rs"],"hours":{"start":"22:00","end":"06:00","tz":"UTC"}}`,
-		`{"subject":"a","scopes":["billing:read"],"rate":{"per_second":1e308,"burst":-1}}`, `[`, `null`, `{"metadata":{"":""}}`} {
+		`{"subject":"a","scopes":["billing:read"],"rate":{"per_second":1e308,"burst":-1}}`, `[`, `null`, `{"metadata":{"":""}}`,
+		`{"subject":"a/b","scopes":["billing:read"],"subject_prefix":"a/","max_lifetime":"2h"}`, `{"subject":"a","scopes":["billing:read"],"subject_prefix":" \u0000"}`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
@@ -439,7 +440,8 @@ func FuzzCreateBody(f *testing.F) {
 func FuzzUpdateBody(f *testing.F) {
 	e := newEnv(f)
 	it := e.create(client.CreateTokenRequest{Subject: "s", Scopes: []string{"billing:read"}})
-	for _, s := range []string{`{}`, `{"scopes":["billing:*"]}`, `{"clear":["hours","rate"]}`, `{"ttl":"1m","cidrs":["::1"]}`, `{"expires_at":"2000-01-01T00:00:00Z"}`} {
+	for _, s := range []string{`{}`, `{"scopes":["billing:*"]}`, `{"clear":["hours","rate"]}`, `{"ttl":"1m","cidrs":["::1"]}`, `{"expires_at":"2000-01-01T00:00:00Z"}`,
+		`{"subject_prefix":"s/"}`, `{"subject_prefix":""}`, `{"expires_at":"2200-01-01T00:00:00Z"}`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {

@@ -21,6 +21,14 @@
 //     a body that is not application/json (form for introspection and
 //     revocation) with 415, unknown JSON fields with 400 naming the field.
 //
+//   - A token's lifetime and subjects are bounded (see package authority):
+//     every view carries its not_after; a rotation or PATCH never moves the
+//     expiry past it (PATCH: 400 on expires_at); rotating a token whose
+//     issuer is revoked answers 409 issuer_revoked, and one whose not_after
+//     has passed 409 lifetime_ended. A subject_prefix that is not valid is
+//     a 400 naming it; a subject or prefix outside the caller's is 403
+//     attenuation; PATCH may only narrow a prefix (400 otherwise).
+//
 //   - Every change is recorded in the audit log before it is made (by the
 //     authority's Recorder); every refused request is recorded too
 //     (Options.Record). A change that cannot be recorded is refused with

@@ -70,6 +70,10 @@ func fromDomain(err error) *apiError {
 		return &apiError{status: http.StatusNotFound, code: "not_found", msg: "no such token"}
 	case errors.Is(err, authority.ErrConflict):
 		return &apiError{status: http.StatusConflict, code: "conflict", msg: "the token changed meanwhile; fetch it and try again"}
+	case errors.Is(err, authority.ErrLifetimeEnded):
+		return &apiError{status: http.StatusConflict, code: "lifetime_ended", msg: strings.TrimPrefix(err.Error(), "authority: ")}
+	case errors.Is(err, authority.ErrIssuerRevoked):
+		return &apiError{status: http.StatusConflict, code: "issuer_revoked", msg: strings.TrimPrefix(err.Error(), "authority: ")}
 	case errors.Is(err, authority.ErrInvalidState):
 		return &apiError{status: http.StatusConflict, code: "invalid_state", msg: strings.TrimPrefix(err.Error(), "authority: ")}
 	case errors.Is(err, authority.ErrAuditUnavailable):

@@ -22,9 +22,9 @@ func view(rec *token.Record) client.Token {
 	t := client.Token{
 		ID: rec.ID, Subject: rec.Subject, Kind: string(rec.Kind), Scopes: rec.Scopes, Status: string(rec.Status),
 		StatusReason: rec.StatusReason, CreatedAt: rec.CreatedAt, CreatedBy: rec.CreatedBy, ParentID: rec.ParentID,
-		ExpiresAt: rec.ExpiresAt, RemainingUses: rec.RemainingUses, Purposes: rec.Purposes,
+		ExpiresAt: rec.ExpiresAt, NotAfter: rec.NotAfter, RemainingUses: rec.RemainingUses, Purposes: rec.Purposes,
 		PurposeRequired: rec.PurposeRequired, PatientID: rec.PatientID, BreakGlass: rec.BreakGlass,
-		Metadata: rec.Metadata, UpdatedAt: rec.UpdatedAt, Revision: rec.Revision,
+		SubjectPrefix: rec.SubjectPrefix, Metadata: rec.Metadata, UpdatedAt: rec.UpdatedAt, Revision: rec.Revision,
 	}
 	if rec.MaxLifetime > 0 {
 		t.MaxLifetime = rec.MaxLifetime.String()
@@ -110,7 +110,7 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request, ac authorit
 	spec := authority.Spec{
 		Subject: req.Subject, Kind: token.Kind(req.Kind), Scopes: req.Scopes, MaxUses: req.MaxUses,
 		Hours: hours(req.Hours), Rate: rate(req.Rate), Purposes: req.Purposes, PurposeRequired: req.PurposeRequired,
-		PatientID: req.PatientID, BreakGlass: req.BreakGlass, Metadata: req.Metadata,
+		PatientID: req.PatientID, BreakGlass: req.BreakGlass, SubjectPrefix: req.SubjectPrefix, Metadata: req.Metadata,
 	}
 	var e *apiError
 	if spec.TTL, e = parseDuration("ttl", req.TTL); e != nil {
@@ -286,6 +286,9 @@ func (s *Server) updateToken(w http.ResponseWriter, r *http.Request, ac authorit
 		}
 		if req.BreakGlass != nil {
 			rec.BreakGlass = *req.BreakGlass
+		}
+		if req.SubjectPrefix != nil {
+			rec.SubjectPrefix = *req.SubjectPrefix
 		}
 		if req.Metadata != nil {
 			rec.Metadata = *req.Metadata

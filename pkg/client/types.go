@@ -6,6 +6,11 @@ import "time"
 // strings ("15m", "1h30m"); times as RFC 3339 with nanoseconds, UTC.
 
 // Token is the public view of a token record. It never carries the secret.
+// NotAfter is the token's absolute end, fixed at issue: no rotation or
+// change moves the expiry past it (zero from a server that predates it).
+// SubjectPrefix, when set, is what the subject of every token this one
+// issues must start with; the subject is a name the issuer asserted, and
+// CreatedBy is who asserted it.
 type Token struct {
 	ID              string            `json:"id"`
 	Subject         string            `json:"subject"`
@@ -18,6 +23,7 @@ type Token struct {
 	ParentID        string            `json:"parent_id,omitempty"`
 	ExpiresAt       time.Time         `json:"expires_at"`
 	MaxLifetime     string            `json:"max_lifetime,omitempty"`
+	NotAfter        time.Time         `json:"not_after,omitzero"`
 	IdleTimeout     string            `json:"idle_timeout,omitempty"`
 	LastUsedAt      *time.Time        `json:"last_used_at,omitempty"`
 	RemainingUses   *int64            `json:"remaining_uses,omitempty"`
@@ -28,6 +34,7 @@ type Token struct {
 	PurposeRequired bool              `json:"purpose_required,omitempty"`
 	PatientID       string            `json:"patient_id,omitempty"`
 	BreakGlass      bool              `json:"break_glass,omitempty"`
+	SubjectPrefix   string            `json:"subject_prefix,omitempty"`
 	Metadata        map[string]string `json:"metadata,omitempty"`
 	UpdatedAt       time.Time         `json:"updated_at"`
 	Revision        int64             `json:"revision"`
@@ -50,7 +57,8 @@ type Rate struct {
 }
 
 // CreateTokenRequest is the body of POST /v1/tokens. Only Subject and Scopes
-// are required; TTL defaults to the server's default TTL.
+// are required; TTL defaults to the server's default TTL. An empty
+// SubjectPrefix inherits the caller's.
 type CreateTokenRequest struct {
 	Subject         string            `json:"subject"`
 	Kind            string            `json:"kind,omitempty"`
@@ -66,6 +74,7 @@ type CreateTokenRequest struct {
 	PurposeRequired bool              `json:"purpose_required,omitempty"`
 	PatientID       string            `json:"patient_id,omitempty"`
 	BreakGlass      bool              `json:"break_glass,omitempty"`
+	SubjectPrefix   string            `json:"subject_prefix,omitempty"`
 	Metadata        map[string]string `json:"metadata,omitempty"`
 }
 
@@ -83,7 +92,9 @@ type IssuedToken struct {
 // null) field is left alone; Clear names constraints to remove. Revision,
 // when not zero, makes the update conditional (409 if the token changed
 // meanwhile). Every change must stay within the caller's own scopes and
-// constraints (attenuation).
+// constraints (attenuation). SubjectPrefix can only be narrowed (the new
+// prefix starts with the current one), and the expiry never moves past the
+// token's NotAfter.
 type UpdateTokenRequest struct {
 	Scopes          *[]string          `json:"scopes,omitempty"`
 	ExpiresAt       *time.Time         `json:"expires_at,omitempty"`
@@ -97,6 +108,7 @@ type UpdateTokenRequest struct {
 	PurposeRequired *bool              `json:"purpose_required,omitempty"`
 	PatientID       *string            `json:"patient_id,omitempty"`
 	BreakGlass      *bool              `json:"break_glass,omitempty"`
+	SubjectPrefix   *string            `json:"subject_prefix,omitempty"`
 	Metadata        *map[string]string `json:"metadata,omitempty"`
 	Revision        int64              `json:"revision,omitempty"`
 	// Clear lists constraints to remove: "idle_timeout", "max_uses",
@@ -109,8 +121,8 @@ type UpdateTokenRequest struct {
 type RotateRequest struct {
 	// Grace is how long the previous secret keeps working (default 0).
 	Grace string `json:"grace,omitempty"`
-	// TTL, when set, moves the expiry to now+TTL, within the token's
-	// max lifetime.
+	// TTL, when set, moves the expiry to now+TTL, capped at the token's
+	// not_after (and its issuers').
 	TTL string `json:"ttl,omitempty"`
 }
 
