@@ -284,9 +284,10 @@ func (n *node) bootstrap(ctx context.Context, cfg *config.Config, again bool, lo
 	return secret, rec, nil
 }
 
-// BootstrapMaxLifetime bounds how far the bootstrap admin token can be
-// extended by rotating itself, and so the max_lifetime of what it issues.
-const BootstrapMaxLifetime = 30 * 24 * time.Hour
+// BootstrapMaxLifetime is the bootstrap admin token's max lifetime: none,
+// so that it really ends after tokens.bootstrap_ttl (it cannot renew
+// itself), and so does everything it issues (no token outlives its issuer).
+const BootstrapMaxLifetime = 0
 
 // InitOptions configure Init.
 type InitOptions struct {
