@@ -121,8 +121,8 @@ func jsonBodyEqual(t *testing.T, got []byte, want string) {
 }
 
 const tokenJSON = `{"id":"tok_abc","subject":"alice","kind":"user","scopes":["patient/Observation.rs"],"status":"active",
-"created_at":"2026-01-02T03:04:05Z","expires_at":"2026-01-02T03:19:05Z","updated_at":"2026-01-02T03:04:05Z","revision":3,
-"rate":{"per_second":10,"burst":20},"hours":{"start":"07:00","end":"19:00","tz":"America/New_York","days":["Mon","Tue"]},
+"created_at":"2026-01-02T03:04:05Z","expires_at":"2026-01-02T03:19:05Z","not_after":"2026-01-02T05:04:05Z","updated_at":"2026-01-02T03:04:05Z","revision":3,
+"subject_prefix":"team-a/","rate":{"per_second":10,"burst":20},"hours":{"start":"07:00","end":"19:00","tz":"America/New_York","days":["Mon","Tue"]},
 "metadata":{"team":"lab","evil":"\u001b[2Jx"}}`
 
 const issuedJSON = `{"id":"tok_new","subject":"alice","kind":"user","scopes":["patient/Observation.rs"],"status":"active",
@@ -182,6 +182,12 @@ func TestCommandsSendTheRightRequest(t *testing.T) {
 				"metadata":{"team":"lab","ticket":"A=1"}}`,
 		},
 		{
+			name:   "create with a subject prefix",
+			args:   []string{"token", "create", "--subject", "team-a-admin", "--scope", "admin:tokens", "--subject-prefix", "team-a/"},
+			method: "POST", path: "/v1/tokens",
+			body: `{"subject":"team-a-admin","scopes":["admin:tokens"],"subject_prefix":"team-a/"}`,
+		},
+		{
 			name:   "create rate default burst",
 			args:   []string{"token", "create", "--subject", "a", "--scope", "s", "--rate", "3600/h"},
 			method: "POST", path: "/v1/tokens",
@@ -201,7 +207,7 @@ func TestCommandsSendTheRightRequest(t *testing.T) {
 			name: "show", args: []string{"token", "show", "tok_abc"},
 			method: "GET", path: "/v1/tokens/tok_abc", body: "-",
 			stdout: []string{"id:", "tok_abc", "subject:", "alice", "rate:", "10/s burst 20", "hours:", "07:00-19:00 America/New_York Mon,Tue",
-				`evil="\x1b[2Jx"`, "team=lab", "revision:", "3"},
+				`evil="\x1b[2Jx"`, "team=lab", "revision:", "3", "not_after:", "2026-01-02T05:04:05Z", "subject_prefix:", "team-a/"},
 			noStdout: []string{"\x1b"},
 		},
 		{
@@ -216,6 +222,12 @@ func TestCommandsSendTheRightRequest(t *testing.T) {
 			method: "PATCH", path: "/v1/tokens/tok_abc",
 			body:   `{"scopes":["patient/Observation.r"],"rate":{"per_second":5,"burst":5},"purpose_required":false,"clear":["cidrs","metadata"],"revision":3}`,
 			stdout: []string{"id:", "tok_abc"},
+		},
+		{
+			name:   "update narrows the subject prefix",
+			args:   []string{"token", "update", "tok_abc", "--subject-prefix", "team-a/lab/"},
+			method: "PATCH", path: "/v1/tokens/tok_abc",
+			body: `{"subject_prefix":"team-a/lab/"}`,
 		},
 		{
 			name:   "update hours and meta",
@@ -393,6 +405,8 @@ func TestUsageErrorsExit2WithoutRequest(t *testing.T) {
 		{"bad rate", []string{"token", "create", "--subject", "a", "--scope", "s", "--rate", "10/d"}, `--rate "10/d"`},
 		{"rate zero", []string{"token", "create", "--subject", "a", "--scope", "s", "--rate", "0/s"}, "--rate"},
 		{"burst without rate", []string{"token", "create", "--subject", "a", "--scope", "s", "--burst", "3"}, "--burst qualifies --rate"},
+		{"empty subject prefix", []string{"token", "create", "--subject", "a", "--scope", "s", "--subject-prefix", " "}, "--subject-prefix: give the prefix"},
+		{"clearing the subject prefix", []string{"token", "update", "tok_abc", "--subject-prefix", ""}, "--subject-prefix: give the prefix"},
 		{"bad hours", []string{"token", "create", "--subject", "a", "--scope", "s", "--hours", "25:00-26:00", "--tz", "UTC"}, `--hours "25:00-26:00"`},
 		{"hours without tz", []string{"token", "create", "--subject", "a", "--scope", "s", "--hours", "07:00-19:00"}, "--hours needs --tz"},
 		{"bad tz", []string{"token", "create", "--subject", "a", "--scope", "s", "--hours", "07:00-19:00", "--tz", "Mars/Olympus"}, `--tz "Mars/Olympus"`},

@@ -31,6 +31,7 @@ type constraintFlags struct {
 	kind            string // create only
 	patient         string
 	breakGlass      bool
+	subjectPrefix   string
 	meta            []string
 }
 
@@ -50,9 +51,10 @@ func addConstraintFlags(fs *pflag.FlagSet, create bool) *constraintFlags {
 	fs.BoolVar(&f.purposeRequired, "purpose-required", false, "every request must state a purpose of use")
 	fs.StringVar(&f.patient, "patient", "", "restrict the token to one patient's compartment")
 	fs.BoolVar(&f.breakGlass, "break-glass", false, "the token may be used for break-glass access")
+	fs.StringVar(&f.subjectPrefix, "subject-prefix", "", "the token may only issue tokens whose subject starts with this, e.g. team-a/ (update: narrow only)")
 	fs.StringArrayVar(&f.meta, "meta", nil, "metadata key=value (repeatable)")
 	if create {
-		fs.StringVar(&f.maxLifetime, "max-lifetime", "", "longest the token may live, rotations included, e.g. 720h")
+		fs.StringVar(&f.maxLifetime, "max-lifetime", "", "longest the token may live, rotations included, e.g. 720h (never past its issuer's end)")
 		fs.StringVar(&f.kind, "kind", "", "kind of token: user, service or admin")
 	}
 	return f
@@ -122,6 +124,9 @@ func (f *constraintFlags) common() (common, error) {
 			return c, fmt.Errorf("--kind %s: want user, service or admin", quote(f.kind))
 		}
 	}
+	if f.set("subject-prefix") && strings.TrimSpace(f.subjectPrefix) == "" {
+		return c, errors.New("--subject-prefix: give the prefix the subjects must start with, e.g. team-a/")
+	}
 	if f.set("meta") {
 		m, err := parseMeta(f.meta)
 		if err != nil {
@@ -158,6 +163,7 @@ func (f *constraintFlags) createRequest(subject string) (client.CreateTokenReque
 		PurposeRequired: f.purposeRequired,
 		PatientID:       f.patient,
 		BreakGlass:      f.breakGlass,
+		SubjectPrefix:   f.subjectPrefix,
 	}
 	if f.set("max-uses") {
 		n := f.maxUses
@@ -244,6 +250,10 @@ func (f *constraintFlags) updateRequest(clear []string, revision int64, expiresA
 	if mark("break-glass") {
 		v := f.breakGlass
 		req.BreakGlass = &v
+	}
+	if mark("subject-prefix") {
+		v := f.subjectPrefix
+		req.SubjectPrefix = &v
 	}
 	if mark("meta") {
 		m := c.metadata

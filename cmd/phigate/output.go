@@ -67,6 +67,7 @@ func tokenRows(t *client.Token) []kv {
 		{"parent_id", safe(t.ParentID)},
 		{"expires_at", fmtTime(t.ExpiresAt)},
 		{"max_lifetime", safe(t.MaxLifetime)},
+		{"not_after", fmtTime(t.NotAfter)},
 		{"idle_timeout", safe(t.IdleTimeout)},
 	}
 	if t.LastUsedAt != nil {
@@ -91,6 +92,7 @@ func tokenRows(t *client.Token) []kv {
 		kv{"purpose_required", yes(t.PurposeRequired)},
 		kv{"patient_id", safe(t.PatientID)},
 		kv{"break_glass", yes(t.BreakGlass)},
+		kv{"subject_prefix", safe(t.SubjectPrefix)},
 		kv{"metadata", formatMeta(t.Metadata)},
 		kv{"updated_at", fmtTime(t.UpdatedAt)},
 		kv{"revision", strconv.FormatInt(t.Revision, 10)},
@@ -108,6 +110,7 @@ func printIssued(w io.Writer, verb string, it *client.IssuedToken) error {
 		{"subject", safe(it.Subject)},
 		{"scopes", joinSafe(it.Scopes, " ")},
 		{"expires_at", fmtTime(it.ExpiresAt)},
+		{"not_after", fmtTime(it.NotAfter)},
 	}
 	if it.PreviousNotAfter != nil {
 		rows = append(rows, kv{"previous_secret_until", fmtTime(*it.PreviousNotAfter)})
