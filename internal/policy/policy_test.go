@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/phigate/phigate/internal/testclock"
 	"github.com/phigate/phigate/internal/token"
 )
 
@@ -221,7 +222,7 @@ func FuzzParseWindow(f *testing.F) {
 }
 
 func TestInvalidSubjectPrefixIsRefused(t *testing.T) {
-	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	now := testclock.Start()
 	valid := func() *token.Record {
 		return &token.Record{Subject: "team-a/lab", Kind: token.KindUser, ExpiresAt: now.Add(time.Hour), NotAfter: now.Add(time.Hour)}
 	}
@@ -252,7 +253,7 @@ func TestInvalidSubjectPrefixIsRefused(t *testing.T) {
 }
 
 func TestExpiryAfterNotAfterIsRefused(t *testing.T) {
-	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	now := testclock.Start()
 	r := &token.Record{Subject: "s", Kind: token.KindUser, ExpiresAt: now.Add(time.Hour), NotAfter: now.Add(time.Hour - 1)}
 	var fe *FieldError
 	if err := Validate(r); !errors.As(err, &fe) || fe.Field != "expires_at" {

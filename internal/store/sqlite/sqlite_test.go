@@ -665,7 +665,7 @@ func TestMigrationBoundsEveryTokenByItsIssuersNotAfter(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	t0 := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	t0 := testclock.Start()
 	at := func(d time.Duration) time.Time { return t0.Add(d) }
 	type row struct {
 		id, parent           string
@@ -702,7 +702,7 @@ func TestMigrationBoundsEveryTokenByItsIssuersNotAfter(t *testing.T) {
 	}
 	raw.Close()
 
-	s, err := Open(t.Context(), path, Options{})
+	s, err := Open(t.Context(), path, Options{Now: testclock.Start})
 	if err != nil {
 		t.Fatalf("Open (migrating): %v", err)
 	}
