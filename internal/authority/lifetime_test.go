@@ -124,11 +124,16 @@ func TestRotationOfATokenWhoseIssuerIsRevokedFails(t *testing.T) {
 				t.Fatal(err)
 			}
 			self := f.actor(t, cs) // the child itself still works until it expires
+			rec := &memRecorder{}
+			f.auth.cfg.Recorder = rec
 			for name, ac := range map[string]Actor{"self": self, "root": f.root} {
 				for _, ttl := range []time.Duration{0, 5 * time.Minute} {
 					_, err := f.auth.Rotate(ctx, ac, c.ID, 0, ttl)
 					if !errors.Is(err, ErrIssuerRevoked) {
 						t.Errorf("%s rotating with ttl %s: %v, want ErrIssuerRevoked", name, ttl, err)
+					}
+					if l := rec.last(); l.Action != ActionRotated || l.Outcome != OutcomeDenied || l.TargetID != c.ID || l.Actor.ID != ac.Token.ID {
+						t.Errorf("%s: refusal recorded as %+v", name, l)
 					}
 				}
 			}
@@ -181,5 +186,29 @@ func TestUpdateCannotMoveExpiryPastNotAfter(t *testing.T) {
 	})
 	if err != nil || !after.NotAfter.Equal(ext.NotAfter) || after.MaxLifetime != ext.MaxLifetime {
 		t.Fatalf("update moved the lifetime: %v, %v", after, err)
+	}
+}
+
+// A token issued under an earlier root can be narrowed by a later one (a
+// new bootstrap token) that ends before it: not_after cannot change in an
+// update, so it is not held against the caller.
+func TestLaterRootNarrowsATokenThatOutlivesIt(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	_, long := f.create(t, Spec{TTL: time.Hour, MaxLifetime: 20 * time.Hour})
+	secret, _, err := f.auth.Bootstrap(ctx, "root-2", 2*time.Hour, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root2 := f.actor(t, secret)
+	if !root2.Token.End().Before(long.NotAfter) {
+		t.Fatal("test setup: the new root should end first")
+	}
+	_, after, err := f.auth.Update(ctx, root2, long.ID, 0, func(r *token.Record) error {
+		r.Scopes = []string{"patient/Observation.r"}
+		return nil
+	})
+	if err != nil || !after.NotAfter.Equal(long.NotAfter) {
+		t.Fatalf("narrowing by a later root: %v, %v", after, err)
 	}
 }

@@ -404,14 +404,19 @@ func (a *Authority) Update(ctx context.Context, ac Actor, id string, revision in
 				return nil, nil, err
 			}
 			if rec.ExpiresAt.After(limit) {
-				return nil, nil, fieldErr("expires_at", "%s is after %s, the latest this token can live (its not_after, or an issuer's)", rec.ExpiresAt.Format(time.RFC3339), limit.UTC().Format(time.RFC3339))
+				return nil, nil, fieldErr("expires_at", "%s is after %s, the latest this token can live (its not_after, or an issuer's)", rec.ExpiresAt.UTC().Format(time.RFC3339), limit.UTC().Format(time.RFC3339))
 			}
 		}
 	}
 	if err := policy.Validate(rec); err != nil {
 		return nil, nil, err
 	}
-	if err := attenuate(ac, rec, set); err != nil {
+	// not_after was fixed at issue and cannot change here, so it is not
+	// compared again (the expiry is): a later root, such as a new bootstrap
+	// token, can still narrow a token issued under an earlier one.
+	chk := *rec
+	chk.NotAfter = time.Time{}
+	if err := attenuate(ac, &chk, set); err != nil {
 		return nil, nil, a.recordDenied(ctx, ActionUpdated, &ac, id, err)
 	}
 	rec.UpdatedAt = now
@@ -576,6 +581,9 @@ func (a *Authority) Rotate(ctx context.Context, ac Actor, id string, grace, ttl 
 	}
 	now := a.cfg.Now().UTC()
 	limit, err := a.extensionLimit(ctx, rec, now)
+	if errors.Is(err, ErrInvalidState) { // a renewal refused: on the record
+		return nil, a.recordDenied(ctx, ActionRotated, &ac, id, err)
+	}
 	if err != nil {
 		return nil, err
 	}
