@@ -39,6 +39,12 @@ func TestATokenNeverOutlivesItsIssuerOverHTTP(t *testing.T) {
 	if rot.ExpiresAt.After(p.NotAfter) {
 		t.Fatalf("self-rotated to %v, after the issuer's not_after %v", rot.ExpiresAt, p.NotAfter)
 	}
+	// introspection's exp is the expiry, not the not_after
+	r0 := e.do("POST", "/v1/introspect", e.admin, "application/x-www-form-urlencoded", []byte("token="+p.Secret))
+	var in client.Introspection
+	if r0.status != 200 || json.Unmarshal(r0.body, &in) != nil || !in.Active || in.Exp != p.ExpiresAt.Unix() || p.ExpiresAt.Equal(p.NotAfter) {
+		t.Fatalf("introspection: %d %s, want exp %d (not the not_after)", r0.status, r0.body, p.ExpiresAt.Unix())
+	}
 	// PATCH cannot move the expiry past not_after either
 	later := p.NotAfter.Add(time.Minute)
 	r := e.json("PATCH", "/v1/tokens/"+c.ID, e.admin, client.UpdateTokenRequest{ExpiresAt: &later})
