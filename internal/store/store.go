@@ -100,7 +100,8 @@ type Store interface {
 	// RotateSecret adds sec as the token's current secret and sets NotAfter
 	// of every other secret of the token that has none (or a later one) to
 	// oldNotAfter. Secrets whose NotAfter is not after "now" may be deleted.
-	// If newExpiresAt is not zero the token's ExpiresAt becomes it. Bumps
+	// If newExpiresAt is not zero the token's ExpiresAt becomes it (the
+	// caller keeps it within the token's NotAfter). Bumps
 	// the revision and sets UpdatedAt to sec.CreatedAt. oldNotAfter MUST NOT
 	// be zero; sec.TokenID, when not empty, MUST equal id. ErrNotFound if
 	// the token is absent, ErrConflict if the hash exists.

@@ -83,7 +83,7 @@ type Record struct {
 	ExpiresAt time.Time `json:"expires_at"`
 	// MaxLifetime is how long, counted from CreatedAt, the issuer asked the
 	// token to be extendable by rotation. Zero means ExpiresAt never moves.
-	// It only serves to fix NotAfter at issue.
+	// The bound rotation enforces is NotAfter, fixed from it at issue.
 	MaxLifetime time.Duration `json:"max_lifetime,omitempty"`
 	// NotAfter is the absolute end of the token, fixed at issue:
 	// CreatedAt+MaxLifetime (ExpiresAt without one), never later than the
