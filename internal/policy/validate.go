@@ -31,7 +31,7 @@ func Validate(rec *token.Record) error {
 	if len(rec.Subject) > token.MaxSubject || !printable(rec.Subject) {
 		return fieldErr("subject", "at most %d printable characters", token.MaxSubject)
 	}
-	if err := ValidateSubjectPrefix(rec.SubjectPrefix); err != nil {
+	if err := validateSubjectPrefix(rec.SubjectPrefix); err != nil {
 		return err
 	}
 	if !rec.Kind.Valid() {
@@ -106,10 +106,10 @@ func Validate(rec *token.Record) error {
 	return nil
 }
 
-// ValidateSubjectPrefix checks a subject_prefix constraint: empty (none),
+// validateSubjectPrefix checks a subject_prefix constraint: empty (none),
 // or at most token.MaxSubject printable characters that do not start or end
 // with a space. The error is a *FieldError naming subject_prefix.
-func ValidateSubjectPrefix(p string) error {
+func validateSubjectPrefix(p string) error {
 	if p == "" {
 		return nil
 	}
