@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -110,6 +111,8 @@ func newInitCmd() *cobra.Command {
 		dataDir    string
 		newAdmin   bool
 		masterKey  string
+		rootTTL    time.Duration
+		rootLife   time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "init",
@@ -122,7 +125,15 @@ printed once to standard output and never stored in plaintext.
 On an initialised directory, init does nothing unless --new-admin-token asks
 for another bootstrap token (access to the data directory is the proof); the
 server must be stopped. In a directory server --dev made, init finds its
-development master key (dev-master.key) by itself.`,
+development master key (dev-master.key) by itself.
+
+No token outlives the token that issued it. The bootstrap token lives
+tokens.bootstrap_ttl (1 hour by default) and cannot renew itself, so what
+it issues ends within that hour too: enough to try phigate. For admin
+tokens that last, mint a root token with a lifetime, which can renew itself
+by rotation up to --max-lifetime and bounds everything it issues:
+
+    phigate init --data DIR --new-admin-token --ttl 8h --max-lifetime 2160h`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var cfg *config.Config
@@ -154,8 +165,15 @@ development master key (dev-master.key) by itself.`,
 					fmt.Fprintln(cmd.ErrOrStderr(), "Using the development master key "+strings.TrimPrefix(dev, "file:")+" (development only).")
 				}
 			}
+			if (rootTTL < 0) || (rootLife < 0) {
+				return usageErr{errors.New("--ttl and --max-lifetime must not be negative")}
+			}
+			if rootLife > 0 && rootLife < rootTTL {
+				return usageErr{fmt.Errorf("--max-lifetime %s is shorter than --ttl %s", rootLife, rootTTL)}
+			}
 			secret, rec, err := server.Init(cmd.Context(), server.InitOptions{
 				Config: cfg, MasterKey: spec, NewAdmin: newAdmin, Console: cmd.ErrOrStderr(), Logger: log,
+				Root: server.RootLifetime{TTL: rootTTL, MaxLifetime: rootLife},
 			})
 			if err != nil {
 				return err
@@ -171,8 +189,8 @@ development master key (dev-master.key) by itself.`,
 			if already {
 				what = cfg.DataDir + " is already initialised: issued another bootstrap admin token."
 			}
-			fmt.Fprintf(out, "%s\n\nBootstrap admin token %s (shown once, expires %s):\n\n    %s\n\n",
-				what, rec.ID, rec.ExpiresAt.Format("2006-01-02T15:04:05Z07:00"), secret)
+			fmt.Fprintf(out, "%s\n\nBootstrap admin token %s (shown once, expires %s; it and everything it issues end by %s):\n\n    %s\n\n",
+				what, rec.ID, rec.ExpiresAt.Format(time.RFC3339), rec.NotAfter.Format(time.RFC3339), secret)
 			return nil
 		},
 	}
@@ -180,6 +198,8 @@ development master key (dev-master.key) by itself.`,
 	f.StringVar(&configFile, "config", "", "config file (YAML)")
 	f.StringVar(&dataDir, "data", "", "data directory")
 	f.BoolVar(&newAdmin, "new-admin-token", false, "issue another bootstrap admin token on an initialised directory")
+	f.DurationVar(&rootTTL, "ttl", 0, "the admin token's TTL (default tokens.bootstrap_ttl; at most tokens.max_ttl)")
+	f.DurationVar(&rootLife, "max-lifetime", 0, "how long the admin token can renew itself by rotation, and so the longest anything it issues can live (default: none, it ends with its TTL)")
 	f.StringVar(&masterKey, "master-key", "", "the vault's master key: file:PATH, env:NAME, passphrase, passphrase:fd:N or awskms:KEY_ID (default: the config's vault.master_key, or $"+envMasterKey+")")
 	return cmd
 }

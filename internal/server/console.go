@@ -27,7 +27,7 @@ const bootstrapSubject = "bootstrap-admin"
 // no token, announce says whether a bootstrap token is still usable and
 // how to get a new one.
 func (n *node) announce(ctx context.Context, cfg *config.Config, console io.Writer, adminAddr, gwAddr, pin string, log *slog.Logger) error {
-	secret, rec, err := n.bootstrap(ctx, cfg, false, log)
+	secret, rec, err := n.bootstrap(ctx, cfg, false, RootLifetime{}, log)
 	if err != nil {
 		return err
 	}

@@ -26,7 +26,7 @@ func TestDevMasterKeyRotationToTheSameKeyIsRefused(t *testing.T) {
 	dir := t.TempDir()
 	n := openDev(t, dir)
 	defer closeNode(t, n)
-	admin, _, err := n.bootstrap(ctx, config.Dev(dir), false, slog.New(slog.DiscardHandler))
+	admin, _, err := n.bootstrap(ctx, config.Dev(dir), false, RootLifetime{}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -63,7 +63,7 @@ func TestTokenPatientIDNeverInPlaintextInTheStore(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	n := openDev(t, dir)
-	admin, _, err := n.bootstrap(ctx, config.Dev(dir), false, slog.New(slog.DiscardHandler))
+	admin, _, err := n.bootstrap(ctx, config.Dev(dir), false, RootLifetime{}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +158,7 @@ func TestPepperRotationSurvivesARestart(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	n := openDev(t, dir)
-	admin, _, err := n.bootstrap(ctx, config.Dev(dir), false, slog.New(slog.DiscardHandler))
+	admin, _, err := n.bootstrap(ctx, config.Dev(dir), false, RootLifetime{}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -264,8 +264,9 @@ func (n *node) ready(ctx context.Context) error {
 }
 
 // bootstrap issues the bootstrap admin token unless one was issued before
-// (or always, with again). It returns "" when it issued nothing.
-func (n *node) bootstrap(ctx context.Context, cfg *config.Config, again bool, logger *slog.Logger) (string, *token.Record, error) {
+// (or always, with again). It returns "" when it issued nothing. A zero
+// life is the bootstrap token's: tokens.bootstrap_ttl, no max lifetime.
+func (n *node) bootstrap(ctx context.Context, cfg *config.Config, again bool, life RootLifetime, logger *slog.Logger) (string, *token.Record, error) {
 	_, err := n.store.GetMeta(ctx, metaBootstrapped)
 	switch {
 	case err == nil && !again:
@@ -273,7 +274,11 @@ func (n *node) bootstrap(ctx context.Context, cfg *config.Config, again bool, lo
 	case err != nil && !errors.Is(err, store.ErrNotFound):
 		return "", nil, err
 	}
-	secret, rec, err := n.auth.Bootstrap(ctx, "bootstrap-admin", cfg.Tokens.BootstrapTTL.Duration(), BootstrapMaxLifetime)
+	ttl := life.TTL
+	if ttl == 0 {
+		ttl = cfg.Tokens.BootstrapTTL.Duration()
+	}
+	secret, rec, err := n.auth.Bootstrap(ctx, bootstrapSubject, ttl, life.MaxLifetime)
 	if err != nil {
 		return "", nil, err
 	}
@@ -287,7 +292,18 @@ func (n *node) bootstrap(ctx context.Context, cfg *config.Config, again bool, lo
 // BootstrapMaxLifetime is the bootstrap admin token's max lifetime: none,
 // so that it really ends after tokens.bootstrap_ttl (it cannot renew
 // itself), and so does everything it issues (no token outlives its issuer).
+// A deployment that needs admin tokens for longer mints a root token with
+// a RootLifetime (phigate init --new-admin-token --max-lifetime D).
 const BootstrapMaxLifetime = 0
+
+// RootLifetime is the lifetime of a root admin token minted by Init: its
+// TTL (0: tokens.bootstrap_ttl) and its max lifetime (0: none), which
+// bounds how far it can renew itself by rotation and how long anything it
+// issues can live. The authority checks both against tokens.max_ttl and
+// its own bounds.
+type RootLifetime struct {
+	TTL, MaxLifetime time.Duration
+}
 
 // InitOptions configure Init.
 type InitOptions struct {
@@ -303,6 +319,9 @@ type InitOptions struct {
 	Logger   *slog.Logger
 	// Now is the clock (nil: time.Now), as in Options.
 	Now func() time.Time
+	// Root is the lifetime of the admin token issued (zero: the bootstrap
+	// token's).
+	Root RootLifetime
 }
 
 // Init initialises the data directory: the vault (pepper, data keys), the
@@ -329,7 +348,7 @@ func Init(ctx context.Context, o InitOptions) (secret string, rec *token.Record,
 			err = cerr
 		}
 	}()
-	return n.bootstrap(ctx, o.Config, o.NewAdmin, logger)
+	return n.bootstrap(ctx, o.Config, o.NewAdmin, o.Root, logger)
 }
 
 // clockOr returns now, or time.Now when it is nil.
