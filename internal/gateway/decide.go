@@ -330,10 +330,15 @@ func formBody(q *request, ps *params) *denial {
 	// exactly that media type, in lower case: Tomcat and HAPI compare it
 	// case-sensitively and would not read a body the gateway took for a
 	// form (the search would run without the parameters checked here)
-	mt, _, err := mime.ParseMediaType(q.contentType)
+	mt, mp, err := mime.ParseMediaType(q.contentType)
 	raw, _, _ := strings.Cut(q.contentType, ";")
 	if err != nil || mt != formType || strings.TrimRight(raw, " \t") != formType {
 		return deny(http.StatusUnsupportedMediaType, CodeUnsupportedMedia, "POST _search needs an application/x-www-form-urlencoded body (that media type, in lower case)")
+	}
+	// the gateway reads the form as UTF-8; a server that honours another
+	// charset would decode other parameter values than the ones checked
+	if cs, ok := mp["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
+		return deny(http.StatusUnsupportedMediaType, CodeUnsupportedMedia, "the form body of POST _search must be UTF-8 (charset=utf-8, or no charset)")
 	}
 	if q.body == nil {
 		return deny(http.StatusForbidden, CodeBodyUnavailable, "the gateway must read the body of this request to decide; send it through the gateway's proxy, or as GET with the parameters in the URL")

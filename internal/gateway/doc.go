@@ -27,12 +27,28 @@
 //
 // For each request to the gateway's listener (TLS 1.2+, HTTP/1.1):
 //
-//  1. Reserved paths are answered by the gateway itself: /healthz,
+//  1. Whatever the path (reserved ones and forward auth included), before
+//     anything is authenticated: the framing guard (see Framing); TRACE
+//     and CONNECT are refused (405 method_not_allowed): an upstream
+//     answers TRACE by echoing the request, the injected credential
+//     included; then the headers (400 invalid_request). A header that the
+//     decision or an upstream reads as a single value must come at most
+//     once: Authorization, Content-Type, Content-Length (also two equal
+//     lines, which net/http would merge), Content-Encoding, Host,
+//     X-Purpose-Of-Use, X-Break-Glass, Prefer, If-Match, If-None-Match,
+//     If-None-Exist, every X-Original-* header, X-Forwarded-Method and
+//     X-Forwarded-Uri (servers disagree on which of two lines counts: a
+//     POST _search with a form Content-Type then a JSON one would be
+//     decided on its form body and served by a server keeping the last
+//     without it). Content-Type and Host must not name two values on one
+//     line (a "," outside a quoted string). A GET or HEAD must not carry
+//     a body (Content-Length above 0, or Transfer-Encoding): it is decided
+//     on its URL, and an upstream reading the body would act on bytes
+//     nobody checked.
+//  2. Reserved paths are answered by the gateway itself: /healthz,
 //     /.well-known/phigate-identity-key (the identity key, a JWK Set) and
 //     /v1/authz[/…] (forward auth, below). They win over any prefix.
-//  2. TRACE and CONNECT are refused (405 method_not_allowed): an upstream
-//     answers TRACE by echoing the request, the injected credential
-//     included. The path must be canonical: no empty segment except a
+//     The path must be canonical: no empty segment except a
 //     final one, no "." or ".." segment (also percent-encoded), no encoded
 //     "/" or "\", no control character (400 invalid_request otherwise). The upstream
 //     whose prefix is the longest one the path starts with is chosen (404
@@ -146,7 +162,9 @@
 // POST _search reads its form body (application/x-www-form-urlencoded) and
 // combines it with the URL's query, as FHIR does; its Content-Type must be
 // exactly application/x-www-form-urlencoded in lower case (parameters
-// allowed), as Tomcat and HAPI compare it. A body the gateway reads
+// allowed), as Tomcat and HAPI compare it, with no charset or
+// charset=utf-8 (415 unsupported_media_type otherwise: a server decoding
+// another charset would read other values than the ones checked). A body the gateway reads
 // to decide (POST _search, batch/transaction, patient-bound creates and
 // conditional updates) must not carry a Content-Encoding (415
 // unsupported_media_type): the upstream would act on other bytes than the
@@ -380,7 +398,9 @@
 // Transfer-Encoding. The handler refuses a request whose head was
 // ambiguous, or whose request line differs from the one noted, with 400
 // ambiguous_framing and closes the connection. (net/http alone would drop
-// the Content-Length and accept.) A malformed chunked body is detected by
+// the Content-Length and accept.) A head with more than one Content-Length
+// line is refused too, even when they agree (400 invalid_request, the
+// connection closed): net/http merges equal ones. A malformed chunked body is detected by
 // net/http as it streams: the upstream sees an aborted request, never a
 // second one. A head with a folded line (obs-fold) is refused the same way
 // (RFC 9112 §5.2). Up to 4 CR or LF bytes after a POST are skipped, as
@@ -388,7 +408,7 @@
 //
 // Some malformed requests are refused by net/http itself before the
 // handler runs, in plain text without a request id and without an audit
-// record: a missing or invalid Host (400), an Expect other than
+// record: a missing, repeated or invalid Host (400), an Expect other than
 // 100-continue (417), a head over limits.max_header_bytes (431), a
 // Transfer-Encoding other than chunked (501), a version other than
 // HTTP/1.x (505). None of them reaches an upstream.

@@ -110,7 +110,7 @@ func TestWellFramedRequestsShareAConnection(t *testing.T) {
 		"POST /billing/upload HTTP/1.1\r\nHost: x\r\n" + auth + "Transfer-Encoding: chunked\r\n\r\n" +
 		"5;ext=1\r\nhello\r\n6 \r\n world\r\n0\r\nX-Trailer: t\r\n\r\n" +
 		"POST /billing/upload HTTP/1.1\r\nHost: x\r\n" + auth + "Content-Length: 11\r\n\r\nhello world" +
-		"GET /billing/invoices/2?x=1 HTTP/1.1\r\nHost: x\r\n" + auth + "Content-Length: 3\r\n\r\nabc" +
+		"PUT /billing/upload?x=1 HTTP/1.1\r\nHost: x\r\n" + auth + "Content-Length: 3\r\n\r\nabc" + // (a GET with a body is refused)
 		"GET /billing/invoices/3 HTTP/1.1\nHost: x\n" + strings.TrimSuffix(auth, "\r\n") + "\n\n"
 	resps := fx.raw(t, pipelined, 5)
 	if len(resps) != 5 {

@@ -271,18 +271,29 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.refuse(w, r, ev, dn)
 		return
 	}
+	path := r.URL.EscapedPath()
+	authz := path == authzPath || strings.HasPrefix(path, authzPath+"/")
+	if authz {
+		ev.Via = "authz"
+	}
 	if dn := checkMethod(r.Method); dn != nil {
 		g.noteSource(r, ev)
 		g.refuse(w, r, ev, dn)
 		return
 	}
-	switch path := r.URL.EscapedPath(); {
+	// before anything is authenticated: a repeated single-valued header,
+	// or a body on a GET, costs the client a 400 and the gateway nothing
+	if dn := checkHeaders(r); dn != nil {
+		g.noteSource(r, ev)
+		g.refuse(w, r, ev, dn)
+		return
+	}
+	switch {
 	case path == "/healthz":
 		g.serveStatic(w, r, rid, []byte(`{"status":"ok"}`+"\n"))
 	case path == IdentityKeyPath:
 		g.serveStatic(w, r, rid, g.signer.JWKS())
-	case path == authzPath || strings.HasPrefix(path, authzPath+"/"):
-		ev.Via = "authz"
+	case authz:
 		g.serveAuthz(w, r, ev, start)
 	case strings.HasPrefix(path, "/.well-known/"):
 		writeError(w, rid, deny(http.StatusNotFound, CodeNotFound, "no such endpoint"))
@@ -320,6 +331,10 @@ func checkFraming(r *http.Request) *denial {
 		return &denial{status: http.StatusBadRequest, code: CodeAmbiguousFraming, msg: "the request's framing could not be verified", close: true}
 	case h.ambiguous:
 		return &denial{status: http.StatusBadRequest, code: CodeAmbiguousFraming, msg: "a request must not carry both Content-Length and Transfer-Encoding", close: true}
+	case h.repeatedLength:
+		// net/http merged equal lines into one; an upstream behind
+		// another parser might not
+		return &denial{status: http.StatusBadRequest, code: CodeInvalidRequest, msg: "send Content-Length once: the request carries it more than once", close: true}
 	}
 	return nil
 }

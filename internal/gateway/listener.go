@@ -58,6 +58,9 @@ type head struct {
 	method, target string
 	// ambiguous: Content-Length together with Transfer-Encoding.
 	ambiguous bool
+	// repeatedLength: more than one Content-Length line (net/http merges
+	// equal ones into one before the handler sees them).
+	repeatedLength bool
 }
 
 // maxQueuedHeads bounds pipelined request heads noted but not yet served
@@ -272,7 +275,7 @@ func (c *frameConn) headDone() {
 		c.broken()
 		return
 	}
-	c.heads = append(c.heads, head{method: method, target: target, ambiguous: len(cls) > 0 && len(te) > 0})
+	c.heads = append(c.heads, head{method: method, target: target, ambiguous: len(cls) > 0 && len(te) > 0, repeatedLength: len(cls) > 1})
 	if method == "POST" {
 		c.lead = 4
 	}

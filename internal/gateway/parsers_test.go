@@ -369,8 +369,10 @@ func TestFrameConnFollowsFraming(t *testing.T) {
 	data := []byte("POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3;x\r\nabc\r\n0\r\nT: 1\r\n\r\n" +
 		"GET /b HTTP/1.1\r\nContent-Length: 4\r\n\r\nGET " +
 		"PUT /c HTTP/1.1\nContent-Length: 2\nTransfer-Encoding: chunked\n\n0\r\n\r\n" +
-		"GET /d HTTP/1.0\r\n\r\n")
-	want := []head{{"POST", "/a", false}, {"GET", "/b", false}, {"PUT", "/c", true}, {"GET", "/d", false}}
+		"GET /d HTTP/1.0\r\n\r\n" +
+		"POST /e HTTP/1.1\r\nContent-Length: 1\r\ncontent-length: 1\r\n\r\nx")
+	want := []head{{method: "POST", target: "/a"}, {method: "GET", target: "/b"}, {method: "PUT", target: "/c", ambiguous: true},
+		{method: "GET", target: "/d"}, {method: "POST", target: "/e", repeatedLength: true}}
 	for cut := 0; cut <= len(data); cut++ {
 		heads, broken := frameHeads(data, cut)
 		if broken || !reflect.DeepEqual(heads, want) {
