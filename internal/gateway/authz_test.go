@@ -172,3 +172,35 @@ func TestForwardAuthClientAddressOnlyFromTrustedProxies(t *testing.T) {
 		}
 	}
 }
+
+// A proxy's method and URI headers come together: with the URI alone, the
+// decision used the auth call's own method (nginx's subrequest is a GET
+// whatever the client sent), and a DELETE could be allowed as a GET.
+func TestForwardAuthNeedsBothMethodAndURI(t *testing.T) {
+	fx := newFixture(t)
+	s, _ := fx.token(t, authority.Spec{Scopes: []string{"records:read"}})
+	for name, h := range map[string]map[string]string{
+		"nginx, URI alone":      {"X-Original-URI": "/records/r/1"},
+		"nginx, method alone":   {"X-Original-Method": "GET"},
+		"nginx, empty method":   {"X-Original-Method": "", "X-Original-URI": "/records/r/1"},
+		"traefik, URI alone":    {"X-Forwarded-Uri": "/records/r/1"},
+		"traefik, method alone": {"X-Forwarded-Method": "GET"},
+	} {
+		r := fx.do(t, call{path: "/v1/authz", secret: s, header: h})
+		if r.status != http.StatusBadRequest || r.code != CodeInvalidRequest {
+			t.Errorf("%s: %d %s", name, r.status, r.body)
+			continue
+		}
+		if evs := fx.rec.byRequest(t, r.rid, 1); len(evs) != 1 || evs[0].Kind != KindDeny || evs[0].Via != "authz" {
+			t.Errorf("%s: events %+v", name, evs)
+		}
+	}
+	for name, h := range map[string]map[string]string{
+		"nginx":   {"X-Original-Method": "GET", "X-Original-URI": "/records/r/1"},
+		"traefik": {"X-Forwarded-Method": "GET", "X-Forwarded-Uri": "/records/r/1"},
+	} {
+		if r := fx.do(t, call{path: "/v1/authz", secret: s, header: h}); r.status != http.StatusOK {
+			t.Errorf("%s, both: %d %s", name, r.status, r.body)
+		}
+	}
+}

@@ -320,9 +320,12 @@
 //	Envoy ext_authz      the call's own method, and its path after /v1/authz
 //	                     (http_service.path_prefix: /v1/authz)
 //
-// A call that carries more than one of them is refused with 400: proxies
-// pass the client's own headers on to the auth call, so the others may be
-// the client's. The client address is the caller's peer address, unless
+// A proxy's two headers come together, each once (400 invalid_request when
+// one is missing or repeated): the call's own method stands for the
+// original one only for Envoy (nginx's subrequest is a GET whatever the
+// client sent). A call that carries more than one of them is refused with
+// 400: proxies pass the client's own headers on to the auth call, so the
+// others may be the client's. The client address is the caller's peer address, unless
 // the caller is a trusted proxy: then X-Forwarded-For as for the proxy, or
 // X-Real-IP when there is no X-Forwarded-For. When both are there they
 // must name the same client, else the client is unknown and a token with

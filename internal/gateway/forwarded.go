@@ -161,8 +161,11 @@ const maxOriginalURI = 8192
 // authRequestHeaders, Envoy without allowed_headers), so a client could
 // otherwise name a request of its choosing next to the one the proxy
 // names. sub is the call's escaped path after "/v1/authz" and rawQuery its
-// query. Each header must appear at most once. ok is false when more than
-// one source or nothing usable is there, or a value is malformed: a method
+// query. Each header must appear at most once, and a proxy's method and
+// URI headers come together: the call's own method stands for the
+// original one only for Envoy. ok is false when more than one source or
+// nothing usable is there, one header of a pair is missing, or a value is
+// malformed: a method
 // that is not 1 to 20 upper-case letters, a URI that is not origin-form
 // ("/…"), longer than 8 KiB, or holding a space, a control character or a
 // fragment.
@@ -170,27 +173,15 @@ func parseOriginal(h http.Header, method, sub, rawQuery string) (original, bool)
 	if originalSources(h, sub) > 1 {
 		return original{}, false
 	}
-	m, okM := single(h, "X-Original-Method")
-	u, okU := single(h, "X-Original-Uri")
-	if !okM || !okU {
-		return original{}, false
-	}
-	if m == "" && u == "" {
-		var okTM, okTU bool
-		m, okTM = single(h, "X-Forwarded-Method")
-		u, okTU = single(h, "X-Forwarded-Uri")
-		if !okTM || !okTU {
-			return original{}, false
-		}
-	}
-	if m == "" {
-		m = method
-	}
-	if u == "" {
-		if sub == "" {
-			return original{}, false
-		}
-		u = sub
+	var m, u string
+	switch {
+	case has(h, "X-Original-Method", "X-Original-Uri"):
+		m, u = pair(h, "X-Original-Method", "X-Original-Uri")
+	case has(h, "X-Forwarded-Method", "X-Forwarded-Uri"):
+		m, u = pair(h, "X-Forwarded-Method", "X-Forwarded-Uri")
+	case sub != "":
+		// Envoy: the call is the original request, its method included
+		m, u = method, sub
 		if rawQuery != "" {
 			u += "?" + rawQuery
 		}
@@ -200,6 +191,23 @@ func parseOriginal(h http.Header, method, sub, rawQuery string) (original, bool)
 	}
 	path, query, _ := strings.Cut(u, "?")
 	return original{method: m, path: path, query: query}, true
+}
+
+// has reports whether either header of a pair is present.
+func has(h http.Header, method, uri string) bool { return len(h[method]) > 0 || len(h[uri]) > 0 }
+
+// pair returns the values of a proxy's method and URI headers; both must
+// be there, once each ("" otherwise, which fails validation): a URI alone
+// would be decided with the auth call's own method, which is not the
+// original request's (nginx's auth subrequest is a GET whatever the
+// client sent).
+func pair(h http.Header, method, uri string) (string, string) {
+	m, okM := single(h, method)
+	u, okU := single(h, uri)
+	if !okM || !okU || m == "" || u == "" {
+		return "", ""
+	}
+	return m, u
 }
 
 // originalSources counts the ways a forward-auth call names its original

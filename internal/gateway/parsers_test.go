@@ -118,15 +118,21 @@ func TestParseOriginal(t *testing.T) {
 		"empty nginx header": {h("X-Original-Method", "", "X-Forwarded-Uri", "/t"), "GET", "", "", original{}, false},
 		"traefik":            {h("X-Forwarded-Method", "DELETE", "X-Forwarded-Uri", "/t/1"), "GET", "", "", original{"DELETE", "/t/1", ""}, true},
 		"envoy":              {h(), "PATCH", "/e/1", "x=1", original{"PATCH", "/e/1", "x=1"}, true},
-		"uri without method": {h("X-Original-Uri", "/a"), "GET", "", "", original{"GET", "/a", ""}, true},
-		"nothing":            {h(), "GET", "", "", original{}, false},
-		"two URIs":           {h("X-Original-Uri", "/a", "X-Original-Uri", "/b"), "GET", "", "", original{}, false},
-		"lower-case method":  {h("X-Original-Method", "get", "X-Original-Uri", "/a"), "GET", "", "", original{}, false},
-		"absolute":           {h("X-Original-Uri", "http://x/a"), "GET", "", "", original{}, false},
-		"scheme-relative":    {h("X-Original-Uri", "//x/a"), "GET", "", "", original{}, false},
-		"space":              {h("X-Original-Uri", "/a b"), "GET", "", "", original{}, false},
-		"fragment":           {h("X-Original-Uri", "/a#b"), "GET", "", "", original{}, false},
-		"too long":           {h("X-Original-Uri", "/"+strings.Repeat("a", maxOriginalURI)), "GET", "", "", original{}, false},
+		// a proxy's method and URI come together: the call's own method
+		// is not the original one (nginx's subrequest is always a GET)
+		"uri without method":         {h("X-Original-Uri", "/a"), "GET", "", "", original{}, false},
+		"method without uri":         {h("X-Original-Method", "GET"), "GET", "", "", original{}, false},
+		"empty method":               {h("X-Original-Method", "", "X-Original-Uri", "/a"), "GET", "", "", original{}, false},
+		"traefik uri without method": {h("X-Forwarded-Uri", "/t"), "GET", "", "", original{}, false},
+		"traefik method without uri": {h("X-Forwarded-Method", "DELETE"), "GET", "", "", original{}, false},
+		"nothing":                    {h(), "GET", "", "", original{}, false},
+		"two URIs":                   {h("X-Original-Uri", "/a", "X-Original-Uri", "/b"), "GET", "", "", original{}, false},
+		"lower-case method":          {h("X-Original-Method", "get", "X-Original-Uri", "/a"), "GET", "", "", original{}, false},
+		"absolute":                   {h("X-Original-Method", "GET", "X-Original-Uri", "http://x/a"), "GET", "", "", original{}, false},
+		"scheme-relative":            {h("X-Original-Method", "GET", "X-Original-Uri", "//x/a"), "GET", "", "", original{}, false},
+		"space":                      {h("X-Original-Method", "GET", "X-Original-Uri", "/a b"), "GET", "", "", original{}, false},
+		"fragment":                   {h("X-Original-Method", "GET", "X-Original-Uri", "/a#b"), "GET", "", "", original{}, false},
+		"too long":                   {h("X-Original-Method", "GET", "X-Original-Uri", "/"+strings.Repeat("a", maxOriginalURI)), "GET", "", "", original{}, false},
 	} {
 		got, ok := parseOriginal(c.h, c.method, c.sub, c.query)
 		if ok != c.ok || got != c.want {
@@ -149,6 +155,17 @@ func FuzzParseOriginal(f *testing.F) {
 		o, ok := parseOriginal(h, method, sub, query)
 		if !ok {
 			return
+		}
+		// the call's own method is taken only from Envoy's form
+		switch {
+		case om != "" || ou != "":
+			if o.method != om || om == "" || ou == "" {
+				t.Fatalf("nginx headers %q %q: method %q", om, ou, o.method)
+			}
+		case fm != "" || fu != "":
+			if o.method != fm || fm == "" || fu == "" {
+				t.Fatalf("traefik headers %q %q: method %q", fm, fu, o.method)
+			}
 		}
 		if !validMethod(o.method) || !strings.HasPrefix(o.path, "/") || strings.ContainsAny(o.path, "?# ") {
 			t.Fatalf("%+v", o)
