@@ -173,21 +173,23 @@ func authorizeRoute(q *request, set scope.Set) (*denial, string) {
 		// matched here would not be the one served
 		return badRequest(`the path must not hold ";" (a path parameter: the upstream might serve another route than the one checked)`), ""
 	}
-	// the most specific route matching when letter case is ignored must
-	// be the one matching as written, or need the same scope: an upstream
-	// that routes case-insensitively (ASP.NET Core, Express by default)
-	// would serve /invoices/SECRET as /invoices/secret
-	var folded *httpRoute
+	// the most specific route matching leniently must be the one matching
+	// as written, or need the same scope: an upstream that ignores letter
+	// case (ASP.NET Core, Express), a .ext suffix (Spring MVC, Rails),
+	// blanks around a segment or a trailing "/" would serve
+	// /invoices/SECRET, /invoices/secret.json or /invoices/secret%20 as
+	// /invoices/secret (route.MatchLenient)
+	var lenient *httpRoute
 	for i := range q.up.routes {
 		r := &q.up.routes[i]
-		if folded == nil && r.pat.MatchFold(q.method, q.path) {
-			folded = r
+		if lenient == nil && r.pat.MatchLenient(q.method, q.path) {
+			lenient = r
 		}
 		if !r.pat.Match(q.method, q.path) {
 			continue
 		}
-		if folded != r && folded.need.str != r.need.str {
-			return badRequest("the path matches another route when letter case is ignored (" + folded.pat.String() + "); the upstream might serve that one: use the route's own case"), r.need.str
+		if lenient != r && lenient.need.str != r.need.str {
+			return badRequest("the path matches another route (" + lenient.pat.String() + ") when read as lenient servers do (letter case, a .ext suffix, blanks or a trailing / ignored), and the upstream might serve that one: use the route's own path"), r.need.str
 		}
 		// held only at patient level: an http path has no compartment
 		// the gateway could check (configuration refuses such routes)
@@ -196,8 +198,8 @@ func authorizeRoute(q *request, set scope.Set) (*denial, string) {
 		}
 		return forbidden(CodeInsufficientScope, "this request needs the scope "+quote(r.need.str), r.need.str), r.need.str
 	}
-	if folded != nil {
-		return forbidden(CodeNoRoute, "no route of this upstream allows "+q.method+" on this path (it matches "+folded.pat.String()+" only when letter case is ignored: use the route's own case)", ""), ""
+	if lenient != nil {
+		return forbidden(CodeNoRoute, "no route of this upstream allows "+q.method+" on this path (it matches "+lenient.pat.String()+" only when letter case, a .ext suffix, blanks or a trailing / are ignored: use the route's own path)", ""), ""
 	}
 	return forbidden(CodeNoRoute, "no route of this upstream allows "+q.method+" on this path", ""), ""
 }

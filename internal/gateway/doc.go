@@ -87,12 +87,19 @@
 // path holding ";" (also %3B) is refused (400 invalid_request): servers
 // such as Tomcat and Spring drop path parameters, and would serve another
 // route than the one checked. Literal segments match as written; a path
-// whose most specific route, with letter case ignored, is another one
-// needing another scope (/invoices/SECRET against GET /invoices/secret) is
-// refused (400 invalid_request), since an upstream routing
-// case-insensitively (ASP.NET Core, Express by default) would serve that
-// route. A route cannot need a patient/ scope
-// (configuration refuses it, and a token holding one only at patient level
+// whose most specific route, read as a lenient server reads it
+// (route.MatchLenient: letter case ignored, blanks around a segment
+// trimmed, the last segment's ".ext" suffix dropped, a trailing "/"
+// ignored), is another one needing another scope is refused (400
+// invalid_request): with GET /invoices/secret → billing:admin and GET
+// /invoices/* → billing:read, /invoices/SECRET, /invoices/secret.json,
+// /invoices/secret%2Ejson and /invoices/secret%20 would otherwise go
+// upstream with billing:read, and an upstream routing case-insensitively
+// (ASP.NET Core, Express by default), with suffix pattern matching
+// (Spring MVC, Rails' optional format) or trimmed paths would serve the
+// secret route. A path that no route matches as written but one does
+// leniently (/invoices/secret/) is 403 no_route. A route cannot need a
+// patient/ scope (configuration refuses it, and a token holding one only at patient level
 // never satisfies a route): an http path has no compartment the gateway
 // could check. A plain scope is checked with scope.Set.Has ("billing:*" covers
 // "billing:read"), a SMART scope by coverage.

@@ -391,6 +391,50 @@ func TestRouteCaseCannotReachAnotherRoute(t *testing.T) {
 	}
 }
 
+// A path that an upstream with suffix, trimmed-path or trailing-slash
+// matching (Spring MVC, Rails) would serve through a more specific route
+// needing another scope is refused: with GET /invoices/secret needing
+// billing:admin and GET /invoices/* billing:read, /invoices/secret.json
+// went upstream with billing:read.
+func TestRouteSuffixCannotReachAnotherRoute(t *testing.T) {
+	fx := newFixture(t)
+	read, _ := fx.token(t, authority.Spec{Scopes: []string{"billing:read"}})
+	n := fx.api.count.Load()
+	for p, want := range map[string]struct {
+		status int
+		code   string
+	}{
+		"/billing/invoices/secret.json":    {http.StatusBadRequest, CodeInvalidRequest},
+		"/billing/invoices/secret.tar.gz":  {http.StatusBadRequest, CodeInvalidRequest},
+		"/billing/invoices/secret.":        {http.StatusBadRequest, CodeInvalidRequest},
+		"/billing/invoices/secret%2Ejson":  {http.StatusBadRequest, CodeInvalidRequest},
+		"/billing/invoices/secret%20":      {http.StatusBadRequest, CodeInvalidRequest},
+		"/billing/invoices/%20secret":      {http.StatusBadRequest, CodeInvalidRequest},
+		"/billing/invoices/secret%C2%A0":   {http.StatusBadRequest, CodeInvalidRequest},
+		"/billing/invoices/secret%20.json": {http.StatusBadRequest, CodeInvalidRequest},
+		"/billing/invoices/SECRET.JSON":    {http.StatusBadRequest, CodeInvalidRequest},
+		// no route matches as written: refused as no_route, naming the lenient one
+		"/billing/invoices/secret/":      {http.StatusForbidden, CodeNoRoute},
+		"/billing/invoices/secret.json/": {http.StatusForbidden, CodeNoRoute},
+	} {
+		r := fx.do(t, call{path: p, secret: read})
+		if r.status != want.status || r.code != want.code {
+			t.Errorf("%s: %d %s, want %d %s", p, r.status, r.body, want.status, want.code)
+		}
+		if evs := fx.rec.byRequest(t, r.rid, 1); len(evs) != 1 || evs[0].Kind != KindDeny || evs[0].Reason != want.code {
+			t.Errorf("%s: events %+v", p, evs)
+		}
+	}
+	if fx.api.count.Load() != n {
+		t.Error("forwarded")
+	}
+	for _, p := range []string{"/billing/invoices/42.json", "/billing/invoices/other%20", "/billing/invoices/secretary", "/billing/invoices/x.secret"} {
+		if r := fx.do(t, call{path: p, secret: read}); r.status != http.StatusOK {
+			t.Errorf("%s (only one route reads it): %d %s", p, r.status, r.body)
+		}
+	}
+}
+
 // A client whose upload stalls past read_timeout is cut off (net/http
 // ends the request with the connection), not answered with a 504 blamed
 // on the upstream, and the exchange is completed in the audit as the

@@ -31,6 +31,31 @@
 // before routing): no empty segment except a final one, no "." or ".."
 // segment, no encoded "/" or "\".
 //
+// # Lenient matching
+//
+// Some upstreams route more loosely than Match: a path that matches one
+// pattern exactly may reach the handler of another. MatchLenient matches as
+// the loosest of them would, each literal segment being compared with the
+// request's percent-decoded segment
+//
+//   - without regard to letter case (ASP.NET Core, Express by default):
+//     runes match when they, or their upper or lower cases, are equal ("ſ"
+//     matches "s");
+//   - with blanks (Unicode white space) around it ignored: Spring's
+//     AntPathMatcher trims each segment, so /invoices/secret%20 reaches
+//     "/invoices/secret";
+//   - for the path's last segment, with anything from a "." on ignored:
+//     Spring MVC's suffix pattern matching and Rails' optional (.:format)
+//     serve /invoices/secret.json (also secret%2Ejson, secret.tar.gz) from
+//     "/invoices/secret";
+//
+// and a trailing "/" ignored on either side (Spring's trailing-slash
+// match, Rails): /invoices/secret/ reaches "/invoices/secret". Match
+// implies MatchLenient.
+//
+// The gateway refuses a path whose most specific lenient match is another
+// pattern, needing another scope, than its most specific exact match.
+//
 // # Specificity
 //
 // When several patterns match, the most specific wins, whatever the order
@@ -169,13 +194,12 @@ func isLiteral(c byte) bool {
 // it is not valid. Match does not allocate when no segment needs decoding.
 func (p *Pattern) Match(method, path string) bool { return p.match(method, path, false) }
 
-// MatchFold is Match with the pattern's literal segments compared without
-// regard to letter case, as servers that route case-insensitively
-// (ASP.NET Core, Express by default) would: runes match when they or their
-// upper or lower cases are equal ("ſ" matches "s").
-func (p *Pattern) MatchFold(method, path string) bool { return p.match(method, path, true) }
+// MatchLenient is Match as an upstream that routes leniently could read
+// the path (see Lenient matching in the package doc). Match implies
+// MatchLenient.
+func (p *Pattern) MatchLenient(method, path string) bool { return p.match(method, path, true) }
 
-func (p *Pattern) match(method, path string, fold bool) bool {
+func (p *Pattern) match(method, path string, lenient bool) bool {
 	if !p.valid {
 		return false
 	}
@@ -197,29 +221,33 @@ func (p *Pattern) match(method, path string, fold bool) bool {
 		if seg == "" {
 			return false
 		}
-		if s.kind == segLiteral && !equalDecoded(seg, s.lit, fold) {
+		// the path's last segment, a trailing "/" aside (lenient)
+		last := !more || lenient && after == ""
+		if s.kind == segLiteral && !equalDecoded(seg, s.lit, lenient, last) {
 			return false
 		}
 		rest = after
 		if !more {
 			// no more path: match if this was the last segment (and the
-			// pattern has no trailing slash), or only a "**" is left
+			// pattern has no trailing slash, unless lenient), or only a
+			// "**" is left
 			if i == len(p.segs)-1 {
-				return !p.trailing
+				return !p.trailing || lenient
 			}
 			return i == len(p.segs)-2 && p.segs[i+1].kind == segRest
 		}
 	}
 	// path had a "/" after the last matched segment
-	return rest == "" && p.trailing
+	return rest == "" && (p.trailing || lenient)
 }
 
 // equalDecoded reports whether the percent-encoded segment seg decodes to
-// lit (fold: ignoring ASCII letter case).
-func equalDecoded(seg, lit string, fold bool) bool {
-	if fold {
+// lit; lenient: as lenientEqual reads it (last: it is the path's last
+// segment).
+func equalDecoded(seg, lit string, lenient, last bool) bool {
+	if lenient {
 		d, err := url.PathUnescape(seg)
-		return err == nil && foldEqual(d, lit)
+		return err == nil && lenientEqual(d, lit, last)
 	}
 	if strings.IndexByte(seg, '%') < 0 {
 		return seg == lit
@@ -246,19 +274,34 @@ func equalDecoded(seg, lit string, fold bool) bool {
 	return j == len(lit)
 }
 
-// foldEqual compares a and b rune by rune as servers that ignore case do:
-// runes are equal when they are, or their upper or lower cases are
-// (ASP.NET's OrdinalIgnoreCase takes "ſ" for "s" and "ı" for "i").
-func foldEqual(a, b string) bool {
-	for a != "" && b != "" {
-		ra, na := utf8.DecodeRuneInString(a)
-		rb, nb := utf8.DecodeRuneInString(b)
-		if ra != rb && unicode.ToUpper(ra) != unicode.ToUpper(rb) && unicode.ToLower(ra) != unicode.ToLower(rb) {
+// lenientEqual reports whether the decoded segment d reads as the literal
+// lit to a lenient upstream: with blanks around it dropped, letter case
+// ignored (foldRune) and, for the path's last segment, anything from a
+// "." on dropped as well (then blanks before that "."). One walk: lit,
+// rune by rune, must be a prefix of d without its leading blanks, and
+// what follows only blanks, then the end or (last) a ".".
+func lenientEqual(d, lit string, last bool) bool {
+	d = strings.TrimLeftFunc(d, unicode.IsSpace)
+	for lit != "" {
+		if d == "" {
 			return false
 		}
-		a, b = a[na:], b[nb:]
+		rd, nd := utf8.DecodeRuneInString(d)
+		rl, nl := utf8.DecodeRuneInString(lit)
+		if !foldRune(rd, rl) {
+			return false
+		}
+		d, lit = d[nd:], lit[nl:]
 	}
-	return a == "" && b == ""
+	d = strings.TrimLeftFunc(d, unicode.IsSpace)
+	return d == "" || last && d[0] == '.'
+}
+
+// foldRune reports whether runes a and b are equal as servers that ignore
+// case compare them: they are, or their upper or lower cases are
+// (ASP.NET's OrdinalIgnoreCase takes "ſ" for "s" and "ı" for "i").
+func foldRune(a, b rune) bool {
+	return a == b || unicode.ToUpper(a) == unicode.ToUpper(b) || unicode.ToLower(a) == unicode.ToLower(b)
 }
 
 func unhex(c byte) int {

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unicode"
 )
 
 func mustParse(t testing.TB, s string) Pattern {
@@ -158,29 +159,123 @@ func FuzzParse(f *testing.F) {
 			t.Fatal("a pattern is not as specific as itself")
 		}
 		for _, m := range []string{"GET", p.Method()} {
-			if p.Match(m, path) && !p.MatchFold(m, path) {
-				t.Fatalf("%q matches %q but not when case is ignored", s, path)
+			if p.Match(m, path) && !p.MatchLenient(m, path) {
+				t.Fatalf("%q matches %q but not leniently", s, path)
 			}
 		}
 	})
 }
 
-func TestMatchFold(t *testing.T) {
-	p := mustParse(t, "GET /invoices/secret")
-	for path, want := range map[string][2]bool{
-		"/invoices/secret":      {true, true},
-		"/invoices/SECRET":      {false, true},
-		"/Invoices/Secret":      {false, true},
-		"/invoices/%53ecret":    {false, true},
-		"/invoices/%73ecret":    {true, true},
-		"/invoices/secrets":     {false, false},
-		"/invoices/secret/x":    {false, false},
-		"/invoices/s%C3%A9cret": {false, false},
-		"/invoices/%C5%BFecret": {false, true}, // ſ: OrdinalIgnoreCase takes it for s
-		"/Invoices/SECRET":      {false, true},
+func TestMatchLenient(t *testing.T) {
+	for pattern, paths := range map[string]map[string][2]bool{ // path: Match, MatchLenient
+		"GET /invoices/secret": {
+			"/invoices/secret":      {true, true},
+			"/invoices/SECRET":      {false, true},
+			"/Invoices/Secret":      {false, true},
+			"/invoices/%53ecret":    {false, true},
+			"/invoices/%73ecret":    {true, true},
+			"/invoices/secrets":     {false, false},
+			"/invoices/secret/x":    {false, false},
+			"/invoices/s%C3%A9cret": {false, false},
+			"/invoices/%C5%BFecret": {false, true}, // ſ: OrdinalIgnoreCase takes it for s
+			"/Invoices/SECRET":      {false, true},
+			// suffix pattern matching (Spring MVC, Rails' (.:format))
+			"/invoices/secret.json":    {false, true},
+			"/invoices/secret.tar.gz":  {false, true},
+			"/invoices/secret.":        {false, true},
+			"/invoices/secret%2Ejson":  {false, true},
+			"/invoices/secret%2ejson":  {false, true},
+			"/invoices/SECRET.JSON":    {false, true},
+			"/invoices/secretjson":     {false, false},
+			"/invoices/secret-x.json":  {false, false},
+			"/invoices/.secret":        {false, false},
+			"/invoices/x.secret":       {false, false},
+			"/invoices/secret.json/x":  {false, false},
+			"/invoices/secret%20.json": {false, true},
+			// blanks trimmed (Spring's trimTokens, trimmed-path routing)
+			"/invoices/secret%20":           {false, true},
+			"/invoices/secret%20%20":        {false, true},
+			"/invoices/%20secret":           {false, true},
+			"/invoices/secret%C2%A0":        {false, true}, // no-break space
+			"/invoices/secret%E2%80%83":     {false, true}, // em space
+			"/invoices/sec%20ret":           {false, false},
+			"/invoices%20/secret":           {false, true},
+			"/invoices.json/secret":         {false, false}, // a suffix only on the last segment
+			"/invoices/secret/":             {false, true},  // trailing-slash match
+			"/invoices/secret.json/":        {false, true},
+			"/invoices/secret//":            {false, false},
+			"/invoices/secret%2F":           {false, false}, // (refused earlier: not canonical)
+			"/invoices/secret" + "%" + "zz": {false, false},
+		},
+		"POST /invoices/": {
+			"/invoices/":  {true, true},
+			"/invoices":   {false, true},
+			"/invoices/x": {false, false},
+		},
+		"GET /files/report.pdf": {
+			"/files/report.pdf":     {true, true},
+			"/files/report.pdf.bak": {false, true},
+			"/files/report":         {false, false},
+			"/files/report.pd":      {false, false},
+		},
+		"GET /a/*/c": {
+			"/a/b/c.json": {false, true},
+			"/a/b.x/c":    {true, true},
+			"/a/b/C/":     {false, true},
+		},
+		"GET /a/**": {
+			"/a.json":    {false, true},
+			"/A/b/c":     {false, true},
+			"/a/b/c.txt": {true, true},
+		},
 	} {
-		if got := [2]bool{p.Match("GET", path), p.MatchFold("GET", path)}; got != want {
-			t.Errorf("%s: Match, MatchFold = %v, want %v", path, got, want)
+		p := mustParse(t, pattern)
+		m := p.Method()
+		for path, want := range paths {
+			if got := [2]bool{p.Match(m, path), p.MatchLenient(m, path)}; got != want {
+				t.Errorf("%s, %s: Match, MatchLenient = %v, want %v", pattern, path, got, want)
+			}
 		}
 	}
+}
+
+// lenientNaive is lenientEqual by its definition: every way of dropping
+// the segment's suffix from a "." (last only) and trimming blanks, each
+// compared rune by rune with folding.
+func lenientNaive(d, lit string, last bool) bool {
+	fold := func(a, b string) bool {
+		ra, rb := []rune(a), []rune(b)
+		if len(ra) != len(rb) {
+			return false
+		}
+		for i := range ra {
+			if !foldRune(ra[i], rb[i]) {
+				return false
+			}
+		}
+		return true
+	}
+	if fold(strings.TrimFunc(d, unicode.IsSpace), lit) {
+		return true
+	}
+	for i := 0; last && i < len(d); i++ {
+		if d[i] == '.' && fold(strings.TrimFunc(d[:i], unicode.IsSpace), lit) {
+			return true
+		}
+	}
+	return false
+}
+
+func FuzzLenientEqual(f *testing.F) {
+	f.Fuzz(func(t *testing.T, d, lit string, last bool) {
+		if _, err := Parse("GET /" + lit); err != nil || lit == "" || strings.ContainsAny(lit, "/*") {
+			return // lit is a literal segment of a valid pattern
+		}
+		if got, want := lenientEqual(d, lit, last), lenientNaive(d, lit, last); got != want {
+			t.Fatalf("lenientEqual(%q, %q, %v) = %v, want %v", d, lit, last, got, want)
+		}
+		if d == lit && !lenientEqual(d, lit, last) {
+			t.Fatalf("%q does not equal itself", d)
+		}
+	})
 }
