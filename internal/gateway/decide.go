@@ -141,13 +141,13 @@ func checkBreakGlass(rec *token.Record, q *request) *denial {
 		return nil
 	}
 	if !q.breakGlass {
-		return forbidden(CodeBreakGlass, "this is a break-glass token: every request needs X-Break-Glass: <justification> and X-Purpose-Of-Use: ETREAT", "")
+		return unreachable(CodeBreakGlass, "this is a break-glass token: every request needs X-Break-Glass: <justification> and X-Purpose-Of-Use: ETREAT")
 	}
 	if !validJustification(q.justification) {
 		return badRequest(fmt.Sprintf("X-Break-Glass must be a justification of 1 to %d printable characters", MaxJustification))
 	}
 	if q.purpose != breakGlassPurpose {
-		return forbidden(CodeBreakGlass, "a break-glass request needs X-Purpose-Of-Use: ETREAT", "")
+		return unreachable(CodeBreakGlass, "a break-glass request needs X-Purpose-Of-Use: ETREAT")
 	}
 	return nil
 }
@@ -199,9 +199,9 @@ func authorizeRoute(q *request, set scope.Set) (*denial, string) {
 		return forbidden(CodeInsufficientScope, "this request needs the scope "+quote(r.need.str), r.need.str), r.need.str
 	}
 	if lenient != nil {
-		return forbidden(CodeNoRoute, "no route of this upstream allows "+q.method+" on this path (it matches "+lenient.pat.String()+" only when letter case, a .ext suffix, blanks or a trailing / are ignored: use the route's own path)", ""), ""
+		return unreachable(CodeNoRoute, "no route of this upstream allows "+q.method+" on this path (it matches "+lenient.pat.String()+" only when letter case, a .ext suffix, blanks or a trailing / are ignored: use the route's own path)"), ""
 	}
-	return forbidden(CodeNoRoute, "no route of this upstream allows "+q.method+" on this path", ""), ""
+	return unreachable(CodeNoRoute, "no route of this upstream allows "+q.method+" on this path"), ""
 }
 
 func quote(s string) string { return `"` + s + `"` }
@@ -384,9 +384,13 @@ func authorizeInteraction(fr *fhirRequest, ps *params, set scope.Set, pid string
 	need := neededScope(set, fr.typ, op)
 	switch {
 	case compartmentFail:
-		return forbidden(CodeCompartment, compartmentMessage(pid), need), need
+		return outsideCompartment(pid, need), need
 	case restrictFail:
-		return forbidden(CodeInsufficientScope, "the scope "+quote(restricted)+" allows only searches that carry its parameters", restricted), restricted
+		// the scope named is the token's own, restricted one: not one that
+		// would do, so the challenge does not name it
+		dn := forbidden(CodeInsufficientScope, "the scope "+quote(restricted)+" allows only searches that carry its parameters", restricted)
+		dn.scopeAttr = false
+		return dn, restricted
 	}
 	return forbidden(CodeInsufficientScope, "this request needs the scope "+quote(need), need), need
 }
@@ -595,7 +599,8 @@ func authorizeOperation(fr *fhirRequest, ps *params, set scope.Set, pid string, 
 		}
 	}
 	if rule == nil {
-		return forbidden(CodeInsufficientScope, "the operation "+fr.op+" is not allowed through this gateway (no scope is configured for it)", ""), ""
+		dn := unreachable(CodeInsufficientScope, "the operation "+fr.op+" is not allowed through this gateway (no scope is configured for it)")
+		return dn, ""
 	}
 	ok, patientOnly := rule.need.heldBy(set)
 	if !ok {
@@ -608,7 +613,7 @@ func authorizeOperation(fr *fhirRequest, ps *params, set scope.Set, pid string, 
 		inside := pid != "" && (fr.compType == "Patient" && fr.compID == pid ||
 			typeLevel && ps.inCompartment(fr.typ, pid))
 		if !inside {
-			return forbidden(CodeCompartment, compartmentMessage(pid), rule.need.str), rule.need.str
+			return outsideCompartment(pid, rule.need.str), rule.need.str
 		}
 	}
 	return nil, rule.need.str

@@ -382,9 +382,27 @@
 // # Errors
 //
 // Every refusal is JSON, {"error":{"code","message","scope","request_id"}},
-// with X-Request-Id. 401 carries WWW-Authenticate: Bearer realm="phigate"
-// (with error="invalid_token" when a token was sent); 403 carries
-// error="insufficient_scope" and, when one scope would do, scope="…".
+// with X-Request-Id. 401 and the 403s of a token's privileges carry an RFC
+// 6750 challenge, WWW-Authenticate: Bearer realm="phigate" and:
+//
+//   - 401 without a token: nothing more (RFC 6750 §3.1);
+//   - 401 with one: error="invalid_token" and the authority's reason as
+//     error_description;
+//   - 403 when the token lacks a privilege (a scope, a constraint such as
+//     its networks or hours, break-glass): error="insufficient_scope",
+//     an error_description saying which, and scope="…" only when that
+//     scope would do (not for a granular scope's missing parameters,
+//     where the scope named is the token's own);
+//   - 403 compartment: error="insufficient_scope", error_description="the
+//     request is outside the token's patient compartment", and no scope
+//     (the token holds it; the patient is what it may not reach);
+//   - 403 that no token would pass (no_route, an $operation not
+//     configured, a break-glass token's request without its headers): no
+//     error (none of RFC 6750's says what happened), only the
+//     error_description.
+//
+// Refusals of the request itself (400, 404, 413, 415, body_unavailable)
+// carry no challenge.
 // Codes: the authority's (invalid_token, token_expired, token_revoked,
 // token_suspended, token_idle, token_rotated, network_denied,
 // outside_hours, purpose_denied, rate_limited, uses_exhausted,

@@ -39,11 +39,20 @@ type denial struct {
 	status int
 	code   string
 	msg    string
-	// scope is the scope that was needed (insufficient_scope).
+	// scope is the scope that was needed (insufficient_scope), in the
+	// answer's body and the audit.
 	scope string
-	// bearer is the RFC 6750 error attribute of WWW-Authenticate.
-	bearer string
-	retry  time.Duration
+	// challenge asks for WWW-Authenticate on a status other than 401
+	// (which always has one): a 403 of the token's privileges. bearer is
+	// its RFC 6750 error attribute ("" for none: no RFC 6750 error says
+	// what happened), desc its error_description (msg when empty, except
+	// on a 401 without an error), and scopeAttr whether it names scope:
+	// only when that scope is one the token lacks and that would do.
+	challenge bool
+	bearer    string
+	desc      string
+	scopeAttr bool
+	retry     time.Duration
 	// close asks for the connection to be closed after the answer.
 	close bool
 }
@@ -54,9 +63,33 @@ func deny(status int, code, msg string) *denial {
 
 func badRequest(msg string) *denial { return deny(http.StatusBadRequest, CodeInvalidRequest, msg) }
 
-// forbidden is a 403 with the RFC 6750 insufficient_scope attribute.
+// forbidden is a 403 with the RFC 6750 insufficient_scope error ("the
+// request requires higher privileges than provided by the access token")
+// and, when need is set, the scope that would do.
 func forbidden(code, msg, need string) *denial {
-	return &denial{status: http.StatusForbidden, code: code, msg: msg, scope: need, bearer: "insufficient_scope"}
+	return &denial{status: http.StatusForbidden, code: code, msg: msg, scope: need, challenge: true, bearer: "insufficient_scope", scopeAttr: need != ""}
+}
+
+// unreachable is a 403 that no privilege of a token would lift (no route,
+// an operation the gateway does not let through, a break-glass token's
+// request without its headers): its challenge names no RFC 6750 error
+// and no scope, only what happened.
+func unreachable(code, msg string) *denial {
+	return &denial{status: http.StatusForbidden, code: code, msg: msg, challenge: true}
+}
+
+// outsideCompartment is the 403 of a patient/ scope asked for something
+// outside its patient's compartment. need (the scope the token holds at
+// patient level) goes to the body and the audit, not to the challenge:
+// it would not do. insufficient_scope stays, as RFC 6750 defines it: the
+// request needs higher privileges than the token's.
+func outsideCompartment(pid, need string) *denial {
+	desc := "the request is outside the token's patient compartment"
+	if pid == "" {
+		desc = "the token's patient/ scopes need it to be bound to a patient, and it is not"
+	}
+	return &denial{status: http.StatusForbidden, code: CodeCompartment, msg: compartmentMessage(pid), scope: need,
+		challenge: true, bearer: "insufficient_scope", desc: desc}
 }
 
 var (
@@ -76,24 +109,20 @@ func fromReason(r policy.Reason, retry time.Duration) *denial {
 	case r == policy.Unavailable:
 		d.status, d.retry = http.StatusServiceUnavailable, time.Second
 	default:
-		d.status, d.bearer = http.StatusForbidden, "insufficient_scope"
+		// a constraint of the token (network, hours, purpose, uses): the
+		// request needs privileges the token does not have
+		d.status, d.challenge, d.bearer = http.StatusForbidden, true, "insufficient_scope"
 	}
 	return d
 }
 
 // writeError answers d in JSON: {"error":{"code","message","request_id"}},
-// with WWW-Authenticate on 401 and 403 and Retry-After when set.
+// with WWW-Authenticate on 401 and on a 403 of the token's privileges, and
+// Retry-After when set.
 func writeError(w http.ResponseWriter, rid string, d *denial) {
 	h := w.Header()
-	if d.status == http.StatusUnauthorized || d.bearer != "" {
-		v := `Bearer realm="phigate"`
-		if d.bearer != "" {
-			v += `, error="` + d.bearer + `", error_description="` + quoteSafe(d.msg) + `"`
-		}
-		if d.scope != "" {
-			v += `, scope="` + quoteSafe(d.scope) + `"`
-		}
-		h.Set("WWW-Authenticate", v)
+	if d.status == http.StatusUnauthorized || d.challenge {
+		h.Set("WWW-Authenticate", d.wwwAuthenticate())
 	}
 	if d.retry > 0 {
 		h.Set("Retry-After", strconv.Itoa(int((d.retry+time.Second-1)/time.Second)))
@@ -118,6 +147,28 @@ func writeError(w http.ResponseWriter, rid string, d *denial) {
 	h.Set("Content-Length", strconv.Itoa(len(b)))
 	w.WriteHeader(d.status)
 	w.Write(b)
+}
+
+// wwwAuthenticate is d's RFC 6750 challenge: realm, then the error, its
+// description and the scope that would do, each only when d has one. A
+// 401 without a token has none of them (RFC 6750 §3.1: no error code
+// when the request carried no credential).
+func (d *denial) wwwAuthenticate() string {
+	v := `Bearer realm="phigate"`
+	if d.bearer != "" {
+		v += `, error="` + d.bearer + `"`
+	}
+	desc := d.desc
+	if desc == "" && (d.bearer != "" || d.status != http.StatusUnauthorized) {
+		desc = d.msg
+	}
+	if desc != "" {
+		v += `, error_description="` + quoteSafe(desc) + `"`
+	}
+	if d.scopeAttr && d.scope != "" {
+		v += `, scope="` + quoteSafe(d.scope) + `"`
+	}
+	return v
 }
 
 // quoteSafe makes s safe inside a quoted-string of a header: no quotes,
