@@ -281,10 +281,19 @@ func equalDecoded(seg, lit string, lenient, last bool) bool {
 // rune by rune, must be a prefix of d without its leading blanks, and
 // what follows only blanks, then the end or (last) a ".".
 func lenientEqual(d, lit string, last bool) bool {
-	d = strings.TrimLeftFunc(d, unicode.IsSpace)
+	d = trimLeftBlank(d)
 	for lit != "" {
 		if d == "" {
 			return false
+		}
+		if a, b := d[0], lit[0]; a < utf8.RuneSelf && b < utf8.RuneSelf {
+			// both ASCII (the usual case): equal, or letters that differ
+			// in case only; no other ASCII pair folds together
+			if a != b && !(a|0x20 == b|0x20 && 'a' <= a|0x20 && a|0x20 <= 'z') {
+				return false
+			}
+			d, lit = d[1:], lit[1:]
+			continue
 		}
 		rd, nd := utf8.DecodeRuneInString(d)
 		rl, nl := utf8.DecodeRuneInString(lit)
@@ -293,8 +302,28 @@ func lenientEqual(d, lit string, last bool) bool {
 		}
 		d, lit = d[nd:], lit[nl:]
 	}
-	d = strings.TrimLeftFunc(d, unicode.IsSpace)
+	d = trimLeftBlank(d)
 	return d == "" || last && d[0] == '.'
+}
+
+// trimLeftBlank is strings.TrimLeftFunc(s, unicode.IsSpace), without a
+// call per byte for ASCII.
+func trimLeftBlank(s string) string {
+	for s != "" {
+		if c := s[0]; c < utf8.RuneSelf {
+			if c != ' ' && (c < '\t' || c > '\r') {
+				return s
+			}
+			s = s[1:]
+			continue
+		}
+		r, n := utf8.DecodeRuneInString(s)
+		if !unicode.IsSpace(r) {
+			return s
+		}
+		s = s[n:]
+	}
+	return s
 }
 
 // foldRune reports whether runes a and b are equal as servers that ignore
