@@ -428,6 +428,10 @@ func TestRouteSuffixCannotReachAnotherRoute(t *testing.T) {
 	if fx.api.count.Load() != n {
 		t.Error("forwarded")
 	}
+	// forward auth decides the same way
+	if r := fx.do(t, call{path: "/v1/authz/billing/invoices/secret.json", secret: read}); r.status != http.StatusBadRequest || r.code != CodeInvalidRequest {
+		t.Errorf("forward auth: %d %s", r.status, r.body)
+	}
 	for _, p := range []string{"/billing/invoices/42.json", "/billing/invoices/other%20", "/billing/invoices/secretary", "/billing/invoices/x.secret"} {
 		if r := fx.do(t, call{path: p, secret: read}); r.status != http.StatusOK {
 			t.Errorf("%s (only one route reads it): %d %s", p, r.status, r.body)
