@@ -62,15 +62,18 @@ func IsResourceType(name string) bool {
 			return false // also keeps the separator out of the search
 		}
 	}
-	for rest := r4Types; ; {
-		i := strings.Index(rest, name)
+	// r4Types starts and ends with a space and name has none, so every
+	// match has a byte on either side.
+	for at := 0; ; {
+		i := strings.Index(r4Types[at:], name)
 		if i < 0 {
 			return false
 		}
-		if rest[i-1] == ' ' && rest[i+len(name)] == ' ' {
+		i += at
+		if r4Types[i-1] == ' ' && r4Types[i+len(name)] == ' ' {
 			return true
 		}
-		rest = rest[i+len(name):]
+		at = i + 1
 	}
 }
 

@@ -49,6 +49,7 @@ func TestIsResourceTypeOnlyForWholeR4Names(t *testing.T) {
 		{"MedicinalProductDefinition", false}, // R5, not R4
 		{"", false},
 		{" ", false},
+		{"c", false}, // a letter that occurs only inside names
 		{"*", false},
 		{strings.Repeat("A", 65), false},
 	} {

@@ -133,6 +133,20 @@
 // any one grant's restrictions all hold. A request for the resource "*"
 // (all types) is granted only by scopes for "*".
 //
+// # Resource types
+//
+// The grammar accepts any name of the resource rule, so that every stored
+// token still loads when a deployment's list of types changes. What a new
+// scope may name is checked apart, where scopes are issued or added
+// (token creation and change, the gateway's configuration), with a
+// [ResourceTypes]: "*", the FHIR R4 resource types (package fhir; case
+// matters) and the deployment's custom types. A scope naming anything
+// else is refused with an error that matches [ErrUnknownResourceType],
+// names the type and, for a likely typo, the nearest known one:
+//
+//	invalid scope "patient/Observaton.rs": unknown resource type "Observaton":
+//	not a FHIR R4 resource type (did you mean Observation?)
+//
 // # Errors
 //
 // Every malformed scope or set is reported as an [*Error] that matches

@@ -21,6 +21,8 @@ type Error struct {
 	Reason string
 	// set marks an error about a set as a whole rather than one scope.
 	set bool
+	// unknownType marks an error of ResourceTypes.Check.
+	unknownType bool
 }
 
 func (e *Error) Error() string {
@@ -32,6 +34,10 @@ func (e *Error) Error() string {
 
 // Unwrap returns ErrInvalid.
 func (e *Error) Unwrap() error { return ErrInvalid }
+
+// Is reports whether target is ErrUnknownResourceType and e is about an
+// unknown resource type.
+func (e *Error) Is(target error) bool { return e.unknownType && target == ErrUnknownResourceType }
 
 const (
 	// displayLen bounds how much of an offending scope an error repeats.

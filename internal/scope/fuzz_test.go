@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/phigate/phigate/internal/fhir"
 )
 
 // FuzzParse checks that Parse never panics, that its canonical form is a
@@ -18,6 +20,7 @@ func FuzzParse(f *testing.F) {
 		"system/Patient.*?_tag=a%7Cb&category=lab",
 		"billing:invoices:*",
 		"admin:*",
+		"patient/Observaton.rs",
 	} {
 		f.Add(s)
 	}
@@ -61,7 +64,30 @@ func FuzzParse(f *testing.F) {
 		if s.IsPlain() && !set.Has(c) {
 			t.Fatalf("set %q does not have %q", set, c)
 		}
+		checkTypes(t, s)
 	})
+}
+
+// checkTypes holds for a parsed scope s: ResourceTypes accepts it exactly
+// when it is plain or names "*", an R4 type or a custom one, and its error
+// matches both sentinels and never echoes a token-like input.
+func checkTypes(t *testing.T, s Scope) {
+	t.Helper()
+	rt, err := NewResourceTypes("MyType")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = rt.CheckScope(s)
+	want := s.IsPlain() || s.Resource() == "*" || s.Resource() == "MyType" || fhir.IsResourceType(s.Resource())
+	switch {
+	case (err == nil) != want:
+		t.Fatalf("CheckScope(%q) = %v, want accepted %v", s, err, want)
+	case err == nil:
+	case !errors.Is(err, ErrInvalid) || !errors.Is(err, ErrUnknownResourceType):
+		t.Fatalf("CheckScope(%q): error %v does not match both sentinels", s, err)
+	case strings.Contains(err.Error(), secretMarker) && strings.Contains(s.String(), secretMarker):
+		t.Fatalf("CheckScope(%q): error echoes a token-like input: %v", s, err)
+	}
 }
 
 // FuzzParseSet checks that ParseSet never panics, that a set's String()
