@@ -30,9 +30,14 @@ type Config struct {
 	FlushInterval time.Duration
 	// UseLease is the most uses reserved from the store at once (default 16).
 	UseLease int64
-	Now      func() time.Time // default time.Now
-	Rand     io.Reader        // default crypto/rand.Reader
-	Logger   *slog.Logger     // default: discard
+	// ResourceTypes is what the scopes of a new token, and the scopes a
+	// change adds, may name as resource type (the zero value: "*" and the
+	// FHIR R4 types). Stored tokens are not checked: they load whatever
+	// types they name.
+	ResourceTypes scope.ResourceTypes
+	Now           func() time.Time // default time.Now
+	Rand          io.Reader        // default crypto/rand.Reader
+	Logger        *slog.Logger     // default: discard
 	// Recorder, when set, records every change before it is made (and
 	// every refused one); a recorder failure refuses the change.
 	Recorder Recorder

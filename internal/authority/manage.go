@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -155,6 +156,9 @@ func (a *Authority) create(ctx context.Context, ac *Actor, spec Spec) (string, *
 	set, err := normaliseScopes(spec.Scopes)
 	if err != nil {
 		return "", nil, err
+	}
+	if err := a.cfg.ResourceTypes.Check(set); err != nil {
+		return "", nil, fieldErr("scopes", "%v", err)
 	}
 	kind := spec.Kind
 	if kind == "" {
@@ -388,6 +392,17 @@ func (a *Authority) Update(ctx context.Context, ac Actor, id string, revision in
 	set, err := normaliseScopes(rec.Scopes)
 	if err != nil {
 		return nil, nil, err
+	}
+	// Only the scopes the change adds must name known resource types: a
+	// token issued before a type left the configuration can still be
+	// changed (narrowed, say) without naming the type again.
+	for sc := range set.All() {
+		if slices.Contains(old.Scopes, sc.String()) {
+			continue
+		}
+		if err := a.cfg.ResourceTypes.CheckScope(sc); err != nil {
+			return nil, nil, fieldErr("scopes", "%v", err)
+		}
 	}
 	rec.Scopes = set.Strings()
 	now := a.cfg.Now().UTC()
