@@ -91,6 +91,10 @@
 //	    ca_file: /etc/phigate/siem-ca.pem
 //	    format: json                    # json | fhir
 //	    from_start: false               # send the whole log on first connection
+//	scopes:
+//	  custom_resource_types: [MyType]   # resource types a SMART scope may name besides
+//	                                    # * and the FHIR R4 ones: an upper-case letter, then
+//	                                    # letters; not an R4 type; unique; at most 256
 //
 // # Errors
 //
@@ -115,6 +119,8 @@ package config
 import (
 	"log/slog"
 	"time"
+
+	"github.com/phigate/phigate/internal/scope"
 )
 
 // Config is the server configuration. The yaml tag of each field is its key
@@ -138,6 +144,8 @@ type Config struct {
 	Vault Vault `yaml:"vault"`
 	// Audit configures the tamper-evident audit log.
 	Audit Audit `yaml:"audit"`
+	// Scopes sets what a scope may name.
+	Scopes Scopes `yaml:"scopes"`
 }
 
 // Listener is a TCP listen address.
@@ -304,6 +312,29 @@ type Tokens struct {
 	CacheSize int `yaml:"cache_size"`
 	// LastUsedFlush is how often last-use times are written to the store.
 	LastUsedFlush Duration `yaml:"last_used_flush"`
+}
+
+// Scopes sets what the scopes of new tokens and of the gateway's routes
+// and operations may name.
+type Scopes struct {
+	// CustomResourceTypes are the resource types a SMART scope may name
+	// besides "*" and the FHIR R4 types (an upstream's own types). A
+	// misspelled type is refused wherever a scope is issued; a type removed
+	// from here stays in the tokens that name it, which still work. Read
+	// at start: a SIGHUP reload checks the reloaded gateway section against
+	// the file's list, but tokens are issued under the list the server
+	// started with.
+	CustomResourceTypes []string `yaml:"custom_resource_types,omitempty"`
+}
+
+// ResourceTypes returns the resource types that s allows, or the R4 types
+// alone when s is invalid (which Validate reports).
+func (s Scopes) ResourceTypes() scope.ResourceTypes {
+	rt, err := scope.NewResourceTypes(s.CustomResourceTypes...)
+	if err != nil {
+		return scope.ResourceTypes{}
+	}
+	return rt
 }
 
 // Log sets the process log.

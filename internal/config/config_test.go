@@ -443,6 +443,7 @@ func TestSlogLevel(t *testing.T) {
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(valid))
 	f.Add([]byte(validGateway))
+	f.Add([]byte(validScopes))
 	f.Add([]byte(""))
 	f.Add([]byte("data_dir: d\ntls: {cert_file: c, key_file: k}\ntokens: {default_ttl: &t 1h, max_ttl: *t}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/phigate/phigate/internal/fhir"
 	"github.com/phigate/phigate/internal/gateway/route"
 	"github.com/phigate/phigate/internal/scope"
 	"github.com/phigate/phigate/internal/tlsutil"
@@ -72,7 +73,7 @@ func unmapBits(a netip.Addr) int {
 	return 0
 }
 
-func (ps *problems) gateway(g *Gateway) {
+func (ps *problems) gateway(g *Gateway, rt scope.ResourceTypes) {
 	for i, s := range g.TrustedProxies {
 		if _, err := ParseTrustedProxy(s); err != nil {
 			ps.add(fmt.Sprintf("gateway.trusted_proxies[%d]", i), "%s", err)
@@ -104,11 +105,11 @@ func (ps *problems) gateway(g *Gateway) {
 		} else {
 			prefixes[u.Prefix] = i
 		}
-		ps.upstream(at, u)
+		ps.upstream(at, u, rt)
 	}
 }
 
-func (ps *problems) upstream(at string, u *Upstream) {
+func (ps *problems) upstream(at string, u *Upstream, rt scope.ResourceTypes) {
 	if !validName(u.Name) {
 		ps.add(at+".name", "required: 1 to 64 characters a-z 0-9 - _, starting with a letter or digit (got %q)", truncate(u.Name, 70))
 	}
@@ -166,7 +167,7 @@ func (ps *problems) upstream(at string, u *Upstream) {
 			}
 		}
 		seen = append(seen, p)
-		ps.scope(rat+".scope", r.Scope)
+		ps.scope(rat+".scope", r.Scope, rt)
 		if sc, err := scope.Parse(r.Scope); err == nil && sc.Context() == scope.Patient {
 			// an http route has no patient compartment the gateway could
 			// check: a token bound to one patient would reach them all
@@ -183,26 +184,46 @@ func (ps *problems) upstream(at string, u *Upstream) {
 		if res == "" {
 			res = "*"
 		}
-		if res != "*" && !validResourceType(res) {
+		switch {
+		case res != "*" && !validResourceType(res):
 			ps.add(oat+".resource", "must be a FHIR resource type such as Patient, or * (got %q)", truncate(o.Resource, 70))
+		case !rt.Known(res):
+			ps.add(oat+".resource", "%s", unknownType(res, rt))
 		}
 		if k, dup := ops[o.Name+" "+res]; dup {
 			ps.add(oat+".name", "%s on %s repeats %s.operations[%d]", o.Name, res, at, k)
 		} else {
 			ops[o.Name+" "+res] = j
 		}
-		ps.scope(oat+".scope", o.Scope)
+		ps.scope(oat+".scope", o.Scope, rt)
 	}
 }
 
-func (ps *problems) scope(path, s string) {
+// scope checks a scope a route or operation needs: its grammar, and that
+// it names a resource type of rt (a typo would make the route need a scope
+// no token can be given).
+func (ps *problems) scope(path, s string, rt scope.ResourceTypes) {
 	if s == "" {
 		ps.add(path, "required: the scope a token needs, such as billing:read or user/Patient.r")
 		return
 	}
-	if _, err := scope.Parse(s); err != nil {
+	sc, err := scope.Parse(s)
+	if err == nil {
+		err = rt.CheckScope(sc)
+	}
+	if err != nil {
 		ps.add(path, "%s", strings.TrimPrefix(err.Error(), "scope: "))
 	}
+}
+
+// unknownType says that res is not a resource type of rt, with the
+// nearest one when there is one.
+func unknownType(res string, rt scope.ResourceTypes) string {
+	msg := fmt.Sprintf("unknown resource type %q: not a FHIR R4 resource type nor in scopes.custom_resource_types", res)
+	if near := fhir.Nearest(res, rt.Custom()...); near != "" {
+		msg += " (did you mean " + near + "?)"
+	}
+	return msg
 }
 
 func (ps *problems) prefix(path, p string) {

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/phigate/phigate/internal/scope"
 )
 
 // Validate checks every rule of the package documentation. In dev mode
@@ -106,7 +108,8 @@ func (c *Config) check(dev bool, set func(path string) bool) []problem {
 	ps.positive("limits.write_timeout", l.WriteTimeout)
 	ps.positive("limits.idle_timeout", l.IdleTimeout)
 
-	ps.gateway(&c.Gateway)
+	rt := ps.scopes(&c.Scopes)
+	ps.gateway(&c.Gateway, rt)
 	return ps
 }
 
@@ -183,4 +186,34 @@ func isHostname(s string) bool {
 		}
 	}
 	return true
+}
+
+// scopes checks scopes.custom_resource_types and returns the resource types
+// of the valid entries (so that a bad entry is reported once, not again by
+// every route naming it).
+func (ps *problems) scopes(s *Scopes) scope.ResourceTypes {
+	const at = "scopes.custom_resource_types"
+	if n := len(s.CustomResourceTypes); n > scope.MaxCustomTypes {
+		ps.add(at, "at most %d types (got %d)", scope.MaxCustomTypes, n)
+	}
+	var valid []string
+	first := map[string]int{}
+	for i, name := range s.CustomResourceTypes {
+		path := fmt.Sprintf("%s[%d]", at, i)
+		if err := scope.CheckCustomType(name); err != nil {
+			ps.add(path, "%s", strings.TrimPrefix(err.Error(), "invalid custom resource type "))
+			continue
+		}
+		if k, dup := first[name]; dup {
+			ps.add(path, "%q repeats %s[%d]", name, at, k)
+			continue
+		}
+		first[name] = i
+		valid = append(valid, name)
+	}
+	if len(valid) > scope.MaxCustomTypes {
+		valid = valid[:scope.MaxCustomTypes]
+	}
+	rt, _ := scope.NewResourceTypes(valid...)
+	return rt
 }

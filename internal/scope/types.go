@@ -15,8 +15,8 @@ import (
 // [ErrInvalid] too.
 var ErrUnknownResourceType = errors.New("unknown resource type")
 
-// maxCustomTypes bounds the custom resource types of a deployment.
-const maxCustomTypes = 256
+// MaxCustomTypes bounds the custom resource types of a deployment.
+const MaxCustomTypes = 256
 
 // ResourceTypes is what a new scope may name as its resource type: "*",
 // the FHIR R4 resource types ([fhir.IsResourceType]) and the custom types
@@ -32,24 +32,39 @@ type ResourceTypes struct {
 	custom []string // sorted
 }
 
+// ErrInvalidCustomType is matched by the errors of [NewResourceTypes] and
+// [CheckCustomType].
+var ErrInvalidCustomType = errors.New("invalid custom resource type")
+
+// CheckCustomType returns nil when name may be a custom resource type: it
+// satisfies the grammar's resource rule (an upper-case letter, then
+// letters, at most 64 bytes) and is not an R4 type; otherwise an error,
+// matching ErrInvalidCustomType, that says why.
+func CheckCustomType(name string) error {
+	switch f := checkResource(name, 0); {
+	case name == "*" || !f.ok():
+		return fmt.Errorf("%w %q: must be an upper-case letter, then letters (at most 64)", ErrInvalidCustomType, display(name))
+	case fhir.IsResourceType(name):
+		return fmt.Errorf("%w %q: already a FHIR R4 resource type", ErrInvalidCustomType, name)
+	}
+	return nil
+}
+
 // NewResourceTypes returns the ResourceTypes of the R4 types and custom.
-// Each custom type MUST satisfy the grammar's resource rule (an upper-case
-// letter, then letters, at most 64 bytes), MUST NOT be an R4 type or "*",
-// and MUST NOT repeat; there are at most 256. The error says which one is
-// wrong and why.
+// Each custom type MUST pass [CheckCustomType] and MUST NOT repeat; there
+// are at most 256. The error, matching ErrInvalidCustomType, says which
+// one is wrong and why.
 func NewResourceTypes(custom ...string) (ResourceTypes, error) {
-	if len(custom) > maxCustomTypes {
-		return ResourceTypes{}, fmt.Errorf("%w: %d custom resource types, more than %d", ErrInvalid, len(custom), maxCustomTypes)
+	if len(custom) > MaxCustomTypes {
+		return ResourceTypes{}, fmt.Errorf("%w: %d custom resource types, more than %d", ErrInvalidCustomType, len(custom), MaxCustomTypes)
 	}
 	seen := make(map[string]bool, len(custom))
-	for i, c := range custom {
-		switch f := checkResource(c, 0); {
-		case c == "*" || !f.ok():
-			return ResourceTypes{}, fmt.Errorf("%w: custom resource type %d (%q): must be an upper-case letter then letters, at most 64", ErrInvalid, i, display(c))
-		case fhir.IsResourceType(c):
-			return ResourceTypes{}, fmt.Errorf("%w: custom resource type %d (%q) is already a FHIR R4 resource type", ErrInvalid, i, c)
-		case seen[c]:
-			return ResourceTypes{}, fmt.Errorf("%w: custom resource type %d (%q) is listed twice", ErrInvalid, i, c)
+	for _, c := range custom {
+		if err := CheckCustomType(c); err != nil {
+			return ResourceTypes{}, err
+		}
+		if seen[c] {
+			return ResourceTypes{}, fmt.Errorf("%w %q: listed twice", ErrInvalidCustomType, c)
 		}
 		seen[c] = true
 	}

@@ -78,13 +78,13 @@ func TestCustomResourceTypesAreChecked(t *testing.T) {
 	}{
 		{"none", nil, ""},
 		{"two", []string{"MyType", "OtherType"}, ""},
-		{"lower-case", []string{"myType"}, "must be an upper-case letter then letters"},
-		{"digit", []string{"Type2"}, "must be an upper-case letter then letters"},
-		{"star", []string{"*"}, "must be an upper-case letter then letters"},
-		{"empty", []string{""}, "must be an upper-case letter then letters"},
+		{"lower-case", []string{"myType"}, "must be an upper-case letter, then letters"},
+		{"digit", []string{"Type2"}, "must be an upper-case letter, then letters"},
+		{"star", []string{"*"}, "must be an upper-case letter, then letters"},
+		{"empty", []string{""}, "must be an upper-case letter, then letters"},
 		{"r4", []string{"Observation"}, "already a FHIR R4 resource type"},
 		{"repeated", []string{"MyType", "MyType"}, "listed twice"},
-		{"too-many", make([]string, maxCustomTypes+1), "more than 256"},
+		{"too-many", make([]string, MaxCustomTypes+1), "more than 256"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rt, err := NewResourceTypes(tc.custom...)
@@ -99,7 +99,7 @@ func TestCustomResourceTypesAreChecked(t *testing.T) {
 				}
 				return
 			}
-			if err == nil || !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tc.want) {
+			if err == nil || !errors.Is(err, ErrInvalidCustomType) || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("NewResourceTypes(%q) = %v, want %q", tc.custom, err, tc.want)
 			}
 		})

@@ -365,6 +365,7 @@ func authorityConfig(cfg *config.Config, logger *slog.Logger) authority.Config {
 		MaxTTL:        cfg.Tokens.MaxTTL.Duration(),
 		CacheSize:     cfg.Tokens.CacheSize,
 		FlushInterval: cfg.Tokens.LastUsedFlush.Duration(),
+		ResourceTypes: cfg.Scopes.ResourceTypes(),
 		Logger:        logger,
 	}
 }
