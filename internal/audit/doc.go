@@ -92,6 +92,8 @@
 //	                         their own encoding (tag, length, bytes, in tag
 //	                         order) sealed by the log's Sealer for this seq;
 //	                         an entry with it has none of 15, 16, 19
+//	26 interaction  string   FHIR interaction of a proxied request ("read",
+//	                         "search-type", ..., "route" for an http upstream)
 //
 // A decoder MUST refuse anything else (unknown version or tag, fields out
 // of order, repeated or empty, numbers not in shortest form or out of

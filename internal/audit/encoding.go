@@ -45,7 +45,11 @@ const (
 	// patient, path) encrypted, when the log has a Sealer: those three
 	// tags are then absent from the entry (see seal.go).
 	tagSealed = 25
-	maxTag    = 25
+	// tagInteraction is the FHIR interaction of a proxied request. It
+	// follows tagSealed, which the writer appends to the tail when it
+	// seals, so it is encoded apart (appendTrailer).
+	tagInteraction = 26
+	maxTag         = 26
 )
 
 // isUint reports whether tag carries an unsigned integer.
@@ -66,7 +70,7 @@ func (e *Entry) MarshalBinary() ([]byte, error) {
 		return nil, err
 	}
 	b := appendHead(make([]byte, 0, 256), e.Seq, e.Time)
-	b = appendTail(b, e)
+	b = appendTrailer(appendTail(b, e), e)
 	if len(b) > MaxEntrySize {
 		return nil, fmt.Errorf("%w: encoded entry is %d bytes, over %d", ErrInvalidEntry, len(b), MaxEntrySize)
 	}
@@ -91,6 +95,9 @@ func (e *Entry) encodable() error {
 		if !utf8.ValidString(s.v) {
 			return fmt.Errorf("%w: field %d is not valid UTF-8", ErrInvalidEntry, s.tag)
 		}
+	}
+	if !utf8.ValidString(e.Interaction) {
+		return fmt.Errorf("%w: field %d is not valid UTF-8", ErrInvalidEntry, tagInteraction)
 	}
 	for _, s := range []json.RawMessage{e.Before, e.After} {
 		if len(s) > 0 && !json.Valid(s) {
@@ -129,8 +136,8 @@ func appendHead(b []byte, seq uint64, t time.Time) []byte {
 	return binary.AppendUvarint(b, uint64(t.UnixNano()))
 }
 
-// appendTail appends the fields from tagNode on, each omitted when empty or
-// zero. e must be encodable.
+// appendTail appends the fields from tagNode to tagSealed, each omitted
+// when empty or zero. e must be encodable.
 func appendTail(b []byte, e *Entry) []byte {
 	for _, s := range e.strings() {
 		b = appendString(b, s.tag, s.v)
@@ -141,6 +148,12 @@ func appendTail(b []byte, e *Entry) []byte {
 	b = appendString(b, tagBefore, string(e.Before))
 	b = appendString(b, tagAfter, string(e.After))
 	return appendString(b, tagSealed, string(e.Sealed))
+}
+
+// appendTrailer appends the fields after tagSealed (tagInteraction), each
+// omitted when empty. It returns b itself when there are none.
+func appendTrailer(b []byte, e *Entry) []byte {
+	return appendString(b, tagInteraction, e.Interaction)
 }
 
 func appendString(b []byte, tag byte, s string) []byte {
@@ -341,6 +354,8 @@ func UnmarshalEntry(b []byte) (*Entry, error) {
 			e.After = json.RawMessage(s)
 		case tagSealed:
 			e.Sealed = []byte(s)
+		case tagInteraction:
+			e.Interaction = s
 		}
 	})
 	if err != nil {

@@ -61,6 +61,7 @@ func TestEncodingRoundTrip(t *testing.T) {
 	full.Seq, full.Time, full.Node = 1<<40, time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC), "node-1"
 	full.Reason, full.Target, full.BreakGlass = "ok", "tok_x", "ED: cardiac arrest, patient unconscious"
 	full.Before, full.After = json.RawMessage(`{"scopes":["a"]}`), json.RawMessage(`{"scopes":["a","b"]}`)
+	full.Interaction = "search-type"
 	for _, e := range []*Entry{exampleEntry(), full, {Time: time.Unix(0, 1).UTC(), Action: "x"}} {
 		b, err := e.MarshalBinary()
 		if err != nil {

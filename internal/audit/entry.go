@@ -126,6 +126,16 @@ type Entry struct {
 	Status   int           `json:"status,omitempty"`
 	Bytes    int64         `json:"bytes,omitempty"`
 	Duration time.Duration `json:"-"` // JSON: duration_ms
+	// Interaction is the FHIR RESTful interaction the gateway classified
+	// the request as ("read", "vread", "search-type", "search-system",
+	// "search-compartment", "history-instance", "history-type",
+	// "history-system", "create", "update", "patch", "delete", their
+	// "conditional-" forms, "batch", "transaction", "capabilities",
+	// "operation"), "route" for an http upstream, and empty when the
+	// request was refused before it was classified. It is not PHI (never
+	// sealed); the FHIR export derives the AuditEvent's subtype and action
+	// from it.
+	Interaction string `json:"interaction,omitempty"`
 
 	// Before and After are JSON snapshots of what changed (token.updated:
 	// the token's public view before and after the change).
@@ -218,6 +228,7 @@ func (e *Entry) normalize() error {
 		{&e.Source.IP, 64}, {&e.Source.UserAgent, MaxUserAgent}, {&e.RequestID, 128},
 		{&e.Target, MaxString}, {&e.Reason, MaxText}, {&e.Purpose, 64}, {&e.BreakGlass, MaxText},
 		{&e.Patient, 128}, {&e.Method, 16}, {&e.Upstream, 64}, {&e.Path, MaxPath},
+		{&e.Interaction, 32},
 	} {
 		*f.p = cut(redact(*f.p), f.max)
 	}

@@ -44,6 +44,9 @@ func FuzzUnmarshalEntry(f *testing.F) {
 	sealed.Sealed = []byte{0xff, 0, 1}
 	b, _ = sealed.MarshalBinary()
 	f.Add(b)
+	sealed.Interaction = "search-compartment"
+	b, _ = sealed.MarshalBinary()
+	f.Add(b)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		e, err := UnmarshalEntry(b)
 		if err != nil {

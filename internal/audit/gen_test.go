@@ -30,7 +30,7 @@ func generate(tb testing.TB, l *Log, n int, mk func(i int) *Entry) {
 					return err
 				}
 				seq := w.size
-				body := appendTail(appendHead(nil, seq, time.Unix(0, t)), e)
+				body := appendTrailer(appendTail(appendHead(nil, seq, time.Unix(0, t)), e), e)
 				hs := w.appendLeaf(w.rng, seq, body, &tiles)
 				rows[j] = row{seq: seq, t: t, tokenID: e.Actor.TokenID, subject: e.Actor.Subject, hashes: hs, body: body}
 				w.size++

@@ -186,7 +186,8 @@ type failure struct {
 
 // request is one entry waiting for the writer.
 type request struct {
-	tail    []byte // the encoded fields from tagNode on
+	tail    []byte // the encoded fields from tagNode to tagSealed
+	trailer []byte // the encoded fields after tagSealed (nil: none)
 	phi     []byte // the fields to seal (Sealer), encoded; nil when none
 	index   []int64
 	tokenID string
@@ -579,7 +580,8 @@ func (l *Log) prepare(e *Entry, wait bool) (*Entry, *request, error) {
 	} else {
 		r.tail = appendTail(make([]byte, 0, 256), &c)
 	}
-	if len(r.tail)+len(r.phi)+sealOverhead > MaxEntrySize {
+	r.trailer = appendTrailer(nil, &c)
+	if len(r.tail)+len(r.phi)+len(r.trailer)+sealOverhead > MaxEntrySize {
 		return nil, nil, fmt.Errorf("%w: entry is over %d bytes", ErrInvalidEntry, MaxEntrySize)
 	}
 	return &c, r, nil

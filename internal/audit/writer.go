@@ -643,7 +643,7 @@ func (l *Log) commit(batch []*request) {
 	kept := live[:0]
 	seq := w.size
 	for _, r := range live {
-		body := appendHead(make([]byte, 0, len(r.tail)+len(r.phi)+sealOverhead+24), seq, time.Unix(0, t))
+		body := appendHead(make([]byte, 0, len(r.tail)+len(r.phi)+len(r.trailer)+sealOverhead+24), seq, time.Unix(0, t))
 		body = append(body, r.tail...)
 		if r.phi != nil {
 			var err error
@@ -654,6 +654,11 @@ func (l *Log) commit(batch []*request) {
 			for _, tag := range r.index {
 				index = append(index, indexRow{tag: tag, seq: seq})
 			}
+		}
+		body = append(body, r.trailer...) // the fields after tagSealed
+		if len(body) > MaxEntrySize {
+			l.answer(r, result{err: fmt.Errorf("%w: entry is %d bytes, over %d", ErrInvalidEntry, len(body), MaxEntrySize)})
+			continue
 		}
 		hs := w.appendLeaf(rng, seq, body, &tiles)
 		rows = append(rows, row{seq: seq, t: t, tokenID: r.tokenID, subject: r.subject, hashes: hs, body: body})
