@@ -56,7 +56,9 @@ type request struct {
 	ifNoneExist      string
 	multiIfNoneExist bool
 	// patient is set by authorizeFHIR: the one patient the request names
-	patient    string
+	patient string
+	// bundleType is set by authorizeBatch: "batch" or "transaction"
+	bundleType string
 	up         *upstream
 	maxEntries int
 	now        time.Time
@@ -217,6 +219,9 @@ func authorizeFHIR(q *request, set scope.Set, pid string) (dn *denial, sc, inter
 	ps := params{raw: [2]string{q.query}}
 	if fr.interaction == Batch {
 		dn, sc = authorizeBatch(q, set, pid)
+		if q.bundleType == "transaction" {
+			return dn, sc, "transaction", "Bundle" // recorded apart from a batch
+		}
 		return dn, sc, fr.interaction.String(), "Bundle"
 	}
 	if isSearch(fr.interaction) && q.method == http.MethodPost {
@@ -632,7 +637,9 @@ func authorizeBatch(q *request, set scope.Set, pid string) (*denial, string) {
 	if dn != nil {
 		return dn, ""
 	}
-	_, entries, err := parseBundle(b, q.maxEntries)
+	var entries []bundleEntry
+	var err error
+	q.bundleType, entries, err = parseBundle(b, q.maxEntries)
 	if err != nil {
 		return badRequest(err.Error()), ""
 	}

@@ -415,7 +415,10 @@
 // in internal/server); FileRecorder serves without one: one JSON object per
 // line (Event's fields), appended with group commit. Completions use
 // AsyncRecorder when the recorder offers it, and are otherwise recorded
-// from a goroutine that Shutdown waits for.
+// from a goroutine that Shutdown waits for. Every event of a request that
+// was classified names its interaction (Event.Interaction: the FHIR
+// interaction, "transaction" apart from "batch", or "route" for an http
+// upstream), which the audit log keeps for its FHIR AuditEvent export.
 //
 // # Framing
 //

@@ -69,7 +69,7 @@ type Event struct {
 	Path     string `json:"path"`
 	Query    string `json:"query,omitempty"`
 	// Interaction is the FHIR interaction ("read", "search-type", ...,
-	// "batch") or "route" for http upstreams.
+	// "batch", "transaction") or "route" for http upstreams.
 	Interaction string `json:"interaction,omitempty"`
 	Resource    string `json:"resource,omitempty"`
 	// Scope is the scope that granted the request (grant) or the one that

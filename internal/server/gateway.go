@@ -171,6 +171,7 @@ func auditEntry(ev *gateway.Event) *audit.Entry {
 		RequestID: ev.RequestID, Target: ev.Resource, Reason: ev.Reason, Purpose: ev.Purpose,
 		BreakGlass: ev.Justification, Patient: ev.Patient,
 		Method: ev.Method, Upstream: ev.Upstream, Path: path, Status: ev.Status,
+		Interaction: ev.Interaction,
 	}
 	switch ev.Kind {
 	case gateway.KindGrant:

@@ -24,7 +24,7 @@ import (
 
 func TestAuditEntryOfEachGatewayDecision(t *testing.T) {
 	base := gateway.Event{RequestID: "r1", TokenID: "tok_1", Subject: "lab-app", SourceIP: "10.0.0.7", Method: "GET",
-		Upstream: "ehr", Path: "/fhir/Observation", Query: "patient=p1", Resource: "Observation", Purpose: "TREAT", Patient: "p1"}
+		Upstream: "ehr", Path: "/fhir/Observation", Query: "patient=p1", Resource: "Observation", Purpose: "TREAT", Patient: "p1", Interaction: "search-type"}
 	for name, c := range map[string]struct {
 		mutate  func(*gateway.Event)
 		action  audit.Action
@@ -52,6 +52,9 @@ func TestAuditEntryOfEachGatewayDecision(t *testing.T) {
 		}
 		if ev.BreakGlass && e.BreakGlass != "ED" {
 			t.Errorf("%s: justification %q", name, e.BreakGlass)
+		}
+		if e.Interaction != "search-type" {
+			t.Errorf("%s: interaction %q, want the event's", name, e.Interaction)
 		}
 	}
 }
