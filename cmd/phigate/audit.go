@@ -499,8 +499,9 @@ as FHIR Bulk Data uses). It reads the data directory directly.
 
 The PHI-bearing fields of each entry (request path and query, patient id,
 break-glass justification) are stored encrypted. Without --decrypt they
-are exported sealed ("sealed": base64), which is what to hand someone who
-only checks the log's integrity; with --decrypt the vault's master key
+are exported sealed ("sealed": base64; in the FHIR format, the extension
+urn:phigate:audit:sealed), which is what to hand someone who only checks
+the log's integrity; with --decrypt the vault's master key
 (--master-key, $PHIGATE_MASTER_KEY or the development key) opens them, and
 --patient and --path-prefix can be used.`,
 		Example: `  phigate audit export --data /var/lib/phigate --format fhir --from 2026-01-01T00:00:00Z --out q1.ndjson

@@ -87,12 +87,13 @@ type AuditEventSource struct {
 
 // AuditEventEntity is AuditEvent.entity.
 type AuditEventEntity struct {
-	What   *Reference          `json:"what,omitempty"`
-	Type   *Coding             `json:"type,omitempty"`
-	Role   *Coding             `json:"role,omitempty"`
-	Name   string              `json:"name,omitempty"`
-	Query  string              `json:"query,omitempty"` // base64
-	Detail []AuditEntityDetail `json:"detail,omitempty"`
+	Extension []AuditEventExtItem `json:"extension,omitempty"`
+	What      *Reference          `json:"what,omitempty"`
+	Type      *Coding             `json:"type,omitempty"`
+	Role      *Coding             `json:"role,omitempty"`
+	Name      string              `json:"name,omitempty"`
+	Query     string              `json:"query,omitempty"` // base64
+	Detail    []AuditEntityDetail `json:"detail,omitempty"`
 }
 
 // AuditEntityDetail is AuditEvent.entity.detail.
@@ -101,10 +102,13 @@ type AuditEntityDetail struct {
 	ValueString string `json:"valueString"`
 }
 
-// AuditEventExtItem is an extension with a string value.
+// AuditEventExtItem is an extension with one value: a string, base64
+// bytes or a boolean.
 type AuditEventExtItem struct {
-	URL         string `json:"url"`
-	ValueString string `json:"valueString,omitempty"`
+	URL               string `json:"url"`
+	ValueString       string `json:"valueString,omitempty"`
+	ValueBase64Binary string `json:"valueBase64Binary,omitempty"`
+	ValueBoolean      *bool  `json:"valueBoolean,omitempty"`
 }
 
 // Code systems.
@@ -124,27 +128,70 @@ const (
 	balpProfile    = "https://profiles.ihe.net/ITI/BALP/StructureDefinition/IHE.BasicAudit."
 )
 
-// FHIR returns e as a FHIR R4 AuditEvent of the log origin:
+// ExtSealed is the URL of the extension that marks what an entry's sealed
+// field withholds (see FHIR).
+const ExtSealed = "urn:phigate:audit:sealed"
+
+// FHIR returns e as a FHIR R4 AuditEvent of the log origin.
 //
-//   - access.*: type rest with the RESTful interaction as subtype (read,
-//     search, create, update, patch, delete), the BALP Read/Create/...
-//     profile; the requested path as entity (query base64-encoded as BALP
-//     asks), the patient compartment as a Patient entity.
+// An access.* entry (and audit.read) has type rest (RESTful Operation).
+// Its subtype is the entry's interaction as a code of
+// http://hl7.org/fhir/restful-interaction, and the action and the BALP
+// profile follow from it:
+//
+//	Entry.Interaction                 subtype             action  profile
+//	read, vread                       read, vread         R       Read
+//	history-instance|-type|-system    history             R       -
+//	search-type|-system|-compartment  search              E       Query
+//	create                            create              C       Create
+//	update, conditional-update        update              U       Update
+//	patch, conditional-patch          patch               U       Update
+//	delete, conditional-delete        delete              D       Delete
+//	batch, transaction                batch, transaction  E       -
+//	capabilities                      capabilities        R       -
+//	operation                         operation           E       -
+//
+// An http upstream's route, or an entry that records no interaction
+// (refused before it was classified, or written before entries recorded
+// it), has no restful-interaction subtype: its action follows the HTTP
+// method (GET, HEAD R; PUT, PATCH U; DELETE D; others E). The requested
+// path is an entity (its query base64, as BALP asks), the patient a
+// Patient entity. The other actions:
+//
 //   - auth.failed: DCM 110114 User Authentication, subtype 110122 Login.
+//
 //   - breakglass.used: DCM 110113 Security Alert, subtype 110127 Emergency
 //     Override Started, purposeOfEvent BTG; the justification as an entity
 //     detail.
+//
 //   - token.*: DCM 110113 Security Alert, subtype 110137 User Security
-//     Attributes Changed; the token changed as entity, with before and
-//     after as details.
+//     Attributes Changed, action C (created), D (revoked) or U (updated,
+//     rotated, suspended, reinstated); the token as entity, with before
+//     and after as details.
+//
 //   - alert.raised: Security Alert; key.rotated, config.loaded: Security
 //     Alert with 110129 Security Configuration / 110131 Software
 //     Configuration; server.started/stopped: DCM 110100 Application
 //     Activity, 110120 Application Start / 110121 Application Stop.
 //
+// Every subtype list ends with the entry's action as a code of
+// urn:phigate:audit:action.
+//
 // The agent who made the request (requestor) carries the token's subject
 // as who, its token id as altId, its source address and purpose of use;
 // phigate itself is the source (observer = the origin) and a second agent.
+//
+// # Sealed fields
+//
+// An entry exported without its key keeps its PHI fields (the path with
+// its query, the patient, the break-glass justification) sealed. Its
+// AuditEvent then has the extension ExtSealed (urn:phigate:audit:sealed)
+// with valueBase64Binary, the ciphertext the log's Merkle leaf commits to
+// (phigate audit export --decrypt opens it instead), and every entity
+// whose elements it withholds carries ExtSealed with valueBoolean true:
+// the request's entity (no what, no query) and the break-glass
+// justification's (no detail). A Patient entity cannot be marked: without
+// the key, whether the entry names a patient is sealed too.
 func FHIR(e *Entry, origin string) *AuditEvent {
 	ev := &AuditEvent{
 		ResourceType: "AuditEvent",
@@ -162,15 +209,24 @@ func FHIR(e *Entry, origin string) *AuditEvent {
 	if e.RequestID != "" {
 		ev.Extension = append(ev.Extension, AuditEventExtItem{URL: extReqID, ValueString: e.RequestID})
 	}
+	sealed := len(e.Sealed) > 0
+	if sealed {
+		ev.Extension = append(ev.Extension, AuditEventExtItem{URL: ExtSealed, ValueBase64Binary: base64.StdEncoding.EncodeToString(e.Sealed)})
+	}
 	act := string(e.Action)
 	actCoding := Coding{System: sysPhigateAct, Code: act}
 	switch {
 	case strings.HasPrefix(act, "access."):
 		ev.Type = Coding{System: sysEventType, Code: "rest", Display: "RESTful Operation"}
 		interaction, fhirAction, profile := restful(e)
-		ev.Subtype = []Coding{{System: sysRestful, Code: interaction}, actCoding}
+		if interaction != "" {
+			ev.Subtype = append(ev.Subtype, Coding{System: sysRestful, Code: interaction})
+		}
+		ev.Subtype = append(ev.Subtype, actCoding)
 		ev.Action = fhirAction
-		ev.Meta = &Meta{Profile: []string{balpProfile + profile}}
+		if profile != "" {
+			ev.Meta = &Meta{Profile: []string{balpProfile + profile}}
+		}
 	case e.Action == ActionAuthFailed:
 		ev.Type = Coding{System: sysDCM, Code: "110114", Display: "User Authentication"}
 		ev.Subtype = []Coding{{System: sysDCM, Code: "110122", Display: "Login"}, actCoding}
@@ -183,8 +239,12 @@ func FHIR(e *Entry, origin string) *AuditEvent {
 	case strings.HasPrefix(act, "token."):
 		ev.Type = Coding{System: sysDCM, Code: "110113", Display: "Security Alert"}
 		ev.Subtype = []Coding{{System: sysDCM, Code: "110137", Display: "User Security Attributes Changed"}, actCoding}
-		ev.Action = map[Action]string{ActionTokenCreated: "C"}[e.Action]
-		if ev.Action == "" {
+		switch e.Action {
+		case ActionTokenCreated:
+			ev.Action = "C"
+		case ActionTokenRevoked:
+			ev.Action = "D" // final: the credential is gone
+		default:
 			ev.Action = "U"
 		}
 	case e.Action == ActionKeyRotated:
@@ -205,8 +265,8 @@ func FHIR(e *Entry, origin string) *AuditEvent {
 		ev.Action = "E"
 	case e.Action == ActionAuditRead:
 		ev.Type = Coding{System: sysEventType, Code: "rest", Display: "RESTful Operation"}
-		ev.Subtype = []Coding{{System: sysRestful, Code: "search-type"}, actCoding}
-		ev.Action = "R"
+		ev.Subtype = []Coding{{System: sysRestful, Code: "search"}, actCoding}
+		ev.Action = "E"
 	default: // alert.raised, audit.archived, and any newer action
 		ev.Type = Coding{System: sysDCM, Code: "110113", Display: "Security Alert"}
 		ev.Subtype = []Coding{actCoding}
@@ -245,12 +305,16 @@ func FHIR(e *Entry, origin string) *AuditEvent {
 	ev.Agent = append(ev.Agent, server)
 
 	// entities
-	if e.Path != "" {
-		p, q, _ := strings.Cut(e.Path, "?")
+	if e.Path != "" || sealed && e.Method != "" {
 		ent := AuditEventEntity{
-			What: &Reference{Reference: strings.TrimPrefix(p, "/")},
 			Type: &Coding{System: sysEntityType, Code: "2", Display: "System Object"},
 			Role: &Coding{System: sysObjectRole, Code: "4", Display: "Domain Resource"},
+		}
+		p, q, _ := strings.Cut(e.Path, "?")
+		if e.Path != "" {
+			ent.What = &Reference{Reference: strings.TrimPrefix(p, "/")}
+		} else {
+			ent.Extension = sealedMark()
 		}
 		if e.Upstream != "" {
 			ent.Name = e.Upstream
@@ -276,8 +340,12 @@ func FHIR(e *Entry, origin string) *AuditEvent {
 			Role: &Coding{System: sysObjectRole, Code: "1", Display: "Patient"},
 		})
 	}
-	if e.Target != "" || e.Before != nil || e.After != nil || e.BreakGlass != "" {
+	justificationSealed := sealed && e.Action == ActionBreakGlassUsed && e.BreakGlass == ""
+	if e.Target != "" || e.Before != nil || e.After != nil || e.BreakGlass != "" || justificationSealed {
 		ent := AuditEventEntity{Type: &Coding{System: sysEntityType, Code: "2", Display: "System Object"}}
+		if justificationSealed {
+			ent.Extension = sealedMark()
+		}
 		if e.Target != "" {
 			ent.What = &Reference{Identifier: &Identifier{System: targetSystem(e), Value: e.Target}}
 		}
@@ -322,26 +390,47 @@ func fhirOutcome(e *Entry) string {
 	return "0"
 }
 
-// restful maps the HTTP method to the FHIR interaction, the AuditEvent
-// action code and the BALP profile name.
+// restful returns the restful-interaction code, the AuditEvent action
+// code and the BALP profile name of an access entry (the table of FHIR).
 func restful(e *Entry) (interaction, action, profile string) {
-	hasQuery := strings.Contains(e.Path, "?")
-	switch strings.ToUpper(e.Method) {
-	case "POST":
+	switch e.Interaction {
+	case "read", "vread":
+		return e.Interaction, "R", "Read"
+	case "history-instance", "history-type", "history-system":
+		return "history", "R", ""
+	case "search-type", "search-system", "search-compartment":
+		return "search", "E", "Query"
+	case "create":
 		return "create", "C", "Create"
-	case "PUT":
+	case "update", "conditional-update":
 		return "update", "U", "Update"
-	case "PATCH":
+	case "patch", "conditional-patch":
 		return "patch", "U", "Update"
-	case "DELETE":
+	case "delete", "conditional-delete":
 		return "delete", "D", "Delete"
-	case "GET", "HEAD":
-		if hasQuery {
-			return "search-type", "E", "Query"
-		}
-		return "read", "R", "Read"
+	case "batch", "transaction":
+		return e.Interaction, "E", ""
+	case "capabilities":
+		return "capabilities", "R", ""
+	case "operation":
+		return "operation", "E", ""
 	}
-	return "operation", "E", "Query"
+	// an http route, or no interaction recorded: no FHIR code to claim
+	switch strings.ToUpper(e.Method) {
+	case "GET", "HEAD":
+		return "", "R", ""
+	case "PUT", "PATCH":
+		return "", "U", ""
+	case "DELETE":
+		return "", "D", ""
+	}
+	return "", "E", ""
+}
+
+// sealedMark is the extension of an entity whose elements are sealed.
+func sealedMark() []AuditEventExtItem {
+	t := true
+	return []AuditEventExtItem{{URL: ExtSealed, ValueBoolean: &t}}
 }
 
 // WriteJSONL writes e as one line of JSON.

@@ -272,11 +272,12 @@ func TestParseQueryRejects(t *testing.T) {
 func TestFHIRAuditEvent(t *testing.T) {
 	e := grant(1)
 	e.Seq, e.Time, e.Node = 9, time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), "n1"
+	e.Interaction = "search-type"
 	ev := FHIR(e, "phigate/n1")
 	b, _ := json.Marshal(ev)
 	s := string(b)
 	for _, want := range []string{
-		`"resourceType":"AuditEvent"`, `"id":"n1-9"`, `"code":"rest"`, `"code":"search-type"`, `"action":"E"`,
+		`"resourceType":"AuditEvent"`, `"id":"n1-9"`, `"code":"rest"`, `"code":"search"`, `"action":"E"`,
 		`"outcome":"0"`, `"requestor":true`, `"value":"svc:lab-results-app"`, `"altId":"tok_4f3kq9ZpLm2Xc8VbN1sTaR"`,
 		`"address":"10.20.30.40"`, `"code":"TREAT"`, `"reference":"Patient/pat-000123456"`,
 		`"query":"` + base64.StdEncoding.EncodeToString([]byte("patient=pat-000123456&category=laboratory&_count=50&page=1")) + `"`,
