@@ -1,0 +1,146 @@
+package bruteforce
+
+import (
+	"errors"
+	"net/netip"
+	"testing"
+	"time"
+)
+
+type clock struct{ t time.Time }
+
+func (c *clock) now() time.Time          { return c.t }
+func (c *clock) advance(d time.Duration) { c.t = c.t.Add(d) }
+
+func newGuard(t *testing.T, cfg Config) (*Guard, *clock) {
+	t.Helper()
+	c := &clock{t: time.Unix(1_800_000_000, 0)}
+	g, err := New(cfg, c.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g, c
+}
+
+var small = Config{SlowAfter: 2, BlockAfter: 4, Window: time.Minute, Delay: 100 * time.Millisecond, CoolOff: 5 * time.Minute, MaxSources: 4}
+
+func TestRepeatedFailuresAreSlowedThenRefusedForTheCoolOff(t *testing.T) {
+	g, c := newGuard(t, small)
+	a := netip.MustParseAddr("192.0.2.7")
+	want := []Verdict{{}, {Delay: small.Delay}, {Delay: small.Delay}, {RetryAfter: small.CoolOff}}
+	for i, w := range want {
+		if got := g.Fail(a); got != w {
+			t.Fatalf("after failure %d: %+v, want %+v", i+1, got, w)
+		}
+	}
+	c.advance(time.Minute)
+	if v := g.Check(a); !v.Blocked() || v.RetryAfter != 4*time.Minute {
+		t.Fatalf("a minute into the cool-off: %+v, want blocked for 4m", v)
+	}
+	if v := g.Check(netip.MustParseAddr("192.0.2.8")); v != (Verdict{}) {
+		t.Fatalf("another source: %+v, want nothing", v)
+	}
+	c.advance(4 * time.Minute)
+	if v := g.Check(a); v != (Verdict{}) {
+		t.Fatalf("after the cool-off: %+v, want a fresh start", v)
+	}
+	if v := g.Fail(a); v != (Verdict{}) {
+		t.Fatalf("first failure after the cool-off: %+v, want none", v)
+	}
+}
+
+func TestFailuresOutsideTheWindowAreForgotten(t *testing.T) {
+	g, c := newGuard(t, small)
+	a := netip.MustParseAddr("2001:db8::1")
+	for range 3 {
+		g.Fail(a)
+		c.advance(31 * time.Second) // two failures never share a window of 1m... except neighbours
+	}
+	if v := g.Check(a); v.Blocked() {
+		t.Fatalf("spread failures blocked: %+v", v)
+	}
+}
+
+func TestAnIPv6HostCannotEscapeByChangingItsInterfaceID(t *testing.T) {
+	g, _ := newGuard(t, small)
+	for i := range small.BlockAfter {
+		g.Fail(netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 15: byte(i)}))
+	}
+	if v := g.Check(netip.MustParseAddr("2001:db8::ffff")); !v.Blocked() {
+		t.Fatalf("the /64 is not blocked: %+v", v)
+	}
+	if v := g.Check(netip.MustParseAddr("2001:db8:0:1::1")); v.Blocked() {
+		t.Fatalf("another /64 is blocked: %+v", v)
+	}
+}
+
+func TestMemoryIsBoundedAndBlockedSourcesAreNotEvicted(t *testing.T) {
+	g, c := newGuard(t, small)
+	blocked := netip.MustParseAddr("198.51.100.1")
+	for range small.BlockAfter {
+		g.Fail(blocked)
+	}
+	for i := range 10_000 {
+		g.Fail(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}))
+		if i%1000 == 0 {
+			c.advance(time.Second)
+		}
+	}
+	if n := g.Len(); n > small.MaxSources {
+		t.Fatalf("%d sources tracked, more than %d", n, small.MaxSources)
+	}
+	if v := g.Check(blocked); !v.Blocked() {
+		t.Fatalf("a crowd of new sources unblocked a blocked one: %+v", v)
+	}
+}
+
+func TestAFullTableOfBlockedSourcesTracksNoNewOne(t *testing.T) {
+	g, _ := newGuard(t, small)
+	for i := range small.MaxSources {
+		for range small.BlockAfter {
+			g.Fail(netip.AddrFrom4([4]byte{10, 0, 0, byte(i)}))
+		}
+	}
+	if v := g.Fail(netip.MustParseAddr("10.0.1.1")); v != (Verdict{}) {
+		t.Fatalf("untracked source: %+v", v)
+	}
+	if n := g.Len(); n != small.MaxSources {
+		t.Fatalf("%d sources, want %d", n, small.MaxSources)
+	}
+}
+
+func TestUnknownSourceIsOneSource(t *testing.T) {
+	g, _ := newGuard(t, small)
+	for range small.BlockAfter {
+		g.Fail(netip.Addr{})
+	}
+	if !g.Check(netip.Addr{}).Blocked() {
+		t.Fatal("the unknown source is not blocked")
+	}
+}
+
+func TestInvalidConfigIsRefused(t *testing.T) {
+	for name, mut := range map[string]func(*Config){
+		"no block":      func(c *Config) { c.BlockAfter = 0 },
+		"no window":     func(c *Config) { c.Window = 0 },
+		"no cool-off":   func(c *Config) { c.CoolOff = 0 },
+		"no sources":    func(c *Config) { c.MaxSources = 0 },
+		"negative wait": func(c *Config) { c.Delay = -1 },
+	} {
+		cfg := DefaultConfig()
+		mut(&cfg)
+		if _, err := New(cfg, nil); !errors.Is(err, ErrConfig) {
+			t.Errorf("%s: %v, want ErrConfig", name, err)
+		}
+	}
+}
+
+func BenchmarkCheck(b *testing.B) {
+	g, _ := New(DefaultConfig(), nil)
+	g.Fail(netip.MustParseAddr("192.0.2.1"))
+	a := netip.MustParseAddr("192.0.2.2")
+	b.ReportAllocs()
+	for b.Loop() {
+		g.Check(a)
+	}
+}
