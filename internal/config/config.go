@@ -91,10 +91,30 @@
 //	    ca_file: /etc/phigate/siem-ca.pem
 //	    format: json                    # json | fhir
 //	    from_start: false               # send the whole log on first connection
+//	  anonymous:                        # denials before authentication (no, bad, unknown,
+//	                                    # revoked, expired token; refusals before a token is read):
+//	    full_per_window: 10             # per source and reason, recorded in full per window; >= 0
+//	    window: 1m                      # then one summary entry with the count; > 0
+//	    max_groups: 10000               # (source, reason) groups per window; more share source "*"
+//	    max_field_bytes: 256            # path+query, User-Agent, justification cut (marked); 32..4096
 //	scopes:
 //	  custom_resource_types: [MyType]   # resource types a SMART scope may name besides
 //	                                    # * and the FHIR R4 ones: an upper-case letter, then
 //	                                    # letters; not an R4 type; unique; at most 256
+//	bruteforce:                         # sources sending malformed or unknown tokens (gateway, admin API)
+//	  slow_after: 5                     # failures in window from which each attempt waits delay;
+//	                                    # 0: never slowed; < block_after
+//	  block_after: 20                   # failures in window from which the source gets 429; > 0
+//	  window: 1m                        # > 0
+//	  delay: 500ms                      # 0..10s
+//	  cool_off: 5m                      # how long a blocked source is refused (Retry-After); > 0
+//	  max_sources: 100000               # sources tracked (IPv4 address, IPv6 /64); > 0
+//	storage:                            # low-space watermark on the data directory's filesystem:
+//	                                    # below it /readyz says why and requests get 503
+//	                                    # before anything is written; recovers by itself
+//	  min_free_bytes: 1073741824        # >= 0; the watermark is the smaller of the two
+//	  min_free_percent: 5               # 0..100 (0: bytes only; both 0: off)
+//	  check_interval: 1s                # how often the free space is measured; > 0
 //
 // # Errors
 //
@@ -146,6 +166,11 @@ type Config struct {
 	Audit Audit `yaml:"audit"`
 	// Scopes sets what a scope may name.
 	Scopes Scopes `yaml:"scopes"`
+	// BruteForce slows and refuses sources that keep sending invalid
+	// tokens.
+	BruteForce BruteForce `yaml:"bruteforce"`
+	// Storage is the low-space watermark of the data directory.
+	Storage Storage `yaml:"storage"`
 }
 
 // Listener is a TCP listen address.
@@ -385,7 +410,7 @@ const (
 // Default returns a Config with every default applied. DataDir and the TLS
 // files are empty: Default is valid only in dev mode until they are set.
 func Default() *Config {
-	return &Config{
+	c := &Config{
 		Admin: Listener{Listen: DefaultAdminListen},
 		Gateway: Gateway{
 			Listen: DefaultGatewayListen,
@@ -412,6 +437,8 @@ func Default() *Config {
 			IdleTimeout:       Duration(DefaultIdleTimeout),
 		},
 	}
+	defaultProtections(c)
+	return c
 }
 
 // Dev returns the configuration of `phigate server --dev`: the defaults,
@@ -463,6 +490,8 @@ type Audit struct {
 	// Syslog streams every entry to a SIEM (RFC 5424 over TLS, RFC 5425
 	// framing: the IHE ATNA transport). Empty addr: off.
 	Syslog Syslog `yaml:"syslog"`
+	// Anonymous sets how denials before authentication are aggregated.
+	Anonymous AnonymousDenials `yaml:"anonymous"`
 }
 
 // Syslog configures the audit log's syslog sink.

@@ -58,7 +58,7 @@ func TestExampleFileLoads(t *testing.T) {
 	want := production()
 	want.Vault.MasterKey = "file:/etc/phigate/master.key"
 	want.Audit = Audit{Node: "phigate-1", WitnessFile: "/var/lib/phigate-witness/checkpoints.txt",
-		Syslog: Syslog{Addr: "siem.example.org:6514", Format: "fhir"}}
+		Syslog: Syslog{Addr: "siem.example.org:6514", Format: "fhir"}, Anonymous: want.Audit.Anonymous}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("example.yaml = %+v\nwant %+v", c, want)
 	}
@@ -157,6 +157,10 @@ limits:
   read_timeout: 2s
   write_timeout: 3s
   idle_timeout: 4m
+audit:
+  anonymous: {full_per_window: 3, window: 30s, max_groups: 50, max_field_bytes: 128}
+bruteforce: {slow_after: 2, block_after: 7, window: 2m, delay: 1s, cool_off: 10m, max_sources: 99}
+storage: {min_free_bytes: 1048576, min_free_percent: 0, check_interval: 250ms}
 `
 	c, err := Parse([]byte(doc))
 	if err != nil {
@@ -177,6 +181,10 @@ limits:
 			ReadHeaderTimeout: Duration(time.Second), ReadTimeout: Duration(2 * time.Second),
 			WriteTimeout: Duration(3 * time.Second), IdleTimeout: Duration(4 * time.Minute),
 		},
+		Audit: Audit{Anonymous: AnonymousDenials{FullPerWindow: 3, Window: Duration(30 * time.Second), MaxGroups: 50, MaxFieldBytes: 128}},
+		BruteForce: BruteForce{SlowAfter: 2, BlockAfter: 7, Window: Duration(2 * time.Minute), Delay: Duration(time.Second),
+			CoolOff: Duration(10 * time.Minute), MaxSources: 99},
+		Storage: Storage{MinFreeBytes: 1 << 20, CheckInterval: Duration(250 * time.Millisecond)},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("got %+v\nwant %+v", c, want)
