@@ -93,12 +93,16 @@ type verdict struct {
 // (FHIR or route), then admits it (rate, uses). Deny by default: only the
 // end of this function allows.
 func (g *Gateway) decide(ctx context.Context, q *request) verdict {
+	if dn := g.throttle(ctx, q.addr); dn != nil {
+		return verdict{deny: dn}
+	}
 	h, d, err := g.auth.Authenticate(ctx, q.secret, authority.Request{Addr: q.addr, Purpose: q.purpose, Now: q.now})
 	if err != nil {
 		g.log.Error("token authentication failed; refusing", "err", err)
 		return verdict{deny: errUnavailable, rec: d.Token}
 	}
 	if d.Reason != policy.ReasonNone {
+		g.failed(q.addr, d.Reason)
 		return verdict{deny: fromReason(d.Reason, d.RetryAfter), rec: d.Token}
 	}
 	rec := h.Token()

@@ -12,7 +12,11 @@
 //     $operation without a configured scope: all are refused.
 //   - Fail closed. A technical failure of the token authority is a 503; a
 //     grant that cannot be recorded durably is a 503 and nothing is
-//     forwarded (Recorder).
+//     forwarded (Recorder); so is a refusal that cannot be recorded (503
+//     audit_unavailable instead of its 4xx). Below the disk's low-space
+//     watermark (Options.Storage) every request is refused with 503
+//     storage_low before anything is recorded, and served again as soon
+//     as space returns.
 //   - Nothing goes upstream before its grant is durable: Record of the grant
 //     returns before the first byte is sent.
 //   - The client's credential never reaches an upstream, and no client can
@@ -44,7 +48,10 @@
 //     line (a "," outside a quoted string). A GET or HEAD must not carry
 //     a body (Content-Length above 0, or Transfer-Encoding): it is decided
 //     on its URL, and an upstream reading the body would act on bytes
-//     nobody checked.
+//     nobody checked. While Options.Storage reports low space, every
+//     request but /healthz and the identity key is answered 503
+//     storage_low (Retry-After) right after the framing guard, before
+//     anything is recorded.
 //  2. Reserved paths are answered by the gateway itself: /healthz,
 //     /.well-known/phigate-identity-key (the identity key, a JWK Set) and
 //     /v1/authz[/…] (forward auth, below). They win over any prefix.
@@ -58,7 +65,11 @@
 //     the first address that is not a trusted proxy. A malformed entry makes
 //     the client unknown: network-restricted tokens then refuse.
 //  4. Authentication: "Authorization: Bearer phi_…" (401 missing_token
-//     without; the authority's reasons otherwise), then the token's
+//     without; the authority's reasons otherwise). A source that sent too
+//     many malformed or unknown tokens (Options.Throttle, counted per
+//     IPv4 address or IPv6 /64) waits before its token is looked at, then
+//     is refused outright for a cooling-off period (429 too_many_failures
+//     with Retry-After), whatever token it sends. Then the token's
 //     request-independent constraints: status, expiry, idle timeout, source
 //     network, hours, purpose of use (X-Purpose-Of-Use: an HL7 v3
 //     PurposeOfUse code; 400 invalid_purpose for another value).
@@ -77,7 +88,8 @@
 //  9. Forwarding (below); then the completion (status, bytes, duration) is
 //     recorded.
 //
-// Every refusal is recorded with its reason before it is answered.
+// Every refusal is recorded with its reason before it is answered; one
+// that cannot be recorded is answered 503 audit_unavailable instead.
 //
 // # http upstreams
 //
@@ -413,7 +425,11 @@
 // Decisions go to a Recorder whose Record MUST NOT return nil before the
 // event is durable. The server records them in the audit log (an adapter
 // in internal/server); FileRecorder serves without one: one JSON object per
-// line (Event's fields), appended with group commit. Completions use
+// line (Event's fields), appended with group commit. The server's adapter
+// records the refusals of requests that never authenticated aggregated
+// (internal/preauth: per source and reason, the first few of a window in
+// full, then one summary entry with the count), which satisfies the
+// contract: a refusal is recorded once it is counted. Completions use
 // AsyncRecorder when the recorder offers it, and are otherwise recorded
 // from a goroutine that Shutdown waits for. Every event of a request that
 // was classified names its interaction (Event.Interaction: the FHIR

@@ -157,6 +157,8 @@ type fixtureOpts struct {
 	recorder Recorder
 	// limits, when set, changes the server limits.
 	limits func(*config.Limits)
+	// options, when set, changes the gateway's Options.
+	options func(*fixture, *Options)
 }
 
 func newFixture(t testing.TB, fo ...fixtureOpts) *fixture {
@@ -256,10 +258,14 @@ func newFixture(t testing.TB, fo ...fixtureOpts) *fixture {
 	if opt.recorder != nil {
 		rec = opt.recorder
 	}
-	fx.gw, err = New(ctx, fx.cfg, Options{
+	gopts := Options{
 		Auth: a, Recorder: rec, Signer: fx.signer, Secrets: secrets,
 		TLS: tlsutil.ServerConfig(src), Limits: lim, Now: clk.Now,
-	})
+	}
+	if opt.options != nil {
+		opt.options(fx, &gopts)
+	}
+	fx.gw, err = New(ctx, fx.cfg, gopts)
 	if err != nil {
 		t.Fatal(err)
 	}

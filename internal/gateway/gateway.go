@@ -46,6 +46,12 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Throttle, when set, slows and refuses sources that keep sending
+	// invalid tokens.
+	Throttle Throttle
+	// Storage, when set, refuses every request (503 storage_low) while
+	// the disk is below its low-space watermark.
+	Storage Storage
 }
 
 // recordTimeout bounds the wait for a durable record.
@@ -266,7 +272,16 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Path: redact(r.URL.EscapedPath()), Query: redact(r.URL.RawQuery)}
 	// the refusals below come before the paths that work out the client
 	// address themselves: a probe is recorded with where it came from
-	if dn := checkFraming(r); dn != nil {
+	framing := checkFraming(r)
+	if dn := g.lowSpace(); dn != nil && !answersItself(r.URL.EscapedPath()) {
+		// before anything is recorded (the framing followed all the same)
+		if framing != nil {
+			dn = &denial{status: dn.status, code: dn.code, msg: dn.msg, retry: dn.retry, close: true}
+		}
+		writeError(w, rid, dn)
+		return
+	}
+	if dn := framing; dn != nil {
 		g.noteSource(r, ev)
 		g.refuse(w, r, ev, dn)
 		return
@@ -446,18 +461,26 @@ func validRequestID(s string) bool {
 	return true
 }
 
-// refuse records the denial ev (best effort: the request is refused
-// whether or not the record succeeds) and answers dn.
+// refuse records the denial ev and answers dn; when the denial cannot be
+// recorded it answers 503 audit_unavailable instead (fail closed: no
+// answer goes out unrecorded, a refusal no more than a grant).
 func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, ev *Event, dn *denial) {
 	ev.Kind, ev.Reason, ev.Status = KindDeny, dn.code, dn.status
 	if ev.Scope == "" {
 		ev.Scope = dn.scope
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), recordTimeout)
-	if err := g.rec.Record(ctx, ev); err != nil {
-		g.log.Error("recording a denial failed", "request_id", ev.RequestID, "err", err)
-	}
+	err := g.rec.Record(ctx, ev)
 	cancel()
+	if err != nil {
+		g.log.Error("recording a denial failed; answering 503 (fail closed)", "request_id", ev.RequestID, "status", dn.status, "reason", dn.code, "err", err)
+		fail := errAudit
+		if dn.close {
+			fail = &denial{status: errAudit.status, code: errAudit.code, msg: errAudit.msg, retry: errAudit.retry, close: true}
+		}
+		writeError(w, ev.RequestID, fail)
+		return
+	}
 	if dn.status >= 500 || dn.code == CodeAmbiguousFraming {
 		g.log.Warn("request refused", "request_id", ev.RequestID, "status", dn.status, "reason", dn.code, "token_id", ev.TokenID, "upstream", ev.Upstream)
 	} else {
