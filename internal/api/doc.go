@@ -32,7 +32,17 @@
 //   - Every change is recorded in the audit log before it is made (by the
 //     authority's Recorder); every refused request is recorded too
 //     (Options.Record). A change that cannot be recorded is refused with
-//     503 audit_unavailable.
+//     503 audit_unavailable, and so is a refusal that cannot be recorded
+//     (fail closed: nothing is answered unrecorded).
+//
+//   - Floods are bounded: a source that keeps sending malformed or
+//     unknown tokens is slowed, then refused with 429 too_many_failures
+//     and Retry-After for a cooling-off period, whatever token it sends
+//     (Options.Throttle); below the data directory's low-space watermark
+//     every request but /healthz and /readyz is refused with 503
+//     storage_low before anything is recorded or changed, /readyz says
+//     why, and service resumes by itself when space returns
+//     (Options.Storage).
 //
 // Routes (the scope each needs in brackets; their wire types are in
 // pkg/client):
@@ -60,5 +70,5 @@
 //	GET    /v1/keys/peppers                [admin:keys] live token pepper versions, live secrets of each
 //	POST   /v1/keys/rotate-pepper          [admin:keys] new secrets hashed with a new pepper; old tokens keep working
 //	POST   /v1/keys/retire-pepper/{version} [admin:keys] 409 pepper_in_use while a live token is hashed with it
-//	GET    /healthz, /readyz               [none] liveness; readiness (store and audit log)
+//	GET    /healthz, /readyz               [none] liveness; readiness (store, audit log, disk space)
 package api

@@ -37,6 +37,13 @@ type Options struct {
 	// Issuer is the "iss" of introspection answers.
 	Issuer string
 	Logger *slog.Logger
+	// Throttle, when set, slows and refuses sources that keep sending
+	// invalid tokens (429 too_many_failures).
+	Throttle Throttle
+	// Storage, when set, refuses every request but /healthz and /readyz
+	// with 503 storage_low while the disk is below its watermark; /readyz
+	// then says why.
+	Storage Storage
 }
 
 // Server is the admin API handler.
@@ -121,6 +128,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			s.writeError(w, r, errors.New("panic"))
 		}
 	}()
+	if e := s.lowSpace(r); e != nil {
+		s.writeError(w, r, e) // before anything is recorded or changed
+		return
+	}
 	h, pattern := s.mux.Handler(r)
 	if pattern == "" {
 		// no route: ask the mux whether the path exists with another
@@ -198,8 +209,12 @@ func (s *Server) authed(need string, h authedHandler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		secret, present := bearer(r)
 		if !present {
-			s.recordDenied(r, authority.Decision{Reason: policy.Malformed})
-			s.writeError(w, r, &apiError{status: http.StatusUnauthorized, code: "missing_token", msg: "an Authorization: Bearer phigate token is required"})
+			s.refuse(w, r, authority.Decision{Reason: policy.Malformed}, "missing_token",
+				&apiError{status: http.StatusUnauthorized, code: "missing_token", msg: "an Authorization: Bearer phigate token is required"})
+			return
+		}
+		if e := s.throttle(r); e != nil {
+			s.refuse(w, r, authority.Decision{}, e.code, e)
 			return
 		}
 		d, err := s.auth.Verify(r.Context(), secret, authority.Request{
@@ -211,7 +226,11 @@ func (s *Server) authed(need string, h authedHandler) http.HandlerFunc {
 			return
 		}
 		if !d.Allowed() {
-			s.recordDenied(r, d)
+			s.failed(r, d.Reason)
+			if err := s.recordDenied(r, d, ""); err != nil {
+				s.writeError(w, r, errAuditDenial)
+				return
+			}
 			if d.Token != nil {
 				s.log.Info("request denied", "request_id", requestID(r), "token_id", d.Token.ID, "reason", d.Reason.Code(), "path", r.URL.Path)
 			} else {
@@ -224,14 +243,27 @@ func (s *Server) authed(need string, h authedHandler) http.HandlerFunc {
 	}
 }
 
-// recordDenied writes an auth.failed (no valid token) or access.denied
-// entry for a refused admin request. The request is refused either way, so
-// a failure to record is logged, not returned.
-func (s *Server) recordDenied(r *http.Request, d authority.Decision) {
-	if s.opts.Record == nil {
-		return
+// refuse records the denial d (reason code: its code, unless set) and
+// answers e, or 503 audit_unavailable when it cannot be recorded.
+func (s *Server) refuse(w http.ResponseWriter, r *http.Request, d authority.Decision, code string, e *apiError) {
+	if err := s.recordDenied(r, d, code); err != nil {
+		e = errAuditDenial
 	}
-	e := &audit.Entry{Action: audit.ActionAccessDenied, Outcome: audit.OutcomeDenied, Reason: d.Reason.Code(),
+	s.writeError(w, r, e)
+}
+
+// recordDenied writes an auth.failed (no valid token) or access.denied
+// entry for a refused admin request (code, when set, replaces the
+// decision's reason code). An error means the denial is not recorded:
+// the caller answers 503 rather than the denial (fail closed).
+func (s *Server) recordDenied(r *http.Request, d authority.Decision, code string) error {
+	if s.opts.Record == nil {
+		return nil
+	}
+	if code == "" {
+		code = d.Reason.Code()
+	}
+	e := &audit.Entry{Action: audit.ActionAccessDenied, Outcome: audit.OutcomeDenied, Reason: code,
 		RequestID: requestID(r), Method: r.Method, Upstream: "admin", Path: r.URL.Path,
 		Source: audit.Source{UserAgent: truncate(r.UserAgent(), 256)}}
 	if a := clientAddr(r); a.IsValid() {
@@ -243,8 +275,10 @@ func (s *Server) recordDenied(r *http.Request, d authority.Decision) {
 		e.Actor = audit.ActorOf(d.Token)
 	}
 	if err := s.opts.Record(r.Context(), e); err != nil {
-		s.log.Error("cannot record a denial in the audit log", "request_id", e.RequestID, "err", err)
+		s.log.Error("cannot record a denial in the audit log; answering 503 (fail closed)", "request_id", e.RequestID, "err", err)
+		return err
 	}
+	return nil
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
@@ -252,6 +286,14 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	if s.opts.Storage != nil {
+		if err := s.opts.Storage.Low(); err != nil {
+			s.log.Warn("not ready", "err", err)
+			// the reason names a directory and sizes, nothing secret
+			s.writeError(w, r, &apiError{status: http.StatusServiceUnavailable, code: "storage_low", msg: "not ready: " + err.Error(), retry: 5 * time.Second})
+			return
+		}
+	}
 	if s.opts.Ready != nil {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
