@@ -17,6 +17,7 @@ import (
 	"github.com/phigate/phigate/internal/config"
 	"github.com/phigate/phigate/internal/demo"
 	"github.com/phigate/phigate/internal/gateway"
+	"github.com/phigate/phigate/internal/preauth"
 	"github.com/phigate/phigate/internal/vault"
 )
 
@@ -100,7 +101,7 @@ func startGateway(d gatewayDeps) (runningGateway, error) {
 	var rec gateway.Recorder
 	where := "the audit log"
 	if d.Audit != nil {
-		r.audit = &auditRecorder{log: d.Audit, lg: log}
+		r.audit = &auditRecorder{log: d.Audit, pre: d.PreAuth, lg: log}
 		rec = r.audit
 	} else {
 		where = filepath.Join(cfg.DataDir, GatewayAuditFile)
@@ -120,10 +121,17 @@ func startGateway(d gatewayDeps) (runningGateway, error) {
 		}
 	}
 	gcfg := r.gatewayConfig(cfg)
-	r.gw, err = gateway.New(context.Background(), &gcfg, gateway.Options{
+	gopts := gateway.Options{
 		Auth: d.Auth, Recorder: rec, Signer: signer, TLS: d.TLS, Limits: cfg.Limits, Logger: log,
 		Secrets: vaultSecrets{v: d.Vault}, Now: d.Now,
-	})
+	}
+	if d.Throttle != nil {
+		gopts.Throttle = d.Throttle
+	}
+	if d.Storage != nil {
+		gopts.Storage = d.Storage
+	}
+	r.gw, err = gateway.New(context.Background(), &gcfg, gopts)
 	if err != nil {
 		return fail(err)
 	}
@@ -139,14 +147,21 @@ func startGateway(d gatewayDeps) (runningGateway, error) {
 // (auth.failed when the credential itself was refused).
 //
 // Completions (RecordAsync) are queued without waiting (AppendAsync): they
-// join the next group commit, and nobody waits for them.
+// join the next group commit, and nobody waits for them. The refusals of
+// requests that never authenticated go to pre (aggregated: see preauth),
+// when set.
 type auditRecorder struct {
 	log *audit.Log
+	pre *preauth.Recorder
 	lg  *slog.Logger
 }
 
 func (a *auditRecorder) Record(ctx context.Context, ev *gateway.Event) error {
-	_, err := a.log.Append(ctx, auditEntry(ev))
+	e := auditEntry(ev)
+	if a.pre != nil && ev.Kind == gateway.KindDeny && preauth.Anonymous(e) {
+		return a.pre.Record(ctx, e)
+	}
+	_, err := a.log.Append(ctx, e)
 	return err
 }
 

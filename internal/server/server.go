@@ -21,6 +21,14 @@
 //     would report a rotation and change nothing.
 //   - Shutdown drains in-flight requests, gives back unspent use leases,
 //     flushes last-used times and closes the store.
+//   - An anonymous flood cannot fill the disk: the denials of requests
+//     that never authenticated, on the gateway and the admin API, are
+//     recorded aggregated (internal/preauth; the last summaries are
+//     written at shutdown); one brute-force guard (internal/bruteforce)
+//     serves both listeners; below the data directory's low-space
+//     watermark (internal/diskspace, sampled every storage.check_interval)
+//     both refuse every request with 503 before anything is written, and
+//     serve again when space returns.
 package server
 
 import (
@@ -42,7 +50,10 @@ import (
 	"github.com/phigate/phigate/internal/api"
 	"github.com/phigate/phigate/internal/audit"
 	"github.com/phigate/phigate/internal/authority"
+	"github.com/phigate/phigate/internal/bruteforce"
 	"github.com/phigate/phigate/internal/config"
+	"github.com/phigate/phigate/internal/diskspace"
+	"github.com/phigate/phigate/internal/preauth"
 	"github.com/phigate/phigate/internal/store"
 	"github.com/phigate/phigate/internal/store/sqlite"
 	"github.com/phigate/phigate/internal/tlsutil"
@@ -74,10 +85,14 @@ type Options struct {
 	// Ready, when set, is told the listening addresses once serving starts.
 	Ready func(adminAddr string)
 	// Now is the clock of everything the server builds: the store, the
-	// vault, the audit log, the authority, the gateway and the demo (nil:
+	// vault, the audit log, the authority, the gateway, the demo, the
+	// brute-force guard and the aggregation of denials (nil:
 	// time.Now). Connection deadlines and TLS certificate checks follow
 	// the wall clock whatever it says.
 	Now func() time.Time
+	// SpaceProbe measures the free space of the data directory for the
+	// low-space watermark (nil: statfs; tests drive it).
+	SpaceProbe diskspace.Probe
 }
 
 // gatewayDeps is what the gateway takes from the composition root.
@@ -93,6 +108,13 @@ type gatewayDeps struct {
 	Audit *audit.Log
 	// Vault resolves secret:NAME upstream credentials.
 	Vault *vault.Vault
+	// PreAuth records the denials of requests that never authenticated,
+	// aggregated (nil: each in full).
+	PreAuth *preauth.Recorder
+	// Throttle slows and refuses sources sending invalid tokens.
+	Throttle *bruteforce.Guard
+	// Storage is the data directory's low-space watermark.
+	Storage *diskspace.Watermark
 }
 
 // runningGateway is a started gateway listener.
@@ -128,6 +150,9 @@ type node struct {
 	// with it (dev mode without a master key spec), else nil.
 	devKey     vault.Provider
 	devKeyFile string
+	// pre, when set, records anonymous denials aggregated (a server
+	// run; Init records none)
+	pre *preauth.Recorder
 }
 
 // open opens (creating on first use) the node's parts in cfg.DataDir.
@@ -435,6 +460,10 @@ func Run(ctx context.Context, opts Options) error {
 	runCtx, stopRun := context.WithCancel(context.Background())
 	defer stopRun()
 	go auth.Run(runCtx)
+	prot, err := startProtections(runCtx, cfg, n, opts.SpaceProbe, now, log)
+	if err != nil {
+		return err
+	}
 
 	adminAPI := api.New(auth, api.Options{
 		MaxBody: cfg.Limits.MaxBodyBytes,
@@ -443,6 +472,9 @@ func Run(ctx context.Context, opts Options) error {
 		Audit:   n.audit,
 		Vault:   n.keyVault(),
 		Record:  n.recordDenial,
+		// one guard for both listeners: guesses count wherever they land
+		Throttle: prot.guard,
+		Storage:  prot.space,
 	})
 	srv := &http.Server{
 		Handler:           adminAPI,
@@ -464,7 +496,7 @@ func Run(ctx context.Context, opts Options) error {
 		fmt.Fprintln(console, "phigate is running in DEVELOPMENT mode: self-signed certificate, key files in "+cfg.DataDir+". Not for production.")
 	}
 	gw, err := startGateway(gatewayDeps{Config: cfg, Dev: opts.Dev, Now: now, Auth: auth, TLS: tlsutil.ServerConfig(reloader), Logger: log, Console: console,
-		Audit: n.audit, Vault: n.vault})
+		Audit: n.audit, Vault: n.vault, PreAuth: n.pre, Throttle: prot.guard, Storage: prot.space})
 	if err != nil {
 		ln.Close()
 		return fmt.Errorf("gateway: %w", err)
@@ -544,6 +576,10 @@ serve:
 	defer finCancel()
 	if err := auth.Close(finCtx); err != nil {
 		log.Warn("shutdown: flushing token usage failed", "err", err)
+	}
+	// the counts of the last window of anonymous denials, as summaries
+	if err := n.pre.Close(finCtx); err != nil {
+		log.Error("shutdown: recording the last summaries of denials failed", "err", err)
 	}
 	if _, err := n.audit.Append(finCtx, &audit.Entry{Action: audit.ActionServerStopped, Outcome: audit.OutcomeSuccess, Target: addr}); err != nil {
 		log.Warn("cannot record the server stop in the audit log", "err", err)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/phigate/phigate/internal/audit"
 	"github.com/phigate/phigate/internal/authority"
+	"github.com/phigate/phigate/internal/preauth"
 	"github.com/phigate/phigate/internal/reqctx"
 	"github.com/phigate/phigate/internal/token"
 	"github.com/phigate/phigate/internal/vault"
@@ -245,8 +246,12 @@ func writePublic(path string, vkey []byte) error {
 	return os.Rename(tmp, path)
 }
 
-// recordDenial writes an entry the admin API made for a refused request.
+// recordDenial writes an entry the admin API made for a refused request:
+// aggregated when the request never authenticated (preauth), else in full.
 func (n *node) recordDenial(ctx context.Context, e *audit.Entry) error {
+	if n.pre != nil && preauth.Anonymous(e) {
+		return n.pre.Record(ctx, e)
+	}
 	_, err := n.audit.Append(ctx, e)
 	return err
 }
