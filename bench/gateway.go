@@ -283,11 +283,15 @@ func benchUpstream(upBase, upCA string, ident config.Identity) config.Upstream {
 
 // startGatewayInProcess starts phigate (server.Run, dev mode) with one http
 // upstream, upBase (benchUpstream), and returns the gateway's address.
-func startGatewayInProcess(ctx context.Context, dataDir, upBase, upCA string, ident config.Identity, log *slog.Logger) (*inproc, string, error) {
+// mutate, when given, changes the configuration before the start.
+func startGatewayInProcess(ctx context.Context, dataDir, upBase, upCA string, ident config.Identity, log *slog.Logger, mutate ...func(*config.Config)) (*inproc, string, error) {
 	cfg := config.Dev(dataDir)
 	cfg.Admin.Listen = "127.0.0.1:0"
 	cfg.Gateway.Listen = "127.0.0.1:0"
 	cfg.Gateway.Upstreams = []config.Upstream{benchUpstream(upBase, upCA, ident)}
+	for _, m := range mutate {
+		m(cfg)
+	}
 	admin, _, err := server.Init(ctx, server.InitOptions{Config: cfg, Dev: true, Logger: log})
 	if err != nil {
 		return nil, "", fmt.Errorf("phigate init: %w", err)

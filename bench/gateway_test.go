@@ -28,3 +28,13 @@ func testGatewayScenario(t *testing.T, alg string) {
 		}
 	}
 }
+
+func TestFloodScenario(t *testing.T) {
+	rep := runJSON(t, "flood", "-duration", "500ms", "-c", "4")
+	if len(rep.Results) != 1 || rep.Results[0].Name != "anonymous" {
+		t.Fatalf("results %+v", rep.Results)
+	}
+	if perReq, ok := rep.Config["bytes_per_request"].(float64); !ok || perReq > 200 || !rep.Pass {
+		t.Errorf("aggregated anonymous flood: %v B/request, want ≤ 200 (config %v)", rep.Config["bytes_per_request"], rep.Config)
+	}
+}

@@ -5,6 +5,7 @@
 //	go run ./bench introspect [-c 16] [-duration 10s] [-warmup 2s] [-rounds 4] [-json]
 //	go run ./bench create     [-c 64] [-duration 10s] [-warmup 2s] [-rounds 4] [-json]
 //	go run ./bench memory     [-tokens 1000000] [-working 100000] [-passes 3] [-c 16] [-data DIR] [-json]
+//	go run ./bench flood      [-c 32] [-duration 10s] [-aggregate=false] [-json]
 //
 // The baseline is a bare Go HTTPS handler with phigate's TLS configuration
 // and certificate that answers a JSON body of the same size as the measured
@@ -54,6 +55,9 @@ type options struct {
 	Identity string // alg of the identity assertion: HS256 or EdDSA
 	BarePool bool   // the bare proxy recycles its copy buffers as the gateway does
 
+	// flood
+	Aggregate bool // anonymous denials aggregated (false: each in full, as before)
+
 	// memory
 	Tokens     int
 	Working    int
@@ -76,6 +80,7 @@ var scenarios = []scenario{
 	{"create", "durable token creation through HTTPS vs the baseline (target ≥ 0.35)", 64, runCreate},
 	{"memory", "start time and RSS with many stored tokens (targets ≤ 5s, ≤ 400 MiB)", 16, runMemory},
 	{"gateway", "enforcing gateway vs a bare ReverseProxy over TLS, durable audit (targets ≥ 0.75, p50 ≤ fsync+0.5ms)", 64, runGateway},
+	{"flood", "anonymous flood (no token, 2 KB query) through the gateway: audit bytes per request (target ≤ 200 B)", 32, runFlood},
 }
 
 func usage(w io.Writer) {
@@ -170,6 +175,9 @@ func parseFlags(sc *scenario, args []string, stderr io.Writer) (options, error) 
 	if sc.name == "gateway" {
 		fs.StringVar(&o.Identity, "identity", "HS256", "how the gateways sign X-Phigate-Identity: HS256 (a key shared with the upstream) or EdDSA (the gateway's Ed25519 key)")
 		fs.BoolVar(&o.BarePool, "bare-pool", true, "give the bare proxy the gateway's copy-buffer pool (false: httputil's default, a new 32 KiB buffer per request)")
+	}
+	if sc.name == "flood" {
+		fs.BoolVar(&o.Aggregate, "aggregate", true, "aggregate anonymous denials as configured (false: record each in full, the behaviour before issue 13)")
 	}
 	if sc.name == "memory" {
 		fs.IntVar(&o.Tokens, "tokens", 1_000_000, "tokens stored")
