@@ -5,7 +5,6 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/phigate/phigate/internal/authority"
 	"github.com/phigate/phigate/internal/bruteforce"
 	"github.com/phigate/phigate/internal/policy"
 )
@@ -55,7 +54,9 @@ func (s *Server) throttle(r *http.Request) *apiError {
 		select {
 		case <-t.C:
 		case <-r.Context().Done():
-			return fromReason(authority.Decision{Reason: policy.Unavailable}, "")
+			// the client left while slowed: refused as blocked
+			return &apiError{status: http.StatusTooManyRequests, code: "too_many_failures", retry: v.Delay,
+				msg: "too many invalid tokens from this address; try again later"}
 		}
 	}
 	return nil

@@ -76,7 +76,10 @@ func (g *Gateway) throttle(ctx context.Context, src netip.Addr) *denial {
 		select {
 		case <-t.C:
 		case <-ctx.Done():
-			return errUnavailable
+			// the client left while slowed: refused as blocked (an
+			// anonymous denial, recorded aggregated like the others)
+			return &denial{status: http.StatusTooManyRequests, code: CodeTooManyFailures,
+				msg: "too many invalid tokens from this address; try again later", retry: v.Delay}
 		}
 	}
 	return nil

@@ -9,7 +9,8 @@
 // first Record) by source address, action, reason and upstream. The first
 // Config.Full denials of a group in a window are appended to the audit log
 // as they come, each one durably before Record returns, with the strings a
-// client chose (path and query, User-Agent, break-glass justification)
+// client chose (method, path and query, User-Agent, break-glass
+// justification, target)
 // cut to Config.MaxField bytes and marked with "…[+N bytes]". Every
 // further denial of the group is counted, and at the end of the window —
 // or at Close — one summary entry per group is appended: the same action,
@@ -90,11 +91,12 @@ var ErrConfig = errors.New("preauth: invalid config")
 // ErrClosed is returned by Record after Close.
 var ErrClosed = errors.New("preauth: closed")
 
-// Anonymous reports whether e is a denial of a request that never
-// authenticated: no token named (Actor.TokenID empty), or a token that is
-// no longer a credential (expired, revoked, rotated out).
+// Anonymous reports whether e is a denial (auth.failed or access.denied,
+// refused or failed) of a request that never authenticated: no token
+// named (Actor.TokenID empty), or a token that is no longer a credential
+// (expired, revoked, rotated out).
 func Anonymous(e *audit.Entry) bool {
-	if e.Outcome != audit.OutcomeDenied && e.Action != audit.ActionAuthFailed {
+	if e.Action != audit.ActionAuthFailed && e.Action != audit.ActionAccessDenied || e.Outcome == audit.OutcomeSuccess {
 		return false
 	}
 	if e.Actor.TokenID == "" {
@@ -199,6 +201,7 @@ func (r *Recorder) Record(ctx context.Context, e *audit.Entry) error {
 func (r *Recorder) cut(e *audit.Entry) *audit.Entry {
 	c := *e
 	c.Path = Truncate(c.Path, r.cfg.MaxField)
+	c.Method = Truncate(c.Method, r.cfg.MaxField)
 	c.Source.UserAgent = Truncate(c.Source.UserAgent, r.cfg.MaxField)
 	c.BreakGlass = Truncate(c.BreakGlass, r.cfg.MaxField)
 	c.Target = Truncate(c.Target, r.cfg.MaxField)

@@ -159,11 +159,12 @@ func TestClientStringsAreCutWithAMarker(t *testing.T) {
 	e := denial("192.0.2.1", "missing_token")
 	e.Source.UserAgent = strings.Repeat("é", 500)
 	e.BreakGlass = strings.Repeat("x", 1000)
+	e.Method = strings.Repeat("M", 300)
 	if err := r.Record(context.Background(), e); err != nil {
 		t.Fatal(err)
 	}
 	got := m.entries[0]
-	for name, s := range map[string]string{"path": got.Path, "user agent": got.Source.UserAgent, "break glass": got.BreakGlass} {
+	for name, s := range map[string]string{"method": got.Method, "path": got.Path, "user agent": got.Source.UserAgent, "break glass": got.BreakGlass} {
 		if len(s) > cfg.MaxField || !strings.Contains(s, " bytes]") || !utf8.ValidString(s) {
 			t.Errorf("%s not cut to %d with a marker: %q", name, cfg.MaxField, s)
 		}
@@ -250,6 +251,8 @@ func TestAnonymousIsTheDenialsBeforeAuthentication(t *testing.T) {
 		{"scope of a valid token", audit.Entry{Action: audit.ActionAccessDenied, Outcome: audit.OutcomeDenied, Reason: "insufficient_scope", Actor: audit.Actor{TokenID: "tok_1"}}, false},
 		{"suspended token", audit.Entry{Action: audit.ActionAuthFailed, Outcome: audit.OutcomeDenied, Reason: "token_suspended", Actor: audit.Actor{TokenID: "tok_1"}}, false},
 		{"a grant", audit.Entry{Action: audit.ActionAccessGranted, Outcome: audit.OutcomeSuccess}, false},
+		{"failure, no token", audit.Entry{Action: audit.ActionAccessDenied, Outcome: audit.OutcomeFailure, Reason: "unavailable"}, true},
+		{"a token change", audit.Entry{Action: audit.ActionTokenCreated, Outcome: audit.OutcomeDenied}, false},
 	} {
 		if got := Anonymous(&tc.e); got != tc.want {
 			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
