@@ -13,6 +13,7 @@ import (
 
 	"github.com/phigate/phigate/internal/audit"
 	"github.com/phigate/phigate/internal/bruteforce"
+	"github.com/phigate/phigate/internal/testclock"
 )
 
 type lowDisk struct{ low atomic.Bool }
@@ -101,10 +102,8 @@ func TestLowSpaceRefusesAdminRequestsAndReadyzSaysWhy(t *testing.T) {
 }
 
 func TestRepeatedInvalidTokensOnTheAdminAPIAreRefused(t *testing.T) {
-	now := time.Unix(1_800_000_000, 0)
-	var clockMu sync.Mutex
-	clk := func() time.Time { clockMu.Lock(); defer clockMu.Unlock(); return now }
-	g, err := bruteforce.New(bruteforce.Config{BlockAfter: 3, Window: time.Minute, CoolOff: time.Minute, MaxSources: 10}, clk)
+	clk := testclock.New()
+	g, err := bruteforce.New(bruteforce.Config{BlockAfter: 3, Window: time.Minute, CoolOff: time.Minute, MaxSources: 10}, clk.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,9 +121,7 @@ func TestRepeatedInvalidTokensOnTheAdminAPIAreRefused(t *testing.T) {
 	if last := rc.entries[len(rc.entries)-1]; last.Reason != "too_many_failures" {
 		t.Fatalf("the refusal was not recorded: %+v", last)
 	}
-	clockMu.Lock()
-	now = now.Add(time.Minute)
-	clockMu.Unlock()
+	clk.Add(time.Minute)
 	if r := e.do("GET", "/v1/tokens", e.admin, "", nil); r.status != 200 {
 		t.Fatalf("after the cool-off: %d", r.status)
 	}

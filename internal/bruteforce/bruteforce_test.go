@@ -5,17 +5,14 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/phigate/phigate/internal/testclock"
 )
 
-type clock struct{ t time.Time }
-
-func (c *clock) now() time.Time          { return c.t }
-func (c *clock) advance(d time.Duration) { c.t = c.t.Add(d) }
-
-func newGuard(t *testing.T, cfg Config) (*Guard, *clock) {
+func newGuard(t *testing.T, cfg Config) (*Guard, *testclock.Clock) {
 	t.Helper()
-	c := &clock{t: time.Unix(1_800_000_000, 0)}
-	g, err := New(cfg, c.now)
+	c := testclock.New()
+	g, err := New(cfg, c.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,14 +30,14 @@ func TestRepeatedFailuresAreSlowedThenRefusedForTheCoolOff(t *testing.T) {
 			t.Fatalf("after failure %d: %+v, want %+v", i+1, got, w)
 		}
 	}
-	c.advance(time.Minute)
+	c.Add(time.Minute)
 	if v := g.Check(a); !v.Blocked() || v.RetryAfter != 4*time.Minute {
 		t.Fatalf("a minute into the cool-off: %+v, want blocked for 4m", v)
 	}
 	if v := g.Check(netip.MustParseAddr("192.0.2.8")); v != (Verdict{}) {
 		t.Fatalf("another source: %+v, want nothing", v)
 	}
-	c.advance(4 * time.Minute)
+	c.Add(4 * time.Minute)
 	if v := g.Check(a); v != (Verdict{}) {
 		t.Fatalf("after the cool-off: %+v, want a fresh start", v)
 	}
@@ -54,7 +51,7 @@ func TestFailuresOutsideTheWindowAreForgotten(t *testing.T) {
 	a := netip.MustParseAddr("2001:db8::1")
 	for range 3 {
 		g.Fail(a)
-		c.advance(31 * time.Second) // two failures never share a window of 1m... except neighbours
+		c.Add(31 * time.Second) // two failures never share a window of 1m... except neighbours
 	}
 	if v := g.Check(a); v.Blocked() {
 		t.Fatalf("spread failures blocked: %+v", v)
@@ -83,7 +80,7 @@ func TestMemoryIsBoundedAndBlockedSourcesAreNotEvicted(t *testing.T) {
 	for i := range 10_000 {
 		g.Fail(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}))
 		if i%1000 == 0 {
-			c.advance(time.Second)
+			c.Add(time.Second)
 		}
 	}
 	if n := g.Len(); n > small.MaxSources {

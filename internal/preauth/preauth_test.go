@@ -12,24 +12,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/phigate/phigate/internal/audit"
+	"github.com/phigate/phigate/internal/testclock"
 )
-
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 type memLog struct {
 	mu      sync.Mutex
@@ -73,11 +57,11 @@ func (m *memLog) len() int {
 
 var cfg = Config{Full: 3, Window: time.Minute, MaxGroups: 4, MaxField: 64}
 
-func newRecorder(t *testing.T, c Config) (*Recorder, *memLog, *clock) {
+func newRecorder(t *testing.T, c Config) (*Recorder, *memLog, *testclock.Clock) {
 	t.Helper()
 	m := &memLog{}
-	ck := &clock{t: time.Unix(1_800_000_000, 0)}
-	r, err := New(m, c, ck.now, nil)
+	ck := testclock.New()
+	r, err := New(m, c, ck.Now, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +86,7 @@ func TestAnonymousDenialsAreRecordedInFullThenSummarisedPerWindow(t *testing.T) 
 	if n := m.len(); n != cfg.Full+2 {
 		t.Fatalf("%d entries during the window, want %d in full", n, cfg.Full+2)
 	}
-	ck.advance(time.Minute)
+	ck.Add(time.Minute)
 	if err := r.Record(ctx, denial("192.0.2.1", "missing_token")); err != nil {
 		t.Fatal(err)
 	}
@@ -207,7 +191,7 @@ func TestAnUnwrittenSummaryKeepsItsCountAndFailsClosed(t *testing.T) {
 		r.Record(ctx, denial("192.0.2.1", "missing_token"))
 	}
 	m.fail = errors.New("disk full")
-	ck.advance(time.Minute)
+	ck.Add(time.Minute)
 	if err := r.Flush(ctx); err == nil {
 		t.Fatal("Flush succeeded with the log failing")
 	}
