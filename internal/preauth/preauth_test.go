@@ -291,3 +291,36 @@ func TestInvalidConfigIsRefused(t *testing.T) {
 		}
 	}
 }
+
+func TestEveryConcurrentDenialIsInAnEntryOrASummary(t *testing.T) {
+	r, m, ck := newRecorder(t, cfg)
+	ctx := context.Background()
+	const workers, each = 8, 500
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := range each {
+				if err := r.Record(ctx, denial("10.0.0."+strconv.Itoa(w%3), "missing_token")); err != nil {
+					t.Error(err)
+				}
+				if i%100 == 0 {
+					ck.Add(cfg.Window / 2) // windows end while others record
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := r.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	full := 0
+	for _, e := range m.entries {
+		if e.Target != "summary" {
+			full++
+		}
+	}
+	_, counted := m.summaries(t)
+	if full+counted != workers*each {
+		t.Fatalf("%d in full + %d in summaries, want %d", full, counted, workers*each)
+	}
+}
