@@ -234,7 +234,8 @@ func (s *Server) authed(need string, h authedHandler) http.HandlerFunc {
 			if d.Token != nil {
 				s.log.Info("request denied", "request_id", requestID(r), "token_id", d.Token.ID, "reason", d.Reason.Code(), "path", r.URL.Path)
 			} else {
-				s.log.Info("request denied", "request_id", requestID(r), "reason", d.Reason.Code(), "path", r.URL.Path, "remote", r.RemoteAddr)
+				// anyone can cause this one: not a line each (see the gateway's refuse)
+				s.log.Debug("request denied", "request_id", requestID(r), "reason", d.Reason.Code(), "path", r.URL.Path, "remote", r.RemoteAddr)
 			}
 			s.writeError(w, r, fromReason(d, need))
 			return

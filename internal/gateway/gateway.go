@@ -483,6 +483,11 @@ func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, ev *Event, dn *
 	}
 	if dn.status >= 500 || dn.code == CodeAmbiguousFraming {
 		g.log.Warn("request refused", "request_id", ev.RequestID, "status", dn.status, "reason", dn.code, "token_id", ev.TokenID, "upstream", ev.Upstream)
+	} else if ev.TokenID == "" {
+		// Before authentication anyone can cause a denial: one line each
+		// would let an anonymous flood fill the log's disk. The audit log
+		// has them (aggregated), and its summaries are logged.
+		g.log.Debug("request denied", "request_id", ev.RequestID, "status", dn.status, "reason", dn.code, "upstream", ev.Upstream)
 	} else {
 		g.log.Info("request denied", "request_id", ev.RequestID, "status", dn.status, "reason", dn.code, "token_id", ev.TokenID, "upstream", ev.Upstream)
 	}

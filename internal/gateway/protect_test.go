@@ -2,7 +2,9 @@ package gateway
 
 import (
 	"errors"
+	"log/slog"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -142,5 +144,29 @@ func TestSlowedAttemptsWaitBeforeTheirTokenIsChecked(t *testing.T) {
 	}
 	if d := time.Since(start); d < delay {
 		t.Fatalf("a slowed attempt took %v, less than %v", d, delay)
+	}
+}
+
+// Anyone can cause a denial before authentication, so such a denial costs
+// the process log no line at the default level; a token's denial does.
+func TestAnonymousDenialsWriteNoLogLineEach(t *testing.T) {
+	var logs lockedBuffer
+	fx := newFixture(t, fixtureOpts{options: func(_ *fixture, o *Options) {
+		o.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}})
+	for range 20 {
+		if r := fx.do(t, call{path: "/billing/invoices/1"}); r.status != http.StatusUnauthorized {
+			t.Fatalf("no token: %d", r.status)
+		}
+	}
+	if strings.Contains(logs.String(), "request denied") {
+		t.Fatalf("anonymous denials were logged one by one:\n%s", logs.String())
+	}
+	secret, _ := fx.token(t, authority.Spec{Scopes: []string{"billing:read"}})
+	if r := fx.do(t, call{path: "/billing/invoices/secret", secret: secret}); r.status != http.StatusForbidden {
+		t.Fatalf("a token without the scope: %d", r.status)
+	}
+	if n := strings.Count(logs.String(), "request denied"); n != 1 {
+		t.Fatalf("a token's denial logged %d times, want once:\n%s", n, logs.String())
 	}
 }

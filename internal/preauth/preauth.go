@@ -138,7 +138,8 @@ type Recorder struct {
 }
 
 // New returns a Recorder appending to app, reading the time from now (nil:
-// time.Now); log (nil: discard) hears of summaries that failed.
+// time.Now); log (nil: discard) hears of each summary written (one line per
+// group and window, never one per denial) and of those that failed.
 func New(app Appender, cfg Config, now func() time.Time, log *slog.Logger) (*Recorder, error) {
 	if cfg.Full < 0 || cfg.Window <= 0 || cfg.MaxGroups <= 0 || cfg.MaxField < 32 {
 		return nil, ErrConfig
@@ -315,7 +316,10 @@ func (r *Recorder) summary(ctx context.Context, g group, c *count, start, end ti
 	}
 	e := &audit.Entry{Action: g.action, Outcome: g.outcome, Source: audit.Source{IP: g.ip}, Reason: g.reason,
 		Upstream: g.upstream, Target: "summary", Status: c.status, After: doc}
-	_, err = r.app.Append(ctx, e)
+	if _, err = r.app.Append(ctx, e); err == nil {
+		r.log.Info("denials before authentication aggregated", "source", g.ip, "action", g.action, "reason", g.reason,
+			"upstream", g.upstream, "counted", c.counted, "in_full", c.seen-c.counted, "window_start", start.UTC())
+	}
 	return err
 }
 

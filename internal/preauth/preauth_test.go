@@ -1,9 +1,11 @@
 package preauth
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
@@ -322,5 +324,28 @@ func TestEveryConcurrentDenialIsInAnEntryOrASummary(t *testing.T) {
 	_, counted := m.summaries(t)
 	if full+counted != workers*each {
 		t.Fatalf("%d in full + %d in summaries, want %d", full, counted, workers*each)
+	}
+}
+
+// A flood of anonymous denials costs the process log one line per group
+// and window (the summary), never one per denial.
+func TestAFloodLogsOneLinePerSummary(t *testing.T) {
+	var logs bytes.Buffer
+	m := &memLog{}
+	ck := testclock.New()
+	r, err := New(m, cfg, ck.Now, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for range 1000 {
+		r.Record(ctx, denial("192.0.2.1", "missing_token"))
+	}
+	if err := r.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+	if len(lines) != 1 || !strings.Contains(lines[0], "counted=997") || strings.Contains(lines[0], "qqqq") {
+		t.Fatalf("log of a 1000-denial flood: %q", logs.String())
 	}
 }
