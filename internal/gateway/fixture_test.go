@@ -385,6 +385,12 @@ func (fx *fixture) do(t testing.TB, c call) reply {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return readReply(resp)
+}
+
+// readReply reads and closes resp's body into a reply, with the code of a
+// JSON error body.
+func readReply(resp *http.Response) reply {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	rp := reply{status: resp.StatusCode, header: resp.Header, body: string(b), rid: resp.Header.Get("X-Request-Id")}

@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"bufio"
-	"encoding/json"
 	"io"
 	"net/http"
 	"strconv"
@@ -26,18 +25,7 @@ func (fx *fixture) rawReply(t *testing.T, data string) reply {
 	if err != nil {
 		return reply{}
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	rp := reply{status: resp.StatusCode, header: resp.Header, body: string(b), rid: resp.Header.Get("X-Request-Id")}
-	var e struct {
-		Error struct {
-			Code string `json:"code"`
-		} `json:"error"`
-	}
-	if json.Unmarshal(b, &e) == nil {
-		rp.code = e.Error.Code
-	}
-	return rp
+	return readReply(resp)
 }
 
 // rawRequest builds a request head (Host: gw, Connection: close) with the

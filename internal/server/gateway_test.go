@@ -114,15 +114,7 @@ func TestAuditLogDownRefusesAndForwardsNothing(t *testing.T) {
 	cfg.Gateway.Listen = "127.0.0.1:0"
 	cfg.Gateway.Upstreams = []config.Upstream{{Name: "ehr", URL: up.URL + "/R4", Prefix: "/ehr/", Kind: config.KindFHIR,
 		TLS: config.UpstreamTLS{CAFile: caFile}, Credential: config.Credential{Type: config.CredentialNone}, Operations: []config.Operation{}}}
-	certFile, keyFile, err := tlsutil.GenerateSelfSigned(filepath.Join(dir, "tls"), nil, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	rl, err := tlsutil.NewReloader(certFile, keyFile, nil, time.Now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gw, err := startGateway(gatewayDeps{Config: cfg, Auth: n.auth, TLS: tlsutil.ServerConfig(rl), Logger: slog.New(slog.DiscardHandler),
+	gw, err := startGateway(gatewayDeps{Config: cfg, Auth: n.auth, TLS: testServerTLS(t, dir), Logger: slog.New(slog.DiscardHandler),
 		Console: io.Discard, Audit: n.audit, Vault: n.vault})
 	if err != nil {
 		t.Fatal(err)
@@ -161,4 +153,19 @@ func TestAuditLogDownRefusesAndForwardsNothing(t *testing.T) {
 	n.store.Close()
 	n.vault.Close()
 	n.lock.Close()
+}
+
+// testServerTLS is a server TLS config with a self-signed certificate made
+// in dir/tls (dated, like the server's, by the wall clock).
+func testServerTLS(t *testing.T, dir string) *tls.Config {
+	t.Helper()
+	certFile, keyFile, err := tlsutil.GenerateSelfSigned(filepath.Join(dir, "tls"), nil, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rl, err := tlsutil.NewReloader(certFile, keyFile, nil, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tlsutil.ServerConfig(rl)
 }

@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,7 +14,6 @@ import (
 	"github.com/phigate/phigate/internal/audit"
 	"github.com/phigate/phigate/internal/config"
 	"github.com/phigate/phigate/internal/diskspace"
-	"github.com/phigate/phigate/internal/tlsutil"
 )
 
 // TestAnonymousFloodIsRecordedAggregatedAndLowSpaceRecovers drives the
@@ -42,15 +40,7 @@ func TestAnonymousFloodIsRecordedAggregatedAndLowSpaceRecovers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	certFile, keyFile, err := tlsutil.GenerateSelfSigned(filepath.Join(dir, "tls"), nil, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	rl, err := tlsutil.NewReloader(certFile, keyFile, nil, time.Now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gw, err := startGateway(gatewayDeps{Config: cfg, Auth: n.auth, TLS: tlsutil.ServerConfig(rl), Logger: slog.New(slog.DiscardHandler),
+	gw, err := startGateway(gatewayDeps{Config: cfg, Auth: n.auth, TLS: testServerTLS(t, dir), Logger: slog.New(slog.DiscardHandler),
 		Console: io.Discard, Audit: n.audit, Vault: n.vault, PreAuth: n.pre, Throttle: prot.guard, Storage: prot.space})
 	if err != nil {
 		t.Fatal(err)
