@@ -105,7 +105,27 @@ type Store interface {
 	// the revision and sets UpdatedAt to sec.CreatedAt. oldNotAfter MUST NOT
 	// be zero; sec.TokenID, when not empty, MUST equal id. ErrNotFound if
 	// the token is absent, ErrConflict if the hash exists.
+	//
+	// A rotation is a link of the token's chain: the token's Rotations
+	// goes up by one and its RotatedAt becomes sec.CreatedAt (RotatedFrom
+	// is left empty; see RotateSecretWith).
 	RotateSecret(ctx context.Context, id string, sec token.Secret, oldNotAfter, newExpiresAt time.Time) error
+
+	// RotateSecretWith is RotateSecret for r.Secret, r.OldNotAfter and
+	// r.NewExpiresAt that also sets the token's RotatedFrom to
+	// r.RotatedFrom and, when r.Replay is set, stores the replay in the
+	// same transaction: either both are durable or neither is. ErrConflict
+	// (and nothing changed) if the token already has an unexpired replay
+	// under r.Replay.Key: two rotations racing with one idempotency key
+	// make one rotation. r.Replay.TokenID MUST equal id, and its ExpiresAt
+	// MUST be after its CreatedAt. Expired replays (ExpiresAt not after
+	// the store's clock) may be deleted by any write; a token keeps at
+	// most MaxReplays of them (the oldest go first).
+	RotateSecretWith(ctx context.Context, id string, r Rotation) error
+
+	// Replay returns the replay stored under key for token id whose
+	// ExpiresAt is after at, or ErrNotFound (none, or expired).
+	Replay(ctx context.Context, id string, key [32]byte, at time.Time) (*Replay, error)
 
 	// Secrets returns the stored secrets of a token (hashes included), newest
 	// (by CreatedAt) first. ErrNotFound if the token is absent.
@@ -160,4 +180,41 @@ type TokenFilter struct {
 	// After is the cursor: the last id of the previous page.
 	After string
 	Limit int
+}
+
+// MaxReplays bounds the replays a token keeps (RotateSecretWith).
+const MaxReplays = 16
+
+// Rotation is one rotation of a token's secret (RotateSecretWith).
+type Rotation struct {
+	// Secret becomes the current secret.
+	Secret token.Secret
+	// OldNotAfter is when the secrets it replaces stop working (not zero).
+	OldNotAfter time.Time
+	// NewExpiresAt, when not zero, is the token's new ExpiresAt.
+	NewExpiresAt time.Time
+	// RotatedFrom is the fingerprint of the secret replaced
+	// (token.Fingerprint), kept as the record's RotatedFrom.
+	RotatedFrom string
+	// Replay, when set, is kept for retries of this rotation.
+	Replay *Replay
+}
+
+// Replay is what an idempotent rotation keeps, until ExpiresAt, so that a
+// retry with the same idempotency key gets the same answer. The store
+// never sees a secret: Sealed is encrypted by the caller.
+type Replay struct {
+	TokenID string
+	// Key is the SHA-256 of the idempotency key.
+	Key [32]byte
+	// CallerID is the token that asked for the rotation.
+	CallerID string
+	// Request is the SHA-256 of what was asked (a retry must ask the same).
+	Request [32]byte
+	// Rotation is the token's rotation count after this rotation.
+	Rotation int64
+	// Sealed is the answer, encrypted and bound to the token and the key.
+	Sealed    []byte
+	CreatedAt time.Time
+	ExpiresAt time.Time
 }

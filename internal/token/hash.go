@@ -93,3 +93,28 @@ func (h *Hasher) Sum(secret string) Hash {
 	copy(outer[sha256.BlockSize:], ih[:])
 	return Hash(sha256.Sum256(outer[:]))
 }
+
+// FingerprintPrefix starts every secret fingerprint.
+const FingerprintPrefix = "fp_"
+
+// Fingerprint names a stored secret without revealing anything of it:
+// "fp_" and the first 16 hex digits of SHA-256("phigate secret fingerprint
+// v1\x00" || h), h being the secret's keyed hash. It is a one-way function
+// of a keyed hash, so it can appear in records, audit entries and logs; it
+// identifies a link of a rotation chain, it is not a means to verify a
+// secret (the same secret hashed under another pepper has another one).
+func Fingerprint(h Hash) string {
+	var in [len(fingerprintLabel) + HashLen]byte
+	copy(in[:], fingerprintLabel)
+	copy(in[len(fingerprintLabel):], h[:])
+	s := sha256.Sum256(in[:])
+	const hexd = "0123456789abcdef"
+	out := make([]byte, 0, len(FingerprintPrefix)+16)
+	out = append(out, FingerprintPrefix...)
+	for _, b := range s[:8] {
+		out = append(out, hexd[b>>4], hexd[b&15])
+	}
+	return string(out)
+}
+
+const fingerprintLabel = "phigate secret fingerprint v1\x00"

@@ -90,6 +90,22 @@ type Record struct {
 	// issuer's own NotAfter. ExpiresAt never passes it (no rotation or
 	// change moves it there) and nothing moves NotAfter. See End.
 	NotAfter time.Time `json:"not_after"`
+	// TTL is the token's rotation period: every rotation gives the new
+	// secret an expiry of now+TTL (never past NotAfter). Zero on a record
+	// made before rotation chains: Period derives it.
+	TTL time.Duration `json:"ttl,omitempty"`
+	// Grace is how long the previous secret keeps working after a
+	// rotation, unless the rotation asks for less (0..TTL; default 0).
+	Grace time.Duration `json:"grace,omitempty"`
+	// Rotations counts the rotations of the token's secret (its chain
+	// position: 0 for the secret it was issued with). The id never changes.
+	Rotations int64 `json:"rotations,omitempty"`
+	// RotatedAt is the time of the last rotation (zero: never rotated).
+	RotatedAt time.Time `json:"rotated_at,omitempty"`
+	// RotatedFrom is the fingerprint (see Fingerprint) of the secret the
+	// last rotation replaced: with Rotations it names the link of the
+	// chain; the audit entry of each rotation names both ends.
+	RotatedFrom string `json:"rotated_from,omitempty"`
 	// IdleTimeout: a token unused for this long stops working. Zero: none.
 	IdleTimeout time.Duration `json:"idle_timeout,omitempty"`
 	LastUsedAt  time.Time     `json:"last_used_at,omitempty"`
@@ -126,6 +142,16 @@ func (r *Record) End() time.Time {
 		return r.ExpiresAt
 	}
 	return r.NotAfter
+}
+
+// Period is the rotation period: TTL, or for a record without one (made
+// before rotation chains) the length of its first expiry, ExpiresAt minus
+// CreatedAt.
+func (r *Record) Period() time.Duration {
+	if r.TTL > 0 {
+		return r.TTL
+	}
+	return r.ExpiresAt.Sub(r.CreatedAt)
 }
 
 // Clone returns a deep copy of r.

@@ -65,6 +65,9 @@ type attrs struct {
 	BreakGlass      bool              `json:"break_glass,omitempty"`
 	SubjectPrefix   string            `json:"subject_prefix,omitempty"`
 	Metadata        map[string]string `json:"metadata,omitempty"`
+	// TTL and Grace are nanoseconds (rotation period, default grace).
+	TTL   int64 `json:"ttl,omitempty"`
+	Grace int64 `json:"grace,omitempty"`
 }
 
 type hoursJSON struct {
@@ -88,6 +91,8 @@ type row struct {
 	updatedAt, lastUsedAt, notAfter         any
 	remainingUses                           any
 	maxLifetime, idleTimeout                int64
+	rotations                               int64
+	rotatedAt, rotatedFrom                  any
 	revision                                int64
 	attrs                                   string // JSON; a string, for the STRICT TEXT column
 }
@@ -106,6 +111,8 @@ func validate(rec *token.Record) error {
 		return fmt.Errorf("unknown status %q", rec.Status)
 	case rec.RemainingUses != nil && *rec.RemainingUses < 0:
 		return errors.New("negative remaining uses")
+	case rec.Rotations < 0:
+		return errors.New("negative rotation count")
 	}
 	return nil
 }
@@ -126,6 +133,8 @@ func encodeRecord(rec *token.Record) (*row, error) {
 		maxLifetime:  int64(rec.MaxLifetime),
 		idleTimeout:  int64(rec.IdleTimeout),
 		revision:     rec.Revision,
+		rotations:    rec.Rotations,
+		rotatedFrom:  nullString(rec.RotatedFrom),
 	}
 	if rec.RemainingUses != nil {
 		r.remainingUses = *rec.RemainingUses
@@ -141,6 +150,7 @@ func encodeRecord(rec *token.Record) (*row, error) {
 		{"updated_at", &r.updatedAt, rec.UpdatedAt},
 		{"last_used_at", &r.lastUsedAt, rec.LastUsedAt},
 		{"not_after", &r.notAfter, rec.NotAfter},
+		{"rotated_at", &r.rotatedAt, rec.RotatedAt},
 	} {
 		v, err := encTime(f.t)
 		if err != nil {
@@ -157,6 +167,8 @@ func encodeRecord(rec *token.Record) (*row, error) {
 		BreakGlass:      rec.BreakGlass,
 		SubjectPrefix:   rec.SubjectPrefix,
 		Metadata:        rec.Metadata,
+		TTL:             int64(rec.TTL),
+		Grace:           int64(rec.Grace),
 	}
 	if h := rec.Hours; h != nil {
 		a.Hours = &hoursJSON{Start: h.Start, End: h.End, TZ: h.TZ, Days: h.Days}
@@ -175,7 +187,8 @@ func encodeRecord(rec *token.Record) (*row, error) {
 // tokenCols are the columns scanRecord reads, in its order.
 const tokenCols = `t.id, t.subject, t.kind, t.status, t.status_reason, t.status_changed_at,
 	t.parent_id, t.created_by, t.created_at, t.expires_at, t.updated_at, t.last_used_at,
-	t.remaining_uses, t.max_lifetime, t.idle_timeout, t.revision, t.attrs, t.not_after`
+	t.remaining_uses, t.max_lifetime, t.idle_timeout, t.revision, t.attrs, t.not_after,
+	t.rotations, t.rotated_at, t.rotated_from`
 
 // recordScan holds the scan destinations of one token row.
 type recordScan struct {
@@ -186,6 +199,9 @@ type recordScan struct {
 	maxLifetime, idleTimeout, revision      int64
 	attrs                                   []byte
 	notAfter                                sql.NullInt64
+	rotations                               int64
+	rotatedAt                               sql.NullInt64
+	rotatedFrom                             sql.NullString
 	pepperVersion                           int64
 	secretCreatedAt, secretNotAfter         sql.NullInt64
 }
@@ -196,6 +212,7 @@ func (s *recordScan) dest() []any {
 		&s.id, &s.subject, &s.kind, &s.status, &s.statusReason, &s.statusChangedAt,
 		&s.parentID, &s.createdBy, &s.createdAt, &s.expiresAt, &s.updatedAt, &s.lastUsedAt,
 		&s.remainingUses, &s.maxLifetime, &s.idleTimeout, &s.revision, &s.attrs, &s.notAfter,
+		&s.rotations, &s.rotatedAt, &s.rotatedFrom,
 	}
 }
 
@@ -230,6 +247,11 @@ func (s *recordScan) record() (*token.Record, error) {
 		Metadata:        a.Metadata,
 		UpdatedAt:       decTime(s.updatedAt),
 		Revision:        s.revision,
+		TTL:             time.Duration(a.TTL),
+		Grace:           time.Duration(a.Grace),
+		Rotations:       s.rotations,
+		RotatedAt:       decTime(s.rotatedAt),
+		RotatedFrom:     s.rotatedFrom.String,
 	}
 	if s.remainingUses.Valid {
 		v := s.remainingUses.Int64

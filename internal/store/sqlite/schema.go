@@ -94,6 +94,30 @@ UPDATE tokens SET not_after = (SELECT b.not_after FROM token_bounds b WHERE b.id
 UPDATE tokens SET expires_at = not_after WHERE expires_at > not_after;
 DROP TABLE temp.token_bounds;
 `,
+	// 3: rotation chains and idempotent rotations.
+	//
+	// rotations, rotated_at and rotated_from are token.Record's Rotations,
+	// RotatedAt and RotatedFrom: written only by a rotation. rotation_replays
+	// holds store.Replay: the sealed answer of an idempotent rotation, one
+	// per (token, idempotency key hash), deleted once expired.
+	`
+ALTER TABLE tokens ADD COLUMN rotations INTEGER NOT NULL DEFAULT 0 CHECK (rotations >= 0);
+ALTER TABLE tokens ADD COLUMN rotated_at INTEGER;
+ALTER TABLE tokens ADD COLUMN rotated_from TEXT;
+
+CREATE TABLE rotation_replays (
+    token_id     TEXT    NOT NULL REFERENCES tokens (id) ON DELETE CASCADE,
+    key_hash     BLOB    NOT NULL CHECK (length(key_hash) = 32),
+    caller_id    TEXT    NOT NULL,
+    request_hash BLOB    NOT NULL CHECK (length(request_hash) = 32),
+    rotation     INTEGER NOT NULL,
+    sealed       BLOB    NOT NULL,
+    created_at   INTEGER NOT NULL,
+    expires_at   INTEGER NOT NULL,
+    PRIMARY KEY (token_id, key_hash)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX rotation_replays_expiry ON rotation_replays (expires_at);
+`,
 }
 
 // SchemaVersion is the schema version this code writes and understands.

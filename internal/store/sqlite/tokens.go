@@ -46,11 +46,13 @@ func (s *Store) CreateToken(ctx context.Context, rec *token.Record, sec token.Se
 	return s.write(ctx, name, func(tx *wtx) error {
 		_, err := tx.exec(`INSERT INTO tokens (id, subject, kind, status, status_reason, status_changed_at,
 			parent_id, created_by, created_at, expires_at, updated_at, last_used_at,
-			remaining_uses, max_lifetime, idle_timeout, revision, attrs, not_after)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			remaining_uses, max_lifetime, idle_timeout, revision, attrs, not_after,
+			rotations, rotated_at, rotated_from)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			r.id, r.subject, r.kind, r.status, r.statusReason, r.statusChangedAt,
 			r.parentID, r.createdBy, r.createdAt, r.expiresAt, r.updatedAt, r.lastUsedAt,
-			r.remainingUses, r.maxLifetime, r.idleTimeout, r.revision, r.attrs, r.notAfter)
+			r.remainingUses, r.maxLifetime, r.idleTimeout, r.revision, r.attrs, r.notAfter,
+			r.rotations, r.rotatedAt, r.rotatedFrom)
 		if isUniqueViolation(err) {
 			return fmt.Errorf("id exists: %w", store.ErrConflict)
 		}
@@ -189,7 +191,8 @@ func (s *Store) UpdateToken(ctx context.Context, rec *token.Record) error {
 	err = s.write(ctx, name, func(tx *wtx) error {
 		// remaining_uses and last_used_at are left alone: they belong to
 		// ReserveUses/ReleaseUses and TouchLastUsed; not_after is fixed at
-		// creation.
+		// creation; rotations, rotated_at and rotated_from belong to
+		// RotateSecret.
 		res, err := tx.exec(`UPDATE tokens SET subject = ?, kind = ?, status = ?, status_reason = ?,
 			status_changed_at = ?, parent_id = ?, created_by = ?, created_at = ?, expires_at = ?,
 			updated_at = ?, max_lifetime = ?, idle_timeout = ?, attrs = ?, revision = revision + 1
@@ -309,24 +312,37 @@ func (s *Store) Descendants(ctx context.Context, id string) ([]string, error) {
 
 // RotateSecret implements store.Store.
 func (s *Store) RotateSecret(ctx context.Context, id string, sec token.Secret, oldNotAfter, newExpiresAt time.Time) error {
+	return s.RotateSecretWith(ctx, id, store.Rotation{Secret: sec, OldNotAfter: oldNotAfter, NewExpiresAt: newExpiresAt})
+}
+
+// RotateSecretWith implements store.Store.
+func (s *Store) RotateSecretWith(ctx context.Context, id string, rot store.Rotation) error {
 	name := "rotate secret of token " + id
-	if oldNotAfter.IsZero() {
+	sec := rot.Secret
+	if rot.OldNotAfter.IsZero() {
 		return fmt.Errorf("sqlite: %s: zero grace end (oldNotAfter)", name)
 	}
 	secCreated, secNotAfter, err := encodeSecret(id, sec)
 	if err != nil {
 		return fmt.Errorf("sqlite: %s: %w", name, err)
 	}
-	oldNA, err := encTime(oldNotAfter)
+	oldNA, err := encTime(rot.OldNotAfter)
 	if err != nil {
 		return fmt.Errorf("sqlite: %s: oldNotAfter: %w", name, err)
 	}
-	newExp, err := encTime(newExpiresAt)
+	newExp, err := encTime(rot.NewExpiresAt)
 	if err != nil {
 		return fmt.Errorf("sqlite: %s: newExpiresAt: %w", name, err)
 	}
+	var rp *replayRow
+	if rot.Replay != nil {
+		if rp, err = encodeReplay(id, rot.Replay); err != nil {
+			return fmt.Errorf("sqlite: %s: replay: %w", name, err)
+		}
+	}
 	hash := sec.Hash
 	pepper := sec.PepperVersion
+	from := nullString(rot.RotatedFrom)
 	return s.write(ctx, name, func(tx *wtx) error {
 		now, err := encTime(s.opts.Now())
 		if err != nil {
@@ -334,7 +350,8 @@ func (s *Store) RotateSecret(ctx context.Context, id string, sec token.Secret, o
 		}
 		// COALESCE keeps expires_at when newExpiresAt is zero (NULL).
 		res, err := tx.exec(`UPDATE tokens SET expires_at = COALESCE(?, expires_at), updated_at = ?,
-			revision = revision + 1 WHERE id = ?`, newExp, secCreated, id)
+			rotations = rotations + 1, rotated_at = ?, rotated_from = ?,
+			revision = revision + 1 WHERE id = ?`, newExp, secCreated, secCreated, from, id)
 		if err != nil {
 			return fmt.Errorf("update token: %w", err)
 		}
@@ -355,8 +372,91 @@ func (s *Store) RotateSecret(ctx context.Context, id string, sec token.Secret, o
 			id, hash[:], now); err != nil {
 			return fmt.Errorf("delete ended secrets: %w", err)
 		}
+		// Nor are replays past theirs, of any token (bounded storage).
+		if _, err := tx.exec(`DELETE FROM rotation_replays WHERE expires_at <= ?`, now); err != nil {
+			return fmt.Errorf("delete expired replays: %w", err)
+		}
+		if rp == nil {
+			return nil
+		}
+		_, err = tx.exec(`INSERT INTO rotation_replays (token_id, key_hash, caller_id, request_hash,
+			rotation, sealed, created_at, expires_at) VALUES (?, ?, ?, ?,
+			(SELECT rotations FROM tokens WHERE id = ?), ?, ?, ?)`,
+			id, rp.key, rp.caller, rp.request, id, rp.sealed, rp.createdAt, rp.expiresAt)
+		if isUniqueViolation(err) {
+			return fmt.Errorf("replay exists: %w", store.ErrConflict)
+		}
+		if err != nil {
+			return fmt.Errorf("insert replay: %w", err)
+		}
+		if _, err := tx.exec(`DELETE FROM rotation_replays WHERE token_id = ?1 AND key_hash NOT IN (
+			SELECT key_hash FROM rotation_replays WHERE token_id = ?1
+			ORDER BY created_at DESC, key_hash LIMIT ?2)`, id, store.MaxReplays); err != nil {
+			return fmt.Errorf("bound replays: %w", err)
+		}
 		return nil
 	})
+}
+
+// replayRow is a store.Replay as column values.
+type replayRow struct {
+	key, request         []byte
+	caller               string
+	sealed               []byte
+	createdAt, expiresAt int64
+}
+
+func encodeReplay(id string, r *store.Replay) (*replayRow, error) {
+	switch {
+	case r.TokenID != id:
+		return nil, fmt.Errorf("belongs to token %s, not %s", r.TokenID, id)
+	case r.CallerID == "":
+		return nil, errors.New("empty caller id")
+	case len(r.Sealed) == 0:
+		return nil, errors.New("empty answer")
+	case !r.ExpiresAt.After(r.CreatedAt):
+		return nil, errors.New("expires_at not after created_at")
+	}
+	c, err := encTime(r.CreatedAt)
+	if err != nil {
+		return nil, fmt.Errorf("created_at: %w", err)
+	}
+	e, err := encTime(r.ExpiresAt)
+	if err != nil {
+		return nil, fmt.Errorf("expires_at: %w", err)
+	}
+	k, q := r.Key, r.Request
+	return &replayRow{key: k[:], request: q[:], caller: r.CallerID, sealed: slices.Clone(r.Sealed),
+		createdAt: c.(int64), expiresAt: e.(int64)}, nil
+}
+
+// Replay implements store.Store.
+func (s *Store) Replay(ctx context.Context, id string, key [32]byte, at time.Time) (*store.Replay, error) {
+	what := "replay of token " + id
+	if err := s.checkOpen(what); err != nil {
+		return nil, err
+	}
+	atv, err := encTime(at)
+	if err != nil || atv == nil {
+		return nil, fmt.Errorf("sqlite: %s: bad time", what)
+	}
+	var (
+		caller           string
+		req, sealed      []byte
+		rotation, ca, ea int64
+	)
+	err = s.readDB.QueryRowContext(ctx, `SELECT caller_id, request_hash, rotation, sealed, created_at, expires_at
+		FROM rotation_replays WHERE token_id = ? AND key_hash = ? AND expires_at > ?`, id, key[:], atv).
+		Scan(&caller, &req, &rotation, &sealed, &ca, &ea)
+	if err != nil {
+		return nil, s.readErr(what, err)
+	}
+	r := &store.Replay{TokenID: id, Key: key, CallerID: caller, Rotation: rotation, Sealed: sealed,
+		CreatedAt: time.Unix(0, ca).UTC(), ExpiresAt: time.Unix(0, ea).UTC()}
+	if copy(r.Request[:], req) != len(r.Request) {
+		return nil, fmt.Errorf("sqlite: %s: malformed request hash", what)
+	}
+	return r, nil
 }
 
 // Secrets implements store.Store.

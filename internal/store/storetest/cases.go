@@ -34,6 +34,9 @@ var cases = []testCase{
 	{"RotateSecretKeepsOldSecretsForTheirGrace", testRotateSecretKeepsOldSecrets},
 	{"RotateSecretWithEndedGraceEndsOldSecret", testRotateSecretWithEndedGrace},
 	{"RotateSecretWithTakenHashConflictsAndChangesNothing", testRotateSecretWithTakenHash},
+	{"RotateSecretWithKeepsLineageAndReplay", testRotateSecretWithKeepsLineageAndReplay},
+	{"ReplayWithTakenKeyConflictsAndChangesNothing", testReplayWithTakenKeyConflicts},
+	{"ReplaysExpireAndAreBounded", testReplaysExpireAndAreBounded},
 	{"LiveSecretsByPepperCountsOnlySecretsThatCanVerify", testLiveSecretsByPepper},
 	{"ReserveUsesNeverGoesBelowZero", testReserveUsesNeverGoesBelowZero},
 	{"ReserveUsesOfUnlimitedTokenGrantsAll", testReserveUsesOfUnlimitedToken},
@@ -90,6 +93,11 @@ func testRoundTripKeepsEveryField(e *env) {
 		r.Metadata = map[string]string{"team": "cardiology", "ticket": "INC-1234", "city": "Zürich", "empty": ""}
 		r.UpdatedAt = base.Add(5 * time.Second)
 		r.Revision = 7
+		r.TTL = time.Hour + 3
+		r.Grace = 5*time.Minute + 9
+		r.Rotations = 12
+		r.RotatedAt = base.Add(4*time.Second + 11)
+		r.RotatedFrom = "fp_0123456789abcdef"
 	})
 	sec := e.create(rec)
 	want := rec.Clone()
@@ -371,10 +379,15 @@ func testUpdateReplacesAllButUsesAndLastUsed(e *env) {
 	upd.StatusChangedAt = base.Add(2 * time.Hour)
 	upd.Metadata = map[string]string{"a": "b"}
 	upd.UpdatedAt = base.Add(2*time.Hour + 1)
+	upd.TTL = 2 * time.Hour
+	upd.Grace = time.Minute
 	// None of these is UpdateToken's to change.
 	upd.RemainingUses = ptr(int64(1000))
 	upd.LastUsedAt = base.Add(24 * time.Hour)
 	upd.NotAfter = base.Add(1000 * time.Hour) // fixed at creation
+	upd.Rotations = 99                        // rotation's
+	upd.RotatedAt = base.Add(time.Hour)
+	upd.RotatedFrom = "fp_ffffffffffffffff"
 
 	if err := e.s.UpdateToken(e.ctx, upd); err != nil {
 		e.t.Fatalf("UpdateToken: %v", err)
@@ -386,6 +399,7 @@ func testUpdateReplacesAllButUsesAndLastUsed(e *env) {
 	want.RemainingUses = ptr(int64(7))
 	want.LastUsedAt = lastUsed
 	want.NotAfter = notAfter
+	want.Rotations, want.RotatedAt, want.RotatedFrom = 0, time.Time{}, ""
 	e.checkRecord("after update", e.get(rec.ID), want)
 	got, _, err := e.s.TokenBySecret(e.ctx, sec.Hash)
 	if err != nil {
@@ -649,6 +663,7 @@ func testRotateSecretKeepsOldSecrets(e *env) {
 	want.ExpiresAt = newExp
 	want.UpdatedAt = sec2.CreatedAt
 	want.Revision = rec.Revision + 1
+	want.Rotations, want.RotatedAt = 1, sec2.CreatedAt
 	got, gotSec, err := e.s.TokenBySecret(e.ctx, sec2.Hash)
 	if err != nil {
 		e.t.Fatalf("TokenBySecret(new secret): %v", err)
@@ -678,6 +693,7 @@ func testRotateSecretKeepsOldSecrets(e *env) {
 	}
 	want.UpdatedAt = sec3.CreatedAt
 	want.Revision++
+	want.Rotations, want.RotatedAt = 2, sec3.CreatedAt
 	e.checkRecord("after second rotation", e.get(rec.ID), want)
 	old2 := sec2
 	old2.NotAfter = grace2
@@ -1309,4 +1325,114 @@ func showUses(p *int64) string {
 		return "nil"
 	}
 	return fmt.Sprintf("&%d", *p)
+}
+
+// replay returns a replay record of token id under key k for the
+// store's clock, living for life.
+func (e *env) replay(id string, k byte, life time.Duration) *store.Replay {
+	now := e.now().Truncate(time.Microsecond).UTC()
+	r := &store.Replay{TokenID: id, CallerID: id, Sealed: []byte{k, 1, 2, 3}, CreatedAt: now, ExpiresAt: now.Add(life)}
+	r.Key[0], r.Request[0] = k, k+1
+	return r
+}
+
+func testRotateSecretWithKeepsLineageAndReplay(e *env) {
+	rec, sec1 := e.newToken()
+	now := e.now().Truncate(time.Microsecond).UTC()
+	sec2 := e.fx.secret(rec.ID, now)
+	rp := e.replay(rec.ID, 7, 10*time.Minute)
+	if _, err := e.s.Replay(e.ctx, rec.ID, rp.Key, now); !errors.Is(err, store.ErrNotFound) {
+		e.t.Fatalf("Replay(before any) = %v, want ErrNotFound", err)
+	}
+	from := token.Fingerprint(sec1.Hash)
+	if err := e.s.RotateSecretWith(e.ctx, rec.ID, store.Rotation{Secret: sec2, OldNotAfter: now.Add(time.Minute), RotatedFrom: from, Replay: rp}); err != nil {
+		e.t.Fatalf("RotateSecretWith: %v", err)
+	}
+	got := e.get(rec.ID)
+	if got.Rotations != 1 || got.RotatedFrom != from || diffTime(got.RotatedAt, sec2.CreatedAt) != "" {
+		e.t.Errorf("after rotation: Rotations %d, RotatedFrom %q, RotatedAt %v; want 1, %q, %v", got.Rotations, got.RotatedFrom, got.RotatedAt, from, sec2.CreatedAt)
+	}
+	r, err := e.s.Replay(e.ctx, rec.ID, rp.Key, now)
+	if err != nil {
+		e.t.Fatalf("Replay: %v", err)
+	}
+	if r.TokenID != rec.ID || r.CallerID != rp.CallerID || r.Request != rp.Request || r.Rotation != 1 ||
+		!slices.Equal(r.Sealed, rp.Sealed) || diffTime(r.CreatedAt, rp.CreatedAt) != "" || diffTime(r.ExpiresAt, rp.ExpiresAt) != "" {
+		e.t.Errorf("Replay = %+v, want %+v with Rotation 1", r, rp)
+	}
+	if _, err := e.s.Replay(e.ctx, rec.ID, rp.Key, rp.ExpiresAt); !errors.Is(err, store.ErrNotFound) {
+		e.t.Errorf("Replay(at its expiry) = %v, want ErrNotFound", err)
+	}
+	other, _ := e.newToken()
+	if _, err := e.s.Replay(e.ctx, other.ID, rp.Key, now); !errors.Is(err, store.ErrNotFound) {
+		e.t.Errorf("Replay(another token, same key) = %v, want ErrNotFound", err)
+	}
+	// A replay of another token is refused, changing nothing.
+	bad := e.replay(other.ID, 8, time.Minute)
+	sec3 := e.fx.secret(rec.ID, now.Add(time.Second))
+	if err := e.s.RotateSecretWith(e.ctx, rec.ID, store.Rotation{Secret: sec3, OldNotAfter: now, Replay: bad}); err == nil || errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrClosed) {
+		e.t.Errorf("RotateSecretWith(replay of another token) = %v, want a refusal that is no sentinel", err)
+	}
+	if got := e.get(rec.ID); got.Rotations != 1 {
+		e.t.Errorf("Rotations after a refused rotation = %d, want 1", got.Rotations)
+	}
+}
+
+func testReplayWithTakenKeyConflicts(e *env) {
+	rec, _ := e.newToken()
+	now := e.now().Truncate(time.Microsecond).UTC()
+	rp := e.replay(rec.ID, 3, time.Hour)
+	sec2 := e.fx.secret(rec.ID, now)
+	if err := e.s.RotateSecretWith(e.ctx, rec.ID, store.Rotation{Secret: sec2, OldNotAfter: now.Add(time.Hour), Replay: rp}); err != nil {
+		e.t.Fatalf("RotateSecretWith: %v", err)
+	}
+	before := e.get(rec.ID)
+	secsBefore := e.secrets(rec.ID)
+	again := e.replay(rec.ID, 3, time.Hour)
+	again.Sealed = []byte("other")
+	sec3 := e.fx.secret(rec.ID, now.Add(time.Second))
+	if err := e.s.RotateSecretWith(e.ctx, rec.ID, store.Rotation{Secret: sec3, OldNotAfter: now.Add(time.Hour), Replay: again}); !errors.Is(err, store.ErrConflict) {
+		e.t.Fatalf("RotateSecretWith(taken key) = %v, want ErrConflict", err)
+	}
+	e.checkRecord("after the refused rotation", e.get(rec.ID), before)
+	e.checkSecrets("Secrets after the refused rotation", e.secrets(rec.ID), secsBefore)
+	if r, err := e.s.Replay(e.ctx, rec.ID, rp.Key, now); err != nil || !slices.Equal(r.Sealed, rp.Sealed) {
+		e.t.Errorf("Replay after the refused rotation = %v, %v; want the first", r, err)
+	}
+}
+
+func testReplaysExpireAndAreBounded(e *env) {
+	rec, _ := e.newToken()
+	now := e.now().Truncate(time.Microsecond).UTC()
+	// An expired replay (by the store's clock) frees its key.
+	old := e.replay(rec.ID, 1, time.Microsecond)
+	old.CreatedAt, old.ExpiresAt = now.Add(-time.Hour), now.Add(-time.Minute)
+	if err := e.s.RotateSecretWith(e.ctx, rec.ID, store.Rotation{Secret: e.fx.secret(rec.ID, now), OldNotAfter: now, Replay: old}); err != nil {
+		e.t.Fatalf("RotateSecretWith(expired replay): %v", err)
+	}
+	fresh := e.replay(rec.ID, 1, time.Hour)
+	if err := e.s.RotateSecretWith(e.ctx, rec.ID, store.Rotation{Secret: e.fx.secret(rec.ID, now.Add(1)), OldNotAfter: now, Replay: fresh}); err != nil {
+		e.t.Fatalf("RotateSecretWith(key of an expired replay) = %v, want nil", err)
+	}
+	// A token keeps at most MaxReplays: the oldest go.
+	for i := range store.MaxReplays + 3 {
+		rp := e.replay(rec.ID, byte(10+i), time.Hour)
+		rp.CreatedAt = now.Add(time.Duration(i+1) * time.Millisecond)
+		if err := e.s.RotateSecretWith(e.ctx, rec.ID, store.Rotation{Secret: e.fx.secret(rec.ID, now.Add(time.Duration(i+2))), OldNotAfter: now, Replay: rp}); err != nil {
+			e.t.Fatalf("RotateSecretWith(%d): %v", i, err)
+		}
+	}
+	kept := 0
+	for i := range store.MaxReplays + 3 {
+		var k [32]byte
+		k[0] = byte(10 + i)
+		if _, err := e.s.Replay(e.ctx, rec.ID, k, now); err == nil {
+			kept++
+		} else if i >= 3 {
+			e.t.Errorf("Replay(%d, among the newest) = %v", i, err)
+		}
+	}
+	if kept != store.MaxReplays {
+		e.t.Errorf("kept %d replays, want %d", kept, store.MaxReplays)
+	}
 }
