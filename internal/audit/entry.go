@@ -18,24 +18,27 @@ type Action string
 
 // The actions phigate records. Append refuses any other.
 const (
-	ActionTokenCreated    Action = "token.created"
-	ActionTokenUpdated    Action = "token.updated" // a permission change: Before and After are set
-	ActionTokenRotated    Action = "token.rotated"
-	ActionTokenRevoked    Action = "token.revoked"
-	ActionTokenSuspended  Action = "token.suspended"
-	ActionTokenReinstated Action = "token.reinstated"
-	ActionAccessGranted   Action = "access.granted"   // the gateway's decision, before the upstream call
-	ActionAccessCompleted Action = "access.completed" // the upstream's answer: Status, Bytes, Duration
-	ActionAccessDenied    Action = "access.denied"    // with Reason
-	ActionAuthFailed      Action = "auth.failed"      // bad or unknown token: Source, never the secret
-	ActionBreakGlassUsed  Action = "breakglass.used"  // with BreakGlass (the justification)
-	ActionAlertRaised     Action = "alert.raised"
-	ActionKeyRotated      Action = "key.rotated"
-	ActionConfigLoaded    Action = "config.loaded"
-	ActionServerStarted   Action = "server.started"
-	ActionServerStopped   Action = "server.stopped"
-	ActionAuditRead       Action = "audit.read" // the audit log itself was searched or a proof fetched
-	ActionAuditArchived   Action = "audit.archived"
+	ActionTokenCreated Action = "token.created"
+	ActionTokenUpdated Action = "token.updated" // a permission change: Before and After are set
+	ActionTokenRotated Action = "token.rotated"
+	// ActionTokenRotationRetried: a retry of an idempotent rotation got the
+	// answer of the rotation it repeats (no second rotation happened).
+	ActionTokenRotationRetried Action = "token.rotation_retried"
+	ActionTokenRevoked         Action = "token.revoked"
+	ActionTokenSuspended       Action = "token.suspended"
+	ActionTokenReinstated      Action = "token.reinstated"
+	ActionAccessGranted        Action = "access.granted"   // the gateway's decision, before the upstream call
+	ActionAccessCompleted      Action = "access.completed" // the upstream's answer: Status, Bytes, Duration
+	ActionAccessDenied         Action = "access.denied"    // with Reason
+	ActionAuthFailed           Action = "auth.failed"      // bad or unknown token: Source, never the secret
+	ActionBreakGlassUsed       Action = "breakglass.used"  // with BreakGlass (the justification)
+	ActionAlertRaised          Action = "alert.raised"
+	ActionKeyRotated           Action = "key.rotated"
+	ActionConfigLoaded         Action = "config.loaded"
+	ActionServerStarted        Action = "server.started"
+	ActionServerStopped        Action = "server.stopped"
+	ActionAuditRead            Action = "audit.read" // the audit log itself was searched or a proof fetched
+	ActionAuditArchived        Action = "audit.archived"
 )
 
 const maxActionLen = 64
@@ -45,7 +48,7 @@ var knownActions = map[Action]bool{
 	ActionTokenSuspended: true, ActionTokenReinstated: true, ActionAccessGranted: true, ActionAccessCompleted: true,
 	ActionAccessDenied: true, ActionAuthFailed: true, ActionBreakGlassUsed: true, ActionAlertRaised: true,
 	ActionKeyRotated: true, ActionConfigLoaded: true, ActionServerStarted: true, ActionServerStopped: true,
-	ActionAuditRead: true, ActionAuditArchived: true,
+	ActionAuditRead: true, ActionAuditArchived: true, ActionTokenRotationRetried: true,
 }
 
 // Known reports whether a is one of the actions above.

@@ -24,6 +24,10 @@ type Config struct {
 	MaxTTL     time.Duration // default 24h
 	// MaxGrace bounds a rotation's grace period (default 24h).
 	MaxGrace time.Duration
+	// DefaultMaxLifetime is the max_lifetime of a token created without
+	// one (default 90 days; never less than the token's ttl). It bounds
+	// the token's rotation chain. The bootstrap token takes none.
+	DefaultMaxLifetime time.Duration
 	// CacheSize bounds the verification cache in tokens (default 150000; about 2 KiB of memory per cached token).
 	CacheSize int
 	// FlushInterval is how often last-used times are written (default 1s).
@@ -51,6 +55,13 @@ type Config struct {
 	// callers only ever see plaintext. Without it, records are stored as
 	// given.
 	Sealer FieldSealer
+	// ReplaySealer, when set, encrypts the answer of an idempotent
+	// rotation, kept for the rotation's grace period so that a retry
+	// with the same idempotency key gets it again (see RotateWith). It
+	// MUST use a data key of its own and bind the ciphertext to the token
+	// id and the field (the key's hash). Without it, a rotation with an
+	// idempotency key fails with ErrIdempotencyUnavailable.
+	ReplaySealer FieldSealer
 }
 
 // Authority issues and verifies tokens. Create it with New, start its
@@ -98,6 +109,9 @@ func New(st store.Store, h *token.Hasher, cfg Config) *Authority {
 	if cfg.MaxGrace <= 0 {
 		cfg.MaxGrace = 24 * time.Hour
 	}
+	if cfg.DefaultMaxLifetime <= 0 {
+		cfg.DefaultMaxLifetime = DefaultMaxLifetime
+	}
 	if cfg.FlushInterval <= 0 {
 		cfg.FlushInterval = time.Second
 	}
@@ -120,6 +134,9 @@ func New(st store.Store, h *token.Hasher, cfg Config) *Authority {
 	a.hashers.Store(&hasherSet{current: h})
 	return a
 }
+
+// DefaultMaxLifetime is Config.DefaultMaxLifetime's default: 90 days.
+const DefaultMaxLifetime = 90 * 24 * time.Hour
 
 // Config returns the effective configuration.
 func (a *Authority) Config() Config { return a.cfg }
@@ -146,6 +163,9 @@ type Decision struct {
 	Token      *token.Record
 	Scopes     scope.Set
 	RetryAfter time.Duration
+	// Superseded: the secret presented is no longer the token's current
+	// one (a rotation replaced it and it lives out its grace period).
+	Superseded bool
 }
 
 // Allowed reports whether the decision is an allow.
@@ -154,8 +174,9 @@ func (d Decision) Allowed() bool { return d.Reason == policy.OK }
 // Handle is an authenticated token whose request has not been admitted yet
 // (see Authenticate and Admit).
 type Handle struct {
-	st  *state
-	now time.Time
+	st         *state
+	now        time.Time
+	superseded bool
 }
 
 // Token returns the handle's record (shared, immutable).
@@ -232,7 +253,7 @@ func (a *Authority) authenticate(ctx context.Context, secret string, req Request
 	if r != policy.ReasonNone {
 		return Handle{}, Decision{Reason: r, Token: st.rec, Scopes: st.scopes}, nil
 	}
-	return Handle{st: st, now: now}, Decision{}, nil
+	return Handle{st: st, now: now, superseded: ref.notAfter != 0}, Decision{}, nil
 }
 
 // find locates the token of secret and checks the credential itself: secret
@@ -295,7 +316,7 @@ func (a *Authority) Admit(ctx context.Context, h Handle) (Decision, error) {
 		}
 	}
 	a.touch(st, h.now)
-	return Decision{Reason: policy.OK, Token: st.rec, Scopes: st.scopes}, nil
+	return Decision{Reason: policy.OK, Token: st.rec, Scopes: st.scopes, Superseded: h.superseded}, nil
 }
 
 // Refund gives back what Admit took for h (a rate token and a use) when

@@ -357,7 +357,7 @@ func TestLastUsedIsBatched(t *testing.T) {
 func TestRotationGracePeriod(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
-	old, rec := f.create(t, Spec{TTL: time.Hour})
+	old, rec := f.create(t, Spec{TTL: time.Hour, Grace: 5 * time.Minute})
 	f.verify(t, old, Request{})
 	rot, err := f.auth.Rotate(ctx, f.root, rec.ID, 5*time.Minute, 0)
 	if err != nil {
@@ -397,22 +397,28 @@ func TestRotationGracePeriod(t *testing.T) {
 func TestSelfRotateExtendsOnlyWithinMaxLifetime(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
-	s, rec := f.create(t, Spec{TTL: time.Hour})
-	d, _ := f.auth.Verify(ctx, s, Request{})
-	self := ActorOf(d)
-	if _, err := f.auth.Rotate(ctx, self, rec.ID, 0, 2*time.Hour); err == nil {
-		t.Fatal("extended a token without max_lifetime")
+	// max_lifetime = ttl: the chain has one link, rotation cannot extend it
+	s, rec := f.create(t, Spec{TTL: time.Hour, MaxLifetime: time.Hour})
+	f.clk.Add(10 * time.Minute)
+	rot, err := f.auth.Rotate(ctx, f.actor(t, s), rec.ID, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rot.Token.ExpiresAt.Equal(rec.ExpiresAt) {
+		t.Fatalf("expires %v, want unchanged %v (max_lifetime = ttl)", rot.Token.ExpiresAt, rec.ExpiresAt)
 	}
 	// a token with max lifetime 3h can be pushed to creation+3h, not further
 	s2, rec2 := f.create(t, Spec{TTL: time.Hour, MaxLifetime: 3 * time.Hour})
-	d2, _ := f.auth.Verify(ctx, s2, Request{})
-	f.clk.Add(150 * time.Minute)
-	_ = d2
-	// rotate as itself: it must still be valid, so rotate before expiry
-	f.clk.Add(-150 * time.Minute)
-	rot, err := f.auth.Rotate(ctx, ActorOf(d2), rec2.ID, 0, 10*time.Hour)
-	if err != nil {
-		t.Fatal(err)
+	if _, err := f.auth.Rotate(ctx, f.actor(t, s2), rec2.ID, 0, 2*time.Hour); err == nil {
+		t.Fatal("a rotation asked for a ttl longer than the rotation period")
+	}
+	for range 3 {
+		f.clk.Add(50 * time.Minute)
+		rot, err = f.auth.Rotate(ctx, f.actor(t, s2), rec2.ID, 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s2 = rot.Secret
 	}
 	if want := rec2.CreatedAt.Add(3 * time.Hour); !rot.Token.ExpiresAt.Equal(want) {
 		t.Fatalf("expires %v, want capped at %v", rot.Token.ExpiresAt, want)

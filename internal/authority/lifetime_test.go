@@ -35,9 +35,9 @@ func TestNotAfterIsFixedAtIssueAndBoundedByTheIssuer(t *testing.T) {
 	if want := f.root.Token.CreatedAt.Add(30 * 24 * time.Hour); !f.root.Token.NotAfter.Equal(want) {
 		t.Fatalf("bootstrap not_after %v, want created_at + max_lifetime %v", f.root.Token.NotAfter, want)
 	}
-	_, plain := f.create(t, Spec{TTL: time.Hour})
+	_, plain := f.create(t, Spec{TTL: time.Hour, MaxLifetime: time.Hour})
 	if !plain.NotAfter.Equal(plain.ExpiresAt) {
-		t.Errorf("without max_lifetime: not_after %v, want the expiry %v", plain.NotAfter, plain.ExpiresAt)
+		t.Errorf("with max_lifetime = ttl: not_after %v, want the expiry %v", plain.NotAfter, plain.ExpiresAt)
 	}
 	_, long := f.create(t, Spec{TTL: time.Hour, MaxLifetime: 20 * time.Hour})
 	if want := long.CreatedAt.Add(20 * time.Hour); !long.NotAfter.Equal(want) {
@@ -151,7 +151,7 @@ func TestUpdateCannotMoveExpiryPastNotAfter(t *testing.T) {
 		return func(r *token.Record) error { r.ExpiresAt = at; return nil }
 	}
 	now := f.clk.Now()
-	_, fixed := f.create(t, Spec{TTL: 10 * time.Minute})
+	_, fixed := f.create(t, Spec{TTL: 10 * time.Minute, MaxLifetime: 10 * time.Minute})
 	_, ext := f.create(t, Spec{TTL: 10 * time.Minute, MaxLifetime: time.Hour})
 	for _, tc := range []struct {
 		name string

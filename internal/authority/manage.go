@@ -38,10 +38,15 @@ func (e *AttenuationError) Error() string { return "attenuation: " + e.Field + "
 type Actor struct {
 	Token  *token.Record
 	Scopes scope.Set
+	// Superseded: the caller presented a secret that a rotation has
+	// replaced (see Decision.Superseded); it may not rotate its token.
+	Superseded bool
 }
 
 // ActorOf returns the Actor for an allowed Decision.
-func ActorOf(d Decision) Actor { return Actor{Token: d.Token, Scopes: d.Scopes} }
+func ActorOf(d Decision) Actor {
+	return Actor{Token: d.Token, Scopes: d.Scopes, Superseded: d.Superseded}
+}
 
 func (ac Actor) root() bool {
 	for sc := range ac.Scopes.All() {
@@ -54,11 +59,16 @@ func (ac Actor) root() bool {
 
 // Spec describes a token to create.
 type Spec struct {
-	Subject         string
-	Kind            token.Kind // default user
-	Scopes          []string
-	TTL             time.Duration // default Config.DefaultTTL
-	MaxLifetime     time.Duration
+	Subject string
+	Kind    token.Kind // default user
+	Scopes  []string
+	TTL     time.Duration // default Config.DefaultTTL; the rotation period
+	// MaxLifetime bounds the rotation chain, from creation (default
+	// Config.DefaultMaxLifetime, never less than TTL).
+	MaxLifetime time.Duration
+	// Grace is how long the previous secret keeps working after a
+	// rotation (0..TTL, default 0).
+	Grace           time.Duration
 	IdleTimeout     time.Duration
 	MaxUses         *int64
 	CIDRs           []netip.Prefix
@@ -168,9 +178,16 @@ func (a *Authority) create(ctx context.Context, ac *Actor, spec Spec) (string, *
 	if err != nil {
 		return "", nil, err
 	}
+	maxLife := spec.MaxLifetime
+	if maxLife == 0 && ac != nil { // the bootstrap token's is explicit
+		maxLife = max(a.cfg.DefaultMaxLifetime, ttl)
+	}
+	if err := a.checkGrace(spec.Grace, ttl); err != nil {
+		return "", nil, err
+	}
 	rec := &token.Record{
 		ID: id, Subject: spec.Subject, Kind: kind, Scopes: set.Strings(),
-		CreatedAt: now, ExpiresAt: now.Add(ttl), MaxLifetime: spec.MaxLifetime,
+		CreatedAt: now, ExpiresAt: now.Add(ttl), MaxLifetime: maxLife, TTL: ttl, Grace: spec.Grace,
 		IdleTimeout: spec.IdleTimeout, CIDRs: spec.CIDRs, Hours: spec.Hours, Rate: spec.Rate,
 		Purposes: spec.Purposes, PurposeRequired: spec.PurposeRequired, PatientID: spec.PatientID,
 		BreakGlass: spec.BreakGlass, SubjectPrefix: spec.SubjectPrefix, Metadata: spec.Metadata, Status: token.StatusActive,
@@ -381,8 +398,20 @@ func (a *Authority) Update(ctx context.Context, ac Actor, id string, revision in
 	// identity and lifecycle fields are not the caller's to change here
 	rec.ID, rec.Subject, rec.Kind, rec.CreatedAt, rec.CreatedBy, rec.ParentID = old.ID, old.Subject, old.Kind, old.CreatedAt, old.CreatedBy, old.ParentID
 	rec.Status, rec.StatusReason, rec.StatusChangedAt, rec.Revision = old.Status, old.StatusReason, old.StatusChangedAt, old.Revision
-	// the lifetime was fixed at issue
+	// the lifetime was fixed at issue; the chain is the rotations' own
 	rec.MaxLifetime, rec.NotAfter = old.MaxLifetime, old.NotAfter
+	rec.Rotations, rec.RotatedAt, rec.RotatedFrom = old.Rotations, old.RotatedAt, old.RotatedFrom
+	if rec.TTL < 0 {
+		return nil, nil, fieldErr("ttl", "must be positive")
+	}
+	if rec.TTL != old.TTL && rec.TTL > 0 {
+		if err := a.checkTTL("ttl", rec.TTL); err != nil {
+			return nil, nil, err
+		}
+	}
+	if err := a.checkGrace(rec.Grace, rec.Period()); err != nil {
+		return nil, nil, err
+	}
 	if p := old.SubjectPrefix; p != "" && !strings.HasPrefix(rec.SubjectPrefix, p) {
 		return nil, nil, fieldErr("subject_prefix", "can only be narrowed: the new prefix must start with %q", p)
 	}
@@ -564,105 +593,6 @@ func (a *Authority) Suspend(ctx context.Context, id, reason string) error {
 	}
 	a.Invalidate(id)
 	return nil
-}
-
-// Rotation is the result of Rotate.
-type Rotation struct {
-	Secret           string
-	Token            *token.Record
-	PreviousNotAfter time.Time
-}
-
-// Rotate gives token id a new secret. The previous secret keeps working for
-// grace (0: it stops now). With ttl > 0 the expiry moves to now+ttl, capped
-// at the token's not_after and at every issuer's up its chain (see
-// extensionLimit), and, when the caller is another token, it must stay
-// within the caller's expiry. A token may rotate itself. Rotation fails
-// with ErrIssuerRevoked when an issuer up the chain is revoked, and with
-// ErrLifetimeEnded once the token's not_after has passed.
-func (a *Authority) Rotate(ctx context.Context, ac Actor, id string, grace, ttl time.Duration) (*Rotation, error) {
-	rec, err := a.fetch(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	self := ac.Token != nil && ac.Token.ID == id
-	if !self {
-		if err := a.manageable(ctx, ac, rec); err != nil {
-			return nil, a.recordDenied(ctx, ActionRotated, &ac, id, err)
-		}
-	}
-	if rec.Status != token.StatusActive {
-		return nil, fmt.Errorf("%w: the token is %s", ErrInvalidState, rec.Status)
-	}
-	now := a.cfg.Now().UTC()
-	limit, err := a.extensionLimit(ctx, rec, now)
-	if errors.Is(err, ErrInvalidState) { // a renewal refused: on the record
-		return nil, a.recordDenied(ctx, ActionRotated, &ac, id, err)
-	}
-	if err != nil {
-		return nil, err
-	}
-	if !now.Before(rec.ExpiresAt) {
-		return nil, fmt.Errorf("%w: the token has expired", ErrInvalidState)
-	}
-	if grace < 0 || grace > a.cfg.MaxGrace {
-		return nil, fieldErr("grace", "must be between 0 and %s", a.cfg.MaxGrace)
-	}
-	var newExp time.Time
-	if ttl != 0 {
-		if err := a.checkTTL("ttl", ttl); err != nil {
-			return nil, err
-		}
-		if rec.MaxLifetime == 0 {
-			return nil, fieldErr("ttl", "the token has no max_lifetime, so its expiry cannot be extended")
-		}
-		newExp = now.Add(ttl)
-		if newExp.After(limit) {
-			newExp = limit
-		}
-		if !self && newExp.After(ac.Token.ExpiresAt) {
-			return nil, a.recordDenied(ctx, ActionRotated, &ac, id, &AttenuationError{Field: "ttl", Msg: "the new expiry would be after the caller's own"})
-		}
-	}
-	oldNotAfter := now.Add(grace)
-	exp := rec.ExpiresAt
-	if !newExp.IsZero() {
-		exp = newExp
-	}
-	if oldNotAfter.After(exp) {
-		oldNotAfter = exp
-	}
-	secret, err := token.Generate(a.cfg.Rand)
-	if err != nil {
-		return nil, err
-	}
-	after := rec.Clone()
-	if !newExp.IsZero() {
-		after.ExpiresAt = newExp
-	}
-	if err := a.record(ctx, &Change{Action: ActionRotated, Actor: ac.Token, TargetID: id, Before: rec, After: after, Outcome: OutcomeSuccess,
-		Reason: "previous secret valid until " + oldNotAfter.Format(time.RFC3339)}); err != nil {
-		return nil, err
-	}
-	// As in create: the pepper stays current until the secret is stored.
-	a.pepperMu.RLock()
-	hs := a.hashers.Load()
-	sec := token.Secret{Hash: hs.current.Sum(secret), PepperVersion: hs.current.Version(), TokenID: id, CreatedAt: now}
-	err = a.st.RotateSecret(ctx, id, sec, oldNotAfter, newExp)
-	a.pepperMu.RUnlock()
-	if err != nil {
-		a.recordFailed(ctx, ActionRotated, ac.Token, id, err)
-		if errors.Is(err, store.ErrNotFound) {
-			return nil, ErrNotFound
-		}
-		return nil, fmt.Errorf("authority: rotate: %w", err)
-	}
-	a.Invalidate(id)
-	stored, err := a.fetch(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	return &Rotation{Secret: secret, Token: a.overlay(stored), PreviousNotAfter: oldNotAfter}, nil
 }
 
 // Introspect reports whether secret is an active token (RFC 7662): valid

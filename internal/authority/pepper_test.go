@@ -149,7 +149,7 @@ func TestTokenHashedBeforePepperRotationStillVerifies(t *testing.T) {
 func TestPepperRotationHashesRotatedSecretsWithTheNewPepper(t *testing.T) {
 	ctx := context.Background()
 	f := newFixtureWith(t, Config{Peppers: newMemRing(t)})
-	s, rec := f.create(t, Spec{TTL: time.Hour})
+	s, rec := f.create(t, Spec{TTL: time.Hour, Grace: time.Minute})
 	if _, err := f.auth.RotatePepper(ctx, f.root); err != nil {
 		t.Fatal(err)
 	}
@@ -203,8 +203,8 @@ func TestRetirePepperRefusedWhileALiveTokenUsesIt(t *testing.T) {
 	if _, err := f.auth.RotatePepper(ctx, f.root); err != nil {
 		t.Fatal(err)
 	}
-	// the root moves to pepper 2 by rotating itself (no grace, a day more)
-	rot, err := f.auth.Rotate(ctx, f.root, f.root.Token.ID, 0, 24*time.Hour)
+	// the root moves to pepper 2 by rotating itself (no grace, a period more)
+	rot, err := f.auth.Rotate(ctx, f.root, f.root.Token.ID, 0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,7 +213,7 @@ func TestRetirePepperRefusedWhileALiveTokenUsesIt(t *testing.T) {
 		t.Fatalf("rotated root: %v %v", d.Reason, err)
 	}
 	root := ActorOf(d)
-	current, _, err := f.auth.Create(ctx, root, Spec{Subject: "app", Scopes: []string{"patient/Observation.rs"}, TTL: 20 * time.Hour})
+	current, _, err := f.auth.Create(ctx, root, Spec{Subject: "app", Scopes: []string{"patient/Observation.rs"}, TTL: 10 * time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,9 +9,12 @@ import (
 
 // Actions the authority records.
 const (
-	ActionCreated    = "token.created"
-	ActionUpdated    = "token.updated"
-	ActionRotated    = "token.rotated"
+	ActionCreated = "token.created"
+	ActionUpdated = "token.updated"
+	ActionRotated = "token.rotated"
+	// ActionRetried: a retry of an idempotent rotation was answered with
+	// the rotation it repeats; nothing changed.
+	ActionRetried    = "token.rotation_retried"
 	ActionRevoked    = "token.revoked"
 	ActionSuspended  = "token.suspended"
 	ActionReinstated = "token.reinstated"

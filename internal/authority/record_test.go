@@ -39,7 +39,7 @@ func TestEveryChangeIsRecordedBeforeItIsMade(t *testing.T) {
 	rec := &memRecorder{}
 	f.auth.cfg.Recorder = rec
 	ctx := context.Background()
-	s, tok := f.create(t, Spec{TTL: time.Hour})
+	s, tok := f.create(t, Spec{TTL: time.Hour, Grace: time.Minute})
 	if c := rec.last(); c.Action != ActionCreated || c.TargetID != tok.ID || c.Outcome != OutcomeSuccess || c.Actor.ID != f.root.Token.ID || c.After == nil {
 		t.Fatalf("create recorded as %+v", c)
 	}

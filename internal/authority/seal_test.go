@@ -69,7 +69,7 @@ func TestPatientIDIsSealedInTheStoreAndPlainEverywhereElse(t *testing.T) {
 	ctx := context.Background()
 	f := newFixtureWith(t, Config{Sealer: newGCMSealer(t)})
 	patient := randomPatient()
-	s, rec := f.create(t, Spec{PatientID: patient})
+	s, rec := f.create(t, Spec{PatientID: patient, Grace: time.Minute})
 	if rec.PatientID != patient {
 		t.Fatalf("Create returned patient %q", rec.PatientID)
 	}

@@ -31,6 +31,7 @@ var actionOf = map[string]audit.Action{
 	authority.ActionCreated:    audit.ActionTokenCreated,
 	authority.ActionUpdated:    audit.ActionTokenUpdated,
 	authority.ActionRotated:    audit.ActionTokenRotated,
+	authority.ActionRetried:    audit.ActionTokenRotationRetried,
 	authority.ActionRevoked:    audit.ActionTokenRevoked,
 	authority.ActionSuspended:  audit.ActionTokenSuspended,
 	authority.ActionReinstated: audit.ActionTokenReinstated,

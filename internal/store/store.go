@@ -196,6 +196,10 @@ type Rotation struct {
 	// RotatedFrom is the fingerprint of the secret replaced
 	// (token.Fingerprint), kept as the record's RotatedFrom.
 	RotatedFrom string
+	// Revision, when not zero, MUST equal the stored revision (else
+	// ErrConflict and nothing changes): two rotations of one revision
+	// make one link of the chain.
+	Revision int64
 	// Replay, when set, is kept for retries of this rotation.
 	Replay *Replay
 }

@@ -351,11 +351,12 @@ func (s *Store) RotateSecretWith(ctx context.Context, id string, rot store.Rotat
 		// COALESCE keeps expires_at when newExpiresAt is zero (NULL).
 		res, err := tx.exec(`UPDATE tokens SET expires_at = COALESCE(?, expires_at), updated_at = ?,
 			rotations = rotations + 1, rotated_at = ?, rotated_from = ?,
-			revision = revision + 1 WHERE id = ?`, newExp, secCreated, secCreated, from, id)
+			revision = revision + 1 WHERE id = ? AND (? = 0 OR revision = ?)`,
+			newExp, secCreated, secCreated, from, id, rot.Revision, rot.Revision)
 		if err != nil {
 			return fmt.Errorf("update token: %w", err)
 		}
-		if err := affectedOrWhy(tx, res, id, "token unchanged"); err != nil {
+		if err := affectedOrWhy(tx, res, id, "stale revision"); err != nil {
 			return err
 		}
 		if err := insertSecret(tx, id, hash, pepper, secCreated, secNotAfter); err != nil {

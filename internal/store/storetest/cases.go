@@ -1367,14 +1367,22 @@ func testRotateSecretWithKeepsLineageAndReplay(e *env) {
 	if _, err := e.s.Replay(e.ctx, other.ID, rp.Key, now); !errors.Is(err, store.ErrNotFound) {
 		e.t.Errorf("Replay(another token, same key) = %v, want ErrNotFound", err)
 	}
+	// A stale revision is a conflict and changes nothing.
+	stale := e.fx.secret(rec.ID, now.Add(2*time.Second))
+	if err := e.s.RotateSecretWith(e.ctx, rec.ID, store.Rotation{Secret: stale, OldNotAfter: now, Revision: got.Revision - 1}); !errors.Is(err, store.ErrConflict) {
+		e.t.Errorf("RotateSecretWith(stale revision) = %v, want ErrConflict", err)
+	}
+	if err := e.s.RotateSecretWith(e.ctx, rec.ID, store.Rotation{Secret: stale, OldNotAfter: now.Add(time.Minute), Revision: got.Revision}); err != nil {
+		e.t.Errorf("RotateSecretWith(current revision) = %v", err)
+	}
 	// A replay of another token is refused, changing nothing.
 	bad := e.replay(other.ID, 8, time.Minute)
 	sec3 := e.fx.secret(rec.ID, now.Add(time.Second))
 	if err := e.s.RotateSecretWith(e.ctx, rec.ID, store.Rotation{Secret: sec3, OldNotAfter: now, Replay: bad}); err == nil || errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrClosed) {
 		e.t.Errorf("RotateSecretWith(replay of another token) = %v, want a refusal that is no sentinel", err)
 	}
-	if got := e.get(rec.ID); got.Rotations != 1 {
-		e.t.Errorf("Rotations after a refused rotation = %d, want 1", got.Rotations)
+	if got := e.get(rec.ID); got.Rotations != 2 {
+		e.t.Errorf("Rotations after a refused rotation = %d, want 2", got.Rotations)
 	}
 }
 
