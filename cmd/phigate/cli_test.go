@@ -166,7 +166,7 @@ func TestCommandsSendTheRightRequest(t *testing.T) {
 			name: "create with every constraint",
 			args: []string{"token", "create", "--subject", "svc:labs", "--kind", "service",
 				"--scope", "system/Observation.rs", "--scope", "system/Patient.r",
-				"--ttl", "1h", "--idle", "10m", "--max-lifetime", "720h",
+				"--ttl", "1h", "--idle", "10m", "--grace", "5m", "--max-lifetime", "720h",
 				"--cidr", "10.1.0.0/16", "--cidr", "192.168.0.0/24,172.16.0.0/12",
 				"--hours", "7:00-19:00", "--tz", "America/New_York", "--days", "Mon-Wed", "--days", "fri",
 				"--rate", "600/m", "--burst", "20", "--max-uses", "100",
@@ -174,7 +174,7 @@ func TestCommandsSendTheRightRequest(t *testing.T) {
 				"--patient", "pat-1", "--break-glass", "--meta", "team=lab", "--meta", "ticket=A=1"},
 			method: "POST", path: "/v1/tokens",
 			body: `{"subject":"svc:labs","kind":"service","scopes":["system/Observation.rs","system/Patient.r"],
-				"ttl":"1h","idle_timeout":"10m","max_lifetime":"720h",
+				"ttl":"1h","idle_timeout":"10m","max_lifetime":"720h","grace":"5m",
 				"cidrs":["10.1.0.0/16","192.168.0.0/24","172.16.0.0/12"],
 				"hours":{"start":"07:00","end":"19:00","tz":"America/New_York","days":["Mon","Tue","Wed","Fri"]},
 				"rate":{"per_second":10,"burst":20},"max_uses":100,
@@ -214,6 +214,11 @@ func TestCommandsSendTheRightRequest(t *testing.T) {
 			name: "show json", args: []string{"token", "show", "tok_abc", "--json"},
 			method: "GET", path: "/v1/tokens/tok_abc", body: "-",
 			stdout: []string{`"id": "tok_abc"`, `"per_second": 10`},
+		},
+		{
+			name: "update grace", args: []string{"token", "update", "tok_abc", "--grace", "2m"},
+			method: "PATCH", path: "/v1/tokens/tok_abc", body: `{"grace":"2m"}`,
+			stdout: []string{"id:", "tok_abc"},
 		},
 		{
 			name: "update some flags",
@@ -422,6 +427,7 @@ func TestUsageErrorsExit2WithoutRequest(t *testing.T) {
 		{"clear and set", []string{"token", "update", "tok_abc", "--clear", "rate", "--rate", "1/s"}, "contradict"},
 		{"ttl and expires-at", []string{"token", "update", "tok_abc", "--ttl", "1h", "--expires-at", "2026-01-01T00:00:00Z"}, "give one"},
 		{"bad grace", []string{"token", "rotate", "tok_abc", "--grace", "soon"}, "--grace"},
+		{"bad create grace", []string{"token", "create", "--subject", "a", "--scope", "s", "--grace", "soon"}, "--grace"},
 		{"introspect argv", []string{"introspect", "phi_secretOnArgv"}, "takes no arguments"},
 		{"introspect empty stdin", []string{"introspect"}, "stdin was empty"},
 	}

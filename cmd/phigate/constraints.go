@@ -19,6 +19,7 @@ type constraintFlags struct {
 	scopes          []string
 	ttl             string
 	idle            string
+	grace           string
 	maxLifetime     string // create only
 	cidrs           []string
 	hours, tz       string
@@ -40,6 +41,7 @@ func addConstraintFlags(fs *pflag.FlagSet, create bool) *constraintFlags {
 	fs.StringArrayVar(&f.scopes, "scope", nil, "scope the token grants, e.g. patient/Observation.rs (repeatable)")
 	fs.StringVar(&f.ttl, "ttl", "", "time to live, e.g. 15m or 8h (server default when not given)")
 	fs.StringVar(&f.idle, "idle", "", "idle timeout: the token stops working after this long unused")
+	fs.StringVar(&f.grace, "grace", "", "how long the previous secret keeps working after a rotation, e.g. 5m (default 0, at most --ttl)")
 	fs.StringSliceVar(&f.cidrs, "cidr", nil, "source network allowed to use the token, e.g. 10.0.0.0/8 (repeatable)")
 	fs.StringVar(&f.hours, "hours", "", "daily window of use, HH:MM-HH:MM (needs --tz)")
 	fs.StringVar(&f.tz, "tz", "", "IANA time zone of --hours, e.g. America/New_York")
@@ -82,7 +84,7 @@ type common struct {
 
 func (f *constraintFlags) common() (common, error) {
 	var c common
-	for _, d := range []struct{ flag, v string }{{"ttl", f.ttl}, {"idle", f.idle}, {"max-lifetime", f.maxLifetime}} {
+	for _, d := range []struct{ flag, v string }{{"ttl", f.ttl}, {"idle", f.idle}, {"grace", f.grace}, {"max-lifetime", f.maxLifetime}} {
 		if f.set(d.flag) {
 			if err := checkDuration(d.flag, d.v); err != nil {
 				return c, err
@@ -156,6 +158,7 @@ func (f *constraintFlags) createRequest(subject string) (client.CreateTokenReque
 		TTL:             f.ttl,
 		MaxLifetime:     f.maxLifetime,
 		IdleTimeout:     f.idle,
+		Grace:           f.grace,
 		CIDRs:           f.cidrs,
 		Hours:           c.hours,
 		Rate:            c.rate,
@@ -220,6 +223,10 @@ func (f *constraintFlags) updateRequest(clear []string, revision int64, expiresA
 	if mark("idle") {
 		v := f.idle
 		req.IdleTimeout = &v
+	}
+	if mark("grace") {
+		v := f.grace
+		req.Grace = &v
 	}
 	if mark("max-uses") {
 		v := f.maxUses

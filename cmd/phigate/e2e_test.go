@@ -280,7 +280,7 @@ func TestEndToEndWalkthrough(t *testing.T) {
 
 	// rotate with a grace period: both secrets work, then list shows it
 	var it3 client.IssuedToken
-	s.mustJSON(t, s.adm, &it3, "token", "create", "--subject", "svc", "--scope", "billing:read", "--kind", "service", "--ttl", "5m")
+	s.mustJSON(t, s.adm, &it3, "token", "create", "--subject", "svc", "--scope", "billing:read", "--kind", "service", "--ttl", "5m", "--grace", "1m")
 	var rot client.IssuedToken
 	s.mustJSON(t, s.adm, &rot, "token", "rotate", it3.ID, "--grace", "1m")
 	for _, sec := range []string{it3.Secret, rot.Secret} {

@@ -78,7 +78,7 @@ func TestSecretsAtRestEndToEnd(t *testing.T) {
 	g.cmd.Process.Signal(syscall.SIGHUP)
 
 	var pt, bg, other client.IssuedToken
-	g.mustJSON(t, g.adm, &pt, "token", "create", "--subject", "portal-app", "--scope", "patient/Observation.rs", "--patient", patient, "--ttl", "10m")
+	g.mustJSON(t, g.adm, &pt, "token", "create", "--subject", "portal-app", "--scope", "patient/Observation.rs", "--patient", patient, "--ttl", "10m", "--grace", "1m")
 	g.mustJSON(t, g.adm, &bg, "token", "create", "--subject", "er-clinician", "--scope", "user/*.rs", "--break-glass", "--ttl", "10m")
 	g.mustJSON(t, g.adm, &other, "token", "create", "--subject", "batch-job", "--scope", "system/Observation.rs", "--ttl", "10m")
 	secrets = append(secrets, pt.Secret, bg.Secret, other.Secret)

@@ -59,7 +59,7 @@ func testAuthority(t testing.TB) (*authority.Authority, *sqlite.Store, string) {
 	key := make([]byte, 32)
 	rand.Read(key)
 	h, _ := token.NewHasherKey(1, key)
-	a := authority.New(st, h, authority.Config{})
+	a := authority.New(st, h, authority.Config{ReplaySealer: newTestSealer(t)})
 	secret, _, err := a.Bootstrap(ctx, "root", 3*time.Hour, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -334,7 +334,7 @@ func TestIntrospectionRFC7662(t *testing.T) {
 func TestUpdateRotateSuspendCascade(t *testing.T) {
 	e := newEnv(t)
 	parent := e.create(client.CreateTokenRequest{Subject: "issuer", Scopes: []string{"admin:tokens", "patient/*.rs"}, TTL: "1h"})
-	r := e.json("POST", "/v1/tokens", parent.Secret, client.CreateTokenRequest{Subject: "child", Scopes: []string{"patient/Observation.r"}})
+	r := e.json("POST", "/v1/tokens", parent.Secret, client.CreateTokenRequest{Subject: "child", Scopes: []string{"patient/Observation.r"}, Grace: "1m"})
 	if r.status != 201 {
 		t.Fatalf("child: %d %s", r.status, r.body)
 	}
@@ -369,8 +369,8 @@ func TestUpdateRotateSuspendCascade(t *testing.T) {
 			t.Fatalf("secret after rotation with grace: %d", r.status)
 		}
 	}
-	// self rotate without body, zero grace: the old one stops
-	r = e.do("POST", "/v1/tokens/self/rotate", rot.Secret, "", nil)
+	// self rotate with zero grace: the old one stops
+	r = e.json("POST", "/v1/tokens/self/rotate", rot.Secret, map[string]string{"grace": "0s"})
 	var rot2 client.IssuedToken
 	json.Unmarshal(r.body, &rot2)
 	if r.status != 200 {

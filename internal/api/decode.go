@@ -14,19 +14,31 @@ import (
 // other content types (415), larger bodies (413), unknown fields and
 // trailing data (400). An empty body is allowed when optional is set.
 func (s *Server) decodeJSON(w http.ResponseWriter, r *http.Request, v any, optional bool) *apiError {
+	_, e := s.decodeJSONBody(w, r, v, optional)
+	return e
+}
+
+// decodeJSONBody is decodeJSON that also returns the body as read.
+func (s *Server) decodeJSONBody(w http.ResponseWriter, r *http.Request, v any, optional bool) ([]byte, *apiError) {
 	body, e := s.readBody(w, r)
 	if e != nil {
-		return e
+		return nil, e
 	}
 	if len(bytes.TrimSpace(body)) == 0 {
 		if optional {
-			return nil
+			return body, nil
 		}
-		return badRequest("", "a JSON body is required")
+		return nil, badRequest("", "a JSON body is required")
 	}
 	if e := checkContentType(r, "application/json"); e != nil {
-		return e
+		return nil, e
 	}
+	return body, decodeStrict(body, v)
+}
+
+// decodeStrict decodes one JSON object from body into v, refusing unknown
+// fields and trailing data.
+func decodeStrict(body []byte, v any) *apiError {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {

@@ -70,6 +70,12 @@ func fromDomain(err error) *apiError {
 		return &apiError{status: http.StatusNotFound, code: "not_found", msg: "no such token"}
 	case errors.Is(err, authority.ErrConflict):
 		return &apiError{status: http.StatusConflict, code: "conflict", msg: "the token changed meanwhile; fetch it and try again"}
+	case errors.Is(err, authority.ErrAlreadyRotated):
+		return &apiError{status: http.StatusConflict, code: "already_rotated", msg: "this secret has already been rotated; use the secret that rotation returned (or retry it with its Idempotency-Key)"}
+	case errors.Is(err, authority.ErrIdempotencyKeyReused):
+		return &apiError{status: http.StatusUnprocessableEntity, code: "idempotency_key_reused", field: "Idempotency-Key", msg: "this Idempotency-Key was used for another request; use a new key for a new request"}
+	case errors.Is(err, authority.ErrIdempotencyUnavailable):
+		return &apiError{status: http.StatusServiceUnavailable, code: "idempotency_unavailable", retry: time.Second, msg: "idempotent rotation is not available on this server"}
 	case errors.Is(err, authority.ErrLifetimeEnded):
 		return &apiError{status: http.StatusConflict, code: "lifetime_ended", msg: strings.TrimPrefix(err.Error(), "authority: ")}
 	case errors.Is(err, authority.ErrIssuerRevoked):

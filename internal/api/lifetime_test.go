@@ -34,8 +34,12 @@ func TestATokenNeverOutlivesItsIssuerOverHTTP(t *testing.T) {
 	if r := e.json("GET", "/v1/tokens/"+c.ID, e.admin, nil); r.status != 200 || json.Unmarshal(r.body, &shown) != nil || !shown.NotAfter.Equal(c.NotAfter) {
 		t.Fatalf("show: %d %s", r.status, r.body)
 	}
-	// self-rotation asks for an hour and gets the issuer's end at most
-	rot := e.issued(e.json("POST", "/v1/tokens/self/rotate", c.Secret, client.RotateRequest{TTL: "1h"}), 200)
+	// self-rotation cannot ask for more than its rotation period
+	if r := e.json("POST", "/v1/tokens/self/rotate", c.Secret, client.RotateRequest{TTL: "1h"}); r.status != 400 {
+		t.Fatalf("rotation ttl above the period: %d %s", r.status, r.body)
+	}
+	// and gets the issuer's end at most
+	rot := e.issued(e.json("POST", "/v1/tokens/self/rotate", c.Secret, client.RotateRequest{}), 200)
 	if rot.ExpiresAt.After(p.NotAfter) {
 		t.Fatalf("self-rotated to %v, after the issuer's not_after %v", rot.ExpiresAt, p.NotAfter)
 	}

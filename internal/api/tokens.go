@@ -1,6 +1,7 @@
 package api
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"net/http"
 	"net/netip"
@@ -31,6 +32,17 @@ func view(rec *token.Record) client.Token {
 	}
 	if rec.IdleTimeout > 0 {
 		t.IdleTimeout = rec.IdleTimeout.String()
+	}
+	if p := rec.Period(); p > 0 {
+		t.TTL = p.String()
+	}
+	if rec.Grace > 0 {
+		t.Grace = rec.Grace.String()
+	}
+	t.Rotations, t.RotatedFrom = rec.Rotations, rec.RotatedFrom
+	if !rec.RotatedAt.IsZero() {
+		ra := rec.RotatedAt
+		t.RotatedAt = &ra
 	}
 	if !rec.LastUsedAt.IsZero() {
 		lu := rec.LastUsedAt
@@ -122,6 +134,10 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request, ac authorit
 		return
 	}
 	if spec.IdleTimeout, e = parseDuration("idle_timeout", req.IdleTimeout); e != nil {
+		s.writeError(w, r, e)
+		return
+	}
+	if spec.Grace, e = parseDuration("grace", req.Grace); e != nil {
 		s.writeError(w, r, e)
 		return
 	}
@@ -221,6 +237,13 @@ func (s *Server) updateToken(w http.ResponseWriter, r *http.Request, ac authorit
 			return
 		}
 	}
+	var grace time.Duration
+	if req.Grace != nil {
+		if grace, e = parseDuration("grace", *req.Grace); e != nil {
+			s.writeError(w, r, e)
+			return
+		}
+	}
 	var cidrs []netip.Prefix
 	if req.CIDRs != nil {
 		if cidrs, e = parseCIDRs(*req.CIDRs); e != nil {
@@ -257,7 +280,10 @@ func (s *Server) updateToken(w http.ResponseWriter, r *http.Request, ac authorit
 			rec.ExpiresAt = req.ExpiresAt.UTC()
 		}
 		if req.TTL != nil {
-			rec.ExpiresAt = now.Add(ttl)
+			rec.ExpiresAt, rec.TTL = now.Add(ttl), ttl // the rotation period too
+		}
+		if req.Grace != nil {
+			rec.Grace = grace
 		}
 		if req.IdleTimeout != nil {
 			rec.IdleTimeout = idle
@@ -372,28 +398,68 @@ func (s *Server) rotateSelf(w http.ResponseWriter, r *http.Request, ac authority
 	s.rotate(w, r, ac, ac.Token.ID)
 }
 
+// headerIdempotencyKey makes a rotation safe to retry (see rotate).
+const headerIdempotencyKey = "Idempotency-Key"
+
+// rotate answers both rotate endpoints. With an Idempotency-Key header
+// (1 to 128 printable ASCII characters, once) the rotation is idempotent:
+// a retry by the same token with the same key and body, within the grace
+// period, gets the same answer (200, the same body); the same key with
+// another body is 422 idempotency_key_reused. A superseded secret asking
+// for another rotation is 409 already_rotated.
 func (s *Server) rotate(w http.ResponseWriter, r *http.Request, ac authority.Actor, id string) {
+	keys := r.Header.Values(headerIdempotencyKey)
+	var key string
+	switch {
+	case len(keys) > 1:
+		s.writeError(w, r, badRequest(headerIdempotencyKey, "%s: at most one", headerIdempotencyKey))
+		return
+	case len(keys) == 1:
+		if key = keys[0]; !authority.ValidIdempotencyKey(key) {
+			s.writeError(w, r, badRequest(headerIdempotencyKey, "%s: want 1 to %d printable ASCII characters", headerIdempotencyKey, authority.MaxIdempotencyKey))
+			return
+		}
+	}
 	var req client.RotateRequest
-	if e := s.decodeJSON(w, r, &req, true); e != nil {
-		s.writeError(w, r, e)
-		return
-	}
-	grace, e := parseDuration("grace", req.Grace)
+	body, e := s.decodeJSONBody(w, r, &req, true)
 	if e != nil {
 		s.writeError(w, r, e)
 		return
 	}
-	ttl, e := parseDuration("ttl", req.TTL)
-	if e != nil {
+	ar := authority.RotateRequest{IdempotencyKey: key}
+	if req.Grace != "" {
+		g, e := parseDuration("grace", req.Grace)
+		if e != nil {
+			s.writeError(w, r, e)
+			return
+		}
+		ar.Grace = &g
+	}
+	if ar.TTL, e = parseDuration("ttl", req.TTL); e != nil {
 		s.writeError(w, r, e)
 		return
 	}
-	rot, err := s.auth.Rotate(r.Context(), ac, id, grace, ttl)
+	if key != "" {
+		// what was asked: the endpoint and the body, byte for byte
+		h := sha256.New()
+		h.Write([]byte(r.Pattern))
+		h.Write([]byte{0})
+		h.Write([]byte(id))
+		h.Write([]byte{0})
+		h.Write(body)
+		h.Sum(ar.Request[:0])
+	}
+	rot, err := s.auth.RotateWith(r.Context(), ac, id, ar)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	s.log.Info("token rotated", "request_id", requestID(r), "token_id", id, "by", ac.Token.ID, "grace", grace)
+	if rot.Replayed {
+		s.log.Info("token rotation retried", "request_id", requestID(r), "token_id", id, "by", ac.Token.ID, "rotation", rot.Token.Rotations)
+	} else {
+		s.log.Info("token rotated", "request_id", requestID(r), "token_id", id, "by", ac.Token.ID,
+			"rotation", rot.Token.Rotations, "rotated_from", rot.Token.RotatedFrom, "previous_not_after", rot.PreviousNotAfter)
+	}
 	prev := rot.PreviousNotAfter
 	writeJSON(w, http.StatusOK, client.IssuedToken{Token: view(rot.Token), Secret: rot.Secret, PreviousNotAfter: &prev})
 }

@@ -330,6 +330,10 @@ type Tokens struct {
 	DefaultTTL Duration `yaml:"default_ttl"`
 	// MaxTTL bounds the lifetime of every token.
 	MaxTTL Duration `yaml:"max_ttl"`
+	// DefaultMaxLifetime bounds the rotation chain of a token created
+	// without max_lifetime, from its creation (default 90 days; at least
+	// max_ttl): after it, a person must issue a new token.
+	DefaultMaxLifetime Duration `yaml:"default_max_lifetime"`
 	// BootstrapTTL is the lifetime of the admin token printed by init and
 	// server --dev.
 	BootstrapTTL Duration `yaml:"bootstrap_ttl"`
@@ -387,6 +391,7 @@ const (
 	DefaultGatewayListen     = "127.0.0.1:9443"
 	DefaultTokenTTL          = 15 * time.Minute
 	DefaultMaxTTL            = 24 * time.Hour
+	DefaultMaxLifetime       = 90 * 24 * time.Hour
 	DefaultBootstrapTTL      = time.Hour
 	DefaultCacheSize         = 150_000
 	DefaultLastUsedFlush     = time.Second
@@ -421,11 +426,12 @@ func Default() *Config {
 			},
 		},
 		Tokens: Tokens{
-			DefaultTTL:    Duration(DefaultTokenTTL),
-			MaxTTL:        Duration(DefaultMaxTTL),
-			BootstrapTTL:  Duration(DefaultBootstrapTTL),
-			CacheSize:     DefaultCacheSize,
-			LastUsedFlush: Duration(DefaultLastUsedFlush),
+			DefaultTTL:         Duration(DefaultTokenTTL),
+			MaxTTL:             Duration(DefaultMaxTTL),
+			DefaultMaxLifetime: Duration(DefaultMaxLifetime),
+			BootstrapTTL:       Duration(DefaultBootstrapTTL),
+			CacheSize:          DefaultCacheSize,
+			LastUsedFlush:      Duration(DefaultLastUsedFlush),
 		},
 		Log: Log{Level: DefaultLogLevel, Format: DefaultLogFormat},
 		Limits: Limits{

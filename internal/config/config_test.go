@@ -113,23 +113,24 @@ func TestDefaultsFillWhatTheFileLeavesOut(t *testing.T) {
 func TestDefault(t *testing.T) {
 	c := Default()
 	checks := map[string][2]any{
-		"admin.listen":          {c.Admin.Listen, "127.0.0.1:8443"},
-		"gateway.listen":        {c.Gateway.Listen, "127.0.0.1:9443"},
-		"tokens.default_ttl":    {c.Tokens.DefaultTTL.Duration(), 15 * time.Minute},
-		"tokens.max_ttl":        {c.Tokens.MaxTTL.Duration(), 24 * time.Hour},
-		"tokens.bootstrap_ttl":  {c.Tokens.BootstrapTTL.Duration(), time.Hour},
-		"tokens.cache_size":     {c.Tokens.CacheSize, 150000},
-		"tokens.last_used":      {c.Tokens.LastUsedFlush.Duration(), time.Second},
-		"log.level":             {c.Log.Level, "info"},
-		"log.format":            {c.Log.Format, "auto"},
-		"limits.max_body_bytes": {c.Limits.MaxBodyBytes, int64(1 << 20)},
-		"limits.max_header":     {c.Limits.MaxHeaderBytes, 64 << 10},
-		"limits.read_header":    {c.Limits.ReadHeaderTimeout.Duration(), 5 * time.Second},
-		"limits.read":           {c.Limits.ReadTimeout.Duration(), 30 * time.Second},
-		"limits.write":          {c.Limits.WriteTimeout.Duration(), 30 * time.Second},
-		"limits.idle":           {c.Limits.IdleTimeout.Duration(), 120 * time.Second},
-		"data_dir":              {c.DataDir, ""},
-		"tls.cert_file":         {c.TLS.CertFile, ""},
+		"admin.listen":                {c.Admin.Listen, "127.0.0.1:8443"},
+		"gateway.listen":              {c.Gateway.Listen, "127.0.0.1:9443"},
+		"tokens.default_ttl":          {c.Tokens.DefaultTTL.Duration(), 15 * time.Minute},
+		"tokens.max_ttl":              {c.Tokens.MaxTTL.Duration(), 24 * time.Hour},
+		"tokens.bootstrap_ttl":        {c.Tokens.BootstrapTTL.Duration(), time.Hour},
+		"tokens.default_max_lifetime": {c.Tokens.DefaultMaxLifetime.Duration(), 90 * 24 * time.Hour},
+		"tokens.cache_size":           {c.Tokens.CacheSize, 150000},
+		"tokens.last_used":            {c.Tokens.LastUsedFlush.Duration(), time.Second},
+		"log.level":                   {c.Log.Level, "info"},
+		"log.format":                  {c.Log.Format, "auto"},
+		"limits.max_body_bytes":       {c.Limits.MaxBodyBytes, int64(1 << 20)},
+		"limits.max_header":           {c.Limits.MaxHeaderBytes, 64 << 10},
+		"limits.read_header":          {c.Limits.ReadHeaderTimeout.Duration(), 5 * time.Second},
+		"limits.read":                 {c.Limits.ReadTimeout.Duration(), 30 * time.Second},
+		"limits.write":                {c.Limits.WriteTimeout.Duration(), 30 * time.Second},
+		"limits.idle":                 {c.Limits.IdleTimeout.Duration(), 120 * time.Second},
+		"data_dir":                    {c.DataDir, ""},
+		"tls.cert_file":               {c.TLS.CertFile, ""},
 	}
 	for name, v := range checks {
 		if v[0] != v[1] {
@@ -149,6 +150,7 @@ tokens:
   bootstrap_ttl: *short
   cache_size: 1_000
   last_used_flush: 250ms
+  default_max_lifetime: 720h
 log: {level: debug, format: json}
 limits:
   max_body_bytes: 0x100000
@@ -173,7 +175,7 @@ storage: {min_free_bytes: 1048576, min_free_percent: 0, check_interval: 250ms}
 		TLS:     TLS{"c.pem", "k.pem"},
 		Tokens: Tokens{
 			DefaultTTL: Duration(5 * time.Minute), MaxTTL: Duration(90 * time.Minute), BootstrapTTL: Duration(5 * time.Minute),
-			CacheSize: 1000, LastUsedFlush: Duration(250 * time.Millisecond),
+			CacheSize: 1000, LastUsedFlush: Duration(250 * time.Millisecond), DefaultMaxLifetime: Duration(720 * time.Hour),
 		},
 		Log: Log{"debug", "json"},
 		Limits: Limits{
@@ -209,6 +211,10 @@ func TestParseRejects(t *testing.T) {
 			wantLine: 5, wantErr: "tokens.default_ttl: must not exceed tokens.max_ttl (24h)"},
 		{name: "bootstrap_ttl above max_ttl", old: "bootstrap_ttl: 1h", new: "bootstrap_ttl: 25h", wantLine: 11,
 			wantErr: "tokens.max_ttl: must be at least tokens.bootstrap_ttl (25h)"},
+		{name: "default_max_lifetime below max_ttl", doc: "data_dir: d\ntls: {cert_file: c, key_file: k}\ntokens:\n  default_max_lifetime: 1h\n",
+			wantLine: 4, wantErr: "tokens.default_max_lifetime: must be at least tokens.max_ttl (24h)"},
+		{name: "zero default_max_lifetime", doc: "data_dir: d\ntls: {cert_file: c, key_file: k}\ntokens:\n  default_max_lifetime: 0s\n",
+			wantLine: 4, wantErr: "tokens.default_max_lifetime: must be greater than zero"},
 		{name: "negative default_ttl", old: "default_ttl: 15m", new: "default_ttl: -15m", wantLine: 10,
 			wantErr: "tokens.default_ttl: must be greater than zero (got -15m)"},
 		{name: "zero last_used_flush", old: "last_used_flush: 1s", new: "last_used_flush: 0s", wantLine: 14,

@@ -88,6 +88,9 @@ func (c *Config) check(dev bool, set func(path string) bool) []problem {
 	if okBootstrap && okMax {
 		ps.atMost(set, "tokens.bootstrap_ttl", t.BootstrapTTL, "tokens.max_ttl", t.MaxTTL)
 	}
+	if ps.positive("tokens.default_max_lifetime", t.DefaultMaxLifetime) && okMax {
+		ps.atMost(set, "tokens.max_ttl", t.MaxTTL, "tokens.default_max_lifetime", t.DefaultMaxLifetime)
+	}
 	if t.CacheSize <= 0 {
 		ps.add("tokens.cache_size", "must be greater than zero (got %d)", t.CacheSize)
 	}

@@ -19,6 +19,20 @@ import (
 // (vault.ErrTampered, which the vault reports to the audit log).
 type vaultSealer struct{ v *vault.Vault }
 
+// replaySealer seals the answers of idempotent rotations with the vault's
+// field encryption under vault.PurposeRotationReplay, a data key of their
+// own, bound to AAD("rotation-replays", token id, field), the field naming
+// the idempotency key's hash: an answer opens only for its token and key.
+type replaySealer struct{ v *vault.Vault }
+
+func (s replaySealer) Seal(ctx context.Context, tokenID, field string, plain []byte) ([]byte, error) {
+	return s.v.EncryptField(ctx, vault.PurposeRotationReplay, vault.AAD("rotation-replays", tokenID, field), plain)
+}
+
+func (s replaySealer) Open(ctx context.Context, tokenID, field string, sealed []byte) ([]byte, error) {
+	return s.v.DecryptField(ctx, vault.PurposeRotationReplay, vault.AAD("rotation-replays", tokenID, field), sealed)
+}
+
 func (s vaultSealer) Seal(ctx context.Context, tokenID, field string, plain []byte) ([]byte, error) {
 	return s.v.EncryptField(ctx, vault.PurposeTokenFields, vault.AAD("tokens", tokenID, field), plain)
 }

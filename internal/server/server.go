@@ -232,6 +232,7 @@ func open(ctx context.Context, cfg *config.Config, masterKey string, dev bool, n
 	acfg.Now = now
 	acfg.Recorder = changeRecorder{log: n.audit}
 	acfg.Peppers, acfg.Sealer = vault.PepperRing{V: n.vault}, vaultSealer{n.vault}
+	acfg.ReplaySealer = replaySealer{n.vault}
 	n.auth = authority.New(n.store, h, acfg)
 	if err := n.auth.ReloadPeppers(ctx); err != nil { // the older live peppers verify too
 		return nil, err
@@ -386,12 +387,13 @@ func clockOr(now func() time.Time) func() time.Time {
 
 func authorityConfig(cfg *config.Config, logger *slog.Logger) authority.Config {
 	return authority.Config{
-		DefaultTTL:    cfg.Tokens.DefaultTTL.Duration(),
-		MaxTTL:        cfg.Tokens.MaxTTL.Duration(),
-		CacheSize:     cfg.Tokens.CacheSize,
-		FlushInterval: cfg.Tokens.LastUsedFlush.Duration(),
-		ResourceTypes: cfg.Scopes.ResourceTypes(),
-		Logger:        logger,
+		DefaultTTL:         cfg.Tokens.DefaultTTL.Duration(),
+		MaxTTL:             cfg.Tokens.MaxTTL.Duration(),
+		DefaultMaxLifetime: cfg.Tokens.DefaultMaxLifetime.Duration(),
+		CacheSize:          cfg.Tokens.CacheSize,
+		FlushInterval:      cfg.Tokens.LastUsedFlush.Duration(),
+		ResourceTypes:      cfg.Scopes.ResourceTypes(),
+		Logger:             logger,
 	}
 }
 

@@ -26,6 +26,9 @@ const (
 	PurposeWebhook     = "webhook"              // webhook signing secrets
 	PurposeBlindIndex  = "blind-index"          // the blind-index root key
 	PurposeTokenFields = "token-fields"         // PHI-bearing token record fields (the patient id)
+	// PurposeRotationReplay seals the answer of an idempotent rotation (a
+	// new token secret), kept only for the rotation's grace period.
+	PurposeRotationReplay = "rotation-replay"
 )
 
 // DefaultPurposes returns the purposes whose data keys are created with

@@ -38,6 +38,15 @@ type Token struct {
 	Metadata        map[string]string `json:"metadata,omitempty"`
 	UpdatedAt       time.Time         `json:"updated_at"`
 	Revision        int64             `json:"revision"`
+	// The rotation chain (server side; see the README's rotation section):
+	// TTL is the rotation period, Grace how long a replaced secret keeps
+	// working, Rotations the number of rotations so far, RotatedAt the
+	// last one and RotatedFrom the fingerprint of the secret it replaced.
+	TTL         string     `json:"ttl,omitempty"`
+	Grace       string     `json:"grace,omitempty"`
+	Rotations   int64      `json:"rotations,omitempty"`
+	RotatedAt   *time.Time `json:"rotated_at,omitempty"`
+	RotatedFrom string     `json:"rotated_from,omitempty"`
 }
 
 // Hours restricts use to a daily window ("07:00"-"19:00") in an IANA time
@@ -76,6 +85,9 @@ type CreateTokenRequest struct {
 	BreakGlass      bool              `json:"break_glass,omitempty"`
 	SubjectPrefix   string            `json:"subject_prefix,omitempty"`
 	Metadata        map[string]string `json:"metadata,omitempty"`
+	// Grace is how long the previous secret keeps working after each
+	// rotation (default 0, at most TTL).
+	Grace string `json:"grace,omitempty"`
 }
 
 // IssuedToken is the answer to a creation or a rotation: the token's view and
@@ -114,15 +126,19 @@ type UpdateTokenRequest struct {
 	// Clear lists constraints to remove: "idle_timeout", "max_uses",
 	// "cidrs", "hours", "rate", "purposes", "patient_id", "metadata".
 	Clear []string `json:"clear,omitempty"`
+	// Grace sets the token's grace period (at most its TTL).
+	Grace *string `json:"grace,omitempty"`
 }
 
 // RotateRequest is the body of POST /v1/tokens/{id}/rotate and
 // /v1/tokens/self/rotate (all fields optional).
 type RotateRequest struct {
-	// Grace is how long the previous secret keeps working (default 0).
+	// Grace is how long the previous secret keeps working (default: the
+	// token's grace; it may only be shorter).
 	Grace string `json:"grace,omitempty"`
-	// TTL, when set, moves the expiry to now+TTL, capped at the token's
-	// not_after (and its issuers').
+	// TTL, when set, is the new secret's lifetime (default: the token's
+	// rotation period, its ttl; it may only be shorter), capped at the
+	// token's not_after (and its issuers').
 	TTL string `json:"ttl,omitempty"`
 }
 
