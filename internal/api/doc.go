@@ -29,6 +29,18 @@
 //     a 400 naming it; a subject or prefix outside the caller's is 403
 //     attenuation; PATCH may only narrow a prefix (400 otherwise).
 //
+//   - Rotation (see package authority): both rotate endpoints give a new
+//     secret for a fresh ttl, the old one valid for the token's grace (a
+//     body may ask for a shorter grace or ttl; longer is 400). An
+//     Idempotency-Key header (1 to 128 printable ASCII characters, given
+//     once; 400 invalid_request otherwise) makes a rotation safe to retry:
+//     the same key, by the same token, with the same body, within the
+//     grace period, answers 200 with the same body (the same new secret);
+//     the same key with another body is 422 idempotency_key_reused; a
+//     secret that a rotation replaced asking for another rotation is 409
+//     already_rotated. The request compared is the route, the token id and
+//     the body, byte for byte.
+//
 //   - Every change is recorded in the audit log before it is made (by the
 //     authority's Recorder); every refused request is recorded too
 //     (Options.Record). A change that cannot be recorded is refused with

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -336,3 +337,31 @@ func TestIdempotentRotationKeepsNoPlaintextSecret(t *testing.T) {
 func sha256Sum(s string) []byte { h := sha256.Sum256([]byte(s)); return h[:] }
 
 func bytesContains(b []byte, s string) bool { return bytes.Contains(b, []byte(s)) }
+
+// FuzzIdempotencyKey checks ValidIdempotencyKey against its definition
+// (1 to 128 bytes, each printable ASCII, no space at either end) and that
+// a rotation with any key it accepts is never a technical failure.
+func FuzzIdempotencyKey(f *testing.F) {
+	for _, s := range []string{"", "a", " a", "a ", "a b", "é", "\x00", "\x7f", "retry-1", strings.Repeat("k", 128), strings.Repeat("k", 129)} {
+		f.Add(s)
+	}
+	fx := newFixtureWith(f, Config{ReplaySealer: newGCMSealer(f)})
+	_, tok := fx.create(f, Spec{TTL: time.Hour, Grace: time.Hour})
+	f.Fuzz(func(t *testing.T, k string) {
+		want := len(k) >= 1 && len(k) <= MaxIdempotencyKey && k[0] != ' ' && k[len(k)-1] != ' '
+		for i := 0; want && i < len(k); i++ {
+			want = k[i] >= 0x20 && k[i] <= 0x7e
+		}
+		if got := ValidIdempotencyKey(k); got != want {
+			t.Fatalf("ValidIdempotencyKey(%q) = %v, want %v", k, got, want)
+		}
+		_, err := fx.auth.RotateWith(context.Background(), fx.root, tok.ID, RotateRequest{IdempotencyKey: k, Grace: new(time.Duration(0))})
+		var fe *policy.FieldError
+		if k != "" && !want && !errors.As(err, &fe) {
+			t.Fatalf("key %q: %v, want a FieldError", k, err)
+		}
+		if want && err != nil {
+			t.Fatalf("key %q: %v", k, err)
+		}
+	})
+}
