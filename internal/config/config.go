@@ -267,8 +267,10 @@ type Upstream struct {
 type UpstreamTLS struct {
 	// CAFile is a PEM file of the only roots trusted for the upstream.
 	CAFile string `yaml:"ca_file"`
-	// Pins are SHA-256 SPKI pins (base64, optionally "sha256//"); alone
-	// they replace chain verification, with CAFile both must pass.
+	// Pins are SHA-256 SPKI pins (base64, optionally "sha256//"): one or
+	// more (the current key and a backup, for rollover); the upstream's
+	// leaf key must be one of them. Alone they replace chain verification;
+	// with CAFile the chain is verified first and then the pin.
 	Pins []string `yaml:"pins,omitempty"`
 	// ServerName overrides the name sent as SNI and verified.
 	ServerName string `yaml:"server_name"`

@@ -253,7 +253,11 @@
 //
 // Upstream TLS is verified (the system roots, a CA file, SPKI pins, or a CA
 // file and pins); plain http only where the configuration says
-// allow_plain_http. Upstream failures are answered 502
+// allow_plain_http. With pins (one or more: a current key and a backup,
+// for rollover), the leaf's key must be pinned, after the chain when a CA
+// file is given; a key that is not is refused before anything is sent
+// (502 upstream_unavailable), and the log line "upstream TLS key is not
+// pinned: refused" names the upstream and the pin seen (pin_seen). Upstream failures are answered 502
 // upstream_unavailable, an answer slower than timeouts.response 504
 // upstream_timeout. Once a request is granted, limits.read_timeout and
 // limits.write_timeout bound each read of its body and each write of the

@@ -23,6 +23,7 @@ import (
 
 	"github.com/phigate/phigate/internal/config"
 	"github.com/phigate/phigate/internal/policy"
+	"github.com/phigate/phigate/internal/tlsutil"
 )
 
 // Options are what a Gateway needs besides its configuration.
@@ -1010,6 +1011,7 @@ func (g *Gateway) upstreamError(w http.ResponseWriter, r *http.Request, err erro
 	}
 	var mbe *http.MaxBytesError
 	var ne net.Error
+	var pm *tlsutil.PinMismatchError
 	var dn *denial
 	var bodyErr error
 	if x != nil {
@@ -1026,6 +1028,22 @@ func (g *Gateway) upstreamError(w http.ResponseWriter, r *http.Request, err erro
 		dn.close = true
 	case errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout():
 		dn = deny(http.StatusGatewayTimeout, CodeUpstreamTimeout, "the upstream did not answer in time")
+	case errors.As(err, &pm):
+		// the upstream presented a key that is not pinned: nothing was
+		// sent; the log names the key seen, so a planned rollover can be
+		// told from an impostor and the config's pins fixed
+		dn = deny(http.StatusBadGateway, CodeUpstreamFailed, "the upstream's TLS certificate was refused")
+		want := make([]string, len(pm.Want))
+		for i, p := range pm.Want {
+			want[i] = p.WithPrefix()
+		}
+		g.log.Error("upstream TLS key is not pinned: refused", "request_id", rid, "upstream", name,
+			"pin_seen", pm.Got.WithPrefix(), "pins", strings.Join(want, ","))
+		if x != nil {
+			x.ev.Reason = dn.code
+		}
+		writeError(w, rid, dn)
+		return
 	case errors.Is(err, errUpstreamAuth):
 		dn = deny(http.StatusBadGateway, CodeUpstreamFailed, "the upstream refused the gateway's credential for it (check the upstream's credential in the configuration)")
 	default:

@@ -51,6 +51,12 @@ func ClientConfig(opts ClientOptions) (*tls.Config, error) {
 	return cfg, nil
 }
 
+// VerifyPins checks that the leaf certificate of cs carries one of pins:
+// nil, or a *PinMismatchError whose Got is the pin seen (an error without
+// a certificate at all). It is the VerifyConnection check of ClientConfig,
+// for callers that build their own tls.Config; use it on resumptions too.
+func VerifyPins(cs tls.ConnectionState, pins []Pin) error { return verifyPin(cs, pins) }
+
 // verifyPin checks that the leaf certificate's public key is pinned. It
 // runs on full handshakes and on resumptions alike.
 func verifyPin(cs tls.ConnectionState, pins []Pin) error {

@@ -145,3 +145,37 @@ func BenchmarkVerifyPin(b *testing.B) {
 		}
 	}
 }
+
+func TestVerifyPinsNamesThePinSeenAndAcceptsABackup(t *testing.T) {
+	certFile, keyFile := selfSigned(t)
+	leaf := newTestReloader(t, certFile, keyFile).Leaf()
+	cs := tls.ConnectionState{PeerCertificates: []*x509.Certificate{leaf}}
+	served := mustPinFromFile(t, certFile)
+	other, _ := selfSigned(t)
+	backup := mustPinFromFile(t, other)
+	for _, tc := range []struct {
+		name string
+		pins []Pin
+		ok   bool
+	}{
+		{"current", []Pin{served}, true},
+		{"backup then current", []Pin{backup, served}, true},
+		{"backup only", []Pin{backup}, false},
+		{"none", nil, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := VerifyPins(cs, tc.pins)
+			var pe *PinMismatchError
+			switch {
+			case tc.ok && err != nil:
+				t.Fatalf("refused: %v", err)
+			case !tc.ok && (!errors.As(err, &pe) || pe.Got != served):
+				t.Fatalf("err = %v, want a PinMismatchError naming %s", err, served)
+			}
+		})
+	}
+	// the prefixed form is what configuration files hold: it parses back
+	if got, err := ParsePins(served.WithPrefix()); err != nil || len(got) != 1 || got[0] != served || !strings.HasPrefix(served.WithPrefix(), "sha256//") {
+		t.Fatalf("ParsePins(%q) = %v, %v", served.WithPrefix(), got, err)
+	}
+}

@@ -64,5 +64,9 @@
 //   - with neither, the chain is verified against the system roots.
 //
 // A pin mismatch fails the handshake with a *[PinMismatchError], which
-// callers can find with errors.As.
+// callers can find with errors.As; its Got is the pin seen. [VerifyPins]
+// is the same check for a tls.Config built elsewhere (the gateway's
+// upstream transports use ClientConfig, so the CLI, the agent, the SDK and
+// the gateway verify pins with one function), and [Pin.WithPrefix] writes a
+// pin as configuration files and curl do ("sha256//" and base64).
 package tlsutil

@@ -20,6 +20,10 @@ type Pin [sha256.Size]byte
 // "sha256//" prefix.
 func (p Pin) String() string { return base64.StdEncoding.EncodeToString(p[:]) }
 
+// WithPrefix returns the pin as configuration files and curl write it:
+// "sha256//" and String.
+func (p Pin) WithPrefix() string { return pinPrefix + p.String() }
+
 // pinPrefix is the optional prefix curl and HPKP put before a SHA-256 pin.
 const pinPrefix = "sha256//"
 
