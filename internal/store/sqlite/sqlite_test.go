@@ -718,3 +718,49 @@ func TestMigrationBoundsEveryTokenByItsIssuersNotAfter(t *testing.T) {
 		}
 	}
 }
+
+// TestMigrationStartsEveryChainAtZero opens a version 2 database: its
+// tokens come back never rotated, with their first expiry as rotation
+// period, and can be rotated with a replay at once.
+func TestMigrationStartsEveryChainAtZero(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "phigate.db")
+	raw, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	for _, q := range []string{createMigrationsTable, migrations[0], migrations[1],
+		"INSERT INTO schema_migrations (version, applied_at) VALUES (1, 0), (2, 0)"} {
+		if _, err := raw.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t0 := testclock.Start()
+	id := "tok_" + strings.Repeat("A", 22)
+	if _, err := raw.Exec(`INSERT INTO tokens (id, subject, kind, status, created_at, expires_at, not_after, max_lifetime, revision)
+		VALUES (?, 'user:x', 'user', 'active', ?, ?, ?, ?, 3)`, id, t0.UnixNano(), t0.Add(time.Hour).UnixNano(), t0.Add(48*time.Hour).UnixNano(), int64(48*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	raw.Close()
+	s, err := Open(t.Context(), path, Options{Now: testclock.Start})
+	if err != nil {
+		t.Fatalf("Open (migrating): %v", err)
+	}
+	defer s.Close()
+	got, err := s.Token(t.Context(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Rotations != 0 || !got.RotatedAt.IsZero() || got.RotatedFrom != "" || got.TTL != 0 || got.Grace != 0 || got.Period() != time.Hour {
+		t.Fatalf("migrated record: %+v", got)
+	}
+	var sec token.Secret
+	sec.Hash[0], sec.CreatedAt = 1, t0
+	rp := &store.Replay{TokenID: id, CallerID: id, Sealed: []byte{1}, CreatedAt: t0, ExpiresAt: t0.Add(time.Minute)}
+	if err := s.RotateSecretWith(t.Context(), id, store.Rotation{Secret: sec, OldNotAfter: t0, RotatedFrom: "fp_0000000000000000", Revision: 3, Replay: rp}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Token(t.Context(), id); got.Rotations != 1 || got.RotatedFrom != "fp_0000000000000000" {
+		t.Fatalf("after a rotation: %+v", got)
+	}
+}
