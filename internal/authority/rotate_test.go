@@ -365,3 +365,29 @@ func FuzzIdempotencyKey(f *testing.F) {
 		}
 	})
 }
+
+func TestRotationIsAuditedWithItsLinkAndNoSecret(t *testing.T) {
+	f, rec := idemFixture(t)
+	ctx := context.Background()
+	old, tok := f.create(t, Spec{TTL: time.Hour, Grace: time.Minute})
+	from := f.currentFingerprint(t, tok.ID)
+	rot, err := f.auth.RotateWith(ctx, f.actor(t, old), tok.ID, RotateRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	to := f.currentFingerprint(t, tok.ID)
+	c := rec.last()
+	if c.Action != ActionRotated || c.Outcome != OutcomeSuccess || c.After == nil || c.After.Rotations != 1 || c.After.RotatedFrom != from {
+		t.Fatalf("recorded %+v", c)
+	}
+	for _, s := range []string{"rotation 1", from, to} {
+		if !strings.Contains(c.Reason, s) {
+			t.Errorf("reason %q does not name %q", c.Reason, s)
+		}
+	}
+	for _, s := range []string{old, rot.Secret} {
+		if strings.Contains(c.Reason, s) || strings.Contains(c.After.RotatedFrom, s) {
+			t.Error("a secret in the audit record")
+		}
+	}
+}
