@@ -205,13 +205,15 @@ func (a *cli) tokenRotateCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "rotate ID [--grace 5m] [--ttl 1h]",
 		Short: "Give a token a new secret (printed once)",
-		Long: `Rotate gives a token a new secret. The previous secret keeps working for the
-grace period (none by default), so that its users can switch. "self" as ID
-rotates the caller's own token.`,
+		Long: `Rotate gives a token a new secret that expires a full ttl (the token's
+rotation period) later, never past its not_after. The previous secret keeps
+working for the token's grace period (set with token create/update --grace),
+so that its users can switch; --grace and --ttl here may only shorten them.
+"self" as ID rotates the caller's own token.`,
 		Args: idArg,
 	}
-	cmd.Flags().StringVar(&req.Grace, "grace", "", "how long the previous secret keeps working, e.g. 5m")
-	cmd.Flags().StringVar(&req.TTL, "ttl", "", "move the expiry to now + TTL (within the max lifetime)")
+	cmd.Flags().StringVar(&req.Grace, "grace", "", "how long the previous secret keeps working, e.g. 1m (at most the token's grace, the default)")
+	cmd.Flags().StringVar(&req.TTL, "ttl", "", "the new secret's lifetime (at most the token's ttl, the default; within the max lifetime)")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		for _, d := range []struct{ flag, v string }{{"grace", req.Grace}, {"ttl", req.TTL}} {
 			if cmd.Flags().Changed(d.flag) {
