@@ -75,7 +75,8 @@
 //     key and public inputs (token id, rotation number, key), so whoever
 //     learns that key can compute every current secret of every token, for
 //     as long as the key lives. A sealed answer exists only for the grace
-//     period, is deleted after it, opens only for its own token and key,
+//     period (never served after it, and deleted by the next rotation's
+//     write, of any token), opens only for its own token and key,
 //     and its data key rotates with the vault's (keys rotate-dek
 //     rotation-replay) without changing any secret; secrets stay
 //     random, as everywhere else.
