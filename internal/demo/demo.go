@@ -14,6 +14,7 @@
 //
 //	GET  metadata                          the CapabilityStatement
 //	GET  Patient/{id}, Observation/{id}    read
+//	GET  {type}/{id}/_history/{vid}        vread (every resource is at version 1)
 //	GET  Patient?_id=&name=                search (POST Patient/_search with a form too)
 //	GET  Observation?patient=&subject=&category=&code=
 //	GET  Patient/{id}/Observation?…        compartment search
@@ -21,7 +22,18 @@
 //
 // A search parameter given several times must match each time (AND); a
 // comma separates alternatives (OR); unknown parameters are ignored, as
-// FHIR servers do by default. With Options.Verify set, a request whose
+// FHIR servers do by default.
+//
+// Searches page: _count=N (0 to MaxCount; larger values are capped at
+// MaxCount, as FHIR lets a server do; without it every match is one page)
+// returns N matches from _offset (default 0), and the searchset Bundle's
+// link holds "self" and, when there are more matches after (or before)
+// the page, "next" (and "previous"): absolute URLs on Options.BaseURL, the
+// search as a GET with its parameters (those of a POSTed form included)
+// in the canonical order of url.Values.Encode, _count and the new
+// _offset. total is always the number of every match. A _count or
+// _offset that is not a non-negative integer is refused (400, an
+// OperationOutcome with code invalid). With Options.Verify set, a request whose
 // phigate identity does not verify is refused with 401, which shows how an
 // upstream checks that a request came through the gateway.
 package demo
@@ -156,20 +168,22 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case len(segs) == 1 && segs[0] == "metadata" && method == http.MethodGet:
 		s.capabilities(w)
 	case len(segs) == 1 && s.known(segs[0]) && method == http.MethodGet:
-		s.search(w, r, segs[0], r.URL.Query(), "")
+		s.search(w, segs[0], r.URL.Query(), "")
 	case len(segs) == 2 && s.known(segs[0]) && segs[1] == "_search" && method == http.MethodPost:
 		q, ok := s.form(w, r)
 		if ok {
-			s.search(w, r, segs[0], q, "")
+			s.search(w, segs[0], q, "")
 		}
 	case len(segs) == 1 && s.known(segs[0]) && method == http.MethodPost:
 		s.create(w, r, segs[0])
 	case len(segs) == 2 && s.known(segs[0]) && method == http.MethodGet:
-		s.read(w, segs[0], segs[1])
+		s.read(w, segs[0], segs[1], "")
+	case len(segs) == 4 && s.known(segs[0]) && segs[2] == "_history" && method == http.MethodGet:
+		s.read(w, segs[0], segs[1], segs[3])
 	case len(segs) == 3 && segs[0] == "Patient" && segs[2] == "Observation" && method == http.MethodGet:
-		s.search(w, r, "Observation", r.URL.Query(), segs[1])
+		s.search(w, "Observation", r.URL.Query(), segs[1])
 	case len(segs) >= 1 && s.known(segs[0]):
-		outcome(w, http.StatusMethodNotAllowed, "not-supported", "the demo server supports read, search and create only")
+		outcome(w, http.StatusMethodNotAllowed, "not-supported", "the demo server supports read, vread, search and create only")
 	default:
 		outcome(w, http.StatusNotFound, "not-found", "the demo server knows Patient and Observation only")
 	}
@@ -206,7 +220,7 @@ func (s *Server) capabilities(w http.ResponseWriter) {
 			sp = append(sp, map[string]any{"name": p, "type": "token"})
 		}
 		return map[string]any{"type": typ, "interaction": []any{
-			map[string]any{"code": "read"}, map[string]any{"code": "search-type"}, map[string]any{"code": "create"},
+			map[string]any{"code": "read"}, map[string]any{"code": "vread"}, map[string]any{"code": "search-type"}, map[string]any{"code": "create"},
 		}, "searchParam": sp}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{
@@ -220,16 +234,26 @@ func (s *Server) capabilities(w http.ResponseWriter) {
 	})
 }
 
-func (s *Server) read(w http.ResponseWriter, typ, id string) {
+// read answers typ/id, or its version vid when vid is set (vread): the
+// demo keeps one version of each resource, its meta.versionId.
+func (s *Server) read(w http.ResponseWriter, typ, id, vid string) {
 	s.mu.RLock()
 	res, ok := s.store[typ][id]
 	var b []byte
+	if ok && vid != "" {
+		meta, _ := res["meta"].(map[string]any)
+		ok = meta["versionId"] == vid
+	}
 	if ok {
 		b, _ = json.Marshal(res)
 	}
 	s.mu.RUnlock()
 	if !ok {
-		outcome(w, http.StatusNotFound, "not-found", typ+"/"+id+" does not exist")
+		what := typ + "/" + id
+		if vid != "" {
+			what += " at version " + vid
+		}
+		outcome(w, http.StatusNotFound, "not-found", what+" does not exist")
 		return
 	}
 	w.Header().Set("Content-Type", "application/fhir+json")
@@ -238,9 +262,39 @@ func (s *Server) read(w http.ResponseWriter, typ, id string) {
 	w.Write(b)
 }
 
-// search answers a searchset Bundle. compartment, when set, restricts to
-// that patient.
-func (s *Server) search(w http.ResponseWriter, r *http.Request, typ string, q url.Values, compartment string) {
+// MaxCount is the largest page a search answers (_count above it is
+// capped).
+const MaxCount = 100
+
+// page reads _count and _offset: count -1 means no _count (one page of
+// everything).
+func page(q url.Values) (count, offset int, ok bool) {
+	count = -1
+	for _, p := range []struct {
+		name string
+		v    *int
+	}{{"_count", &count}, {"_offset", &offset}} {
+		vs := q[p.name]
+		if len(vs) == 0 {
+			continue
+		}
+		n, err := strconv.Atoi(vs[0])
+		if len(vs) > 1 || err != nil || n < 0 || len(vs[0]) > 9 {
+			return 0, 0, false
+		}
+		*p.v = n
+	}
+	return min(count, MaxCount), offset, true
+}
+
+// search answers a searchset Bundle, paged by _count and _offset.
+// compartment, when set, restricts to that patient.
+func (s *Server) search(w http.ResponseWriter, typ string, q url.Values, compartment string) {
+	count, offset, ok := page(q)
+	if !ok {
+		outcome(w, http.StatusBadRequest, "invalid", "_count and _offset must each be given once, as a non-negative integer")
+		return
+	}
 	s.mu.RLock()
 	var ids []string
 	for id, res := range s.store[typ] {
@@ -252,8 +306,13 @@ func (s *Server) search(w http.ResponseWriter, r *http.Request, typ string, q ur
 		}
 	}
 	sort.Slice(ids, func(i, j int) bool { return idLess(ids[i], ids[j]) })
-	entries := make([]any, 0, len(ids))
-	for _, id := range ids {
+	all := len(ids)
+	pageIDs := ids[min(offset, all):]
+	if count >= 0 {
+		pageIDs = pageIDs[:min(count, len(pageIDs))]
+	}
+	entries := make([]any, 0, len(pageIDs))
+	for _, id := range pageIDs {
 		e := map[string]any{"resource": s.store[typ][id], "search": map[string]any{"mode": "match"}}
 		if s.opts.BaseURL != "" {
 			e["fullUrl"] = s.opts.BaseURL + "/" + typ + "/" + id
@@ -261,8 +320,9 @@ func (s *Server) search(w http.ResponseWriter, r *http.Request, typ string, q ur
 		entries = append(entries, e)
 	}
 	b, _ := json.Marshal(map[string]any{
-		"resourceType": "Bundle", "type": "searchset", "total": len(ids),
+		"resourceType": "Bundle", "type": "searchset", "total": all,
 		"meta":  map[string]any{"lastUpdated": s.opts.Now().UTC().Format(time.RFC3339), "tag": []any{tag()}},
+		"link":  s.links(typ, q, compartment, count, offset, all),
 		"entry": entries,
 	})
 	s.mu.RUnlock()
@@ -270,6 +330,41 @@ func (s *Server) search(w http.ResponseWriter, r *http.Request, typ string, q ur
 	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
 	w.WriteHeader(http.StatusOK)
 	w.Write(b)
+}
+
+// links are the Bundle's self, next and previous links: the search as a
+// GET on the server's base, with _count and _offset set for each page.
+func (s *Server) links(typ string, q url.Values, compartment string, count, offset, all int) []any {
+	path := s.opts.BaseURL + "/" + typ
+	if compartment != "" {
+		path = s.opts.BaseURL + "/Patient/" + compartment + "/" + typ
+	}
+	at := func(off int) string {
+		v := url.Values{}
+		for k, vs := range q {
+			if k != "_count" && k != "_offset" {
+				v[k] = vs
+			}
+		}
+		if count >= 0 {
+			v.Set("_count", strconv.Itoa(count))
+			if off > 0 {
+				v.Set("_offset", strconv.Itoa(off))
+			}
+		}
+		if len(v) == 0 {
+			return path
+		}
+		return path + "?" + v.Encode()
+	}
+	links := []any{map[string]any{"relation": "self", "url": at(offset)}}
+	if count > 0 && offset+count < all {
+		links = append(links, map[string]any{"relation": "next", "url": at(offset + count)})
+	}
+	if count > 0 && offset > 0 {
+		links = append(links, map[string]any{"relation": "previous", "url": at(max(offset-count, 0))})
+	}
+	return links
 }
 
 // idLess orders "obs-2" before "obs-10".

@@ -136,3 +136,153 @@ func TestVerifyRefusesRequestsWithoutIdentity(t *testing.T) {
 		t.Errorf("verified: %d", w.Code)
 	}
 }
+
+// TestSearchPagesFollowNextLinksToEveryMatch: with _count a search answers
+// pages whose next links, absolute on the server's base, reach every match
+// once and in order; total is every match on each page.
+func TestSearchPagesFollowNextLinksToEveryMatch(t *testing.T) {
+	const base = "https://gw.example/fhir"
+	s := New(Options{BaseURL: base + "/"})
+	for _, c := range []struct {
+		first string
+		want  int
+	}{
+		{"/Observation?patient=pat-1&_count=3", 4},
+		{"/Observation?_count=5", 12},
+		{"/Observation?_count=1&category=laboratory", 6},
+		{"/Patient/pat-2/Observation?_count=2", 4},
+		{"/Observation?_count=12", 12},
+	} {
+		target, seen, pages := c.first, map[string]bool{}, 0
+		var order []string
+		for target != "" {
+			pages++
+			if pages > 20 {
+				t.Fatalf("%s: the next links do not end", c.first)
+			}
+			code, m, _ := get(t, s, "GET", target, "", "")
+			if code != 200 || total(m) != c.want {
+				t.Fatalf("%s: page %s: %d total %d", c.first, target, code, total(m))
+			}
+			entries, _ := m["entry"].([]any)
+			for _, e := range entries {
+				id := e.(map[string]any)["resource"].(map[string]any)["id"].(string)
+				if seen[id] {
+					t.Errorf("%s: %s on two pages", c.first, id)
+				}
+				seen[id] = true
+				order = append(order, id)
+			}
+			target = ""
+			links, _ := m["link"].([]any)
+			rels := map[string]string{}
+			for _, l := range links {
+				lm := l.(map[string]any)
+				u := lm["url"].(string)
+				if !strings.HasPrefix(u, base+"/") {
+					t.Errorf("%s: link %s is not on the base", c.first, u)
+				}
+				rels[lm["relation"].(string)] = u
+			}
+			if rels["self"] == "" {
+				t.Errorf("%s: no self link", c.first)
+			}
+			if pages > 1 && rels["previous"] == "" {
+				t.Errorf("%s: page %d has no previous link", c.first, pages)
+			}
+			if next := rels["next"]; next != "" {
+				target = strings.TrimPrefix(next, base)
+			}
+		}
+		if len(seen) != c.want {
+			t.Errorf("%s: the pages hold %d matches, want %d", c.first, len(seen), c.want)
+		}
+		for i := 1; i < len(order); i++ {
+			if !idLess(order[i-1], order[i]) {
+				t.Errorf("%s: %s before %s", c.first, order[i-1], order[i])
+			}
+		}
+	}
+	// a POSTed search pages as a GET carrying the form's parameters
+	_, m, _ := get(t, s, "POST", "/Observation/_search", "application/x-www-form-urlencoded", "patient=pat-1&_count=2")
+	var next string
+	links, _ := m["link"].([]any)
+	for _, l := range links {
+		if lm := l.(map[string]any); lm["relation"] == "next" {
+			next = lm["url"].(string)
+		}
+	}
+	if next != base+"/Observation?_count=2&_offset=2&patient=pat-1" {
+		t.Errorf("POST _search next link %q", next)
+	}
+}
+
+// TestSearchRefusesMalformedPaging: a _count or _offset that is not one
+// non-negative integer is a 400 OperationOutcome, not a guess.
+func TestSearchRefusesMalformedPaging(t *testing.T) {
+	s := New(Options{})
+	for _, q := range []string{"_count=-1", "_count=x", "_offset=-5", "_count=2&_count=3", "_offset=1e3", "_count=99999999999"} {
+		code, m, _ := get(t, s, "GET", "/Observation?"+q, "", "")
+		if code != 400 || m["resourceType"] != "OperationOutcome" {
+			t.Errorf("%s: %d %v", q, code, m)
+		}
+	}
+	// _count=0: the total alone; above MaxCount: capped
+	code, m, _ := get(t, s, "GET", "/Observation?_count=0", "", "")
+	if entries, _ := m["entry"].([]any); code != 200 || len(entries) != 0 || total(m) != 12 {
+		t.Errorf("_count=0: %d %v", code, m)
+	}
+	_, m, _ = get(t, s, "GET", "/Observation?_count=1000", "", "")
+	if entries, _ := m["entry"].([]any); len(entries) != 12 {
+		t.Errorf("_count=1000: %d entries", len(entries))
+	}
+}
+
+// TestVreadServesTheVersionItHolds: Type/id/_history/1 is the resource;
+// another version, or another resource, is 404.
+func TestVreadServesTheVersionItHolds(t *testing.T) {
+	s := New(Options{})
+	code, m, _ := get(t, s, "GET", "/Observation/obs-2/_history/1", "", "")
+	if code != 200 || m["id"] != "obs-2" || m["meta"].(map[string]any)["versionId"] != "1" {
+		t.Fatalf("vread: %d %v", code, m)
+	}
+	tagged(t, m)
+	_, _, h := get(t, s, "POST", "/Patient", "application/fhir+json", `{"resourceType":"Patient"}`)
+	if code, m, _ := get(t, s, "GET", "/"+h.Get("Location"), "", ""); code != 200 || m["resourceType"] != "Patient" {
+		t.Errorf("vread of the created Location %s: %d", h.Get("Location"), code)
+	}
+	for _, target := range []string{"/Observation/obs-2/_history/2", "/Observation/none/_history/1", "/Patient/pat-9/_history/1"} {
+		if code, m, _ := get(t, s, "GET", target, "", ""); code != 404 || m["resourceType"] != "OperationOutcome" {
+			t.Errorf("%s: %d", target, code)
+		}
+	}
+}
+
+// FuzzSearchQuery: any query of a search is answered 200 with a Bundle
+// whose page is at most _count entries, or 400; never a panic.
+func FuzzSearchQuery(f *testing.F) {
+	for _, q := range []string{"_count=2&_offset=3", "_count=0", "patient=pat-1&_count=1", "_offset=99", "_count=-1", "_count=%zz"} {
+		f.Add(q)
+	}
+	s := New(Options{BaseURL: "https://gw/fhir"})
+	f.Fuzz(func(t *testing.T, q string) {
+		req := httptest.NewRequest("GET", "/Observation", nil)
+		req.URL.RawQuery = q
+		w := httptest.NewRecorder()
+		s.ServeHTTP(w, req)
+		var m map[string]any
+		if err := json.Unmarshal(w.Body.Bytes(), &m); err != nil {
+			t.Fatalf("%q: not JSON: %v", q, err)
+		}
+		switch w.Code {
+		case 200:
+			entries, _ := m["entry"].([]any)
+			if n, _, _ := page(req.URL.Query()); n >= 0 && len(entries) > n {
+				t.Fatalf("%q: %d entries, _count %d", q, len(entries), n)
+			}
+		case 400:
+		default:
+			t.Fatalf("%q: %d", q, w.Code)
+		}
+	})
+}
