@@ -120,14 +120,32 @@ func (g *gwServer) request(t *testing.T, method, path, secret string, hdr map[st
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	r := gwReply{status: resp.StatusCode, header: resp.Header, body: string(b)}
+	return gwReply{status: resp.StatusCode, header: resp.Header, body: string(b), code: reasonCode(b)}
+}
+
+// reasonCode is the reason code of a refusal: error.code of a JSON error,
+// or the urn:phigate:reason coding of an OperationOutcome (the refusals
+// of fhir upstreams).
+func reasonCode(b []byte) string {
 	var e struct {
 		Error struct{ Code string } `json:"error"`
+		Issue []struct {
+			Details struct {
+				Coding []struct{ System, Code string }
+			}
+		}
 	}
-	if json.Unmarshal(b, &e) == nil {
-		r.code = e.Error.Code
+	if json.Unmarshal(b, &e) != nil {
+		return ""
 	}
-	return r
+	for _, is := range e.Issue {
+		for _, c := range is.Details.Coding {
+			if c.System == "urn:phigate:reason" {
+				return c.Code
+			}
+		}
+	}
+	return e.Error.Code
 }
 
 // gwFiles is what a phigate config in front of a test upstream names.

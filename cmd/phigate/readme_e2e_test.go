@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -658,15 +657,12 @@ func (sh *walkShell) curl(where string, args []string, want outcome) string {
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	var e struct {
-		Error struct{ Code string } `json:"error"`
-	}
-	json.Unmarshal(b, &e)
+	code := reasonCode(b)
 	switch {
 	case want.status == 0 && (resp.StatusCode < 200 || resp.StatusCode > 299),
 		want.status != 0 && resp.StatusCode != want.status,
-		want.code != "" && e.Error.Code != want.code:
-		t.Fatalf("%s: %d %s, the README says %d %s:\n%s", where, resp.StatusCode, e.Error.Code, want.status, want.code, b)
+		want.code != "" && code != want.code:
+		t.Fatalf("%s: %d %s, the README says %d %s:\n%s", where, resp.StatusCode, code, want.status, want.code, b)
 	}
 	return string(b)
 }

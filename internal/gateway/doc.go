@@ -398,7 +398,33 @@
 // # Errors
 //
 // Every refusal is JSON, {"error":{"code","message","scope","request_id"}},
-// with X-Request-Id. 401 and the 403s of a token's privileges carry an RFC
+// with X-Request-Id, except for requests routed to a fhir upstream (a path
+// under its prefix; forward auth and the gateway's own paths excepted):
+// those, every one (the framing, method and header checks before
+// authentication, 401, 403, 429, 503, the upstream's 502 and 504), are a
+// FHIR OperationOutcome, Content-Type application/fhir+json, with the
+// same status and headers:
+//
+//	{"resourceType":"OperationOutcome","id":"<request id>","issue":[{
+//	  "severity":"error","code":"<FHIR issue type>",
+//	  "details":{"coding":[{"system":"urn:phigate:reason","code":"<reason code>"}],
+//	             "text":"<message>"},
+//	  "diagnostics":"request id <request id>"}]}
+//
+// (id only when the request id is a FHIR id: a client's may hold "_").
+// The issue type follows the reason code: login for the credential's 401s;
+// forbidden for a privilege the token lacks or a request no token may make
+// (insufficient_scope, compartment, no_route, network_denied,
+// outside_hours, purpose_denied, uses_exhausted, break-glass); security
+// for ambiguous_framing and invalid_continuation; throttled for
+// rate_limited and too_many_failures; not-found; invalid for the request
+// itself (invalid_request, invalid_purpose, unsupported_media_type,
+// method_not_allowed); too-long for payload_too_large and
+// response_too_large; exception for internal and upstream_unavailable;
+// transient for unavailable, audit_unavailable, storage_low and
+// upstream_timeout. A code without its own type takes its status's.
+//
+// 401 and the 403s of a token's privileges carry an RFC
 // 6750 challenge, WWW-Authenticate: Bearer realm="phigate" and:
 //
 //   - 401 without a token: nothing more (RFC 6750 §3.1);

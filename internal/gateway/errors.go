@@ -118,18 +118,10 @@ func fromReason(r policy.Reason, retry time.Duration) *denial {
 
 // writeError answers d in JSON: {"error":{"code","message","request_id"}},
 // with WWW-Authenticate on 401 and on a 403 of the token's privileges, and
-// Retry-After when set.
+// Retry-After when set. A request routed to a fhir upstream is answered
+// with writeOutcome instead (Gateway.writeRefusal chooses).
 func writeError(w http.ResponseWriter, rid string, d *denial) {
-	h := w.Header()
-	if d.status == http.StatusUnauthorized || d.challenge {
-		h.Set("WWW-Authenticate", d.wwwAuthenticate())
-	}
-	if d.retry > 0 {
-		h.Set("Retry-After", strconv.Itoa(int((d.retry+time.Second-1)/time.Second)))
-	}
-	if d.close {
-		h.Set("Connection", "close")
-	}
+	d.setHeaders(w.Header())
 	var body struct {
 		Error struct {
 			Code      string `json:"code"`
@@ -140,12 +132,32 @@ func writeError(w http.ResponseWriter, rid string, d *denial) {
 	}
 	body.Error.Code, body.Error.Message, body.Error.Scope, body.Error.RequestID = d.code, d.msg, d.scope, rid
 	b, _ := json.Marshal(body) // strings only: cannot fail
-	b = append(b, '\n')
-	h.Set("Content-Type", "application/json")
+	writeBody(w, d.status, "application/json", append(b, '\n'))
+}
+
+// setHeaders sets the headers every refusal carries, whatever its body:
+// the RFC 6750 challenge (401, and a 403 of the token's privileges),
+// Retry-After when set, Connection: close when asked for.
+func (d *denial) setHeaders(h http.Header) {
+	if d.status == http.StatusUnauthorized || d.challenge {
+		h.Set("WWW-Authenticate", d.wwwAuthenticate())
+	}
+	if d.retry > 0 {
+		h.Set("Retry-After", strconv.Itoa(int((d.retry+time.Second-1)/time.Second)))
+	}
+	if d.close {
+		h.Set("Connection", "close")
+	}
+}
+
+// writeBody writes a refusal's status and body, never cached or sniffed.
+func writeBody(w http.ResponseWriter, status int, contentType string, b []byte) {
+	h := w.Header()
+	h.Set("Content-Type", contentType)
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Content-Length", strconv.Itoa(len(b)))
-	w.WriteHeader(d.status)
+	w.WriteHeader(status)
 	w.Write(b)
 }
 

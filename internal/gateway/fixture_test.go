@@ -388,8 +388,9 @@ func (fx *fixture) do(t testing.TB, c call) reply {
 	return readReply(resp)
 }
 
-// readReply reads and closes resp's body into a reply, with the code of a
-// JSON error body.
+// readReply reads and closes resp's body into a reply, with the reason
+// code of a refusal: error.code of a JSON error, or the urn:phigate:reason
+// coding of an OperationOutcome's issue (a fhir upstream's refusals).
 func readReply(resp *http.Response) reply {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
@@ -398,9 +399,22 @@ func readReply(resp *http.Response) reply {
 		Error struct {
 			Code string `json:"code"`
 		} `json:"error"`
+		ResourceType string `json:"resourceType"`
+		Issue        []struct {
+			Details struct {
+				Coding []struct{ System, Code string } `json:"coding"`
+			} `json:"details"`
+		} `json:"issue"`
 	}
 	if json.Unmarshal(b, &e) == nil {
 		rp.code = e.Error.Code
+		if e.ResourceType == "OperationOutcome" && len(e.Issue) == 1 {
+			for _, c := range e.Issue[0].Details.Coding {
+				if c.System == ReasonSystem {
+					rp.code = c.Code
+				}
+			}
+		}
 	}
 	return rp
 }

@@ -265,7 +265,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				panic(v)
 			}
 			g.log.Error("panic in the gateway", "request_id", rid, "panic", fmt.Sprint(v))
-			writeError(w, rid, deny(http.StatusInternalServerError, "internal", "internal error; the request id identifies it in the server log"))
+			g.writeRefusal(w, r, rid, deny(http.StatusInternalServerError, "internal", "internal error; the request id identifies it in the server log"))
 		}
 	}()
 	ev := &x.ev
@@ -279,7 +279,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if framing != nil {
 			dn = &denial{status: dn.status, code: dn.code, msg: dn.msg, retry: dn.retry, close: true}
 		}
-		writeError(w, rid, dn)
+		g.writeRefusal(w, r, rid, dn)
 		return
 	}
 	if dn := framing; dn != nil {
@@ -479,7 +479,7 @@ func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, ev *Event, dn *
 		if dn.close {
 			fail = &denial{status: errAudit.status, code: errAudit.code, msg: errAudit.msg, retry: errAudit.retry, close: true}
 		}
-		writeError(w, ev.RequestID, fail)
+		g.writeRefusal(w, r, ev.RequestID, fail)
 		return
 	}
 	if dn.status >= 500 || dn.code == CodeAmbiguousFraming {
@@ -492,7 +492,7 @@ func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, ev *Event, dn *
 	} else {
 		g.log.Info("request denied", "request_id", ev.RequestID, "status", dn.status, "reason", dn.code, "token_id", ev.TokenID, "upstream", ev.Upstream)
 	}
-	writeError(w, ev.RequestID, dn)
+	g.writeRefusal(w, r, ev.RequestID, dn)
 }
 
 // grant records ev as a grant, durably; false means it could not be
@@ -741,7 +741,7 @@ func (g *Gateway) serveProxy(w http.ResponseWriter, r *http.Request, x *exchange
 	}
 	if !g.grant(r, ev) {
 		g.auth.Refund(v.admitted) // nothing was forwarded: the use and the rate token are the token's again
-		writeError(w, ev.RequestID, errAudit)
+		g.writeRefusal(w, r, ev.RequestID, errAudit)
 		return
 	}
 
@@ -1053,7 +1053,11 @@ func (g *Gateway) upstreamError(w http.ResponseWriter, r *http.Request, err erro
 	if x != nil {
 		x.ev.Reason = dn.code // the completion says why (upstream_timeout, ...)
 	}
-	writeError(w, rid, dn)
+	if x != nil && x.up.fhir {
+		writeOutcome(w, rid, dn)
+		return
+	}
+	g.writeRefusal(w, r, rid, dn)
 }
 
 // deadliner is the connection deadlines of net/http's ResponseWriter.
