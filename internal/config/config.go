@@ -194,6 +194,8 @@ type Gateway struct {
 	// Identity is how the identity assertion (X-Phigate-Identity) is
 	// signed for upstreams whose own identity section sets no alg.
 	Identity Identity `yaml:"identity"`
+	// Metadata bounds the capability statements served without a token.
+	Metadata PublicMetadata `yaml:"metadata"`
 }
 
 // Identity algorithms (see the identity assertion in internal/gateway).
@@ -426,6 +428,7 @@ func Default() *Config {
 				MaxInspectBytes:  DefaultGatewayMaxInspectBytes,
 				MaxBundleEntries: DefaultGatewayMaxBundleEntries,
 			},
+			Metadata: PublicMetadata{}.WithDefaults(),
 		},
 		Tokens: Tokens{
 			DefaultTTL:         Duration(DefaultTokenTTL),

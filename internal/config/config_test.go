@@ -142,7 +142,7 @@ func TestDefault(t *testing.T) {
 func TestParseReadsEveryKey(t *testing.T) {
 	doc := `data_dir: ./data
 admin: {listen: ":8443"}
-gateway: {listen: "[::1]:9443"}
+gateway: {listen: "[::1]:9443", metadata: {per_minute: 30, burst: 5, max_sources: 100, max_bytes: 65536}}
 tls: {cert_file: c.pem, key_file: k.pem}
 tokens:
   default_ttl: &short 5m
@@ -171,8 +171,9 @@ storage: {min_free_bytes: 1048576, min_free_percent: 0, check_interval: 250ms}
 	want := &Config{
 		DataDir: "./data",
 		Admin:   Listener{":8443"},
-		Gateway: Gateway{Listen: "[::1]:9443", Limits: Default().Gateway.Limits},
-		TLS:     TLS{"c.pem", "k.pem"},
+		Gateway: Gateway{Listen: "[::1]:9443", Limits: Default().Gateway.Limits,
+			Metadata: PublicMetadata{PerMinute: 30, Burst: 5, MaxSources: 100, MaxBytes: 64 << 10}},
+		TLS: TLS{"c.pem", "k.pem"},
 		Tokens: Tokens{
 			DefaultTTL: Duration(5 * time.Minute), MaxTTL: Duration(90 * time.Minute), BootstrapTTL: Duration(5 * time.Minute),
 			CacheSize: 1000, LastUsedFlush: Duration(250 * time.Millisecond), DefaultMaxLifetime: Duration(720 * time.Hour),

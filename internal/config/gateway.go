@@ -90,6 +90,7 @@ func (ps *problems) gateway(g *Gateway, rt scope.ResourceTypes) {
 		ps.add("gateway.limits.max_bundle_entries", "must be between 1 and 10000 (got %d)", l.MaxBundleEntries)
 	}
 	ps.identity("gateway.identity", &g.Identity)
+	ps.metadata(g.Metadata)
 	names := map[string]int{}
 	prefixes := map[string]int{}
 	for i := range g.Upstreams {

@@ -78,6 +78,7 @@ func TestParseReadsTheGateway(t *testing.T) {
 			},
 			{Name: "legacy", Prefix: "/legacy/", Kind: "http", Routes: []Route{{"* /**", "legacy:*"}}},
 		},
+		Metadata: PublicMetadata{PerMinute: 60, Burst: 10, MaxSources: 10_000, MaxBytes: 4 << 20},
 	}
 	if !reflect.DeepEqual(c.Gateway, want) {
 		t.Errorf("got  %+v\nwant %+v", c.Gateway, want)
@@ -230,5 +231,40 @@ func TestCheckSecretRef(t *testing.T) {
 		if err := CheckSecretRef(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
+	}
+}
+
+// TestMetadataLimitsAreValidated: each gateway.metadata key out of its
+// range is refused with its name and line; 0 (or absent) takes the
+// default.
+func TestMetadataLimitsAreValidated(t *testing.T) {
+	for _, c := range []struct{ line, wantErr string }{
+		{"per_minute: -1", "gateway.metadata.per_minute: must be from 1 to 60000"},
+		{"per_minute: 60001", "gateway.metadata.per_minute: must be from 1 to 60000"},
+		{"burst: -3", "gateway.metadata.burst: must be from 1 to 1000"},
+		{"burst: 1001", "gateway.metadata.burst: must be from 1 to 1000"},
+		{"max_sources: -1", "gateway.metadata.max_sources: must be from 1 to 1000000"},
+		{"max_sources: 1000001", "gateway.metadata.max_sources: must be from 1 to 1000000"},
+		{"max_bytes: 1023", "gateway.metadata.max_bytes: must be from 1024 to 67108864"},
+		{"max_bytes: 67108865", "gateway.metadata.max_bytes: must be from 1024 to 67108864"},
+		{"max_bytes: -1", "gateway.metadata.max_bytes: must be from 1024"},
+		{"per_minutes: 5", "gateway.metadata.per_minutes"},
+	} {
+		doc := strings.Replace(validGateway, "  listen: 127.0.0.1:9443\n", "  listen: 127.0.0.1:9443\n  metadata: {"+c.line+"}\n", 1)
+		_, err := Parse([]byte(doc))
+		if err == nil || !strings.Contains(err.Error(), c.wantErr) || !strings.Contains(err.Error(), "line 5") {
+			t.Errorf("%s: %v, want %q at line 5", c.line, err, c.wantErr)
+		}
+	}
+	doc := strings.Replace(validGateway, "  listen: 127.0.0.1:9443\n", "  listen: 127.0.0.1:9443\n  metadata: {per_minute: 0, burst: 1, max_bytes: 1024}\n", 1)
+	c, err := Parse([]byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Gateway.Metadata.WithDefaults(); got != (PublicMetadata{PerMinute: 60, Burst: 1, MaxSources: 10_000, MaxBytes: 1024}) {
+		t.Errorf("with defaults: %+v", got)
+	}
+	if got := (PublicMetadata{PerMinute: 120}).Interval(); got != 500*time.Millisecond {
+		t.Errorf("interval %s", got)
 	}
 }
