@@ -64,6 +64,10 @@
 //     gateway.trusted_proxies is X-Forwarded-For walked from the right to
 //     the first address that is not a trusted proxy. A malformed entry makes
 //     the client unknown: network-restricted tokens then refuse.
+//     Then the checks of forwarding (below), and the public requests of a
+//     fhir upstream, which need no token (see Public metadata): the
+//     capability statement, served from here without steps 4 to 7, and
+//     <prefix>.well-known/smart-configuration, 404 not_found.
 //  4. Authentication: "Authorization: Bearer phi_…" (401 missing_token
 //     without; the authority's reasons otherwise). A source that sent too
 //     many malformed or unknown tokens (Options.Throttle, counted per
@@ -132,7 +136,7 @@
 //	PUT  [type]/[id], PUT [type]?…            update            u
 //	PATCH [type]/[id], PATCH [type]?…         patch             u
 //	DELETE [type]/[id], DELETE [type]?…       delete            d
-//	GET  metadata                             capabilities      (any valid token)
+//	GET  metadata                             capabilities      (public; see below)
 //	POST (base) with a Bundle                 batch/transaction (each entry)
 //	[[type]/[[id]/]]$name                     operation         (configured)
 //
@@ -205,6 +209,44 @@
 // valid UTF-8 JSON without duplicate keys anywhere (two parsers could
 // disagree on which one counts); entries use URLs relative to the base;
 // nested batches are refused.
+//
+// # Public metadata
+//
+// FHIR and SMART clients read the capability statement before they have a
+// token. GET or HEAD of exactly <prefix>metadata of a fhir upstream, its
+// query at most one _format naming JSON (json, application/json,
+// application/fhir+json, application/json+fhir; encoded, since a "+"
+// reads as a space) and at most one mode (full, normative, terminology),
+// is answered without a token; a token sent with it is ignored (neither
+// checked nor forwarded). Any other form (XML, _summary, another path)
+// is an ordinary capabilities interaction: any valid token.
+//
+// Public requests are limited per source (IPv4 address or IPv6 /64) to
+// gateway.metadata.per_minute with a burst of gateway.metadata.burst (429
+// rate_limited with Retry-After beyond), in bounded memory
+// (gateway.metadata.max_sources sources; when the table is full, sources
+// whose allowance is whole again are forgotten first, then the one of a
+// few closest to it). Each is recorded like a token's request, with
+// Event.Public set, subject PublicSubject and no token id (the server's
+// audit entries: actor kind "public"), its grant durably before it is
+// forwarded; the upstream is asserted subject PublicSubject and token id
+// PublicTokenID, asked for application/fhir+json, uncompressed.
+//
+// The upstream's 200 answer is read whole, up to gateway.metadata.max_bytes
+// (502 response_too_large beyond), and must be one JSON object with unique
+// keys (502 upstream_unavailable otherwise, as for a compressed or non-JSON
+// answer: it is never passed on without the gateway's declaration). In a
+// CapabilityStatement each rest entry whose mode is not client gets as its
+// security the gateway's: the SMART-on-FHIR service coding
+// (http://terminology.hl7.org/CodeSystem/restful-security-service,
+// SMART-on-FHIR) and a description (the upstream's security says how the
+// gateway reaches it, not how clients reach the gateway); a statement
+// without such an entry gets one. Every other member stays as the
+// upstream wrote it, byte for byte and in order. Another resource type
+// (TerminologyCapabilities) and other statuses pass unchanged. The SMART
+// oauth-uris extension, and a SMART configuration at
+// <prefix>.well-known/smart-configuration, come once the gateway has an
+// OAuth token endpoint; until then that path is 404 not_found.
 //
 // # Forwarding
 //

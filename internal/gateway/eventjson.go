@@ -19,6 +19,9 @@ func (ev *Event) AppendJSON(b []byte) []byte {
 	b = appendJSONString(b, ev.RequestID)
 	b = append(b, `,"via":`...)
 	b = appendJSONString(b, ev.Via)
+	if ev.Public {
+		b = append(b, `,"public":true`...)
+	}
 	b = appendOpt(b, `,"token_id":`, ev.TokenID)
 	b = appendOpt(b, `,"subject":`, ev.Subject)
 	b = appendOpt(b, `,"source_ip":`, ev.SourceIP)

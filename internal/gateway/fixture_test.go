@@ -103,6 +103,11 @@ func newUpstream(t testing.TB) *upstreamServer {
 			(*h)(w, r)
 			return
 		}
+		if strings.HasSuffix(r.URL.Path, "/metadata") {
+			w.Header().Set("Content-Type", "application/fhir+json")
+			w.Write([]byte(testCapabilityStatement))
+			return
+		}
 		w.Header().Set("Content-Type", "application/json")
 		w.Write([]byte(`{"ok":true}`))
 	}))
@@ -115,6 +120,10 @@ func newUpstream(t testing.TB) *upstreamServer {
 	}
 	return u
 }
+
+// testCapabilityStatement is what the test upstreams answer to metadata.
+const testCapabilityStatement = `{"resourceType":"CapabilityStatement","status":"active","kind":"instance","fhirVersion":"4.0.1","format":["json"],` +
+	`"rest":[{"mode":"server","security":{"service":[{"text":"the upstream's own"}]},"resource":[{"type":"Patient"}]}]}`
 
 func (u *upstreamServer) setHandler(h http.HandlerFunc) { u.handler.Store(&h) }
 

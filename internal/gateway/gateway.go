@@ -71,6 +71,9 @@ type Gateway struct {
 
 	table    atomic.Pointer[table]
 	reloadMu sync.Mutex
+	// metaLimit limits the public capability statements per source; it is
+	// replaced on Reload only when its limits change
+	metaLimit atomic.Pointer[sourceLimiter]
 
 	srv *http.Server
 	// counters rather than WaitGroups: after a cut, a connection that had
@@ -174,6 +177,9 @@ func (g *Gateway) Reload(ctx context.Context, cfg *config.Gateway) error {
 				ErrorLog:       slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
 			}
 		}
+	}
+	if !g.metaLimit.Load().sameLimits(cfg.Metadata) {
+		g.metaLimit.Store(newSourceLimiter(cfg.Metadata))
 	}
 	if old := g.table.Swap(t); old != nil {
 		old.close()
@@ -658,6 +664,11 @@ type exchange struct {
 	// per header
 	ridHeader [1]string
 	outHeader [10]string
+
+	// public: a capability statement served without a token; metaMax
+	// bounds the upstream's (secureMetadata)
+	public  bool
+	metaMax int64
 }
 
 // body reads the request body for the decision, once.
@@ -706,6 +717,9 @@ func (g *Gateway) serveProxy(w http.ResponseWriter, r *http.Request, x *exchange
 		g.refuse(w, r, ev, dn)
 		return
 	}
+	if up.fhir && g.servePublic(w, r, x, t, up, rest, peer, client, xff) {
+		return // the capability statement, or the SMART configuration: no token
+	}
 	secret, purpose, justification, bg, ok := g.caller(w, r, ev)
 	if !ok {
 		return
@@ -745,17 +759,25 @@ func (g *Gateway) serveProxy(w http.ResponseWriter, r *http.Request, x *exchange
 		return
 	}
 
-	// forward
+	x.subject, x.tokenID, x.purpose, x.bg = v.rec.Subject, v.rec.ID, purpose, bg
+	g.forward(w, r, x, t, up, rest, peer, client, xff)
+}
+
+// forward sends a granted request to up (rest: its path below the
+// prefix), with x's subject, token id, purpose and break-glass flag
+// asserted, and records the completion.
+func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, x *exchange, t *table, up *upstream, rest string, peer, client netip.Addr, xff []string) {
+	ev, start := &x.ev, x.start
 	x.up, x.path = up, up.basePath+rest
 	if client == peer && ev.SourceIP != "" && !t.trusted.contains(peer) {
 		x.xff = ev.SourceIP // the usual case: the peer alone
 	} else {
 		x.xff = appendForwardedFor(peer, xff, t.trusted)
 	}
-	x.subject, x.tokenID, x.purpose, x.bg, x.host = v.rec.Subject, v.rec.ID, purpose, bg, r.Host
+	x.host = r.Host
 	x.identity = up.ident.sign(&Identity{
-		Subject: x.subject, TokenID: x.tokenID, Purpose: purpose, Method: r.Method, Path: x.path, QueryHash: QueryHash(r.URL.RawQuery),
-		RequestID: ev.RequestID, Audience: up.name, BreakGlass: bg, IssuedAt: start.Unix(), Expires: start.Add(IdentityTTL).Unix(),
+		Subject: x.subject, TokenID: x.tokenID, Purpose: x.purpose, Method: r.Method, Path: x.path, QueryHash: QueryHash(r.URL.RawQuery),
+		RequestID: ev.RequestID, Audience: up.name, BreakGlass: x.bg, IssuedAt: start.Unix(), Expires: start.Add(IdentityTTL).Unix(),
 	})
 	out := r.WithContext(context.WithValue(r.Context(), fwdKey{}, x))
 	if x.inspected {
@@ -903,6 +925,9 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 		set(HeaderBreakGlass, "true")
 	}
 	set(HeaderIdentity, x.identity)
+	if x.public {
+		publicHeaders(h)
+	}
 	// not for $operations: some servers want Prefer: respond-async alone
 	// there (bulk $export, $import), and their parameters are not a search
 	if x.up.fhir && x.ev.Interaction != Operation.String() && x.ev.Interaction != Capabilities.String() {
@@ -965,6 +990,9 @@ func (g *Gateway) modifyResponse(resp *http.Response) error {
 			h[k] = []string{x.gatewayURL(vs[0])}
 		}
 	}
+	if x.public {
+		return secureMetadata(resp, x.metaMax)
+	}
 	return nil
 }
 
@@ -1012,12 +1040,15 @@ func (g *Gateway) upstreamError(w http.ResponseWriter, r *http.Request, err erro
 	var mbe *http.MaxBytesError
 	var ne net.Error
 	var pm *tlsutil.PinMismatchError
+	var rr *responseRefusal
 	var dn *denial
 	var bodyErr error
 	if x != nil {
 		bodyErr = x.counted.readErr()
 	}
 	switch {
+	case errors.As(err, &rr):
+		dn = rr.dn // the answer was read and refused (secureMetadata)
 	case errors.As(err, &mbe):
 		dn = deny(http.StatusRequestEntityTooLarge, CodeTooLarge, fmt.Sprintf("the body is larger than %d bytes", mbe.Limit))
 	case bodyErr != nil && !errors.Is(bodyErr, io.EOF):
@@ -1042,7 +1073,7 @@ func (g *Gateway) upstreamError(w http.ResponseWriter, r *http.Request, err erro
 		if x != nil {
 			x.ev.Reason = dn.code
 		}
-		writeError(w, rid, dn)
+		g.writeUpstreamRefusal(w, r, x, rid, dn)
 		return
 	case errors.Is(err, errUpstreamAuth):
 		dn = deny(http.StatusBadGateway, CodeUpstreamFailed, "the upstream refused the gateway's credential for it (check the upstream's credential in the configuration)")
@@ -1053,6 +1084,12 @@ func (g *Gateway) upstreamError(w http.ResponseWriter, r *http.Request, err erro
 	if x != nil {
 		x.ev.Reason = dn.code // the completion says why (upstream_timeout, ...)
 	}
+	g.writeUpstreamRefusal(w, r, x, rid, dn)
+}
+
+// writeUpstreamRefusal answers the failed exchange x with dn: an
+// OperationOutcome for a fhir upstream.
+func (g *Gateway) writeUpstreamRefusal(w http.ResponseWriter, r *http.Request, x *exchange, rid string, dn *denial) {
 	if x != nil && x.up.fhir {
 		writeOutcome(w, rid, dn)
 		return

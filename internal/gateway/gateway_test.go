@@ -98,13 +98,16 @@ func TestEachFHIRInteractionNeedsItsScope(t *testing.T) {
 	}
 }
 
-func TestMetadataNeedsOnlyAValidToken(t *testing.T) {
+// TestMetadataBeyondThePublicFormNeedsOnlyAValidToken: a capability
+// statement request that is not the public form (another parameter) needs
+// a token, any valid one.
+func TestMetadataBeyondThePublicFormNeedsOnlyAValidToken(t *testing.T) {
 	fx := newFixture(t)
 	s, _ := fx.token(t, authority.Spec{Scopes: []string{"billing:read"}})
-	if r := fx.do(t, call{path: "/fhir/metadata", secret: s}); r.status != 200 {
+	if r := fx.do(t, call{path: "/fhir/metadata?_summary=true", secret: s}); r.status != 200 {
 		t.Fatalf("%d %s", r.status, r.body)
 	}
-	if r := fx.do(t, call{path: "/fhir/metadata"}); r.status != 401 || r.code != "missing_token" {
+	if r := fx.do(t, call{path: "/fhir/metadata?_summary=true"}); r.status != 401 || r.code != "missing_token" {
 		t.Fatalf("without a token: %d %s", r.status, r.body)
 	}
 }

@@ -60,7 +60,10 @@ type Event struct {
 	RequestID string    `json:"request_id"`
 	// Via is "proxy" for requests the gateway forwards, "authz" for
 	// forward-auth decisions (nginx, Envoy, Traefik forward).
-	Via      string `json:"via"`
+	Via string `json:"via"`
+	// Public marks a request served without a token (the capability
+	// statement): no token id, subject PublicSubject.
+	Public   bool   `json:"public,omitempty"`
 	TokenID  string `json:"token_id,omitempty"`
 	Subject  string `json:"subject,omitempty"`
 	SourceIP string `json:"source_ip,omitempty"`

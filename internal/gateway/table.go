@@ -83,7 +83,8 @@ func (s EnvFileSecrets) Resolve(_ context.Context, ref string) ([]byte, error) {
 type table struct {
 	trusted   trusted
 	limits    config.GatewayLimits
-	upstreams []*upstream // longest prefix first
+	metadata  config.PublicMetadata // with defaults
+	upstreams []*upstream           // longest prefix first
 }
 
 // upstream is one compiled upstream.
@@ -172,7 +173,7 @@ func (r *requirement) heldBy(set scope.Set) (ok, patientOnly bool) {
 // HS256 identity keys, so it fails on a missing environment variable or
 // file. ed signs the identity of upstreams that use EdDSA.
 func compile(ctx context.Context, cfg *config.Gateway, secrets SecretSource, ed *Signer) (*table, error) {
-	t := &table{limits: cfg.Limits}
+	t := &table{limits: cfg.Limits, metadata: cfg.Metadata.WithDefaults()}
 	for i, s := range cfg.TrustedProxies {
 		p, err := config.ParseTrustedProxy(s)
 		if err != nil {

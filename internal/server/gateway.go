@@ -175,6 +175,11 @@ func (a *auditRecorder) RecordAsync(ev *gateway.Event) {
 // Close: the completions queued are committed by the audit log's Close.
 func (a *auditRecorder) Close() {}
 
+// PublicActorKind is the actor kind of the audit entries of requests the
+// gateway serves without a token (Event.Public): their subject is
+// gateway.PublicSubject and they name no token.
+const PublicActorKind = "public"
+
 func auditEntry(ev *gateway.Event) *audit.Entry {
 	path := ev.Path
 	if ev.Query != "" {
@@ -187,6 +192,11 @@ func auditEntry(ev *gateway.Event) *audit.Entry {
 		BreakGlass: ev.Justification, Patient: ev.Patient,
 		Method: ev.Method, Upstream: ev.Upstream, Path: path, Status: ev.Status,
 		Interaction: ev.Interaction,
+	}
+	if ev.Public {
+		// served without a token (the capability statement): the entry
+		// says so, and names no token
+		e.Actor.Kind = PublicActorKind
 	}
 	switch ev.Kind {
 	case gateway.KindGrant:

@@ -19,6 +19,7 @@ import (
 	"github.com/phigate/phigate/internal/authority"
 	"github.com/phigate/phigate/internal/config"
 	"github.com/phigate/phigate/internal/gateway"
+	"github.com/phigate/phigate/internal/preauth"
 	"github.com/phigate/phigate/internal/tlsutil"
 )
 
@@ -56,6 +57,30 @@ func TestAuditEntryOfEachGatewayDecision(t *testing.T) {
 		if e.Interaction != "search-type" {
 			t.Errorf("%s: interaction %q, want the event's", name, e.Interaction)
 		}
+	}
+}
+
+// TestPublicRequestsAreRecordedAsPublic: the entries of a capability
+// statement served without a token say so (actor kind public), name no
+// token, and a refusal of one is aggregated like other anonymous ones.
+func TestPublicRequestsAreRecordedAsPublic(t *testing.T) {
+	for _, k := range []gateway.EventKind{gateway.KindGrant, gateway.KindComplete, gateway.KindDeny} {
+		ev := gateway.Event{Kind: k, RequestID: "r1", Public: true, Subject: gateway.PublicSubject, SourceIP: "10.0.0.7",
+			Method: "GET", Upstream: "ehr", Path: "/fhir/metadata", Interaction: "capabilities", Status: 200}
+		if k == gateway.KindDeny {
+			ev.Status, ev.Reason = 429, "rate_limited"
+		}
+		e := auditEntry(&ev)
+		if e.Actor.Kind != PublicActorKind || e.Actor.TokenID != "" || e.Actor.Subject != gateway.PublicSubject || e.Interaction != "capabilities" {
+			t.Errorf("%s: actor %+v, interaction %q", k, e.Actor, e.Interaction)
+		}
+		if anon := preauth.Anonymous(e); anon != (k == gateway.KindDeny) {
+			t.Errorf("%s: anonymous %v", k, anon)
+		}
+	}
+	// a token's request is not public
+	if e := auditEntry(&gateway.Event{Kind: gateway.KindGrant, TokenID: "tok_1"}); e.Actor.Kind != "" {
+		t.Errorf("a token's grant has actor kind %q", e.Actor.Kind)
 	}
 }
 
