@@ -238,3 +238,17 @@ func FuzzOutcomeIsValidJSON(f *testing.F) {
 		}
 	})
 }
+
+// TestFHIRUpstreamWithAnUnpinnedKeyIsAnOperationOutcome: the 502 of an
+// upstream whose TLS key is not pinned is FHIR-shaped too.
+func TestFHIRUpstreamWithAnUnpinnedKeyIsAnOperationOutcome(t *testing.T) {
+	fx := newFixture(t, fixtureOpts{mutate: func(c *config.Gateway) {
+		c.Upstreams[0].TLS = config.UpstreamTLS{Pins: []string{"sha256//AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}}
+	}})
+	s, _ := fx.token(t, authority.Spec{Scopes: []string{"user/Observation.rs"}})
+	r := fx.do(t, call{path: "/fhir/Observation?code=x", secret: s})
+	wantOutcome(t, "unpinned key", r, 502, CodeUpstreamFailed, issueException)
+	if n := fx.fhir.count.Load(); n != 0 {
+		t.Errorf("%d requests reached the upstream", n)
+	}
+}
