@@ -25,37 +25,37 @@ const (
 	issueTransient = "transient"
 )
 
-// issueTypes maps each reason code the gateway answers to the FHIR issue
-// type of its OperationOutcome. A code not listed takes the type of its
-// status (issueTypeOf).
-var issueTypes = map[string]string{
-	// the credential itself (401)
-	CodeMissingToken: issueLogin, "invalid_token": issueLogin, "token_expired": issueLogin,
-	"token_revoked": issueLogin, "token_suspended": issueLogin, "token_idle": issueLogin,
-	"token_rotated": issueLogin,
-	// a privilege the token lacks, or a request no token may make (403)
-	CodeInsufficientScope: issueForbidden, CodeCompartment: issueForbidden, CodeNoRoute: issueForbidden,
-	CodeBreakGlass: issueForbidden, CodeBreakGlassDenied: issueForbidden, "network_denied": issueForbidden,
-	"outside_hours": issueForbidden, "purpose_denied": issueForbidden, "uses_exhausted": issueForbidden,
-	CodeBodyUnavailable: issueForbidden, "denied": issueForbidden,
-	// a request that could reach an upstream as another one than decided
-	CodeAmbiguousFraming: issueSecurity, "invalid_continuation": issueSecurity,
-	// too many requests
-	"rate_limited": issueThrottled, CodeTooManyFailures: issueThrottled,
-	CodeNotFound: issueNotFound,
-	// the request itself
-	CodeInvalidRequest: issueInvalid, CodeInvalidPurpose: issueInvalid, CodeUnsupportedMedia: issueInvalid,
-	CodeMethodNotAllowed: issueInvalid,
-	CodeTooLarge:         issueTooLong, "response_too_large": issueTooLong,
-	// the gateway or the upstream failed
-	"internal": issueException, CodeUpstreamFailed: issueException,
-	"unavailable": issueTransient, CodeAuditUnavailable: issueTransient, CodeStorageLow: issueTransient,
-	CodeUpstreamTimeout: issueTransient,
+// issueTypeFor is the FHIR issue type of the OperationOutcome of each
+// reason code the gateway answers; ok is false for a code not listed,
+// which takes the type of its status (issueTypeOf).
+func issueTypeFor(code string) (issue string, ok bool) {
+	switch code {
+	case CodeMissingToken, "invalid_token", "token_expired", "token_revoked", "token_suspended", "token_idle", "token_rotated":
+		return issueLogin, true // the credential itself (401)
+	case CodeInsufficientScope, CodeCompartment, CodeNoRoute, CodeBreakGlass, CodeBreakGlassDenied, "network_denied",
+		"outside_hours", "purpose_denied", "uses_exhausted", CodeBodyUnavailable, "denied":
+		return issueForbidden, true // a privilege the token lacks, or a request no token may make (403)
+	case CodeAmbiguousFraming, "invalid_continuation":
+		return issueSecurity, true // a request that could reach an upstream as another one than decided
+	case "rate_limited", CodeTooManyFailures:
+		return issueThrottled, true
+	case CodeNotFound:
+		return issueNotFound, true
+	case CodeInvalidRequest, CodeInvalidPurpose, CodeUnsupportedMedia, CodeMethodNotAllowed:
+		return issueInvalid, true // the request itself
+	case CodeTooLarge, CodeResponseTooLarge:
+		return issueTooLong, true
+	case "internal", CodeUpstreamFailed:
+		return issueException, true
+	case "unavailable", CodeAuditUnavailable, CodeStorageLow, CodeUpstreamTimeout:
+		return issueTransient, true
+	}
+	return "", false
 }
 
 // issueTypeOf is the FHIR issue type of a refusal with code and status.
 func issueTypeOf(code string, status int) string {
-	if t, ok := issueTypes[code]; ok {
+	if t, ok := issueTypeFor(code); ok {
 		return t
 	}
 	switch {
