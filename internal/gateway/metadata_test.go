@@ -13,6 +13,7 @@ import (
 
 	"github.com/phigate/phigate/internal/authority"
 	"github.com/phigate/phigate/internal/config"
+	"github.com/phigate/phigate/internal/testclock"
 )
 
 // smartService reports whether rest entry e declares the SMART-on-FHIR
@@ -189,7 +190,7 @@ func TestPublicMetadataIsRateLimitedPerSource(t *testing.T) {
 // source that keeps sending.
 func TestMetadataLimiterMemoryIsBounded(t *testing.T) {
 	l := newSourceLimiter(config.PublicMetadata{PerMinute: 1, Burst: 1, MaxSources: 50})
-	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	now := testclock.Start()
 	hot := netip.MustParseAddr("192.0.2.1")
 	if _, ok := l.admit(hot, now); !ok {
 		t.Fatal("first request refused")
