@@ -91,6 +91,9 @@ func TestMetadataIsPublicAndDeclaresSMART(t *testing.T) {
 			if !ev.Public || ev.TokenID != "" || ev.Subject != PublicSubject || ev.Interaction != "capabilities" || ev.Upstream != "ehr" {
 				t.Errorf("%s: event %+v", name, ev)
 			}
+			if b := ev.AppendJSON(nil); secret != "" && bytes.Contains(b, []byte(secret)) {
+				t.Errorf("%s: an event holds the token sent: %s", name, b)
+			}
 		}
 	}
 	// HEAD: the headers, no body, no Content-Length of the upstream's
