@@ -1,7 +1,10 @@
 // Package preauth records the denials of requests that never authenticated
 // — no token, a malformed or unknown one, a revoked, expired or rotated-out
 // one, and anything refused before a token was looked at — aggregated, so
-// that an anonymous client cannot fill the audit log's disk.
+// that an anonymous client cannot fill the audit log's disk. The server
+// sends it the grants and completions of the requests it serves without a
+// token (the gateway's public capability statement) too: Record takes any
+// entry, and groups it by its action as well.
 //
 // # What is recorded
 //

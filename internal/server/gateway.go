@@ -149,7 +149,11 @@ func startGateway(d gatewayDeps) (runningGateway, error) {
 // Completions (RecordAsync) are queued without waiting (AppendAsync): they
 // join the next group commit, and nobody waits for them. The refusals of
 // requests that never authenticated go to pre (aggregated: see preauth),
-// when set.
+// when set, and so do the grants and completions of public requests (the
+// capability statement served without a token): anyone can cause those,
+// from as many addresses as they hold, and they carry neither PHI nor a
+// token, so they are not owed one entry each. This is the one place a
+// grant is not durable before its request is forwarded, on purpose.
 type auditRecorder struct {
 	log *audit.Log
 	pre *preauth.Recorder
@@ -158,7 +162,7 @@ type auditRecorder struct {
 
 func (a *auditRecorder) Record(ctx context.Context, ev *gateway.Event) error {
 	e := auditEntry(ev)
-	if a.pre != nil && ev.Kind == gateway.KindDeny && preauth.Anonymous(e) {
+	if a.pre != nil && (ev.Public || ev.Kind == gateway.KindDeny && preauth.Anonymous(e)) {
 		return a.pre.Record(ctx, e)
 	}
 	_, err := a.log.Append(ctx, e)
@@ -167,6 +171,15 @@ func (a *auditRecorder) Record(ctx context.Context, ev *gateway.Event) error {
 
 // RecordAsync implements gateway.AsyncRecorder.
 func (a *auditRecorder) RecordAsync(ev *gateway.Event) {
+	if ev.Public && a.pre != nil {
+		// counted, or (the first of their group in a window) appended
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := a.pre.Record(ctx, auditEntry(ev)); err != nil {
+			a.lg.Error("recording a public completion in the audit log failed", "request_id", ev.RequestID, "err", err)
+		}
+		return
+	}
 	if err := a.log.AppendAsync(auditEntry(ev)); err != nil {
 		a.lg.Error("recording a completion in the audit log failed", "request_id", ev.RequestID, "err", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -193,4 +194,35 @@ func testServerTLS(t *testing.T, dir string) *tls.Config {
 		t.Fatal(err)
 	}
 	return tlsutil.ServerConfig(rl)
+}
+
+// A flood of public capability-statement requests, from one address or
+// many, costs the audit log the first few entries of each group and then
+// one summary, like anonymous denials: never an entry per request.
+func TestPublicRequestsAreRecordedAggregated(t *testing.T) {
+	ctx := context.Background()
+	n := openDev(t, t.TempDir())
+	defer closeNode(t, n)
+	pre, err := preauth.New(n.audit, preauth.Config{Full: 3, Window: time.Hour, MaxGroups: 8, MaxField: 256}, time.Now, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &auditRecorder{log: n.audit, pre: pre, lg: slog.New(slog.DiscardHandler)}
+	before := n.audit.Size()
+	const flood = 100
+	for i := range flood {
+		ev := gateway.Event{Kind: gateway.KindGrant, RequestID: "r", Public: true, Subject: gateway.PublicSubject,
+			SourceIP: fmt.Sprintf("2001:db8:%x::1", i), Method: "GET", Upstream: "ehr", Path: "/fhir/metadata", Interaction: "capabilities"}
+		if err := rec.Record(ctx, &ev); err != nil {
+			t.Fatal(err)
+		}
+		ev.Kind, ev.Status = gateway.KindComplete, 200
+		rec.RecordAsync(&ev)
+	}
+	if err := pre.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := n.audit.Size() - before; got > 2*(8*3+2) {
+		t.Fatalf("%d entries for %d public requests (grants and completions), want at most the groups' first ones and their summaries", got, flood)
+	}
 }
