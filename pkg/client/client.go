@@ -271,10 +271,11 @@ type request struct {
 	method string
 	path   string // escaped, starting with "/"
 	query  url.Values
-	json   any        // JSON body, or nil
-	form   url.Values // form body, or nil
-	auth   bool       // send the bearer token
-	redact []string   // strings to keep out of errors, besides the token
+	json   any         // JSON body, or nil
+	form   url.Values  // form body, or nil
+	auth   bool        // send the bearer token
+	redact []string    // strings to keep out of errors, besides the token
+	header http.Header // extra request headers, or nil
 }
 
 // do performs r and decodes a 2xx JSON answer into out (when not nil).
@@ -309,6 +310,9 @@ func (c *Client) do(ctx context.Context, r request, out any) error {
 		req.Header.Set("Content-Type", ctype)
 	}
 	req.Header.Set("Accept", "application/json")
+	for k, v := range r.header {
+		req.Header[k] = v
+	}
 	if c.userAgent != "" {
 		req.Header.Set("User-Agent", c.userAgent)
 	}
