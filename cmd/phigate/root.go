@@ -57,6 +57,7 @@ Client commands talk to the admin API configured by the environment:
 		a.introspectCmd(),
 		a.auditCmd(),
 		a.secretCmd(), a.keysCmd(),
+		a.agentCmd(),
 	)
 	return root
 }

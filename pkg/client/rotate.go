@@ -81,8 +81,9 @@ func apiCode(err error, status int, code string) bool {
 
 // ErrRotationEnded is wrapped by the error RotatingSource.Run returns when
 // the token can no longer be rotated: it was refused (revoked, suspended,
-// past its lifetime, its issuer revoked) or its secret stopped working.
-// A person must issue a new token.
+// past its lifetime, its issuer revoked), its secret stopped working, or
+// the server failed its pin or CA check (a *PinMismatchError or
+// *UntrustedCertificateError, in the chain). A person must act.
 var ErrRotationEnded = errors.New("phigate: the token can no longer be rotated")
 
 // ErrTokenExpired is returned by RotatingSource.Token once the current
@@ -292,7 +293,7 @@ func (s *RotatingSource) end(err error) error {
 		s.mu.Lock()
 		s.st.Status, s.st.LastError, s.ended = "ended", err.Error(), true
 		s.mu.Unlock()
-		s.log.Error("token rotation ended: a person must issue a new token", "token_id", s.State().TokenID, "err", err)
+		s.log.Error("token rotation stopped: a person must act", "token_id", s.State().TokenID, "err", err)
 	}
 	return err
 }
@@ -499,8 +500,13 @@ func (s *RotatingSource) backoff(attempt int) time.Duration {
 
 // permanent reports whether no retry can change err: the server refused
 // the token or the rotation itself (4xx other than 408, 409
-// already_rotated and 429).
+// already_rotated and 429), or the server is not the one pinned.
 func permanent(err error) bool {
+	var pe *PinMismatchError
+	var ue *UntrustedCertificateError
+	if errors.As(err, &pe) || errors.As(err, &ue) {
+		return true // a mismatch fails hard
+	}
 	var ae *APIError
 	if !errors.As(err, &ae) {
 		return false
