@@ -41,3 +41,27 @@ func TestCLIRefusesTheRightNameWithAnotherKeyAndFollowsTheBackupPin(t *testing.T
 		}
 	}
 }
+
+func TestAgentCommandLineMistakesAreUsageErrors(t *testing.T) {
+	env := map[string]string{"PHIGATE_PIN": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}
+	for name, c := range map[string]struct {
+		args []string
+		want string
+	}{
+		"no sink":          {[]string{"agent", "--token-file", "t"}, "--sink"},
+		"unknown flag":     {[]string{"agent", "--bogus"}, "bogus"},
+		"argument":         {[]string{"agent", "--token-file", "t", "--sink", "s", "extra"}, "no arguments"},
+		"config and flags": {[]string{"agent", "--config", "c.yaml", "--sink", "s"}, "exclusive"},
+		"remote health":    {[]string{"agent", "--token-file", "t", "--sink", "s", "--health", "0.0.0.0:8479"}, "loopback"},
+		"no pin":           {[]string{"agent", "--token-file", "t", "--sink", "s"}, "PHIGATE_PIN"},
+	} {
+		e := env
+		if name == "no pin" {
+			e = map[string]string{}
+		}
+		r := runCLI(t, e, "", c.args...)
+		if r.code != exitUsage || !strings.Contains(r.stderr, c.want) {
+			t.Errorf("%s: exit %d, stderr %q, want 2 and %q", name, r.code, r.stderr, c.want)
+		}
+	}
+}
