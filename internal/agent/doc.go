@@ -63,5 +63,14 @@
 //	    exec: ["/usr/bin/systemctl", "reload", "billing"]
 //
 // Unknown keys are errors; files may not be shared between tokens; at most
-// MaxTokens tokens and MaxConfigSize bytes.
+// MaxTokens tokens and MaxConfigSize bytes. Addr, pins and CA file default
+// to PHIGATE_ADDR, PHIGATE_PIN and PHIGATE_CACERT.
+//
+// # The command
+//
+// Main is the command itself (flags, environment, logging), so that
+// `phigate agent` and cmd/phigate-agent, the same command built without the
+// server, cannot drift. The steady state of the lean binary stays under
+// 10 MiB resident; the full phigate binary's own start-up keeps more of
+// its text resident (see bench/README.md).
 package agent

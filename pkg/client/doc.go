@@ -55,6 +55,34 @@
 // error, the offending field. Requests time out after DefaultTimeout
 // (WithTimeout) and answers are read up to 4 MiB.
 //
+// # Rotation
+//
+// A token's TTL is its rotation period. A RotatingSource keeps a token
+// fresh without an agent: it is a TokenSource (give it to WithTokenSource,
+// or call Token for the Authorization header of your own requests) whose
+// Run rotates the token itself (POST /v1/tokens/self/rotate) at about two
+// thirds of the period, with jitter:
+//
+//	src, err := client.NewRotatingSource(addr, secret, client.RotatingOptions{}, client.WithPins(pins...))
+//	go src.Run(ctx)
+//	tok, err := src.Token(ctx)
+//
+// Each rotation attempt draws one random Idempotency-Key (kept in memory
+// only) and sends it, with the secret being rotated, on every retry of
+// that attempt (RotateSelfIdempotent), so that an answer lost to the
+// network yields the same new secret instead of burning the chain; 409
+// already_rotated is retried with the same key, and no rotation ever starts
+// from a superseded secret. Failures are retried with exponential backoff
+// until the secret expires; refusals no retry can change (401, 403,
+// lifetime_ended, issuer_revoked, a pin mismatch) end Run with an error
+// wrapping ErrRotationEnded. OnUpdate is told every new secret, to persist
+// it (phigate agent writes it to files); State reports the source's state
+// without the secret. The clock, the sleep and the randomness are options.
+//
+// Pins may be several (WithPins, or PHIGATE_PIN "current,backup"): a
+// server presenting any of them is accepted, so that a certificate
+// rollover to the backup key needs no client change.
+//
 // # Secrets
 //
 // The SDK sends the bearer token only in the Authorization header of API

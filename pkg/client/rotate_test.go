@@ -173,7 +173,12 @@ func newSource(t *testing.T, rs *rotationServer, clock *testclock.Clock, secret 
 	t.Helper()
 	src, err := client.NewRotatingSource(rs.URL, secret, client.RotatingOptions{
 		Now: clock.Now, Sleep: fakeSleep(clock),
-		OnUpdate: func(_ context.Context, u client.Update) { updates <- u },
+		OnUpdate: func(ctx context.Context, u client.Update) {
+			select { // the source may run ahead of the test until it cancels
+			case updates <- u:
+			case <-ctx.Done():
+			}
+		},
 	}, client.WithPins(pinOf(rs.Server)))
 	if err != nil {
 		t.Fatal(err)
@@ -271,7 +276,7 @@ func TestRotationHappensAtAboutTwoThirdsOfThePeriod(t *testing.T) {
 	if len(spread) < 5 {
 		t.Errorf("rotations are not jittered: %v", spread)
 	}
-	if st := src.State(); st.Period != ttl || st.Rotations != 20 || st.Status != "ok" {
+	if st := src.State(); st.Period != ttl || st.Rotations < 20 || st.Status != "ok" {
 		t.Errorf("state %+v", st)
 	}
 }
