@@ -1,10 +1,12 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -38,12 +40,36 @@ type fakeAuthority struct {
 	current string
 	updated time.Time
 	secrets []string
+	// down answers 503 to everything; loseNext rotates but answers 503,
+	// as if the answer was lost. answered replays an answer per key.
+	down     bool
+	loseNext int
+	keys     []string
+	answered map[string][]byte
 }
 
 func (f *fakeAuthority) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	w.Header().Set("Content-Type", "application/json")
+	if f.down {
+		w.WriteHeader(503)
+		w.Write([]byte(`{"error":{"code":"unavailable","message":"down"}}`))
+		return
+	}
+	key := r.Header.Get(client.HeaderIdempotencyKey)
+	if r.URL.Path == "/v1/tokens/self/rotate" {
+		f.keys = append(f.keys, key)
+		if b, ok := f.answered[r.Header.Get("Authorization")+" "+key]; ok {
+			if f.loseNext > 0 {
+				f.loseNext--
+				w.WriteHeader(503)
+				return
+			}
+			w.Write(b)
+			return
+		}
+	}
 	if r.Header.Get("Authorization") != "Bearer "+f.current {
 		w.WriteHeader(401)
 		w.Write([]byte(`{"error":{"code":"invalid_token","message":"no"}}`))
@@ -55,7 +81,20 @@ func (f *fakeAuthority) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.secrets = append(f.secrets, f.current)
 	}
 	v := client.Token{ID: "tok_1", Status: "active", CreatedAt: f.updated, UpdatedAt: f.updated, ExpiresAt: f.updated.Add(time.Hour)}
-	json.NewEncoder(w).Encode(client.IssuedToken{Token: v, Secret: f.current, PreviousNotAfter: &now})
+	b, _ := json.Marshal(client.IssuedToken{Token: v, Secret: f.current, PreviousNotAfter: &now})
+	if r.URL.Path == "/v1/tokens/self/rotate" {
+		if f.answered == nil {
+			f.answered = map[string][]byte{}
+		}
+		f.answered[r.Header.Get("Authorization")+" "+key] = b
+		if f.loseNext > 0 {
+			f.loseNext--
+			w.WriteHeader(503)
+			w.Write([]byte(`{"error":{"code":"unavailable","message":"answer lost"}}`))
+			return
+		}
+	}
+	w.Write(b)
 }
 
 func (f *fakeAuthority) secret() string {
@@ -65,10 +104,12 @@ func (f *fakeAuthority) secret() string {
 }
 
 type fixture struct {
-	clock *testclock.Clock
-	auth  *fakeAuthority
-	dir   string
-	cfg   *Config
+	clock  *testclock.Clock
+	auth   *fakeAuthority
+	dir    string
+	cfg    *Config
+	getenv func(string) string
+	logger *slog.Logger
 }
 
 func newFixture(t *testing.T, srv func(http.Handler) *httptest.Server, pins ...string) *fixture {
@@ -80,7 +121,7 @@ func newFixture(t *testing.T, srv func(http.Handler) *httptest.Server, pins ...s
 	if err := os.WriteFile(tf, []byte(fa.current+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{clock: clock, auth: fa, dir: dir, cfg: &Config{Addr: s.URL, Pins: pins,
+	return &fixture{clock: clock, auth: fa, dir: dir, getenv: func(string) string { return "" }, cfg: &Config{Addr: s.URL, Pins: pins,
 		Tokens: []Token{{TokenFile: tf, Sink: filepath.Join(dir, "sink")}}}}
 }
 
@@ -100,7 +141,7 @@ func (f *fixture) run(t *testing.T, until func() bool) (*Agent, error) {
 		f.clock.Add(d)
 		return nil
 	}
-	a, err := New(f.cfg, Options{Now: f.clock.Now, Sleep: sleep, Getenv: func(string) string { return "" }})
+	a, err := New(f.cfg, Options{Now: f.clock.Now, Sleep: sleep, Getenv: f.getenv, Logger: f.logger})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,6 +272,92 @@ func TestHealthEndpointAnswersJSONAndOnlyGET(t *testing.T) {
 		var v map[string]any
 		if w.Code != c.code || json.Unmarshal(w.Body.Bytes(), &v) != nil {
 			t.Errorf("%s %s: %d %s", c.method, c.path, w.Code, w.Body)
+		}
+	}
+}
+
+func pinnedFixture(t *testing.T) *fixture {
+	ca := tlstest.NewCA(t)
+	var srv *tlstest.Server
+	f := newFixture(t, func(h http.Handler) *httptest.Server { srv = ca.Serve(t, h); return srv.Server })
+	f.cfg.Pins = []string{srv.Pin}
+	return f
+}
+
+func (f *fixture) rotations() int {
+	f.auth.mu.Lock()
+	defer f.auth.mu.Unlock()
+	return len(f.auth.secrets)
+}
+
+// The agent sends one key on every retry of a rotation whose answer was
+// lost, and takes the secret the replayed answer carries.
+func TestAgentRetriesALostRotationWithTheSameKey(t *testing.T) {
+	f := pinnedFixture(t)
+	f.auth.loseNext = 2
+	if _, err := f.run(t, func() bool { return f.rotations() >= 1 && fileHolds(f.cfg.Tokens[0].Sink, f.auth.secret()) }); err != nil {
+		t.Fatal(err)
+	}
+	f.auth.mu.Lock()
+	defer f.auth.mu.Unlock()
+	if len(f.auth.keys) < 3 || f.auth.keys[0] != f.auth.keys[1] || f.auth.keys[1] != f.auth.keys[2] || len(f.auth.secrets) != 1 {
+		t.Fatalf("keys %q for %d rotations: want one key for the attempt and its two retries", f.auth.keys, len(f.auth.secrets))
+	}
+}
+
+// A restarted agent starts from the newest secret: the token file's (or,
+// with token_env, the state file's), never the superseded one.
+func TestRestartedAgentContinuesFromTheNewestSecret(t *testing.T) {
+	for _, env := range []bool{false, true} {
+		f := pinnedFixture(t)
+		first := f.auth.secret()
+		tk := &f.cfg.Tokens[0]
+		if env {
+			tk.TokenFile, tk.TokenEnv, tk.State = "", "APP_TOKEN", filepath.Join(f.dir, "state")
+			f.getenv = func(k string) string { return map[string]string{"APP_TOKEN": first}[k] }
+		}
+		if _, err := f.run(t, func() bool { return f.rotations() >= 2 }); err != nil {
+			t.Fatal(err)
+		}
+		newest := f.auth.secret()
+		a, err := New(f.cfg, Options{Now: f.clock.Now, Getenv: f.getenv})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.tokens[0].start != newest || newest == first {
+			t.Errorf("env=%t: the restarted agent starts from an older secret", env)
+		}
+	}
+}
+
+// While the server is down the agent retries, and once the token is in the
+// last sixth of its period it says so at error level; no log line holds a
+// secret.
+func TestOutageIsRetriedAndWarnedAboutLoudlyWithoutSecrets(t *testing.T) {
+	f := pinnedFixture(t)
+	var logs bytes.Buffer
+	f.logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	_, err := f.run(t, func() bool {
+		if f.rotations() >= 1 {
+			f.auth.mu.Lock()
+			f.auth.down = true
+			f.auth.mu.Unlock()
+		}
+		return false
+	})
+	if !errors.Is(err, client.ErrRotationEnded) {
+		t.Fatalf("Run = %v, want the chain to end when the token expires", err)
+	}
+	out := logs.String()
+	if !strings.Contains(out, "level=ERROR") || !strings.Contains(out, "TOKEN ABOUT TO STOP WORKING") {
+		t.Errorf("no loud warning before the token expired:\n%s", out)
+	}
+	if strings.Count(out, "rotation attempt failed; retrying") < 3 {
+		t.Errorf("the outage was not retried:\n%s", out)
+	}
+	for _, s := range append(f.auth.secrets, f.auth.current) {
+		if strings.Contains(out, s) {
+			t.Fatal("a secret is in the log")
 		}
 	}
 }
