@@ -18,9 +18,9 @@ addr=$(sed -n 's/.*admin API: *https:\/\/\([^ ]*\).*/\1/p' "$work/server.out" | 
 pin=$(sed -n 's/.*SPKI pin: *\([^ ]*\).*/\1/p' "$work/server.out" | head -1)
 adm=$(sed -n 's/^ *\(phi_[0-9A-Za-z]*\) *$/\1/p' "$work/server.out" | head -1)
 export PHIGATE_ADDR=https://$addr PHIGATE_PIN=$pin
-PHIGATE_TOKEN=$adm "$bin" token create --subject bench --scope billing:read --ttl 6s --max-lifetime 1h --json |
+PHIGATE_TOKEN=$adm "$bin" token create --subject bench --scope billing:read --ttl 6s --grace 3s --json |
 	sed -n 's/.*"token": *"\(phi_[^"]*\)".*/\1/p' >"$work/token"
-$agent --token-file "$work/token" --sink "$work/sink" --grace 3s --ttl 6s --health 127.0.0.1:0 -v 2>"$work/agent.err" &
+$agent --token-file "$work/token" --sink "$work/sink" --health 127.0.0.1:0 -v 2>"$work/agent.err" &
 apid=$!
 sleep 10
 ticks=$(getconf CLK_TCK)

@@ -137,14 +137,14 @@ func TestAgentKeepsTheApplicationsTokenValidAcrossRotationsAndServerRestarts(t *
 	s := startDev(t, dir)
 	var it client.IssuedToken
 	s.mustJSON(t, s.adm, &it, "token", "create", "--subject", "svc:lab", "--kind", "service", "--scope", "billing:read",
-		"--ttl", period.String(), "--max-lifetime", "1h")
+		"--ttl", period.String(), "--grace", grace.String())
 	work := t.TempDir()
 	tokenFile, sink := filepath.Join(work, "token"), filepath.Join(work, "sink")
 	if err := os.WriteFile(tokenFile, []byte(it.Secret+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	env := append(os.Environ(), "PHIGATE_ADDR=https://"+s.addr, "PHIGATE_PIN="+s.pin, "PHIGATE_TOKEN=")
-	ag := startAgent(t, env, "--token-file", tokenFile, "--sink", sink, "--grace", grace.String(), "--ttl", period.String())
+	ag := startAgent(t, env, "--token-file", tokenFile, "--sink", sink)
 
 	// the application: reads the sink, then calls the API with it
 	hc := pinnedHTTP(s.pin)

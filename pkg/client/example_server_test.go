@@ -2,7 +2,10 @@ package client_test
 
 import (
 	"context"
+	"crypto/aes"
+	"crypto/cipher"
 	"crypto/rand"
+	"errors"
 	"net/http/httptest"
 	"os"
 	"time"
@@ -31,7 +34,7 @@ func exampleServer() (addr, pin, admin string, stop func()) {
 	key := make([]byte, 32)
 	rand.Read(key)
 	h, _ := token.NewHasherKey(1, key)
-	a := authority.New(st, h, authority.Config{})
+	a := authority.New(st, h, authority.Config{ReplaySealer: newExampleSealer()})
 	admin, _, err = a.Bootstrap(ctx, "root", time.Hour, 0)
 	if err != nil {
 		panic(err)
@@ -42,4 +45,31 @@ func exampleServer() (addr, pin, admin string, stop func()) {
 		st.Close()
 		os.RemoveAll(dir)
 	}
+}
+
+// exampleSealer keeps idempotent rotations' answers sealed with AES-GCM
+// under a key of its own, bound to the token id and the field (as the
+// server does with the vault's data key).
+type exampleSealer struct{ aead cipher.AEAD }
+
+func newExampleSealer() *exampleSealer {
+	key := make([]byte, 32)
+	rand.Read(key)
+	b, _ := aes.NewCipher(key)
+	g, _ := cipher.NewGCM(b)
+	return &exampleSealer{g}
+}
+
+func (s *exampleSealer) Seal(_ context.Context, tokenID, field string, plain []byte) ([]byte, error) {
+	nonce := make([]byte, s.aead.NonceSize())
+	rand.Read(nonce)
+	return s.aead.Seal(nonce, nonce, plain, []byte(tokenID+"\x00"+field)), nil
+}
+
+func (s *exampleSealer) Open(_ context.Context, tokenID, field string, sealed []byte) ([]byte, error) {
+	n := s.aead.NonceSize()
+	if len(sealed) < n {
+		return nil, errors.New("sealed value too short")
+	}
+	return s.aead.Open(nil, sealed[:n], sealed[n:], []byte(tokenID+"\x00"+field))
 }

@@ -50,21 +50,20 @@ func ExampleRotatingSource() {
 	adm, _ := client.New(addr, client.WithToken(admin), client.WithPins(pin))
 	issued, err := adm.CreateToken(ctx, client.CreateTokenRequest{
 		Subject: "svc:lab", Kind: "service", Scopes: []string{"billing:read"},
-		TTL: "3s", MaxLifetime: "1h",
+		TTL: "3s", Grace: "1s", // the TTL is the rotation period
 	})
 	if err != nil {
 		log.Fatal(err)
 	}
 
 	// The program rotates it from then on.
-	src, err := client.NewRotatingSource(addr, issued.Secret,
-		client.RotatingOptions{Grace: time.Second, TTL: 3 * time.Second}, client.WithPins(pin))
+	src, err := client.NewRotatingSource(addr, issued.Secret, client.RotatingOptions{}, client.WithPins(pin))
 	if err != nil {
 		log.Fatal(err)
 	}
 	go src.Run(ctx)
 
-	for src.State().Rotations == 0 {
+	for src.State().Rotations == 0 && src.State().Status != "ended" {
 		time.Sleep(100 * time.Millisecond)
 	}
 	secret, _ := src.Token(ctx) // what goes in "Authorization: Bearer"

@@ -304,17 +304,21 @@ func (s *RotatingSource) start(ctx context.Context) error {
 		t, err := s.c.Self(ctx)
 		if err == nil {
 			now := s.opts.Now()
-			last := t.UpdatedAt
-			if last.IsZero() || last.Before(t.CreatedAt) {
-				last = t.CreatedAt
-			}
+			period := periodOf(t)
 			s.mu.Lock()
-			s.st.TokenID, s.st.ExpiresAt = t.ID, t.ExpiresAt
-			s.st.Period = t.ExpiresAt.Sub(last)
+			s.st.TokenID, s.st.ExpiresAt, s.st.Period = t.ID, t.ExpiresAt, period
 			s.st.Status, s.st.Failures, s.st.LastError = "ok", 0, ""
-			s.schedule(last)
+			if t.RotatedAt != nil {
+				s.st.LastRotation = *t.RotatedAt
+			}
+			s.schedule(t.ExpiresAt.Add(-period))
 			sec := s.secret
 			s.mu.Unlock()
+			if g, _ := time.ParseDuration(t.Grace); g <= 0 && s.opts.Grace <= 0 {
+				s.log.Warn("the token has no grace period: its previous secret stops at each rotation, so a reader of the old one "+
+					"sees 401 until it reloads, and a rotation whose answer is lost cannot be retried (set one with phigate token update --grace)",
+					"token_id", t.ID)
+			}
 			if !now.Before(t.ExpiresAt) {
 				return fmt.Errorf("%w: the token expired at %s", ErrRotationEnded, t.ExpiresAt.UTC().Format(time.RFC3339))
 			}
@@ -335,6 +339,22 @@ func (s *RotatingSource) start(ctx context.Context) error {
 			return err
 		}
 	}
+}
+
+// periodOf is a token's rotation period: its ttl, or (from a server that
+// does not say) its expiry minus its last rotation or change.
+func periodOf(t *Token) time.Duration {
+	if d, err := time.ParseDuration(t.TTL); err == nil && d > 0 {
+		return d
+	}
+	last := t.UpdatedAt
+	if t.RotatedAt != nil {
+		last = *t.RotatedAt
+	}
+	if last.IsZero() || last.Before(t.CreatedAt) {
+		last = t.CreatedAt
+	}
+	return t.ExpiresAt.Sub(last)
 }
 
 // schedule sets NextRotation from the last rotation; s.mu is held.
@@ -393,7 +413,12 @@ func (s *RotatingSource) rotate(ctx context.Context) error {
 	alreadyRotated := false
 	for attempt := 0; ; attempt++ {
 		at := s.opts.Now()
-		it, err := s.c.RotateSelfIdempotent(ctx, key, req)
+		var it *IssuedToken
+		if key != "" {
+			it, err = s.c.RotateSelfIdempotent(ctx, key, req)
+		} else {
+			it, err = s.c.RotateSelf(ctx, req)
+		}
 		if err == nil {
 			s.applied(ctx, it, at)
 			return nil
@@ -402,6 +427,14 @@ func (s *RotatingSource) rotate(ctx context.Context) error {
 			return ctx.Err()
 		}
 		switch {
+		case key != "" && apiCode(err, http.StatusServiceUnavailable, "idempotency_unavailable"):
+			// The server keeps no answers to replay: it refused before
+			// rotating. Rotating without a key is better than letting the
+			// token expire, but a lost answer will then end the chain.
+			s.log.Warn("the server cannot replay rotations (idempotency_unavailable): rotating without an Idempotency-Key",
+				"token_id", s.State().TokenID)
+			key = ""
+			continue
 		case IsAlreadyRotated(err):
 			// The rotation happened (an earlier attempt's answer was lost,
 			// or another process holds this secret): only this key can get
@@ -438,7 +471,7 @@ func (s *RotatingSource) applied(ctx context.Context, it *IssuedToken, at time.T
 	s.mu.Lock()
 	s.secret = it.Secret
 	s.st.TokenID, s.st.ExpiresAt = it.ID, it.ExpiresAt
-	if p := it.ExpiresAt.Sub(at); p > 0 {
+	if p := periodOf(&it.Token); p > 0 {
 		s.st.Period = p
 	}
 	s.st.LastRotation = now

@@ -63,7 +63,8 @@ func newRotationServer(t *testing.T, clock *testclock.Clock, ttl time.Duration) 
 }
 
 func (rs *rotationServer) view() client.Token {
-	return client.Token{ID: "tok_1", Subject: "svc", Status: "active", CreatedAt: rs.updated, UpdatedAt: rs.updated, ExpiresAt: rs.exp}
+	return client.Token{ID: "tok_1", Subject: "svc", Status: "active", CreatedAt: rs.updated, UpdatedAt: rs.updated, ExpiresAt: rs.exp,
+		TTL: rs.ttl.String(), Grace: "1m"}
 }
 
 func (rs *rotationServer) serve(w http.ResponseWriter, r *http.Request) {
@@ -99,6 +100,12 @@ func (rs *rotationServer) serve(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(409)
 		io.WriteString(w, `{"error":{"code":"already_rotated","message":"this secret was rotated"}}`)
 		return
+	case "idempotency_unavailable":
+		if key != "" {
+			w.WriteHeader(503)
+			io.WriteString(w, `{"error":{"code":"idempotency_unavailable","message":"no replays here"}}`)
+			return
+		}
 	case "lifetime_ended":
 		w.WriteHeader(409)
 		io.WriteString(w, `{"error":{"code":"lifetime_ended","message":"past not_after"}}`)
@@ -367,5 +374,23 @@ func TestIdempotencyKeyIsChecked(t *testing.T) {
 	f.answer(200, `{"id":"tok_1","token":"x"}`, nil)
 	if _, err := c.RotateSelfIdempotent(context.Background(), k, client.RotateRequest{}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A server that cannot replay rotations refuses the key before rotating;
+// the attempt goes on without one rather than letting the token expire.
+func TestRotationWithoutReplaysOnTheServerGoesOnWithoutAKey(t *testing.T) {
+	clock := testclock.New()
+	rs := newRotationServer(t, clock, time.Hour)
+	rs.script = []string{"idempotency_unavailable", "idempotency_unavailable"}
+	updates := make(chan client.Update, 16)
+	src := newSource(t, rs, clock, rs.secret(), updates)
+	got, err := runUntil(t, src, updates, func(u []client.Update) bool { return len(u) == 2 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := rs.rotateCalls()
+	if calls[0].key == "" || calls[1].key != "" || !got[1].Rotated {
+		t.Fatalf("calls %+v", calls)
 	}
 }
