@@ -419,6 +419,9 @@ func (s *RotatingSource) rotate(ctx context.Context) error {
 		} else {
 			it, err = s.c.RotateSelf(ctx, req)
 		}
+		if err == nil && checkToken(it.Secret) != nil {
+			err = errors.New("phigate: the rotation's answer carries no usable secret")
+		}
 		if err == nil {
 			s.applied(ctx, it, at)
 			return nil
