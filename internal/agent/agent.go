@@ -200,14 +200,19 @@ func (a *Agent) persist(ctx context.Context, m *managed, u client.Update) {
 		if err == nil {
 			break
 		}
-		a.log.Error("cannot write the new token: retrying (the application keeps the previous one meanwhile)", "token", t.Name, "err", err)
+		if u.Rotated {
+			a.log.Error("CANNOT WRITE THE NEW TOKEN: retrying; the application keeps the previous secret, which stops working at the end of its grace period",
+				"token", t.Name, "previous_not_after", u.PreviousNotAfter, "err", err)
+		} else {
+			a.log.Error("cannot write the token: retrying", "token", t.Name, "err", err)
+		}
 		if serr := a.sleep(ctx, wait); serr != nil {
 			return
 		}
 	}
 	a.log.Info("token written", "token", t.Name, "sink", t.Sink, "rotated", u.Rotated)
 	if u.Rotated {
-		a.hooks(ctx, m)
+		a.hooks(ctx, m, u)
 	}
 }
 
@@ -226,7 +231,7 @@ func (a *Agent) sleep(ctx context.Context, d time.Duration) error {
 }
 
 // hooks tells the application that its token changed.
-func (a *Agent) hooks(ctx context.Context, m *managed) {
+func (a *Agent) hooks(ctx context.Context, m *managed, u client.Update) {
 	t := m.t
 	var errs []error
 	if t.PIDFile != "" {
@@ -248,7 +253,8 @@ func (a *Agent) hooks(ctx context.Context, m *managed) {
 	}
 	m.mu.Unlock()
 	if err != nil {
-		a.log.Error("rotation hook failed: the application may keep using the previous secret until its grace period ends", "token", t.Name, "err", err)
+		a.log.Error("ROTATION HOOK FAILED: the application may keep using the previous secret, which stops working at the end of its grace period",
+			"token", t.Name, "previous_not_after", u.PreviousNotAfter, "err", err)
 	}
 }
 

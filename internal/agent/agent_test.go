@@ -361,3 +361,22 @@ func TestOutageIsRetriedAndWarnedAboutLoudlyWithoutSecrets(t *testing.T) {
 		}
 	}
 }
+
+// A hook that fails is reported at error level with the moment the
+// previous secret stops working.
+func TestFailingHookIsReportedWithTheGraceDeadline(t *testing.T) {
+	f := pinnedFixture(t)
+	var logs bytes.Buffer
+	f.logger = slog.New(slog.NewTextHandler(&logs, nil))
+	f.cfg.Tokens[0].Exec = []string{"/bin/false"}
+	a, err := f.run(t, func() bool { return f.rotations() >= 1 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out := logs.String(); !strings.Contains(out, "ROTATION HOOK FAILED") || !strings.Contains(out, "previous_not_after=") {
+		t.Errorf("log:\n%s", out)
+	}
+	if h := a.Health(); h.Tokens[0].HookError == "" {
+		t.Error("the health report does not show the hook failure")
+	}
+}
