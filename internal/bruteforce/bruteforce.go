@@ -18,9 +18,11 @@
 // is not tracked (it is refused later, if it keeps failing, once room is
 // made). Memory is therefore O(MaxSources) whatever the number of sources.
 //
-// Guard reads the time only from the clock it is given. It is the first
-// detector of the monitoring to come: its interface is Check before a
-// credential is verified and Fail after one was refused.
+// Guard reads the time only from the clock it is given. It is the
+// brute-force detector of internal/monitor, which builds its Guard from
+// monitor.Config.BruteForce and raises an alert when FailBlocking reports
+// the failure that blocked a source; its interface is Check before a
+// credential is verified and Fail (or FailBlocking) after one was refused.
 package bruteforce
 
 import (
@@ -158,6 +160,14 @@ func (g *Guard) verdict(s *source, now time.Time) Verdict {
 // Fail counts a refused credential of a and returns the verdict for its
 // next attempt.
 func (g *Guard) Fail(a netip.Addr) Verdict {
+	v, _ := g.FailBlocking(a)
+	return v
+}
+
+// FailBlocking is Fail that also reports whether this failure is the one
+// that blocked the source (once per cooling-off), so that the block is
+// alerted on once.
+func (g *Guard) FailBlocking(a netip.Addr) (Verdict, bool) {
 	now := g.now()
 	k := key(a)
 	g.mu.Lock()
@@ -165,7 +175,7 @@ func (g *Guard) Fail(a netip.Addr) Verdict {
 	s := g.sources[k]
 	if s == nil {
 		if len(g.sources) >= g.cfg.MaxSources && !g.makeRoom(now) {
-			return Verdict{}
+			return Verdict{}, false
 		}
 		s = &source{start: now}
 		g.sources[k] = s
@@ -175,12 +185,14 @@ func (g *Guard) Fail(a netip.Addr) Verdict {
 		s.start, s.failures = now, 0
 	}
 	s.failures++
+	blocked := false
 	if s.failures >= g.cfg.BlockAfter && !now.Before(s.until) {
 		s.until = now.Add(g.cfg.CoolOff)
 		// a new window after the cooling-off: the count starts again
 		s.start, s.failures = s.until, 0
+		blocked = true
 	}
-	return g.verdict(s, now)
+	return g.verdict(s, now), blocked
 }
 
 // makeRoom frees one entry of the full table and reports whether it did:
