@@ -156,7 +156,7 @@ type detector uint8
 
 const (
 	detNewNetwork detector = iota
-	detRateSpike // both windows: one cooldown
+	detRateSpike           // both windows: one cooldown
 	detOffHours
 	detProbing
 	detBruteForce
