@@ -68,7 +68,7 @@ func (s *memStore) Put(_ context.Context, k string, b []byte) error {
 }
 
 type fixture struct {
-	t   *testing.T
+	t   testing.TB
 	clk *testclock.Clock
 	rec *recorder
 	mon *Monitor
@@ -86,7 +86,7 @@ func testConfig() Config {
 	return c
 }
 
-func newFixture(t *testing.T, cfg Config) *fixture {
+func newFixture(t testing.TB, cfg Config) *fixture {
 	t.Helper()
 	fx := &fixture{t: t, clk: testclock.New(), rec: &recorder{}, st: &memStore{}}
 	fx.mon = fx.open(cfg)
