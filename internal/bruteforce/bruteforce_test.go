@@ -141,3 +141,26 @@ func BenchmarkCheck(b *testing.B) {
 		g.Check(a)
 	}
 }
+
+func TestOnlyTheFailureThatBlocksASourceSaysSo(t *testing.T) {
+	g, c := newGuard(t, small)
+	a := netip.MustParseAddr("192.0.2.9")
+	var blocks []int
+	for i := range 3 * small.BlockAfter {
+		if _, blocked := g.FailBlocking(a); blocked {
+			blocks = append(blocks, i+1)
+		}
+	}
+	if len(blocks) != 1 || blocks[0] != small.BlockAfter {
+		t.Fatalf("blocking failures %v, want only the %dth", blocks, small.BlockAfter)
+	}
+	// it kept failing through the cool-off: its first failure after it
+	// blocks it again, and says so once more
+	c.Add(small.CoolOff)
+	if _, blocked := g.FailBlocking(a); !blocked {
+		t.Fatal("the failure that blocks again after the cool-off does not say so")
+	}
+	if _, blocked := g.FailBlocking(a); blocked {
+		t.Fatal("a failure while blocked says it blocked")
+	}
+}
