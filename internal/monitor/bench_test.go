@@ -53,6 +53,24 @@ func BenchmarkCheckObserve(b *testing.B) {
 	}
 }
 
+// BenchmarkCheckObserveUnderAttack is the same with the brute-force
+// table holding 10,000 failing sources (its Check then takes its lock).
+func BenchmarkCheckObserveUnderAttack(b *testing.B) {
+	m, obs := warmed(b, 1000)
+	base := obs[len(obs)-1].Time.Add(time.Hour)
+	for i := range 10_000 {
+		m.Observe(&Observation{Time: base, Kind: AuthFailure, Source: netip.AddrFrom4([4]byte{172, 16, byte(i >> 8), byte(i)})})
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		o := &obs[i%len(obs)]
+		o.Time = base.Add(time.Duration(i) * 100 * time.Microsecond)
+		m.Check(o)
+		m.Observe(o)
+	}
+}
+
 func BenchmarkCheckObserveParallel(b *testing.B) {
 	m, obs := warmed(b, 1000)
 	base := obs[len(obs)-1].Time.Add(time.Hour)

@@ -547,3 +547,48 @@ func TestConfigOutOfRangeIsRefused(t *testing.T) {
 		t.Errorf("no clock: %v", err)
 	}
 }
+
+func TestConcurrentUseWhileRunningAndSnapshotting(t *testing.T) {
+	cfg := testConfig()
+	cfg.MaxTokens = 128
+	cfg.SnapshotEvery = time.Millisecond
+	fx := newFixture(t, cfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan struct{})
+	go func() { fx.mon.Run(ctx); close(ran) }()
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			base := fx.clk.Now()
+			for i := range 5000 {
+				o := &Observation{Time: base.Add(time.Duration(i) * time.Millisecond), Kind: Grant,
+					TokenID: fmt.Sprintf("tok-%d", (i*7+g)%300), Source: netip.AddrFrom4([4]byte{192, 0, 2, byte(i)}),
+					BreakGlass: i%500 == 0, AuditSeq: uint64(i)}
+				fx.mon.Check(o)
+				fx.mon.Observe(o)
+				if i%3 == 0 {
+					o.Kind, o.Reason = Deny, "insufficient_scope"
+					fx.mon.Observe(o)
+				}
+				if i%50 == 0 {
+					fx.mon.Observe(&Observation{Kind: AuthFailure, Source: o.Source})
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	cancel()
+	<-ran
+	if err := fx.mon.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := fx.mon.Stats().Tokens; n > cfg.MaxTokens+nShards {
+		t.Fatalf("%d tokens tracked", n)
+	}
+	m := fx.open(cfg)
+	if err := m.Restore(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
