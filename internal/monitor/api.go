@@ -299,9 +299,16 @@ type RateSpikeConfig struct {
 // OffHoursConfig: a token's normal hours are declared (TokenPolicy.Hours)
 // or learned during Learning (an hour is normal when the token was used
 // in it or in an adjacent hour); use outside them trips the detector.
+//
+// A token that is still learning is held to its subject's hours, learned
+// the same way from the grants of all the subject's tokens, once the
+// subject's own learning is over.
 type OffHoursConfig struct {
 	Mode     Mode          // default ModeAlert
 	Learning time.Duration // default 7 days
+	// MaxSubjects bounds the subjects whose hours are learned (default
+	// 100,000; 32 bytes each, allocated at New); 0: subjects learn nothing.
+	MaxSubjects int
 }
 
 // ProbingConfig: Denials denials of one token with a reason in Reasons

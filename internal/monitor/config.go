@@ -11,7 +11,7 @@ func DefaultConfig() Config {
 		Enabled: true, MaxTokens: 100_000, Queue: 4096, SnapshotEvery: time.Minute, Cooldown: 10 * time.Minute,
 		NewNetwork: NewNetworkConfig{Mode: ModeAlert, Learning: 7 * 24 * time.Hour, MaxPrefixes: 16},
 		RateSpike:  RateSpikeConfig{Mode: ModeAlert, K: 6, Floor1s: 20, Floor10s: 100, Alpha: 0.05},
-		OffHours:   OffHoursConfig{Mode: ModeAlert, Learning: 7 * 24 * time.Hour},
+		OffHours:   OffHoursConfig{Mode: ModeAlert, Learning: 7 * 24 * time.Hour, MaxSubjects: 100_000},
 		Probing: ProbingConfig{Mode: ModeAlert, Denials: 10, Window: 10 * time.Second,
 			Reasons: []string{"insufficient_scope", "compartment", "break_glass_denied", "invalid_purpose"}},
 		BruteForce: BruteForceConfig{Mode: ModeBlock, SlowAfter: 5, BlockAfter: 20, Window: time.Minute,
@@ -52,6 +52,8 @@ func (c *Config) validate() error {
 		return bad("off_hours.mode must be off, alert or block")
 	case c.OffHours.Learning <= 0:
 		return bad("off_hours.learning must be > 0")
+	case c.OffHours.MaxSubjects < 0:
+		return bad("off_hours.max_subjects must be >= 0")
 	case !okMode(c.Probing.Mode, false):
 		return bad("probing.mode must be off or alert")
 	case c.Probing.Denials <= 0 || c.Probing.Denials > maxDenials:

@@ -39,7 +39,8 @@
 //	off_hours    inline: a grant in an hour that is not normal:   alert, or block    medium (high
 //	             declared (policy), or learned while learning      (policy or          if blocked)
 //	             (an hour is normal when used, or next to one      config)
-//	             used)
+//	             used); a token still learning is held to its
+//	             subject's learned hours
 //	probing      windowed: 10 denials insufficient_scope,         alert + suspend    high
 //	             compartment, break_glass_denied or
 //	             invalid_purpose within 10 s
@@ -52,7 +53,10 @@
 //	break_glass  every break-glass grant                          alert              high
 //
 // Learning is per token and starts at its first observation; a token that
-// is forgotten (evicted, see State) learns again. A token seen from more
+// is forgotten (evicted, see State) learns again. Hours are learned per
+// subject too, from the grants of all its tokens during the subject's own
+// learning period, so that a subject's next token (a new session, a
+// replaced credential) is watched from its first use. A token seen from more
 // than 16 networks while learning is not watched by new_network. Rate
 // windows that were spikes are not learned from, nor are sharing windows
 // that tripped, so an attack does not raise the baseline it is compared
@@ -76,12 +80,14 @@
 // 24 hour bits, two EWMA windows, a ring of 32 denials, 32 distinct sources
 // per sharing window); the brute-force detector is internal/bruteforce's
 // Guard, which tracks at most BruteForce.MaxSources sources and never
-// evicts a blocked one to make room. Requests without a token (a flood of
-// invalid ones) never create token state.
+// evicts a blocked one to make room; the subjects' hours are a table of
+// OffHours.MaxSubjects slots of 32 bytes, allocated once, where a subject
+// takes the least recently used of its two slots. Requests without a token
+// (a flood of invalid ones) never create token state.
 //
 // Every Config.SnapshotEvery, and at Close, the learned baselines
 // (first use, networks, hours, rate means and variances, most distinct
-// sources) are written to the SnapshotStore under SnapshotKey; Restore,
+// sources; the subjects' hours) are written to the SnapshotStore under SnapshotKey; Restore,
 // called before serving, loads them, so that a restart does not open a
 // new learning period. The encoding (versioned, every count bounded) is
 // specified in snapshot.go; a malformed snapshot is refused whole

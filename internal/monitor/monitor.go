@@ -39,14 +39,15 @@ type Monitor struct {
 	store SnapshotStore
 	log   *slog.Logger
 
-	seed    maphash.Seed
-	shards  [nShards]shard
-	perCap  int
-	guard   *bruteforce.Guard
-	reasons []string // probing
-	queue   chan finding
-	dropped atomic.Uint64
-	raised  atomic.Uint64
+	seed     maphash.Seed
+	shards   [nShards]shard
+	perCap   int
+	guard    *bruteforce.Guard
+	subjects *subjectTable // nil: off
+	reasons  []string      // probing
+	queue    chan finding
+	dropped  atomic.Uint64
+	raised   atomic.Uint64
 }
 
 type shard struct {
@@ -73,7 +74,9 @@ type tokenState struct {
 	roaming  bool // more prefixes than MaxPrefixes while learning
 
 	// off hours: bit h = used in hour h (in the policy's zone) while learning
-	hours uint32
+	hours       uint32
+	subjectKey  uint64 // of subject; 0: none
+	subjectDone bool   // the subject's learning is over: stop telling it
 
 	// rate spike
 	r1, r10 rateWindow
@@ -202,6 +205,9 @@ func New(cfg Config, opts Options) (*Monitor, error) {
 	for i := range m.shards {
 		m.shards[i].m = make(map[string]*tokenState)
 	}
+	if cfg.OffHours.Mode != ModeOff {
+		m.subjects = newSubjectTable(cfg.OffHours.MaxSubjects)
+	}
 	if cfg.BruteForce.Mode != ModeOff {
 		b := cfg.BruteForce
 		g, err := bruteforce.New(bruteforce.Config{SlowAfter: b.SlowAfter, BlockAfter: b.BlockAfter, Window: b.Window,
@@ -246,9 +252,7 @@ func (m *Monitor) Check(o *Observation) Verdict {
 	defer sh.mu.Unlock()
 	st := sh.m[o.TokenID]
 	if st == nil {
-		if o.Policy == nil || (o.Policy.Networks == nil && o.Policy.Hours == 0) {
-			return Verdict{} // nothing learned, nothing declared
-		}
+		// its first use: held to what it declares, and to its subject's hours
 		st = m.track(sh, o, t)
 	}
 	sh.touch(st)
@@ -321,15 +325,22 @@ func (m *Monitor) checkNetwork(st *tokenState, o *Observation, t time.Time, f *f
 }
 
 // normalHours is the token's mask of normal hours and whether it is
-// declared; 0 when not known yet.
+// declared: declared, or learned by the token, or else learned by its
+// subject; 0 when not known yet.
 func (m *Monitor) normalHours(st *tokenState, t time.Time) (uint32, bool) {
 	if p := st.policy; p != nil && p.Hours != 0 {
 		return p.Hours, true
 	}
-	if m.learning(st, t, m.cfg.OffHours.Learning) || st.hours == 0 {
-		return 0, false
-	}
 	h := st.hours
+	if m.learning(st, t, m.cfg.OffHours.Learning) || h == 0 {
+		// the token is new: its subject's hours, if they are known
+		if m.subjects == nil || st.subjectKey == 0 {
+			return 0, false
+		}
+		if h, _ = m.subjects.hours(st.subjectKey, t, m.cfg.OffHours.Learning); h == 0 {
+			return 0, false
+		}
+	}
 	// an hour next to a learned one is normal too
 	const all = 1<<24 - 1
 	return (h | h<<1 | h>>1 | h<<23 | h>>23) & all, false
@@ -394,7 +405,7 @@ func (m *Monitor) Observe(o *Observation) {
 		st.policy = o.Policy
 	}
 	if o.Subject != "" && st.subject != o.Subject {
-		st.subject = o.Subject
+		st.subject, st.subjectKey, st.subjectDone = o.Subject, subjectKey(o.Subject), false
 	}
 	if o.AuditSeq != 0 {
 		st.seqs[st.nSeqs%nSeqs] = o.AuditSeq
@@ -440,6 +451,9 @@ func (m *Monitor) learn(st *tokenState, o *Observation, t time.Time) {
 	}
 	if m.learning(st, t, m.cfg.OffHours.Learning) {
 		st.hours |= 1 << st.hourOf(t)
+	}
+	if m.subjects != nil && st.subjectKey != 0 && !st.subjectDone {
+		st.subjectDone = m.subjects.learn(st.subjectKey, st.hourOf(t), t, m.cfg.OffHours.Learning)
 	}
 }
 
@@ -733,6 +747,9 @@ func (m *Monitor) track(sh *shard, o *Observation, t time.Time) *tokenState {
 		st = new(tokenState)
 	}
 	st.id, st.subject, st.policy, st.first = o.TokenID, o.Subject, o.Policy, t.UnixNano()
+	if o.Subject != "" {
+		st.subjectKey = subjectKey(o.Subject)
+	}
 	sh.m[st.id] = st
 	return st
 }

@@ -592,3 +592,66 @@ func TestConcurrentUseWhileRunningAndSnapshotting(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestANewTokenIsHeldToItsSubjectsHours(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		maxSubjects int
+		hour        int
+		wantAlert   bool
+	}{
+		{"at night", 100, 3, true},
+		{"in the subject's hours", 100, 11, false},
+		{"subjects off", 0, 3, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testConfig()
+			cfg.OffHours.MaxSubjects = tc.maxSubjects
+			fx := newFixture(t, cfg)
+			fx.learnDay("session-1", "192.0.2.1", nil) // subject subj-session-1
+			fx.wantAlerts()
+			day := fx.clk.Now().Truncate(24 * time.Hour)
+			fx.clk.Set(day.Add(time.Duration(tc.hour)*time.Hour + 5*time.Minute))
+			o := fx.obs(Grant, "session-2", "192.0.2.1")
+			o.Subject = "subj-session-1" // the same person's next token
+			fx.mon.Check(o)
+			fx.mon.Observe(o)
+			if !tc.wantAlert {
+				fx.wantAlerts()
+				return
+			}
+			if a := fx.wantAlerts(DetectorOffHours)[0]; a.TokenID != "session-2" || a.Subject != "subj-session-1" {
+				t.Fatalf("alert %+v", a)
+			}
+		})
+	}
+}
+
+func TestAStillLearningSubjectHoldsNoTokenToItsHours(t *testing.T) {
+	fx := newFixture(t, testConfig())
+	fx.use("a", "192.0.2.1", nil) // subject subj-a starts learning at noon
+	fx.clk.Add(2 * time.Hour)
+	o := fx.obs(Grant, "b", "192.0.2.1")
+	o.Subject = "subj-a"
+	fx.mon.Check(o)
+	fx.mon.Observe(o)
+	fx.wantAlerts()
+}
+
+func TestSubjectTableIsBoundedAndForgetsTheLeastRecentlyUsed(t *testing.T) {
+	tab := newSubjectTable(nShards * 2) // two slots a stripe
+	now := testclock.Start()
+	for i := range 10_000 {
+		tab.learn(subjectKey(fmt.Sprint("s", i)), 9, now.Add(time.Duration(i)), time.Hour)
+	}
+	n := 0
+	tab.each(func(subjectSlot) { n++ })
+	if n > nShards*2 {
+		t.Fatalf("%d subjects kept, bound %d", n, nShards*2)
+	}
+	// the last one learned is kept, and learns until its learning is over
+	tab.learn(subjectKey("s9999"), 10, now.Add(time.Hour), time.Hour)
+	if h, ok := tab.hours(subjectKey("s9999"), now.Add(2*time.Hour), time.Hour); !ok || h != 1<<9|1<<10 {
+		t.Fatalf("hours %b, learned %v", h, ok)
+	}
+}

@@ -28,6 +28,7 @@ type synthEvent struct {
 	at      time.Time
 	kind    Kind
 	token   string
+	subject string // "" : "s-" + token
 	src     netip.Addr
 	reason  string
 	bg      bool
@@ -175,7 +176,11 @@ func replay(t *testing.T, a *anomaly) ([]*Alert, []Verdict, []synthEvent) {
 			e := &evs[i]
 			fx.clk.Set(e.at)
 			fx.seq++
-			o := Observation{Time: e.at, Kind: e.kind, TokenID: e.token, Subject: "s-" + e.token, Source: e.src,
+			subj := e.subject
+			if subj == "" && e.token != "" {
+				subj = "s-" + e.token
+			}
+			o := Observation{Time: e.at, Kind: e.kind, TokenID: e.token, Subject: subj, Source: e.src,
 				Reason: e.reason, BreakGlass: e.bg, AuditSeq: fx.seq, Policy: e.policy}
 			if o.Kind == Grant {
 				if v := fx.mon.Check(&o); v.Block {
@@ -248,6 +253,12 @@ func TestEachAnomalyRaisesExactlyItsAlert(t *testing.T) {
 			events: func(d time.Time) []synthEvent {
 				return burst(3, time.Minute, d.Add(21*time.Hour+10*time.Minute), func(_ int, at time.Time) synthEvent {
 					return synthEvent{at: at, kind: Grant, token: "user-01", src: u(1)}
+				})
+			}},
+		{name: "off hours of a new token of a known subject", detector: DetectorOffHours, token: "user-06-next", source: "10.6.1.20",
+			events: func(d time.Time) []synthEvent {
+				return burst(2, time.Minute, d.Add(22*time.Hour), func(_ int, at time.Time) synthEvent {
+					return synthEvent{at: at, kind: Grant, token: "user-06-next", subject: "s-user-06", src: u(6)}
 				})
 			}},
 		{name: "probing", detector: DetectorProbing, token: "user-02", action: Suspended,

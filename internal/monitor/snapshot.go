@@ -31,6 +31,11 @@ var ErrSnapshot = errors.New("monitor: malformed snapshot")
 //	  uint32 hours              learned hours (bits 0..23)
 //	  4 × float64               1 s mean, variance; 10 s mean, variance
 //	  byte maxEver              most distinct sources in a sharing window
+//	uv m                        number of subjects (at most the table's size are kept)
+//	m times:
+//	  uint64 key                FNV-1a 64 of the subject, bit 0 set
+//	  int64 first, last         unix ns of its first grant, of its last use
+//	  uint32 hours              learned hours (bits 0..23)
 //
 // Windows in progress, denial bursts and cooldowns are not kept: after a
 // restart they start empty, the baselines they are compared with do not.
@@ -68,9 +73,14 @@ func (m *Monitor) Restore(ctx context.Context) error {
 	if blob == nil {
 		return nil
 	}
-	states, err := decodeSnapshot(blob, m.cfg.MaxTokens)
+	states, subjects, err := decodeSnapshot(blob, m.cfg.MaxTokens)
 	if err != nil {
 		return err
+	}
+	if m.subjects != nil {
+		for _, sl := range subjects {
+			m.subjects.put(sl)
+		}
 	}
 	for _, st := range states {
 		sh := m.shard(st.id)
@@ -103,10 +113,29 @@ func (m *Monitor) encode() []byte {
 		}
 		sh.mu.Unlock()
 	}
-	b := make([]byte, 0, len(snapshotMagic)+binary.MaxVarintLen64+len(body))
+	var subj []byte
+	ns := 0
+	if m.subjects != nil {
+		m.subjects.each(func(sl subjectSlot) {
+			subj = appendSubject(subj, sl)
+			ns++
+		})
+	}
+	b := make([]byte, 0, len(snapshotMagic)+2*binary.MaxVarintLen64+len(body)+len(subj))
 	b = append(b, snapshotMagic...)
 	b = binary.AppendUvarint(b, uint64(n))
-	return append(b, body...)
+	b = append(b, body...)
+	b = binary.AppendUvarint(b, uint64(ns))
+	return append(b, subj...)
+}
+
+const subjectSize = 8 + 8 + 8 + 4
+
+func appendSubject(b []byte, sl subjectSlot) []byte {
+	b = binary.LittleEndian.AppendUint64(b, sl.key)
+	b = binary.LittleEndian.AppendUint64(b, uint64(sl.first))
+	b = binary.LittleEndian.AppendUint64(b, uint64(sl.last))
+	return binary.LittleEndian.AppendUint32(b, sl.hours)
 }
 
 func appendState(b []byte, st *tokenState) []byte {
@@ -191,16 +220,17 @@ func (r *reader) f64() float64 {
 	return x
 }
 
-// decodeSnapshot parses a snapshot, keeping at most limit tokens.
-func decodeSnapshot(b []byte, limit int) ([]*tokenState, error) {
+// decodeSnapshot parses a snapshot, keeping at most limit tokens and
+// 100 × limit subjects.
+func decodeSnapshot(b []byte, limit int) ([]*tokenState, []subjectSlot, error) {
 	if len(b) < len(snapshotMagic) || string(b[:len(snapshotMagic)]) != snapshotMagic {
-		return nil, ErrSnapshot
+		return nil, nil, ErrSnapshot
 	}
 	r := &reader{b: b[len(snapshotMagic):]}
 	n := r.uv(math.MaxInt32)
 	// each token takes at least 27 bytes: no count larger than the blob
 	if r.err || n > uint64(len(r.b))/27 {
-		return nil, ErrSnapshot
+		return nil, nil, ErrSnapshot
 	}
 	states := make([]*tokenState, 0, min(int(n), limit))
 	seen := make(map[string]bool, min(int(n), limit))
@@ -215,7 +245,7 @@ func decodeSnapshot(b []byte, limit int) ([]*tokenState, error) {
 		st.roaming = flags&1 != 0
 		st.nPrefix = r.byte1()
 		if flags&^1 != 0 || st.nPrefix > maxPrefixes || st.id == "" {
-			return nil, ErrSnapshot
+			return nil, nil, ErrSnapshot
 		}
 		for i := range st.nPrefix {
 			p := &st.prefixes[i]
@@ -226,7 +256,7 @@ func decodeSnapshot(b []byte, limit int) ([]*tokenState, error) {
 			case 6:
 				copy(p.a[:8], r.n(8))
 			default:
-				return nil, ErrSnapshot
+				return nil, nil, ErrSnapshot
 			}
 		}
 		if b := r.n(4); b != nil {
@@ -235,15 +265,31 @@ func decodeSnapshot(b []byte, limit int) ([]*tokenState, error) {
 		st.r1.mean, st.r1.varnc, st.r10.mean, st.r10.varnc = r.f64(), r.f64(), r.f64(), r.f64()
 		st.maxEver = r.byte1()
 		if r.err || st.hours>>24 != 0 || st.maxEver > maxSources || seen[st.id] {
-			return nil, ErrSnapshot
+			return nil, nil, ErrSnapshot
+		}
+		if st.subject != "" {
+			st.subjectKey = subjectKey(st.subject)
 		}
 		seen[st.id] = true
 		if len(states) < limit {
 			states = append(states, st)
 		}
 	}
-	if len(r.b) != 0 {
-		return nil, ErrSnapshot
+	ns := r.uv(math.MaxInt32)
+	if r.err || ns > uint64(len(r.b))/subjectSize || uint64(len(r.b)) != ns*subjectSize {
+		return nil, nil, ErrSnapshot
 	}
-	return states, nil
+	subjects := make([]subjectSlot, 0, min(int(ns), 100*limit))
+	for range ns {
+		b := r.n(subjectSize)
+		sl := subjectSlot{key: binary.LittleEndian.Uint64(b), first: int64(binary.LittleEndian.Uint64(b[8:])),
+			last: int64(binary.LittleEndian.Uint64(b[16:])), hours: binary.LittleEndian.Uint32(b[24:])}
+		if sl.key&1 == 0 || sl.hours>>24 != 0 {
+			return nil, nil, ErrSnapshot
+		}
+		if len(subjects) < cap(subjects) {
+			subjects = append(subjects, sl)
+		}
+	}
+	return states, subjects, nil
 }

@@ -3,6 +3,7 @@ package monitor
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"testing"
 	"time"
@@ -35,6 +36,13 @@ func TestLearnedBaselinesSurviveARestart(t *testing.T) {
 	fx.wantAlerts()
 	fx.use("tok", "198.51.100.1", nil)
 	fx.wantAlerts(DetectorNewNetwork) // learning is over, not restarted
+	// the subject's hours too: its new token at night
+	fx.clk.Set(fx.clk.Now().Truncate(24 * time.Hour).Add(24*time.Hour + 3*time.Hour))
+	o := fx.obs(Grant, "tok-2", "192.0.2.10")
+	o.Subject = "subj-tok"
+	fx.mon.Check(o)
+	fx.mon.Observe(o)
+	fx.wantAlerts(DetectorOffHours)
 	sh := fx.mon.shard("svc")
 	sh.mu.Lock()
 	mean := sh.m["svc"].r1.mean
@@ -46,8 +54,8 @@ func TestLearnedBaselinesSurviveARestart(t *testing.T) {
 	// a snapshot round-trips byte for byte
 	a := fx.mon.encode()
 	m2 := fx.open(testConfig())
-	states, err := decodeSnapshot(a, 100)
-	if err != nil || len(states) != 3 {
+	states, _, err := decodeSnapshot(a, 100)
+	if err != nil || len(states) != 4 {
 		t.Fatalf("%d states, %v", len(states), err)
 	}
 	fx.st.Put(context.Background(), SnapshotKey, a)
@@ -72,7 +80,7 @@ func TestMalformedSnapshotIsRefusedAndNothingLoaded(t *testing.T) {
 			bad[i] = b
 			// a mutation may still be a valid snapshot (a byte of an id, a
 			// float): it must then decode into bounded states
-			states, err := decodeSnapshot(bad, 10)
+			states, _, err := decodeSnapshot(bad, 10)
 			if err != nil && !errors.Is(err, ErrSnapshot) {
 				t.Fatalf("byte %d: %v", i, err)
 			}
@@ -98,7 +106,7 @@ func TestSnapshotKeepsAtMostMaxTokens(t *testing.T) {
 	for _, id := range []string{"a", "b", "c", "d"} {
 		fx.use(id, "192.0.2.1", nil)
 	}
-	states, err := decodeSnapshot(fx.mon.encode(), 2)
+	states, _, err := decodeSnapshot(fx.mon.encode(), 2)
 	if err != nil || len(states) != 2 {
 		t.Fatalf("%d states, %v", len(states), err)
 	}
@@ -109,9 +117,9 @@ func FuzzDecodeSnapshot(f *testing.F) {
 	fx.learnDay("tok", "192.0.2.10", nil)
 	fx.learnDay("v6", "2001:db8::1", nil)
 	f.Add(fx.mon.encode())
-	f.Add([]byte("PGM1\x00"))
+	f.Add([]byte("PGM1\x00\x00"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		states, err := decodeSnapshot(b, 1000)
+		states, subjects, err := decodeSnapshot(b, 1000)
 		if err != nil {
 			if !errors.Is(err, ErrSnapshot) {
 				t.Fatal(err)
@@ -123,7 +131,11 @@ func FuzzDecodeSnapshot(f *testing.F) {
 		for _, st := range states {
 			out = appendState(out, st)
 		}
-		if len(states) < 1000 && !bytes.HasSuffix(b, out) {
+		out = binary.AppendUvarint(out, uint64(len(subjects)))
+		for _, sl := range subjects {
+			out = appendSubject(out, sl)
+		}
+		if len(states) < 1000 && len(subjects) < 100_000 && !bytes.HasSuffix(b, out) {
 			t.Fatalf("re-encoding differs")
 		}
 	})
