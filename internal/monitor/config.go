@@ -8,7 +8,7 @@ import (
 // DefaultConfig returns the documented defaults.
 func DefaultConfig() Config {
 	return Config{
-		Enabled: true, MaxTokens: 100_000, Queue: 4096, SnapshotEvery: time.Minute, Cooldown: 10 * time.Minute,
+		Enabled: true, MaxTokens: 100_000, Queue: 4096, SnapshotEvery: 5 * time.Minute, Cooldown: 10 * time.Minute,
 		NewNetwork: NewNetworkConfig{Mode: ModeAlert, Learning: 7 * 24 * time.Hour, MaxPrefixes: 16},
 		RateSpike:  RateSpikeConfig{Mode: ModeAlert, K: 6, Floor1s: 20, Floor10s: 100, Alpha: 0.05},
 		OffHours:   OffHoursConfig{Mode: ModeAlert, Learning: 7 * 24 * time.Hour, MaxSubjects: 100_000},

@@ -29,9 +29,10 @@
 // break-glass is never cooled down.
 //
 //	detector     when                                            does               severity
-//	new_network  inline: a grant from a /24 or /64 the token      alert, or block    medium (high
-//	             did not use while learning (7 days from its      (policy or          if blocked)
-//	             first use), or outside its declared networks      config)
+//	new_network  inline: a grant from a /24 or /64 the token      alert (once per    medium (high
+//	             did not use while learning (7 days from its      network), or        if blocked)
+//	             first use), or outside its declared networks      block (policy
+//	                                                              or config)
 //	rate_spike   windowed: requests of the token in a 1 s or      alert + suspend    high
 //	             10 s window above its EWMA mean + K·deviation
 //	             (K 6; deviation at least √mean and 1) and above

@@ -265,7 +265,11 @@ func (m *Monitor) Check(o *Observation) Verdict {
 		if block {
 			v = Verdict{Block: true, Reason: ReasonNewNetwork}
 		}
-		m.emit(st, &f, t)
+		if m.emit(st, &f, t) && !block && !f.declared {
+			// alerted on: the network is known from now on (while there
+			// is room), so that one new network is one alert
+			m.know(st, o.Source)
+		}
 	}
 	if found, block := m.checkHours(st, o, t, &f); found {
 		if block && !v.Block {
@@ -428,26 +432,28 @@ func (m *Monitor) Observe(o *Observation) {
 	}
 }
 
+// know adds the network of a to the token's known ones; it reports false
+// when there is no room.
+func (m *Monitor) know(st *tokenState, a netip.Addr) bool {
+	n := networkOf(a)
+	for i := range st.nPrefix {
+		if st.prefixes[i] == n {
+			return true
+		}
+	}
+	if int(st.nPrefix) >= m.cfg.NewNetwork.MaxPrefixes {
+		return false
+	}
+	st.prefixes[st.nPrefix] = n
+	st.nPrefix++
+	return true
+}
+
 // learn records the network and the hour of a grant while the token is
 // learning.
 func (m *Monitor) learn(st *tokenState, o *Observation, t time.Time) {
-	if o.Source.IsValid() && !st.roaming && m.learning(st, t, m.cfg.NewNetwork.Learning) {
-		n := networkOf(o.Source)
-		known := false
-		for i := range st.nPrefix {
-			if st.prefixes[i] == n {
-				known = true
-				break
-			}
-		}
-		if !known {
-			if int(st.nPrefix) >= m.cfg.NewNetwork.MaxPrefixes {
-				st.roaming = true
-			} else {
-				st.prefixes[st.nPrefix] = n
-				st.nPrefix++
-			}
-		}
+	if o.Source.IsValid() && !st.roaming && m.learning(st, t, m.cfg.NewNetwork.Learning) && !m.know(st, o.Source) {
+		st.roaming = true
 	}
 	if m.learning(st, t, m.cfg.OffHours.Learning) {
 		st.hours |= 1 << st.hourOf(t)

@@ -655,3 +655,64 @@ func TestSubjectTableIsBoundedAndForgetsTheLeastRecentlyUsed(t *testing.T) {
 		t.Fatalf("hours %b, learned %v", h, ok)
 	}
 }
+
+func TestANewNetworkIsAlertedOnceWhenItIsNotBlocked(t *testing.T) {
+	fx := newFixture(t, testConfig())
+	fx.learnDay("tok", "192.0.2.1", nil)
+	for range 3 {
+		fx.use("tok", "198.51.100.1", nil)
+		fx.clk.Add(time.Hour) // past any cooldown
+	}
+	fx.use("tok", "198.51.100.200", nil) // the same /24
+	fx.wantAlerts(DetectorNewNetwork)
+	fx.use("tok", "203.0.113.1", nil) // another one
+	fx.wantAlerts(DetectorNewNetwork)
+}
+
+// slowStore is a SnapshotStore whose Put waits until it is released.
+type slowStore struct {
+	memStore
+	release chan struct{}
+}
+
+func (s *slowStore) Put(ctx context.Context, k string, b []byte) error {
+	select {
+	case <-s.release:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return s.memStore.Put(ctx, k, b)
+}
+
+func TestASlowSnapshotStoreDoesNotDelaySuspensions(t *testing.T) {
+	cfg := testConfig()
+	cfg.SnapshotEvery = time.Millisecond
+	fx := newFixture(t, cfg)
+	slow := &slowStore{release: make(chan struct{})}
+	m, err := New(cfg, Options{Now: fx.clk.Now, Sink: fx.rec, Suspender: fx.rec, Store: slow})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fx.mon = m
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan struct{})
+	go func() { m.Run(ctx); close(ran) }()
+	defer func() { close(slow.release); cancel(); <-ran }()
+	time.Sleep(10 * time.Millisecond) // a snapshot is now stuck in Put
+	for range 30 {
+		fx.use("tok", "192.0.2.1", nil)
+	}
+	deadline := time.Now().Add(time.Second)
+	for {
+		fx.rec.mu.Lock()
+		n := len(fx.rec.suspended)
+		fx.rec.mu.Unlock()
+		if n == 1 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("not suspended within a second while a snapshot is stuck")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

@@ -12,19 +12,33 @@ import (
 // baselines every SnapshotEvery. A finding is acted on as soon as it is
 // queued, so a windowed detector acts within a second of the request that
 // tripped it. Run returns ctx's error.
+//
+// Snapshots are taken on a goroutine of their own, so that a slow store
+// never delays an alert or a suspension.
 func (m *Monitor) Run(ctx context.Context) error {
-	tick := time.NewTicker(m.cfg.SnapshotEvery)
-	defer tick.Stop()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(m.cfg.SnapshotEvery)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				if err := m.Snapshot(ctx); err != nil {
+					m.log.Warn("monitor: snapshot failed", "err", err)
+				}
+			}
+		}
+	}()
+	defer func() { <-done }()
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case f := <-m.queue:
 			m.act(ctx, &f)
-		case <-tick.C:
-			if err := m.Snapshot(ctx); err != nil {
-				m.log.Warn("monitor: snapshot failed", "err", err)
-			}
 		}
 	}
 }
