@@ -18,6 +18,19 @@
 // is not tracked (it is refused later, if it keeps failing, once room is
 // made). Memory is therefore O(MaxSources) whatever the number of sources.
 //
+// Eviction alone would let an attacker hide among a crowd: every new
+// source of a flood may evict the entry of the one that keeps guessing,
+// which then starts counting from zero again. With Config.SketchWidth a
+// count-min sketch of fixed size counts every source's failures in the
+// current window (windows aligned on Window), and a source that enters the
+// table starts from the sketch's estimate when that is at least half of
+// BlockAfter. The estimate is at least the true count, more only when the
+// sketch is crowded: with 1<<17 counters a row (conservative update), a
+// million failures of distinct sources in one window leave the estimate of
+// an innocent source at 6 or less, below half of BlockAfter's default, so
+// it starts from zero as without the sketch; a guesser evicted by the
+// flood keeps its count once it has made BlockAfter/2 failures.
+//
 // Guard reads the time only from the clock it is given. It is the
 // brute-force detector of internal/monitor, which builds its Guard from
 // monitor.Config.BruteForce and raises an alert when FailBlocking reports
@@ -49,6 +62,14 @@ type Config struct {
 	CoolOff time.Duration
 	// MaxSources bounds the sources tracked at once; > 0.
 	MaxSources int
+	// SketchWidth, when > 0, adds a count-min sketch of 4 rows of
+	// SketchWidth 16-bit counters (8 × SketchWidth bytes, allocated at
+	// New; 1024..1<<24) that counts the failures of every source in the
+	// window, tracked or not: a source that enters the table (again) starts
+	// from the sketch's count once that is BlockAfter/2 or more, so a flood
+	// of new sources that evicts it does not reset the count of one that
+	// keeps failing. 0: no sketch.
+	SketchWidth int
 }
 
 // Defaults.
@@ -89,6 +110,7 @@ type Guard struct {
 
 	mu      sync.Mutex
 	sources map[netip.Prefix]*source
+	sketch  *sketch // nil: none
 	swept   time.Time
 	n       atomic.Int64 // len(sources), for Check's fast path
 }
@@ -104,13 +126,18 @@ const maxExamine = 8
 
 // New returns a Guard with cfg, reading the time from now (nil: time.Now).
 func New(cfg Config, now func() time.Time) (*Guard, error) {
-	if cfg.BlockAfter <= 0 || cfg.Window <= 0 || cfg.CoolOff <= 0 || cfg.MaxSources <= 0 || cfg.Delay < 0 || cfg.SlowAfter < 0 {
+	if cfg.BlockAfter <= 0 || cfg.Window <= 0 || cfg.CoolOff <= 0 || cfg.MaxSources <= 0 || cfg.Delay < 0 || cfg.SlowAfter < 0 ||
+		cfg.SketchWidth != 0 && (cfg.SketchWidth < 1024 || cfg.SketchWidth > 1<<24) {
 		return nil, ErrConfig
 	}
 	if now == nil {
 		now = time.Now
 	}
-	return &Guard{cfg: cfg, now: now, sources: make(map[netip.Prefix]*source)}, nil
+	g := &Guard{cfg: cfg, now: now, sources: make(map[netip.Prefix]*source)}
+	if cfg.SketchWidth > 0 {
+		g.sketch = newSketch(cfg.SketchWidth, cfg.Window)
+	}
+	return g, nil
 }
 
 // key is the source a Guard counts for a: the address (IPv4) or its /64
@@ -172,12 +199,21 @@ func (g *Guard) FailBlocking(a netip.Addr) (Verdict, bool) {
 	k := key(a)
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	est := 0
+	if g.sketch != nil {
+		est = g.sketch.add(k, now)
+	}
 	s := g.sources[k]
 	if s == nil {
 		if len(g.sources) >= g.cfg.MaxSources && !g.makeRoom(now) {
 			return Verdict{}, false
 		}
 		s = &source{start: now}
+		if est >= max(2, g.cfg.BlockAfter/2) {
+			// failures it made while not tracked (this one excluded): the
+			// sketch's estimate, once it is too high to be the crowd's
+			s.failures = min(est, g.cfg.BlockAfter) - 1
+		}
 		g.sources[k] = s
 		g.n.Store(int64(len(g.sources)))
 	}

@@ -2,6 +2,7 @@ package bruteforce
 
 import (
 	"errors"
+	"math/rand/v2"
 	"net/netip"
 	"testing"
 	"time"
@@ -162,5 +163,64 @@ func TestOnlyTheFailureThatBlocksASourceSaysSo(t *testing.T) {
 	}
 	if _, blocked := g.FailBlocking(a); blocked {
 		t.Fatal("a failure while blocked says it blocked")
+	}
+}
+
+func randomSource(r *rand.Rand) netip.Addr {
+	if r.IntN(2) == 0 {
+		return netip.AddrFrom4([4]byte{byte(1 + r.IntN(223)), byte(r.IntN(256)), byte(r.IntN(256)), byte(r.IntN(256))})
+	}
+	var b [16]byte
+	b[0], b[1] = 0x20, 0x01
+	for j := 2; j < 8; j++ {
+		b[j] = byte(r.IntN(256))
+	}
+	return netip.AddrFrom16(b)
+}
+
+func TestAFloodOfNewSourcesDoesNotResetAPersistentGuesser(t *testing.T) {
+	cfg := Config{BlockAfter: 20, Window: time.Minute, CoolOff: 5 * time.Minute, MaxSources: 100, SketchWidth: 1 << 12}
+	g, c := newGuard(t, cfg)
+	r := rand.New(rand.NewPCG(7, 7))
+	guesser := netip.MustParseAddr("203.0.113.66")
+	for range cfg.BlockAfter {
+		g.Fail(guesser)
+		for range 500 { // enough new sources to evict it every time
+			g.Fail(randomSource(r))
+		}
+		c.Add(time.Second)
+	}
+	if v := g.Check(guesser); !v.Blocked() {
+		t.Fatalf("a source that failed %d times within the window, among a flood, is not refused: %+v", cfg.BlockAfter, v)
+	}
+}
+
+func TestACrowdedSketchDoesNotBlockAnInnocentSource(t *testing.T) {
+	if testing.Short() {
+		t.Skip("300,000 failures")
+	}
+	// 300,000 failures of distinct sources in one window over 1<<15
+	// counters a row: the load of a million over the default 1<<17
+	cfg := Config{SlowAfter: 5, BlockAfter: 20, Window: time.Minute, Delay: time.Second, CoolOff: 5 * time.Minute,
+		MaxSources: 100_000, SketchWidth: 1 << 15}
+	g, _ := newGuard(t, cfg)
+	r := rand.New(rand.NewPCG(8, 8))
+	for range 300_000 {
+		g.Fail(randomSource(r))
+	}
+	slowed := 0
+	for i := range 10_000 {
+		a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+		v := g.Fail(a)
+		if v.Blocked() {
+			t.Fatalf("an innocent source's first failure blocks it: %+v", v)
+		}
+		if v.Delay > 0 {
+			slowed++
+		}
+	}
+	t.Logf("%d of 10,000 innocent sources slowed after one failure", slowed)
+	if slowed > 10 {
+		t.Fatalf("%d of 10,000 innocent sources slowed after one failure", slowed)
 	}
 }

@@ -337,6 +337,10 @@ type BruteForceConfig struct {
 	Delay      time.Duration // default 500 ms
 	CoolOff    time.Duration // default 5 min
 	MaxSources int           // default 100,000
+	// SketchWidth is the width of the count-min sketch that keeps the
+	// count of a source evicted by a flood (bruteforce.Config.SketchWidth;
+	// 1 MiB at the default): 0 means the default 1<<17, < 0 none.
+	SketchWidth int
 }
 
 // SharingConfig: the distinct source addresses of a token per Window are

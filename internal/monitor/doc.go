@@ -80,8 +80,9 @@
 // fixed size each (about 1.4 KiB with its map entry: 16 learned networks,
 // 24 hour bits, two EWMA windows, a ring of 32 denials, 32 distinct sources
 // per sharing window); the brute-force detector is internal/bruteforce's
-// Guard, which tracks at most BruteForce.MaxSources sources and never
-// evicts a blocked one to make room; the subjects' hours are a table of
+// Guard, which tracks at most BruteForce.MaxSources sources, never evicts
+// a blocked one to make room, and keeps a count-min sketch of fixed size
+// (1 MiB) so that a source evicted by a flood keeps its count; the subjects' hours are a table of
 // OffHours.MaxSubjects slots of 32 bytes, allocated once, where a subject
 // takes the least recently used of its two slots. Requests without a token
 // (a flood of invalid ones) never create token state.

@@ -18,6 +18,9 @@ import (
 // ErrConfig is returned by New for a Config out of range.
 var ErrConfig = errors.New("monitor: invalid config")
 
+// DefaultSketchWidth is BruteForceConfig.SketchWidth's default.
+const DefaultSketchWidth = 1 << 17
+
 // nShards is the number of independently locked parts of the token table.
 const nShards = 64
 
@@ -210,8 +213,15 @@ func New(cfg Config, opts Options) (*Monitor, error) {
 	}
 	if cfg.BruteForce.Mode != ModeOff {
 		b := cfg.BruteForce
+		width := b.SketchWidth
+		switch {
+		case width == 0:
+			width = DefaultSketchWidth
+		case width < 0:
+			width = 0
+		}
 		g, err := bruteforce.New(bruteforce.Config{SlowAfter: b.SlowAfter, BlockAfter: b.BlockAfter, Window: b.Window,
-			Delay: b.Delay, CoolOff: b.CoolOff, MaxSources: b.MaxSources}, opts.Now)
+			Delay: b.Delay, CoolOff: b.CoolOff, MaxSources: b.MaxSources, SketchWidth: width}, opts.Now)
 		if err != nil {
 			return nil, fmt.Errorf("%w: brute_force: %w", ErrConfig, err)
 		}
