@@ -40,10 +40,10 @@ func (k Kind) String() string {
 
 // Observation is one decision of the request path, built by the gateway
 // (proxy and forward auth) from its Event, and by the admin API for its
-// authentication failures. The monitor does not keep an Observation (nor
-// its Policy) after Check or Observe returns, except the strings and the
-// Policy pointer copied into its bounded queue; an Observation never holds
-// a token secret.
+// authentication failures. The monitor does not keep an Observation after
+// Check or Observe returns (the caller may reuse it); it keeps the
+// TokenID, Subject and Policy pointer in the token's state. An
+// Observation never holds a token secret.
 type Observation struct {
 	Time       time.Time
 	Kind       Kind       // Grant, Deny, Complete, AuthFailure

@@ -156,7 +156,12 @@ type finding struct {
 	hour     int8
 	learned  uint32
 	declared bool
+	known    [maxKnown]prefix // new network: the first networks known, for the evidence
+	nknown   uint8
 }
+
+// maxKnown is the number of known networks an alert names.
+const maxKnown = 4
 
 type detector uint8
 
@@ -332,6 +337,9 @@ func (m *Monitor) checkNetwork(st *tokenState, o *Observation, t time.Time, f *f
 		}
 	}
 	*f = finding{det: detNewNetwork, at: t, source: networkOf(src).netip(), declared: declared, count: float64(st.nPrefix)}
+	if !declared {
+		f.nknown = uint8(copy(f.known[:], st.prefixes[:st.nPrefix]))
+	}
 	if md == ModeBlock {
 		f.action = Blocked
 	}

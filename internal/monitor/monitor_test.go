@@ -183,7 +183,8 @@ func TestUnknownNetworkIsBlockedWhenThePolicySaysSo(t *testing.T) {
 				return
 			}
 			a := fx.wantAlerts(DetectorNewNetwork)[0]
-			if a.Source != "198.51.100.0/24" || a.Action != tc.action || a.TokenID != "tok" || a.Subject != "subj-tok" {
+			if a.Source != "198.51.100.0/24" || a.Action != tc.action || a.TokenID != "tok" || a.Subject != "subj-tok" ||
+				fmt.Sprint(a.Evidence["known_networks"]) != "[192.0.2.0/24]" || a.Evidence["known_count"] != 1 {
 				t.Fatalf("alert %+v", a)
 			}
 		})

@@ -2,6 +2,7 @@ package monitor
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -302,6 +303,9 @@ func TestEachAnomalyRaisesExactlyItsAlert(t *testing.T) {
 			if x.Detector != a.detector || x.TokenID != a.token || (a.source != "" && x.Source != a.source) || x.Action != a.action {
 				t.Fatalf("alert %s token %q source %q action %s; want %s %q %q %s", x.Detector, x.TokenID, x.Source, x.Action,
 					a.detector, a.token, a.source, a.action)
+			}
+			if b, err := json.Marshal(x); err != nil || x.Summary == "" || len(x.Evidence) == 0 && x.Detector != DetectorBreakGlass {
+				t.Fatalf("alert does not encode or says nothing: %s, %v", b, err)
 			}
 			for i, v := range blocks {
 				if !blocked[i].anomaly || v.Reason != a.block {

@@ -104,7 +104,14 @@ func (m *Monitor) alert(f *finding) *Alert {
 		}
 		a.Evidence["network"] = a.Source
 		a.Evidence["declared"] = f.declared
-		a.Evidence["known_networks"] = int(f.count)
+		a.Evidence["known_count"] = int(f.count)
+		if f.nknown > 0 {
+			known := make([]string, f.nknown)
+			for i := range known {
+				known[i] = f.known[i].netip().String()
+			}
+			a.Evidence["known_networks"] = known // the first maxKnown
+		}
 		a.Summary = fmt.Sprintf("%s used from network %s, not one it is known from", who, a.Source)
 	case detRateSpike:
 		a.Severity = High
