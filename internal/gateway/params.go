@@ -4,6 +4,8 @@ import (
 	"errors"
 	"net/url"
 	"strings"
+
+	"github.com/phigate/phigate/internal/fhir"
 )
 
 // params are the search parameters of a request: the URL's query and, for
@@ -90,54 +92,11 @@ func (p *params) only(name, want string) bool {
 // subject=id also matches a Group or Device with that id.
 var compartmentParams = [...]string{"patient", "patient:Patient", "subject", "subject:Patient"}
 
-// patientParamTypes are the FHIR R4 resource types that define a "patient"
-// search parameter, and subjectParamTypes those (of them) that define
-// "subject" and may be searched by subject=Patient/id here. A server in
-// lenient mode (Prefer: handling=lenient, the default of some) ignores a
-// parameter the type does not define, so patient=pid on, say, Group would
-// return every Group: a patient-bound search of a type not listed is
-// outside the compartment (a compartment search, Patient/pid/[type], is
-// the way there). The lists keep to parameters of the R4 specification;
-// a type missing here is refused, never let through.
-var patientParamTypes = setOf(
-	// the common clinical-patient parameter
-	"AllergyIntolerance", "CarePlan", "CareTeam", "ClinicalImpression", "Composition", "Condition",
-	"Consent", "DetectedIssue", "DeviceRequest", "DeviceUseStatement", "DiagnosticReport",
-	"DocumentManifest", "DocumentReference", "Encounter", "EpisodeOfCare", "FamilyMemberHistory",
-	"Flag", "Goal", "ImagingStudy", "Immunization", "List", "MedicationAdministration",
-	"MedicationDispense", "MedicationRequest", "MedicationStatement", "NutritionOrder",
-	"Observation", "Procedure", "RiskAssessment", "ServiceRequest", "SupplyDelivery",
-	"VisionPrescription",
-	// resource-specific patient parameters
-	"Account", "Appointment", "AppointmentResponse", "AuditEvent", "Basic", "BodyStructure",
-	"ChargeItem", "Claim", "ClaimResponse", "Communication", "CommunicationRequest", "Coverage",
-	"CoverageEligibilityRequest", "CoverageEligibilityResponse", "Device", "EnrollmentRequest",
-	"ExplanationOfBenefit", "ImmunizationEvaluation", "ImmunizationRecommendation", "Invoice",
-	"MeasureReport", "Media", "MolecularSequence", "Person", "Provenance", "QuestionnaireResponse",
-	"RelatedPerson", "RequestGroup", "ResearchSubject", "Specimen", "Task",
-)
-
-var subjectParamTypes = setOf(
-	"CarePlan", "CareTeam", "ClinicalImpression", "Communication", "CommunicationRequest",
-	"Composition", "Condition", "DeviceRequest", "DiagnosticReport", "DocumentManifest",
-	"DocumentReference", "Encounter", "Flag", "Goal", "List", "Media", "MedicationAdministration",
-	"MedicationDispense", "MedicationRequest", "MedicationStatement", "Observation", "Procedure",
-	"QuestionnaireResponse", "RiskAssessment", "ServiceRequest", "Specimen",
-)
-
-func setOf(vs ...string) map[string]bool {
-	m := make(map[string]bool, len(vs))
-	for _, v := range vs {
-		m[v] = true
-	}
-	return m
-}
-
 // inCompartment reports whether a search of typ is confined to patient
 // pid's compartment: for Patient, _id=pid; otherwise at least one of the
 // compartment parameters naming pid, every occurrence of any of them
-// naming pid, and each of them defined for typ (patientParamTypes,
-// subjectParamTypes).
+// naming pid, and each of them defined for typ (fhir.HasPatientParam,
+// fhir.HasSubjectPatientParam).
 func (p *params) inCompartment(typ, pid string) bool {
 	if pid == "" {
 		return false
@@ -152,7 +111,7 @@ func (p *params) inCompartment(typ, pid string) bool {
 			if k != c {
 				continue
 			}
-			if defined := strings.HasPrefix(k, "patient") && patientParamTypes[typ] || strings.HasPrefix(k, "subject") && subjectParamTypes[typ]; !defined {
+			if defined := strings.HasPrefix(k, "patient") && fhir.HasPatientParam(typ) || strings.HasPrefix(k, "subject") && fhir.HasSubjectPatientParam(typ); !defined {
 				ok = false
 				return false
 			}

@@ -1,0 +1,227 @@
+package fhir
+
+import (
+	"encoding/json"
+	"strings"
+)
+
+// CompartmentParam is one search parameter of the R4 Patient compartment
+// definition for a resource type, with the element paths it searches
+// (dotted, from the resource's root: "participant.actor"; arrays are
+// crossed transparently).
+type CompartmentParam struct {
+	Name  string
+	Paths []string
+}
+
+// patientCompartment is the R4 (4.0.1) Patient CompartmentDefinition
+// (compartmentdefinition-patient.html): for each resource type in the
+// compartment, the search parameters that link a resource to the patient,
+// and the reference elements those parameters search (from the search
+// parameter definitions). Types not listed are not in the compartment.
+// Patient itself is in it through its own id (see InPatientCompartment).
+var patientCompartment = map[string][]CompartmentParam{
+	"Account":                     {{"subject", []string{"subject"}}},
+	"AdverseEvent":                {{"subject", []string{"subject"}}},
+	"AllergyIntolerance":          {{"patient", []string{"patient"}}, {"recorder", []string{"recorder"}}, {"asserter", []string{"asserter"}}},
+	"Appointment":                 {{"actor", []string{"participant.actor"}}},
+	"AppointmentResponse":         {{"actor", []string{"actor"}}},
+	"AuditEvent":                  {{"patient", []string{"agent.who", "entity.what"}}},
+	"Basic":                       {{"patient", []string{"subject"}}, {"author", []string{"author"}}},
+	"BodyStructure":               {{"patient", []string{"patient"}}},
+	"CarePlan":                    {{"patient", []string{"subject"}}, {"performer", []string{"activity.detail.performer"}}},
+	"CareTeam":                    {{"patient", []string{"subject"}}, {"participant", []string{"participant.member"}}},
+	"ChargeItem":                  {{"subject", []string{"subject"}}},
+	"Claim":                       {{"patient", []string{"patient"}}, {"payee", []string{"payee.party"}}},
+	"ClaimResponse":               {{"patient", []string{"patient"}}},
+	"ClinicalImpression":          {{"subject", []string{"subject"}}},
+	"Communication":               {{"subject", []string{"subject"}}, {"sender", []string{"sender"}}, {"recipient", []string{"recipient"}}},
+	"CommunicationRequest":        {{"subject", []string{"subject"}}, {"sender", []string{"sender"}}, {"recipient", []string{"recipient"}}, {"requester", []string{"requester"}}},
+	"Composition":                 {{"subject", []string{"subject"}}, {"author", []string{"author"}}, {"attester", []string{"attester.party"}}},
+	"Condition":                   {{"patient", []string{"subject"}}, {"asserter", []string{"asserter"}}},
+	"Consent":                     {{"patient", []string{"patient"}}},
+	"Coverage":                    {{"policy-holder", []string{"policyHolder"}}, {"subscriber", []string{"subscriber"}}, {"beneficiary", []string{"beneficiary"}}, {"payor", []string{"payor"}}},
+	"CoverageEligibilityRequest":  {{"patient", []string{"patient"}}},
+	"CoverageEligibilityResponse": {{"patient", []string{"patient"}}},
+	"DetectedIssue":               {{"patient", []string{"patient"}}},
+	"DeviceRequest":               {{"subject", []string{"subject"}}, {"performer", []string{"performer"}}},
+	"DeviceUseStatement":          {{"subject", []string{"subject"}}},
+	"DiagnosticReport":            {{"subject", []string{"subject"}}},
+	"DocumentManifest":            {{"subject", []string{"subject"}}, {"author", []string{"author"}}, {"recipient", []string{"recipient"}}},
+	"DocumentReference":           {{"subject", []string{"subject"}}, {"author", []string{"author"}}},
+	"Encounter":                   {{"patient", []string{"subject"}}},
+	"EnrollmentRequest":           {{"subject", []string{"candidate"}}},
+	"EpisodeOfCare":               {{"patient", []string{"patient"}}},
+	"ExplanationOfBenefit":        {{"patient", []string{"patient"}}, {"payee", []string{"payee.party"}}},
+	"FamilyMemberHistory":         {{"patient", []string{"patient"}}},
+	"Flag":                        {{"patient", []string{"subject"}}},
+	"Goal":                        {{"patient", []string{"subject"}}},
+	"Group":                       {{"member", []string{"member.entity"}}},
+	"ImagingStudy":                {{"patient", []string{"subject"}}},
+	"Immunization":                {{"patient", []string{"patient"}}},
+	"ImmunizationEvaluation":      {{"patient", []string{"patient"}}},
+	"ImmunizationRecommendation":  {{"patient", []string{"patient"}}},
+	"Invoice":                     {{"subject", []string{"subject"}}, {"patient", []string{"subject"}}, {"recipient", []string{"recipient"}}},
+	"List":                        {{"subject", []string{"subject"}}, {"source", []string{"source"}}},
+	"MeasureReport":               {{"patient", []string{"subject"}}},
+	"Media":                       {{"subject", []string{"subject"}}},
+	"MedicationAdministration":    {{"patient", []string{"subject"}}, {"performer", []string{"performer.actor"}}, {"subject", []string{"subject"}}},
+	"MedicationDispense":          {{"subject", []string{"subject"}}, {"patient", []string{"subject"}}, {"receiver", []string{"receiver"}}},
+	"MedicationRequest":           {{"subject", []string{"subject"}}},
+	"MedicationStatement":         {{"subject", []string{"subject"}}},
+	"MolecularSequence":           {{"patient", []string{"patient"}}},
+	"NutritionOrder":              {{"patient", []string{"patient"}}},
+	"Observation":                 {{"subject", []string{"subject"}}, {"performer", []string{"performer"}}},
+	"Patient":                     {{"link", []string{"link.other"}}},
+	"Person":                      {{"patient", []string{"link.target"}}},
+	"Procedure":                   {{"patient", []string{"subject"}}, {"performer", []string{"performer.actor"}}},
+	"Provenance":                  {{"patient", []string{"target"}}},
+	"QuestionnaireResponse":       {{"subject", []string{"subject"}}, {"author", []string{"author"}}},
+	"RelatedPerson":               {{"patient", []string{"patient"}}},
+	"RequestGroup":                {{"subject", []string{"subject"}}, {"participant", []string{"action.participant"}}},
+	"ResearchSubject":             {{"individual", []string{"individual"}}},
+	"RiskAssessment":              {{"subject", []string{"subject"}}},
+	"Schedule":                    {{"actor", []string{"actor"}}},
+	"ServiceRequest":              {{"subject", []string{"subject"}}, {"performer", []string{"performer"}}},
+	"Specimen":                    {{"subject", []string{"subject"}}},
+	"SupplyDelivery":              {{"patient", []string{"patient"}}},
+	"SupplyRequest":               {{"subject", []string{"deliverTo"}}},
+	"VisionPrescription":          {{"patient", []string{"patient"}}},
+}
+
+// PatientCompartmentParams returns the search parameters of the R4 Patient
+// compartment for resource type typ (nil when typ is not in the
+// compartment). The slice is shared: do not modify it.
+func PatientCompartmentParams(typ string) []CompartmentParam {
+	return patientCompartment[typ]
+}
+
+// InPatientCompartmentType reports whether resources of type typ can belong
+// to a Patient compartment.
+func InPatientCompartmentType(typ string) bool {
+	_, ok := patientCompartment[typ]
+	return ok
+}
+
+// IsPatientCompartmentParam reports whether name is one of the R4 Patient
+// compartment's parameters for typ (a search with name=Patient/{id} then
+// stays in that patient's compartment).
+func IsPatientCompartmentParam(typ, name string) bool {
+	for _, p := range patientCompartment[typ] {
+		if p.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// InPatientCompartment reports whether the JSON resource doc, of type typ
+// (its resourceType must say so), belongs to the compartment of
+// Patient/pid:
+//
+//   - a Patient belongs when its id is pid. (The definition also puts the
+//     Patients named by Patient.link.other in it; they are other records,
+//     with their own PHI, and are left out here: deny by default.)
+//   - a resource of another type in the compartment belongs when one of
+//     the reference elements of its compartment parameters (at any depth
+//     of the listed path, across arrays) is a reference to Patient/pid:
+//     "Patient/pid", "Patient/pid/_history/v", or an absolute URL ending
+//     in "/Patient/pid" (or with its _history).
+//   - nothing else belongs; a document that is not a JSON object, or of
+//     another type, does not either.
+//
+// doc may come from an untrusted server: any input is answered, never a
+// panic.
+func InPatientCompartment(typ string, doc []byte, pid string) bool {
+	if pid == "" {
+		return false
+	}
+	var m map[string]json.RawMessage
+	if json.Unmarshal(doc, &m) != nil {
+		return false
+	}
+	var rt string
+	if json.Unmarshal(m["resourceType"], &rt) != nil || rt != typ {
+		return false
+	}
+	if typ == "Patient" {
+		var id string
+		return json.Unmarshal(m["id"], &id) == nil && id == pid
+	}
+	for _, p := range patientCompartment[typ] {
+		for _, path := range p.Paths {
+			if refAt(m, strings.Split(path, "."), pid) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// refAt reports whether a Reference at path below m names Patient/pid.
+func refAt(m map[string]json.RawMessage, path []string, pid string) bool {
+	raw, ok := m[path[0]]
+	if !ok {
+		return false
+	}
+	var objs []map[string]json.RawMessage
+	if len(raw) > 0 && raw[0] == '[' {
+		if json.Unmarshal(raw, &objs) != nil {
+			return false
+		}
+	} else {
+		var o map[string]json.RawMessage
+		if json.Unmarshal(raw, &o) != nil {
+			return false
+		}
+		objs = append(objs, o)
+	}
+	for _, o := range objs {
+		if len(path) > 1 {
+			if refAt(o, path[1:], pid) {
+				return true
+			}
+			continue
+		}
+		var ref string
+		if json.Unmarshal(o["reference"], &ref) == nil && IsPatientReference(ref, pid) {
+			return true
+		}
+	}
+	return false
+}
+
+// IsPatientReference reports whether the reference ref names Patient/pid:
+// "Patient/pid", "Patient/pid/_history/vid", or an absolute URL whose path
+// ends so. A query, fragment, contained (#…) or urn: reference names no
+// stored patient here.
+func IsPatientReference(ref, pid string) bool {
+	if pid == "" || strings.ContainsAny(ref, "?#") {
+		return false
+	}
+	if i := strings.Index(ref, "://"); i >= 0 {
+		rest := ref[i+3:]
+		j := strings.IndexByte(rest, '/')
+		if j < 0 {
+			return false
+		}
+		ref = rest[j+1:]
+		// the server's base path comes first: take from the last "Patient/"
+		k := strings.LastIndex("/"+ref, "/Patient/")
+		if k < 0 {
+			return false
+		}
+		ref = ref[k:]
+	}
+	id, ok := strings.CutPrefix(ref, "Patient/")
+	if !ok {
+		return false
+	}
+	if base, hist, ok := strings.Cut(id, "/_history/"); ok {
+		if hist == "" || strings.IndexByte(hist, '/') >= 0 {
+			return false
+		}
+		id = base
+	}
+	return id == pid
+}
