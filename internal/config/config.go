@@ -262,6 +262,33 @@ type Upstream struct {
 	// Identity, when its Alg is set, replaces gateway.identity for this
 	// upstream.
 	Identity Identity `yaml:"identity"`
+	// MaxCheckedBody bounds the answers the gateway must read whole to
+	// check them against a token's patient compartment (fhir upstreams:
+	// instance reads, vread and history by patient/ tokens, _include);
+	// a larger one is refused with 502 response_too_large. 0: the default
+	// (DefaultMaxCheckedBody).
+	MaxCheckedBody int64 `yaml:"max_checked_body"`
+	// HideExistence answers a resource read outside the token's patient
+	// compartment 404 not_found rather than 403 compartment, so that the
+	// answer does not tell that it exists (fhir upstreams).
+	HideExistence bool `yaml:"hide_existence"`
+	// ContinuationTTL is how long a continuation handle (a next or
+	// previous page of a search) stays valid. 0: the default
+	// (DefaultContinuationTTL).
+	ContinuationTTL Duration `yaml:"continuation_ttl"`
+}
+
+// ResponseDefaults returns the upstream's response-check bound and
+// continuation lifetime, the defaults in place of zeros.
+func (u *Upstream) ResponseDefaults() (maxChecked int64, continuationTTL time.Duration) {
+	maxChecked, continuationTTL = u.MaxCheckedBody, u.ContinuationTTL.Duration()
+	if maxChecked == 0 {
+		maxChecked = DefaultMaxCheckedBody
+	}
+	if continuationTTL == 0 {
+		continuationTTL = DefaultContinuationTTL
+	}
+	return maxChecked, continuationTTL
 }
 
 // UpstreamTLS verifies an https upstream. With neither CAFile nor Pins the
@@ -414,6 +441,10 @@ const (
 	DefaultUpstreamConnect         = 5 * time.Second
 	DefaultUpstreamResponse        = 30 * time.Second
 	DefaultUpstreamIdle            = 90 * time.Second
+	DefaultMaxCheckedBody          = 8 << 20
+	MaxMaxCheckedBody              = 256 << 20
+	DefaultContinuationTTL         = 10 * time.Minute
+	MaxContinuationTTL             = 24 * time.Hour
 )
 
 // Default returns a Config with every default applied. DataDir and the TLS

@@ -151,6 +151,15 @@ func (ps *problems) upstream(at string, u *Upstream, rt scope.ResourceTypes) {
 	if u.Kind == KindHTTP && len(u.Operations) > 0 {
 		ps.add(at+".operations", "only for kind fhir")
 	}
+	if u.MaxCheckedBody < 0 || u.MaxCheckedBody > MaxMaxCheckedBody {
+		ps.add(at+".max_checked_body", "must be between 0 (the default, %d) and %d bytes (got %d)", DefaultMaxCheckedBody, MaxMaxCheckedBody, u.MaxCheckedBody)
+	}
+	if u.ContinuationTTL < 0 || u.ContinuationTTL.Duration() > MaxContinuationTTL {
+		ps.add(at+".continuation_ttl", "must be between 0 (the default, %s) and %s (got %s)", DefaultContinuationTTL, MaxContinuationTTL, u.ContinuationTTL)
+	}
+	if u.Kind == KindHTTP && (u.MaxCheckedBody != 0 || u.HideExistence || u.ContinuationTTL != 0) {
+		ps.add(at, "max_checked_body, hide_existence and continuation_ttl are only for kind fhir")
+	}
 	if u.Kind == KindHTTP && len(u.Routes) == 0 {
 		ps.add(at+".routes", "required for kind http: at least one route (a path no route covers is denied)")
 	}

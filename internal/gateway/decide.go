@@ -13,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/phigate/phigate/internal/authority"
+	"github.com/phigate/phigate/internal/fhir"
 	"github.com/phigate/phigate/internal/policy"
 	"github.com/phigate/phigate/internal/scope"
 	"github.com/phigate/phigate/internal/token"
@@ -62,6 +63,11 @@ type request struct {
 	up         *upstream
 	maxEntries int
 	now        time.Time
+	// page is the handle of a continuation URL (isPage: the request
+	// follows one); fr is set by authorizeFHIR
+	page   string
+	isPage bool
+	fr     fhirRequest
 	// body returns the request body, read up to the inspection limit; nil
 	// when the body cannot be read (forward auth).
 	body func() ([]byte, *denial)
@@ -86,6 +92,10 @@ type verdict struct {
 	scope       string
 	interaction string
 	resource    string
+	// fhir upstreams: the request classified, the check its answer needs
+	// (fr.check), and the search a continuation continues
+	fr   fhirRequest
+	cont *continuation
 }
 
 // decide authenticates and authorizes one request: the credential and the
@@ -112,9 +122,23 @@ func (g *Gateway) decide(ctx context.Context, q *request) verdict {
 		return v
 	}
 	set := h.Scopes()
+	if q.isPage {
+		// a continuation is decided as the search it continues, for the
+		// token it was issued to
+		c, dn := g.openHandle(ctx, rec.ID, q.up, q.page, q.now)
+		if dn != nil {
+			v.deny = dn
+			return v
+		}
+		v.cont = c
+		q.method, q.path, q.query, q.contentType = http.MethodGet, c.path, c.query, ""
+	}
 	if q.up.fhir {
 		v.deny, v.scope, v.interaction, v.resource = authorizeFHIR(q, set, rec.PatientID)
-		v.patient = q.patient
+		v.patient, v.fr = q.patient, q.fr
+		if v.deny == nil && v.cont != nil && !continuesSearch(v.interaction) {
+			v.deny = unreachable(CodeInvalidContinuation, "this continuation link does not continue a search")
+		}
 	} else {
 		v.deny, v.scope = authorizeRoute(q, set)
 		v.interaction = "route"
@@ -252,6 +276,7 @@ func authorizeFHIR(q *request, set scope.Set, pid string) (dn *denial, sc, inter
 		}
 	}
 	dn, sc = authorizeInteraction(&fr, &ps, set, pid, q.up, body, q.contentType)
+	q.fr = fr
 	return dn, sc, fr.interaction.String(), fr.typ
 }
 
@@ -374,10 +399,20 @@ func authorizeInteraction(fr *fhirRequest, ps *params, set scope.Set, pid string
 	op := fr.interaction.Op()
 	var compartmentFail, restrictFail bool
 	var restricted string
+	// a grant whose answer must be checked is taken only when no grant
+	// allows without a check
+	var checked string
+	var checkedKind checkKind
+	var checkedDn *denial
 	for g := range set.Grants(fr.typ, op) {
-		if g.Context() == scope.Patient && !inCompartment(fr, ps, pid, body, contentType) {
-			compartmentFail = true
-			continue
+		var check checkKind
+		if g.Context() == scope.Patient {
+			in, chk := inCompartment(fr, ps, pid, body, contentType)
+			if !in {
+				compartmentFail = true
+				continue
+			}
+			check = chk
 		}
 		if g.Restricted() {
 			if !isSearch(fr.interaction) || !restrictionsHold(g, ps) {
@@ -385,10 +420,27 @@ func authorizeInteraction(fr *fhirRequest, ps *params, set scope.Set, pid string
 				continue
 			}
 		}
-		if dn := checkIncludes(fr, ps, set); dn != nil {
+		dn, inc := checkIncludes(fr, ps, set, pid)
+		if inc {
+			check = checkIncluded
+		}
+		if check != checkNone {
+			if checked == "" {
+				checked, checkedKind, checkedDn = g.String(), check, dn
+			}
+			continue
+		}
+		if dn != nil {
 			return dn, g.String()
 		}
 		return nil, g.String()
+	}
+	if checked != "" {
+		if checkedDn != nil {
+			return checkedDn, checked
+		}
+		fr.check = checkedKind
+		return nil, checked
 	}
 	need := neededScope(set, fr.typ, op)
 	switch {
@@ -408,7 +460,7 @@ func compartmentMessage(pid string) string {
 	if pid == "" {
 		return "a patient/ scope needs a token bound to a patient (--patient)"
 	}
-	return "a patient/ scope reaches only its patient's compartment: Patient/" + pid + ", searches with patient=" + pid + " (or subject=Patient/" + pid + "), and resources created for that patient"
+	return "a patient/ scope reaches only its patient's compartment (FHIR R4's Patient compartment): Patient/" + pid + ", the resources that reference it, searches with patient=" + pid + " (or subject=Patient/" + pid + "), and resources created for that patient"
 }
 
 // neededScope names the scope that would grant op on typ, in the context
@@ -437,9 +489,13 @@ func restrictionsHold(g scope.Scope, ps *params) bool {
 }
 
 // inCompartment reports whether a request stays in patient pid's
-// compartment, as far as the gateway can tell without fetching:
+// compartment as far as the gateway can tell before forwarding it, and
+// the check its answer then needs:
 //
 //   - read, vread, history, update, patch, delete of Patient/pid;
+//   - read, vread and instance history of a type in the R4 Patient
+//     compartment (fhir.InPatientCompartmentType): forwarded, and the
+//     answer checked (checkResource, checkHistory);
 //   - searches of Patient with _id=pid, of other types with patient=pid
 //     (see params.inCompartment), and compartment searches Patient/pid/…;
 //   - conditional delete constrained like a search, and conditional update
@@ -447,27 +503,39 @@ func restrictionsHold(g scope.Scope, ps *params) bool {
 //     create's);
 //   - creates whose resource's subject or patient is Patient/pid.
 //
-// Everything else — reads of other types by id, type and system history,
-// system searches, conditional patch (the patch could move the resource
-// to another patient, and the gateway does not apply patches) — is
-// outside.
-func inCompartment(fr *fhirRequest, ps *params, pid string, body func() ([]byte, *denial), contentType string) bool {
+// Everything else — reads of other Patients and of types outside the
+// compartment, updates, patches and deletes of other types by id (the
+// gateway would see whose the resource is only once it is changed), type
+// and system history, system searches, conditional patch (the patch could
+// move the resource to another patient, and the gateway does not apply
+// patches) — is outside.
+func inCompartment(fr *fhirRequest, ps *params, pid string, body func() ([]byte, *denial), contentType string) (bool, checkKind) {
 	if pid == "" {
-		return false
+		return false, checkNone
 	}
 	switch fr.interaction {
-	case Read, VRead, HistoryInstance, Update, Patch, Delete:
-		return fr.typ == "Patient" && fr.id == pid
+	case Read, VRead, HistoryInstance:
+		switch {
+		case fr.typ == "Patient":
+			return fr.id == pid, checkNone
+		case !fhir.InPatientCompartmentType(fr.typ):
+			return false, checkNone
+		case fr.interaction == HistoryInstance:
+			return true, checkHistory
+		}
+		return true, checkResource
+	case Update, Patch, Delete:
+		return fr.typ == "Patient" && fr.id == pid, checkNone
 	case SearchType, ConditionalDelete:
-		return ps.inCompartment(fr.typ, pid)
+		return ps.inCompartment(fr.typ, pid), checkNone
 	case ConditionalUpdate:
-		return ps.inCompartment(fr.typ, pid) && resourceFor(fr.typ, pid, body, contentType)
+		return ps.inCompartment(fr.typ, pid) && resourceFor(fr.typ, pid, body, contentType), checkNone
 	case SearchCompartment:
-		return fr.compType == "Patient" && fr.compID == pid
+		return fr.compType == "Patient" && fr.compID == pid, checkNone
 	case Create:
-		return resourceFor(fr.typ, pid, body, contentType)
+		return resourceFor(fr.typ, pid, body, contentType), checkNone
 	}
-	return false
+	return false, checkNone
 }
 
 // resourceFor reports whether the JSON resource body returns (of a create
@@ -559,12 +627,13 @@ func isJSON(contentType string) bool {
 // checkIncludes requires, for each _include, a read grant on the included
 // type (or on "*" when the value does not name it), and for each
 // _revinclude a search grant on the source type; such grants must not be
-// restricted.
-func checkIncludes(fr *fhirRequest, ps *params, set scope.Set) *denial {
+// restricted. An _include that only a patient/ grant covers (the token
+// bound to patient pid) is allowed with its answer checked: included
+// entries outside the compartment are removed (checked true).
+func checkIncludes(fr *fhirRequest, ps *params, set scope.Set, pid string) (dn *denial, checked bool) {
 	if !isSearch(fr.interaction) {
-		return nil
+		return nil, false
 	}
-	var dn *denial
 	ps.includes(func(rev bool, v string) bool {
 		parts := strings.Split(v, ":")
 		typ, op := "*", scope.OpRead
@@ -574,16 +643,25 @@ func checkIncludes(fr *fhirRequest, ps *params, set scope.Set) *denial {
 		case !rev && len(parts) == 3 && isType(parts[2]):
 			typ = parts[2]
 		}
+		patient := false
 		for g := range set.Grants(typ, op) {
-			if !g.Restricted() && g.Context() != scope.Patient {
+			if g.Restricted() {
+				continue
+			}
+			if g.Context() != scope.Patient {
 				return true
 			}
+			patient = true
+		}
+		if patient && !rev && pid != "" {
+			checked = true
+			return true
 		}
 		need := "user/" + typ + "." + string(op)
-		dn = forbidden(CodeInsufficientScope, "_include and _revinclude need an unrestricted user or system scope for what they add: "+quote(need), need)
+		dn = forbidden(CodeInsufficientScope, "_include and _revinclude need an unrestricted user or system scope for what they add (or, for _include, a patient/ one: what is outside the compartment is then removed): "+quote(need), need)
 		return false
 	})
-	return dn
+	return dn, checked && dn == nil
 }
 
 // authorizeOperation checks an $operation against the configured scopes:
@@ -674,6 +752,11 @@ func authorizeBatch(q *request, set scope.Set, pid string) (*denial, string) {
 		}
 		if dn, need := authorizeInteraction(&fr, &ps, set, pid, q.up, body, "application/fhir+json"); dn != nil {
 			dn.msg = fmt.Sprintf("Bundle entry %d (%s %s): %s", i, e.method, fr.typ, dn.msg)
+			return dn, need
+		} else if fr.check != checkNone {
+			// the answers of a batch are not checked entry by entry
+			dn := outsideCompartment(pid, need)
+			dn.msg = fmt.Sprintf("Bundle entry %d (%s %s): a patient/ token's reads by id and _include are checked on the answer, which the gateway does not do inside a batch: send the entry on its own", i, e.method, fr.typ)
 			return dn, need
 		}
 	}

@@ -31,6 +31,7 @@ func (ev *Event) AppendJSON(b []byte) []byte {
 	b = append(b, `,"path":`...)
 	b = appendJSONString(b, ev.Path)
 	b = appendOpt(b, `,"query":`, ev.Query)
+	b = appendOpt(b, `,"page":`, ev.Page)
 	b = appendOpt(b, `,"interaction":`, ev.Interaction)
 	b = appendOpt(b, `,"resource":`, ev.Resource)
 	b = appendOpt(b, `,"scope":`, ev.Scope)
@@ -41,6 +42,7 @@ func (ev *Event) AppendJSON(b []byte) []byte {
 	}
 	b = appendOpt(b, `,"justification":`, ev.Justification)
 	b = appendOpt(b, `,"reason":`, ev.Reason)
+	b = appendOpt(b, `,"notes":`, ev.Notes)
 	if ev.Status != 0 {
 		b = strconv.AppendInt(append(b, `,"status":`...), int64(ev.Status), 10)
 	}

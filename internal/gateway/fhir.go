@@ -87,6 +87,9 @@ type fhirRequest struct {
 	// method is the HTTP method, set by the caller of classifyFHIR when a
 	// check needs it (operations).
 	method string
+	// check is set by authorizeInteraction: the compartment check the
+	// answer needs before it may reach the client.
+	check checkKind
 }
 
 var errNotFHIR = errors.New("not a FHIR RESTful interaction")

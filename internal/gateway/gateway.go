@@ -53,6 +53,9 @@ type Options struct {
 	// Storage, when set, refuses every request (503 storage_low) while
 	// the disk is below its low-space watermark.
 	Storage Storage
+	// Continuations seals the continuation handles of search pages
+	// (default: a key of the gateway's own, made at New).
+	Continuations Continuations
 }
 
 // recordTimeout bounds the wait for a durable record.
@@ -86,6 +89,8 @@ type Gateway struct {
 	ridSeq    atomic.Uint64
 
 	bufs bufferPool // copy buffers of the proxies
+
+	conts Continuations
 }
 
 // copyBufferSize is the size of the buffers that carry bodies between the
@@ -130,13 +135,20 @@ func New(ctx context.Context, cfg *config.Gateway, opts Options) (*Gateway, erro
 	if opts.Limits == (config.Limits{}) {
 		opts.Limits = config.Default().Limits
 	}
+	if opts.Continuations == nil {
+		ls, err := newLocalSealer()
+		if err != nil {
+			return nil, fmt.Errorf("gateway: %w", err)
+		}
+		opts.Continuations = ls
+	}
 	var b [6]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	g := &Gateway{
 		auth: opts.Auth, rec: opts.Recorder, signer: opts.Signer, secrets: opts.Secrets, opts: opts,
-		log: opts.Logger, now: opts.Now, ridPrefix: gatewayRIDPrefix + hex.EncodeToString(b[:]) + "-",
+		log: opts.Logger, now: opts.Now, conts: opts.Continuations, ridPrefix: gatewayRIDPrefix + hex.EncodeToString(b[:]) + "-",
 	}
 	if err := g.Reload(ctx, cfg); err != nil {
 		return nil, err
@@ -646,6 +658,21 @@ type exchange struct {
 	purpose  string
 	bg       bool
 	host     string // the Host the client asked for (Location rewriting)
+	query    string // the raw query sent upstream
+	ctx      context.Context
+
+	// the answer: pages, the page links of a search become continuations
+	// of searchPath?searchQuery (below the prefix); check, the
+	// compartment check it needs (fr the request, pid the token's
+	// patient); what the rewriting and the check did, for the completion
+	pages                   bool
+	searchPath, searchQuery string
+	check                   checkKind
+	fr                      fhirRequest
+	pid                     string
+	foreign, removed        int
+	unrewritten             bool
+	isPage                  bool // a continuation: query is the page's
 
 	counted countingReader
 	sw      statusWriter
@@ -717,8 +744,20 @@ func (g *Gateway) serveProxy(w http.ResponseWriter, r *http.Request, x *exchange
 		g.refuse(w, r, ev, dn)
 		return
 	}
-	if up.fhir && g.servePublic(w, r, x, t, up, rest, peer, client, xff) {
-		return // the capability statement, or the SMART configuration: no token
+	var handle string
+	var isPage bool
+	if up.fhir {
+		var dn *denial
+		if handle, isPage, dn = continuationRequest(r.Method, rest, r.URL.RawQuery); dn != nil {
+			ev.Path = redact(up.prefix + "_page/…") // the handle is the token's, not the log's
+			g.refuse(w, r, ev, dn)
+			return
+		}
+		if isPage {
+			ev.Path = redact(up.prefix + "_page/…")
+		} else if g.servePublic(w, r, x, t, up, rest, peer, client, xff) {
+			return // the capability statement, or the SMART configuration: no token
+		}
 	}
 	secret, purpose, justification, bg, ok := g.caller(w, r, ev)
 	if !ok {
@@ -745,10 +784,15 @@ func (g *Gateway) serveProxy(w http.ResponseWriter, r *http.Request, x *exchange
 		secret: secret, addr: client, purpose: purpose, justification: justification, breakGlass: bg,
 		method: r.Method, path: rest, query: r.URL.RawQuery, contentType: r.Header.Get("Content-Type"),
 		up: up, maxEntries: lim.MaxBundleEntries, now: start, body: x.body,
+		page: handle, isPage: isPage,
 	}
 	q.setIfNoneExist(r.Header)
 	v := g.decide(r.Context(), q)
 	fillEvent(ev, &v)
+	if v.cont != nil {
+		// the grant names the search it continues, and the page fetched
+		ev.Path, ev.Query, ev.Page = redact(strings.TrimSuffix(up.prefix, "/")+v.cont.path), redact(v.cont.query), redact(v.cont.page)
+	}
 	if v.deny != nil {
 		g.refuse(w, r, ev, v.deny)
 		return
@@ -760,15 +804,37 @@ func (g *Gateway) serveProxy(w http.ResponseWriter, r *http.Request, x *exchange
 	}
 
 	x.subject, x.tokenID, x.purpose, x.bg = v.rec.Subject, v.rec.ID, purpose, bg
+	x.check, x.fr, x.pid = v.fr.check, v.fr, v.rec.PatientID
+	x.pages = up.fhir && continuesSearch(ev.Interaction)
+	x.searchPath, x.searchQuery = rest, r.URL.RawQuery
+	if r.Method == http.MethodPost && x.inspected && isSearch(v.fr.interaction) && len(x.buffered) > 0 {
+		// a POST _search continues as the GET of its URL and form
+		// parameters together
+		x.searchQuery = joinQuery(r.URL.RawQuery, string(x.buffered))
+	}
+	if c := v.cont; c != nil {
+		// forwarded to the upstream's page, below its base
+		var pq string
+		rest, pq, _ = strings.Cut(c.page, "?")
+		x.query, x.isPage = pq, true
+		x.searchPath, x.searchQuery = c.path, c.query
+	}
 	g.forward(w, r, x, t, up, rest, peer, client, xff)
 }
 
 // forward sends a granted request to up (rest: its path below the
-// prefix), with x's subject, token id, purpose and break-glass flag
-// asserted, and records the completion.
+// prefix; for a continuation, the page's below the upstream's base), with
+// x's subject, token id, purpose and break-glass flag asserted, and
+// records the completion.
 func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, x *exchange, t *table, up *upstream, rest string, peer, client netip.Addr, xff []string) {
 	ev, start := &x.ev, x.start
-	x.up, x.path = up, up.basePath+rest
+	x.up, x.path, x.ctx = up, up.basePath+rest, r.Context()
+	if x.path == "" {
+		x.path = "/" // a continuation on the base of an upstream at its host's root
+	}
+	if !x.isPage {
+		x.query = r.URL.RawQuery
+	}
 	if client == peer && ev.SourceIP != "" && !t.trusted.contains(peer) {
 		x.xff = ev.SourceIP // the usual case: the peer alone
 	} else {
@@ -776,7 +842,7 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, x *exchange, t
 	}
 	x.host = r.Host
 	x.identity = up.ident.sign(&Identity{
-		Subject: x.subject, TokenID: x.tokenID, Purpose: x.purpose, Method: r.Method, Path: x.path, QueryHash: QueryHash(r.URL.RawQuery),
+		Subject: x.subject, TokenID: x.tokenID, Purpose: x.purpose, Method: r.Method, Path: x.path, QueryHash: QueryHash(x.query),
 		RequestID: ev.RequestID, Audience: up.name, BreakGlass: x.bg, IssuedAt: start.Unix(), Expires: start.Add(IdentityTTL).Unix(),
 	})
 	out := r.WithContext(context.WithValue(r.Context(), fwdKey{}, x))
@@ -826,6 +892,7 @@ func (g *Gateway) finish(r *http.Request, x *exchange, start time.Time, aborted 
 	case ev.Status == 0:
 		ev.Status = http.StatusOK
 	}
+	ev.Notes = x.notes()
 	g.complete(ev)
 }
 
@@ -885,7 +952,7 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	out.URL.Scheme, out.URL.Host = x.up.target.Scheme, x.up.target.Host
 	out.URL.RawPath = x.path
 	out.URL.Path, _ = url.PathUnescape(x.path) // canonicalPath decoded every segment
-	out.URL.RawQuery = pr.In.URL.RawQuery
+	out.URL.RawQuery = x.query
 	out.Host = ""
 	h := out.Header
 	for k := range h {
@@ -932,6 +999,11 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	// there (bulk $export, $import), and their parameters are not a search
 	if x.up.fhir && x.ev.Interaction != Operation.String() && x.ev.Interaction != Capabilities.String() {
 		h["Prefer"] = []string{strictPrefer(h["Prefer"])}
+	}
+	if x.up.fhir {
+		// the answer's links are rewritten and some answers checked: the
+		// gateway must read it as sent, not compressed
+		delete(h, "Accept-Encoding")
 	}
 }
 
@@ -991,7 +1063,12 @@ func (g *Gateway) modifyResponse(resp *http.Response) error {
 		}
 	}
 	if x.public {
-		return secureMetadata(resp, x.metaMax)
+		if err := secureMetadata(resp, x.metaMax); err != nil {
+			return err
+		}
+	}
+	if x.up.fhir {
+		return g.fhirAnswer(x, resp)
 	}
 	return nil
 }
@@ -1000,25 +1077,47 @@ func (g *Gateway) modifyResponse(resp *http.Response) error {
 // upstream's base (absolute, or its path alone) becomes the gateway's
 // prefix on the host the client asked for. Other URLs are left as they are.
 func (x *exchange) gatewayURL(u string) string {
-	base := x.up.target.Scheme + "://" + x.up.target.Host + x.up.basePath
+	rest, ok := x.upstreamRest(u)
+	if !ok {
+		return u
+	}
+	return x.gatewayBase() + restPath(rest)
+}
+
+// upstreamRest returns what of u, a URL in the upstream's answer, follows
+// the upstream's base ("" , "/…" or "?…"), when u is below it (absolute
+// on the upstream's scheme and host, or its path alone).
+func (x *exchange) upstreamRest(u string) (string, bool) {
+	base := x.up.target.Scheme + "://" + x.up.target.Host
 	var rest string
 	switch {
-	case hasPrefixFold(u, base):
-		rest = u[len(base):]
+	case hasPrefixFold(u, base) && strings.HasPrefix(u[len(base):], x.up.basePath):
+		rest = u[len(base)+len(x.up.basePath):]
 	case x.up.basePath != "" && strings.HasPrefix(u, x.up.basePath):
 		rest = u[len(x.up.basePath):]
 	case x.up.basePath == "" && strings.HasPrefix(u, "/") && !strings.HasPrefix(u, "//"):
 		rest = u // an upstream at its host's root: every path-absolute URL is its
 	default:
-		return u
+		return "", false
 	}
 	if rest != "" && rest[0] != '/' && rest[0] != '?' {
-		return u // /fhir/R4x is not below /fhir/R4
+		return "", false // /fhir/R4x is not below /fhir/R4
 	}
+	return rest, true
+}
+
+// gatewayBase is the gateway's URL of x's upstream: the Host the client
+// asked for and the prefix, without a final "/".
+func (x *exchange) gatewayBase() string {
+	return "https://" + x.host + strings.TrimSuffix(x.up.prefix, "/")
+}
+
+// restPath makes what follows a base a path: "/" for "" or a bare query.
+func restPath(rest string) string {
 	if rest == "" || rest[0] == '?' {
-		rest = "/" + rest
+		return "/" + rest
 	}
-	return "https://" + x.host + strings.TrimSuffix(x.up.prefix, "/") + rest
+	return rest
 }
 
 // upstreamError answers a failed exchange with the upstream: 504 for a
@@ -1048,7 +1147,9 @@ func (g *Gateway) upstreamError(w http.ResponseWriter, r *http.Request, err erro
 	}
 	switch {
 	case errors.As(err, &rr):
-		dn = rr.dn // the answer was read and refused (secureMetadata)
+		dn = rr.dn // the answer was read and refused (secureMetadata, the compartment checks)
+	case errors.Is(err, errUncheckable):
+		dn = deny(http.StatusBadGateway, CodeUpstreamFailed, "the upstream's answer could not be checked or rewritten (not FHIR JSON, or compressed)")
 	case errors.As(err, &mbe):
 		dn = deny(http.StatusRequestEntityTooLarge, CodeTooLarge, fmt.Sprintf("the body is larger than %d bytes", mbe.Limit))
 	case bodyErr != nil && !errors.Is(bodyErr, io.EOF):

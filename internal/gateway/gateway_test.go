@@ -163,7 +163,6 @@ func TestPatientScopesStayInTheCompartment(t *testing.T) {
 		{path: "/fhir/Observation?patient=p1&patient=p2"},
 		{path: "/fhir/Observation?patient=p1,p2"},
 		{path: "/fhir/Observation?patient=p1&subject=Patient/p2"},
-		{path: "/fhir/Observation/obs-1"},
 		{path: "/fhir/Patient/p2"},
 		{path: "/fhir/Patient/p2/Observation"},
 		{path: "/fhir/Patient?_id=p2"},

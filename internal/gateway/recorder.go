@@ -71,6 +71,10 @@ type Event struct {
 	Upstream string `json:"upstream,omitempty"`
 	Path     string `json:"path"`
 	Query    string `json:"query,omitempty"`
+	// Page is, for a continuation (a next or previous page of a search),
+	// the upstream's page fetched, below its base; Path and Query are then
+	// the search it continues.
+	Page string `json:"page,omitempty"`
 	// Interaction is the FHIR interaction ("read", "search-type", ...,
 	// "batch", "transaction") or "route" for http upstreams.
 	Interaction string `json:"interaction,omitempty"`
@@ -89,6 +93,12 @@ type Event struct {
 	Justification string `json:"justification,omitempty"`
 	// Reason is the reason code of a deny.
 	Reason string `json:"reason,omitempty"`
+	// Notes, on a completion, says what the gateway changed in or noticed
+	// about the answer: "include_removed=N" (entries outside the token's
+	// patient compartment removed), "foreign_links=N" (URLs to anywhere
+	// but the upstream, left as they were), "not_rewritten" (a FHIR
+	// answer that is not JSON, passed on as it was); space-separated.
+	Notes string `json:"notes,omitempty"`
 	// Status is the HTTP status answered (deny, complete).
 	Status   int           `json:"status,omitempty"`
 	BytesIn  int64         `json:"bytes_in,omitempty"`

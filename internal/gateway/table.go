@@ -107,6 +107,12 @@ type upstream struct {
 	ident  identitySigner
 	routes []httpRoute // most specific first
 	ops    map[string][]opRule
+	// fhir upstreams: the bound of answers checked against a patient
+	// compartment, whether a refused read is answered 404, and how long a
+	// continuation handle lives
+	maxChecked    int64
+	hideExistence bool
+	contTTL       time.Duration
 }
 
 type httpRoute struct {
@@ -232,7 +238,8 @@ func (t *table) match(path string) (*upstream, string) {
 }
 
 func compileUpstream(ctx context.Context, c *config.Upstream, secrets SecretSource) (*upstream, error) {
-	u := &upstream{name: c.Name, prefix: c.Prefix, fhir: c.Kind == config.KindFHIR}
+	u := &upstream{name: c.Name, prefix: c.Prefix, fhir: c.Kind == config.KindFHIR, hideExistence: c.HideExistence}
+	u.maxChecked, u.contTTL = c.ResponseDefaults()
 	if err := u.credential(ctx, &c.Credential, secrets); err != nil {
 		return nil, fmt.Errorf("credential: %w", err)
 	}
