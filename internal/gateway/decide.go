@@ -96,6 +96,7 @@ type verdict struct {
 	// (fr.check), and the search a continuation continues
 	fr   fhirRequest
 	cont *continuation
+	set  scope.Set
 }
 
 // decide authenticates and authorizes one request: the credential and the
@@ -122,6 +123,7 @@ func (g *Gateway) decide(ctx context.Context, q *request) verdict {
 		return v
 	}
 	set := h.Scopes()
+	v.set = set
 	if q.isPage {
 		// a continuation is decided as the search it continues, for the
 		// token it was issued to
@@ -627,9 +629,10 @@ func isJSON(contentType string) bool {
 // checkIncludes requires, for each _include, a read grant on the included
 // type (or on "*" when the value does not name it), and for each
 // _revinclude a search grant on the source type; such grants must not be
-// restricted. An _include that only a patient/ grant covers (the token
-// bound to patient pid) is allowed with its answer checked: included
-// entries outside the compartment are removed (checked true).
+// restricted. An _include that only a patient/ grant covers, or that names
+// no target type, is allowed for a token bound to patient pid with its
+// answer checked (checked true): included entries outside the
+// compartment, or of a type the token may not read, are removed.
 func checkIncludes(fr *fhirRequest, ps *params, set scope.Set, pid string) (dn *denial, checked bool) {
 	if !isSearch(fr.interaction) {
 		return nil, false
@@ -643,7 +646,7 @@ func checkIncludes(fr *fhirRequest, ps *params, set scope.Set, pid string) (dn *
 		case !rev && len(parts) == 3 && isType(parts[2]):
 			typ = parts[2]
 		}
-		patient := false
+		patient := typ == "*" // each included entry's type is checked on the answer
 		for g := range set.Grants(typ, op) {
 			if g.Restricted() {
 				continue

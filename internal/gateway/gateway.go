@@ -24,6 +24,7 @@ import (
 	"github.com/phigate/phigate/internal/config"
 	"github.com/phigate/phigate/internal/policy"
 	"github.com/phigate/phigate/internal/tlsutil"
+	"github.com/phigate/phigate/internal/scope"
 )
 
 // Options are what a Gateway needs besides its configuration.
@@ -670,6 +671,7 @@ type exchange struct {
 	check                   checkKind
 	fr                      fhirRequest
 	pid                     string
+	set                     scope.Set
 	foreign, removed        int
 	unrewritten             bool
 	isPage                  bool // a continuation: query is the page's
@@ -804,7 +806,7 @@ func (g *Gateway) serveProxy(w http.ResponseWriter, r *http.Request, x *exchange
 	}
 
 	x.subject, x.tokenID, x.purpose, x.bg = v.rec.Subject, v.rec.ID, purpose, bg
-	x.check, x.fr, x.pid = v.fr.check, v.fr, v.rec.PatientID
+	x.check, x.fr, x.pid, x.set = v.fr.check, v.fr, v.rec.PatientID, v.set
 	x.pages = up.fhir && continuesSearch(ev.Interaction)
 	x.searchPath, x.searchQuery = rest, r.URL.RawQuery
 	if r.Method == http.MethodPost && x.inspected && isSearch(v.fr.interaction) && len(x.buffered) > 0 {

@@ -10,6 +10,7 @@ import (
 	"strconv"
 
 	"github.com/phigate/phigate/internal/fhir"
+	"github.com/phigate/phigate/internal/scope"
 )
 
 // Response-side compartment checks: what a patient/ token may read only
@@ -57,7 +58,7 @@ func checkAnswer(x *exchange, resp *http.Response) ([]byte, error) {
 	if int64(len(body)) > limit {
 		return nil, &responseRefusal{deny(http.StatusBadGateway, CodeResponseTooLarge, fmt.Sprintf("the upstream's answer is larger than the %d bytes the gateway checks against the token's patient compartment", limit))}
 	}
-	out, removed, ok := checkBody(x.check, x.fr.typ, x.fr.id, x.pid, body)
+	out, removed, ok := checkBody(x.check, x.fr.typ, x.fr.id, x.pid, body, func(typ string) bool { return readable(x.set, typ) })
 	x.removed += removed
 	if !ok {
 		if x.up.hideExistence {
@@ -73,7 +74,9 @@ func checkAnswer(x *exchange, resp *http.Response) ([]byte, error) {
 // or a copy without the entries removed), how many entries it removed,
 // and false when the answer must be refused whole. Any input is answered:
 // what cannot be parsed is refused.
-func checkBody(check checkKind, typ, id, pid string, body []byte) ([]byte, int, bool) {
+//
+// readable reports whether the token may read an included entry's type.
+func checkBody(check checkKind, typ, id, pid string, body []byte, readable func(typ string) bool) ([]byte, int, bool) {
 	switch check {
 	case checkNone:
 		return body, 0, true
@@ -87,7 +90,8 @@ func checkBody(check checkKind, typ, id, pid string, body []byte) ([]byte, int, 
 		return body, 0, true
 	}
 	// a Bundle: history or searchset
-	out, removed, kept, withResource, ok := filterEntries(body, func(e *bundleAnswerEntry) bool {
+	keptVersions := 0
+	out, removed, _, withResource, ok := filterEntries(body, func(e *bundleAnswerEntry) bool {
 		if check == checkIncluded && (e.Search.Mode == "match" || e.Search.Mode == "outcome") {
 			return true
 		}
@@ -101,15 +105,19 @@ func checkBody(check checkKind, typ, id, pid string, body []byte) ([]byte, int, 
 		if json.Unmarshal(e.Resource, &r) != nil {
 			return false
 		}
-		if check == checkHistory && (r.ResourceType != typ || r.ID != id) {
-			return false
+		if check == checkHistory {
+			in := r.ResourceType == typ && r.ID == id && fhir.InPatientCompartment(r.ResourceType, e.Resource, pid)
+			if in {
+				keptVersions++
+			}
+			return in
 		}
-		return fhir.InPatientCompartment(r.ResourceType, e.Resource, pid)
+		return readable(r.ResourceType) && fhir.InPatientCompartment(r.ResourceType, e.Resource, pid)
 	})
 	if !ok {
 		return nil, 0, false
 	}
-	if check == checkHistory && withResource > 0 && kept == 0 {
+	if check == checkHistory && (withResource == 0 || keptVersions == 0) {
 		return nil, removed, false // no version of it is the patient's
 	}
 	return out, removed, true
@@ -277,4 +285,14 @@ func (x *exchange) notes() string {
 		add("not_rewritten", -1)
 	}
 	return string(b)
+}
+
+// readable reports whether set grants an unrestricted read of typ.
+func readable(set scope.Set, typ string) bool {
+	for g := range set.Grants(typ, scope.OpRead) {
+		if !g.Restricted() {
+			return true
+		}
+	}
+	return false
 }

@@ -1,0 +1,191 @@
+package gateway
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/phigate/phigate/internal/authority"
+	"github.com/phigate/phigate/internal/config"
+)
+
+// A patient token reads its own Observations by id (read, vread, history)
+// and is refused another patient's, 403 compartment, without a byte of
+// the other's record reaching it.
+func TestPatientReadsByIDAreCheckedOnTheAnswer(t *testing.T) {
+	fx, _ := fhirFixture(t, true, nil)
+	pat, _ := fx.token(t, authority.Spec{PatientID: "p1", Scopes: []string{"patient/Observation.rs", "patient/Patient.r", "patient/Practitioner.r"}})
+	for _, path := range []string{"/fhir/Observation/o3", "/fhir/Observation/o3/_history/1", "/fhir/Observation/o3/_history", "/fhir/Patient/p1"} {
+		r := fx.do(t, call{path: path, secret: pat})
+		if r.status != 200 || !strings.Contains(r.body, "secret-of-p1") && !strings.Contains(r.body, "name-of-p1") {
+			t.Errorf("own %s: %d %s", path, r.status, r.body)
+		}
+	}
+	for _, path := range []string{"/fhir/Observation/o-p2", "/fhir/Observation/o-p2/_history/1", "/fhir/Observation/o-p2/_history", "/fhir/Practitioner/d1", "/fhir/Patient/p2"} {
+		r := fx.do(t, call{path: path, secret: pat})
+		if r.status != 403 || r.code != CodeCompartment {
+			t.Errorf("other's %s: %d %s, want 403 compartment", path, r.status, r.body)
+		}
+		if strings.Contains(r.body, "p2") && !strings.Contains(r.body, "p1") || strings.Contains(r.body, "secret-of") || strings.Contains(r.body, "name-of") {
+			t.Errorf("other's %s: the body reached the client: %s", path, r.body)
+		}
+	}
+	// a read of a resource that does not exist stays the upstream's 404
+	if r := fx.do(t, call{path: "/fhir/Observation/o99", secret: pat}); r.status != 404 {
+		t.Errorf("missing: %d %s", r.status, r.body)
+	}
+}
+
+// With hide_existence the refusal of a read outside the compartment is a
+// 404, as for a resource that does not exist.
+func TestHideExistenceAnswersOutsideReadsNotFound(t *testing.T) {
+	fx, _ := fhirFixture(t, true, func(u *config.Upstream) { u.HideExistence = true })
+	pat, _ := fx.token(t, authority.Spec{PatientID: "p1", Scopes: []string{"patient/Observation.rs"}})
+	r := fx.do(t, call{path: "/fhir/Observation/o-p2", secret: pat})
+	if r.status != 404 || r.code != CodeNotFound || strings.Contains(r.body, "secret-of") {
+		t.Errorf("%d %s, want 404 not_found", r.status, r.body)
+	}
+	evs := fx.rec.byRequest(t, r.rid, 2)
+	if len(evs) != 2 || evs[1].Kind != KindComplete || evs[1].Status != 404 || evs[1].Reason != CodeNotFound {
+		t.Errorf("events %+v", evs)
+	}
+}
+
+// An answer larger than max_checked_body is refused with 502
+// response_too_large, never streamed unchecked.
+func TestAnswerTooLargeToCheckIsRefused(t *testing.T) {
+	fx, _ := fhirFixture(t, true, func(u *config.Upstream) { u.MaxCheckedBody = 64 })
+	pat, _ := fx.token(t, authority.Spec{PatientID: "p1", Scopes: []string{"patient/Observation.rs"}})
+	for _, chunked := range []bool{false, true} {
+		fx.fhir.setHandler(func(w http.ResponseWriter, r *http.Request) {
+			body := `{"resourceType":"Observation","id":"o1","subject":{"reference":"Patient/p1"},"note":[{"text":"` + strings.Repeat("x", 100) + `"}]}`
+			w.Header().Set("Content-Type", "application/fhir+json")
+			if chunked {
+				w.Write([]byte(body[:10]))
+				w.(http.Flusher).Flush()
+				w.Write([]byte(body[10:]))
+				return
+			}
+			w.Write([]byte(body))
+		})
+		r := fx.do(t, call{path: "/fhir/Observation/o1", secret: pat})
+		if r.status != 502 || r.code != CodeResponseTooLarge || strings.Contains(r.body, "xxxx") {
+			t.Errorf("chunked %v: %d %s, want 502 response_too_large", chunked, r.status, r.body)
+		}
+	}
+}
+
+// An answer that is not FHIR JSON cannot be checked: refused.
+func TestUncheckableAnswerIsRefused(t *testing.T) {
+	fx, _ := fhirFixture(t, true, nil)
+	pat, _ := fx.token(t, authority.Spec{PatientID: "p1", Scopes: []string{"patient/Observation.rs"}})
+	fx.fhir.setHandler(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/fhir+xml")
+		w.Write([]byte(`<Observation><subject><reference value="Patient/p2"/></subject></Observation>`))
+	})
+	if r := fx.do(t, call{path: "/fhir/Observation/o1?_format=xml", secret: pat}); r.status != 502 || strings.Contains(r.body, "Patient/p2") {
+		t.Errorf("%d %s, want 502", r.status, r.body)
+	}
+}
+
+// _include for a patient token: included entries outside the compartment
+// (another patient, a practitioner) are removed and the removal recorded;
+// the patient's own and the matches stay.
+func TestIncludedEntriesOutsideTheCompartmentAreRemoved(t *testing.T) {
+	fx, _ := fhirFixture(t, false, nil)
+	pat, _ := fx.token(t, authority.Spec{PatientID: "p1", Scopes: []string{"patient/Observation.rs", "patient/Patient.r", "patient/Practitioner.r"}})
+	r := fx.do(t, call{path: "/fhir/Observation?patient=p1&_count=3&_include=Observation:subject&_include=Observation:performer", secret: pat})
+	if r.status != 200 {
+		t.Fatalf("%d %s", r.status, r.body)
+	}
+	var p page
+	if err := json.Unmarshal([]byte(r.body), &p); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range p.Entry {
+		got = append(got, e.Resource.ResourceType+"/"+e.Resource.ID)
+	}
+	if strings.Join(got, " ") != "Observation/o1 Observation/o2 Observation/o3 Patient/p1" {
+		t.Errorf("entries %v", got)
+	}
+	if strings.Contains(r.body, "name-of-p2") {
+		t.Error("another patient's record reached the client")
+	}
+	evs := fx.rec.byRequest(t, r.rid, 2)
+	if len(evs) != 2 || evs[1].Notes != "include_removed=2" {
+		t.Errorf("completion %+v", evs)
+	}
+	// the next page is checked the same way
+	next := fx.gatewayPath(t, p.link("next"))
+	r = fx.do(t, call{path: next, secret: pat})
+	if r.status != 200 || strings.Contains(r.body, "name-of-p2") || strings.Contains(r.body, `"Practitioner"`) {
+		t.Errorf("next page: %d %s", r.status, r.body)
+	}
+	// a user token needs no check: everything included stays
+	usr, _ := fx.token(t, authority.Spec{Scopes: []string{"user/Observation.rs", "user/*.r"}})
+	r = fx.do(t, call{path: "/fhir/Observation?patient=p1&_count=3&_include=Observation:subject&_include=Observation:performer", secret: usr})
+	if r.status != 200 || !strings.Contains(r.body, "name-of-p2") || !strings.Contains(r.body, `"Practitioner"`) {
+		t.Errorf("user token: %d %s", r.status, r.body)
+	}
+}
+
+// Writes by id of other types stay refused for patient tokens (whose the
+// resource is shows only once it is changed), and a batch cannot carry a
+// read the gateway would have to check on the answer.
+func TestPatientWritesByIDAndBatchReadsStayRefused(t *testing.T) {
+	fx, _ := fhirFixture(t, true, nil)
+	pat, _ := fx.token(t, authority.Spec{PatientID: "p1", Scopes: []string{"patient/Observation.cruds"}})
+	n := fx.fhir.count.Load()
+	for _, c := range []call{
+		{method: "DELETE", path: "/fhir/Observation/o1"},
+		{method: "PUT", path: "/fhir/Observation/o1", contentType: "application/fhir+json", body: `{"resourceType":"Observation","id":"o1","subject":{"reference":"Patient/p1"}}`},
+		{method: "POST", path: "/fhir/", contentType: "application/fhir+json", body: `{"resourceType":"Bundle","type":"batch","entry":[{"request":{"method":"GET","url":"Observation/o-p2"}}]}`},
+	} {
+		c.secret = pat
+		if r := fx.do(t, c); r.status != 403 || r.code != CodeCompartment {
+			t.Errorf("%s %s: %d %s", c.method, c.path, r.status, r.body)
+		}
+	}
+	if fx.fhir.count.Load() != n {
+		t.Error("forwarded")
+	}
+}
+
+// A link to anywhere but the upstream is left alone and recorded in the
+// completion; the gateway asks fhir upstreams for an uncompressed answer.
+func TestForeignLinksAreLeftAndRecorded(t *testing.T) {
+	fx, f := fhirFixture(t, false, nil)
+	f.extraLink = "https://terminology.example/doc"
+	usr, _ := fx.token(t, authority.Spec{Scopes: []string{"user/Observation.rs"}})
+	r := fx.do(t, call{path: "/fhir/Observation?patient=p2", secret: usr, header: map[string]string{"Accept-Encoding": "gzip"}})
+	if r.status != 200 || !strings.Contains(r.body, "https://terminology.example/doc") {
+		t.Fatalf("%d %s", r.status, r.body)
+	}
+	if ae := fx.fhir.lastSeen().Header.Get("Accept-Encoding"); ae != "" && ae != "identity" {
+		t.Errorf("the upstream was asked for %q", ae)
+	}
+	evs := fx.rec.byRequest(t, r.rid, 2)
+	if len(evs) != 2 || evs[1].Notes != "foreign_links=1" {
+		t.Errorf("completion %+v", evs)
+	}
+}
+
+// A FHIR answer that is not JSON (_format=xml) passes unrewritten, and the
+// completion says so.
+func TestNonJSONAnswerPassesUnrewrittenAndRecorded(t *testing.T) {
+	fx, _ := fhirFixture(t, false, nil)
+	usr, _ := fx.token(t, authority.Spec{Scopes: []string{"user/Observation.rs"}})
+	fx.fhir.setHandler(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/fhir+xml")
+		w.Write([]byte(`<Bundle xmlns="http://hl7.org/fhir"/>`))
+	})
+	r := fx.do(t, call{path: "/fhir/Observation?patient=p2&_format=xml", secret: usr})
+	if r.status != 200 || r.body != `<Bundle xmlns="http://hl7.org/fhir"/>` {
+		t.Fatalf("%d %s", r.status, r.body)
+	}
+	if evs := fx.rec.byRequest(t, r.rid, 2); len(evs) != 2 || evs[1].Notes != "not_rewritten" {
+		t.Errorf("completion %+v", evs)
+	}
+}
