@@ -26,10 +26,10 @@ import (
 
 // Bounds of the link rewriter.
 const (
-	maxURLBytes   = 8 << 10
-	maxLinkBytes  = 64 << 10
-	maxRewriteDepth  = 128
-	rewriteBufLen = 32 << 10
+	maxURLBytes     = 8 << 10
+	maxLinkBytes    = 64 << 10
+	maxRewriteDepth = 128
+	rewriteBufLen   = 32 << 10
 )
 
 var errRewrite = errors.New("the upstream's FHIR JSON body could not be rewritten (malformed, or a URL or Bundle.link over the gateway's bounds)")
@@ -41,30 +41,30 @@ type linkMapper func(rel, u string) (string, error)
 
 // scanner states
 const (
-	stValue       = iota // a value is expected
-	stArrFirst           // after '[': a value or ']'
-	stObjFirst           // after '{': a key or '}'
-	stObjKey             // after ',' in an object: a key
-	stKey                // inside a key string
-	stColon              // after a key
-	stAfter              // after a value: ',' or the container's end
-	stString             // inside a string value passed through
-	stCapture            // inside a string value held for rewriting
-	stLiteral            // inside a number, true, false or null
-	stLinks              // inside the root "link" array, held whole
-	stEnd                // after the root value
+	stValue    = iota // a value is expected
+	stArrFirst        // after '[': a value or ']'
+	stObjFirst        // after '{': a key or '}'
+	stObjKey          // after ',' in an object: a key
+	stKey             // inside a key string
+	stColon           // after a key
+	stAfter           // after a value: ',' or the container's end
+	stString          // inside a string value passed through
+	stCapture         // inside a string value held for rewriting
+	stLiteral         // inside a number, true, false or null
+	stLinks           // inside the root "link" array, held whole
+	stEnd             // after the root value
 )
 
 // contexts of a container: where it sits in the document
 const (
 	ctxOther      = iota
-	ctxRoot              // the root object
-	ctxEntries           // Bundle.entry
-	ctxEntry             // Bundle.entry[i]
-	ctxResponse          // Bundle.entry[i].response
-	ctxEntryLinks        // Bundle.entry[i].link
-	ctxEntryLink         // Bundle.entry[i].link[j]
-	ctxImpl              // CapabilityStatement.implementation
+	ctxRoot       // the root object
+	ctxEntries    // Bundle.entry
+	ctxEntry      // Bundle.entry[i]
+	ctxResponse   // Bundle.entry[i].response
+	ctxEntryLinks // Bundle.entry[i].link
+	ctxEntryLink  // Bundle.entry[i].link[j]
+	ctxImpl       // CapabilityStatement.implementation
 )
 
 type frame struct {
