@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/phigate/phigate/internal/fhir"
 	"github.com/phigate/phigate/internal/scope"
@@ -81,10 +82,9 @@ func checkBody(check checkKind, typ, id, pid string, body []byte, readable func(
 	case checkNone:
 		return body, 0, true
 	case checkResource:
-		var r struct {
-			ID string `json:"id"`
-		}
-		if json.Unmarshal(body, &r) != nil || r.ID != id || !fhir.InPatientCompartment(typ, body, pid) {
+		m, ok := exactFields(body, "id")
+		var rid string
+		if !ok || json.Unmarshal(m["id"], &rid) != nil || rid != id || !fhir.InPatientCompartment(typ, body, pid) {
 			return nil, 0, false
 		}
 		return body, 0, true
@@ -130,6 +130,45 @@ type bundleAnswerEntry struct {
 	} `json:"search"`
 }
 
+// exactFields decodes the JSON object raw, refusing (ok false) a key
+// that differs from one of names only in letter case: encoding/json (and
+// so Go clients) matches keys that way, the checks here do not, and the
+// two would read different entries or resources.
+func exactFields(raw []byte, names ...string) (map[string]json.RawMessage, bool) {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(raw, &m) != nil || m == nil {
+		return nil, false
+	}
+	for k := range m {
+		for _, n := range names {
+			if k != n && strings.EqualFold(k, n) {
+				return nil, false
+			}
+		}
+	}
+	return m, true
+}
+
+// decodeEntry reads the resource and search.mode of a Bundle entry, by
+// their exact keys.
+func decodeEntry(raw []byte, e *bundleAnswerEntry) bool {
+	m, ok := exactFields(raw, "resource", "search")
+	if !ok {
+		return false
+	}
+	e.Resource = m["resource"]
+	if s, has := m["search"]; has {
+		sm, ok := exactFields(s, "mode")
+		if !ok {
+			return false
+		}
+		if mode, has := sm["mode"]; has && json.Unmarshal(mode, &e.Search.Mode) != nil {
+			return false
+		}
+	}
+	return true
+}
+
 // filterEntries returns the Bundle body without the entries keep refuses
 // (the kept entries, and every byte outside Bundle.entry, as they were).
 // ok is false when body is not a JSON Bundle object, holds "entry" twice,
@@ -148,6 +187,9 @@ func filterEntries(body []byte, keep func(*bundleAnswerEntry) bool) (out []byte,
 			return nil, 0, 0, 0, false
 		}
 		k, _ := t.(string)
+		if k != "entry" && strings.EqualFold(k, "entry") {
+			return nil, 0, 0, 0, false // what a Go client would read as entry
+		}
 		if k != "entry" {
 			var v json.RawMessage
 			if dec.Decode(&v) != nil {
@@ -172,7 +214,7 @@ func filterEntries(body []byte, keep func(*bundleAnswerEntry) bool) (out []byte,
 				return nil, 0, 0, 0, false
 			}
 			var e bundleAnswerEntry
-			if json.Unmarshal(raw, &e) != nil {
+			if !decodeEntry(raw, &e) {
 				return nil, 0, 0, 0, false
 			}
 			if len(e.Resource) > 0 {

@@ -189,3 +189,62 @@ func TestNonJSONAnswerPassesUnrewrittenAndRecorded(t *testing.T) {
 		t.Errorf("completion %+v", evs)
 	}
 }
+
+// FuzzCheckBody: whatever an upstream answers, the checker never panics,
+// and what it lets through is the patient's: a resource read passes only
+// when it names p1; a Bundle passes only as JSON, and no included entry it
+// kept lacks p1.
+func FuzzCheckBody(f *testing.F) {
+	f.Add(uint8(checkResource), []byte(`{"resourceType":"Observation","id":"o1","subject":{"reference":"Patient/p1"}}`))
+	f.Add(uint8(checkHistory), []byte(`{"resourceType":"Bundle","entry":[{"resource":{"resourceType":"Observation","id":"o1","subject":{"reference":"Patient/p1"}}},{"request":{"method":"DELETE"}}]}`))
+	f.Add(uint8(checkIncluded), []byte(`{"resourceType":"Bundle","entry":[{"search":{"mode":"match"},"resource":{}},{"search":{"mode":"include"},"resource":{"resourceType":"Patient","id":"p2"}}]}`))
+	f.Fuzz(func(t *testing.T, kind uint8, body []byte) {
+		check := checkKind(kind%3 + 1)
+		out, removed, ok := checkBody(check, "Observation", "o1", "p1", body, func(string) bool { return true })
+		if !ok {
+			return
+		}
+		if removed < 0 || removed > 0 && check == checkResource {
+			t.Fatalf("removed %d", removed)
+		}
+		if check == checkResource {
+			if string(out) != string(body) || !strings.Contains(string(body), "p1") {
+				t.Fatalf("passed %q", body)
+			}
+			return
+		}
+		var b struct {
+			Entry []bundleAnswerEntry `json:"entry"`
+		}
+		if err := json.Unmarshal(out, &b); err != nil {
+			t.Fatalf("passed a body that is not JSON: %q → %q", body, out)
+		}
+		for _, e := range b.Entry {
+			if check == checkIncluded && (e.Search.Mode == "match" || e.Search.Mode == "outcome") || check == checkHistory && len(e.Resource) == 0 {
+				continue
+			}
+			if !strings.Contains(string(e.Resource), "p1") {
+				t.Fatalf("kept an entry outside the compartment: %s", e.Resource)
+			}
+		}
+	})
+}
+
+// Keys that differ from entry, resource, search or mode only in letter
+// case are refused: a Go client reads them as those, the checks would not.
+func TestCaseVariantKeysAreRefused(t *testing.T) {
+	all := func(string) bool { return true }
+	for _, body := range []string{
+		`{"resourceType":"Bundle","entrY":[{"resource":{"resourceType":"Patient","id":"p2"}}]}`,
+		`{"resourceType":"Bundle","entry":[{"Resource":{"resourceType":"Patient","id":"p2"},"search":{"mode":"include"}}]}`,
+		`{"resourceType":"Bundle","entry":[{"resource":{"resourceType":"Patient","id":"p2"},"Search":{"mode":"match"}}]}`,
+		`{"resourceType":"Bundle","entry":[{"resource":{"resourceType":"Patient","id":"p2"},"search":{"Mode":"match"}}]}`,
+	} {
+		if _, _, ok := checkBody(checkIncluded, "Observation", "", "p1", []byte(body), all); ok {
+			t.Errorf("passed %s", body)
+		}
+	}
+	if _, _, ok := checkBody(checkResource, "Observation", "o1", "p1", []byte(`{"resourceType":"Observation","ID":"o1","id":"o2","subject":{"reference":"Patient/p1"}}`), all); ok {
+		t.Error("passed an ID in another case")
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"strings"
 )
 
 // The link rewriter: a streaming pass over a FHIR JSON body that replaces
@@ -84,15 +85,24 @@ const (
 	keyURL
 )
 
+// keyID names a key, ignoring ASCII letter case: Go clients
+// (encoding/json) read "fullURL" as fullUrl.
 func keyID(k []byte) uint8 {
-	switch string(k) {
+	var low [16]byte
+	n := copy(low[:], k)
+	for i := range n {
+		if c := low[i]; 'A' <= c && c <= 'Z' {
+			low[i] = c + 'a' - 'A'
+		}
+	}
+	switch string(low[:n]) {
 	case "entry":
 		return keyEntry
 	case "link":
 		return keyLink
 	case "implementation":
 		return keyImplementation
-	case "fullUrl":
+	case "fullurl":
 		return keyFullURL
 	case "response":
 		return keyResponse
@@ -523,7 +533,7 @@ func (r *linkRewriter) replaceLink(l json.RawMessage) error {
 		if err := dec.Decode(&v); err != nil {
 			return errRewrite
 		}
-		if k == "relation" {
+		if strings.EqualFold(k, "relation") {
 			var s string
 			if json.Unmarshal(v, &s) != nil || relSeen && s != rel {
 				return errRewrite // two relations: which one a client reads is anyone's guess
@@ -540,7 +550,7 @@ func (r *linkRewriter) replaceLink(l json.RawMessage) error {
 		r.out = appendJSONString(r.out, p.k)
 		r.out = append(r.out, ':')
 		var u string
-		if p.k == "url" && json.Unmarshal(p.v, &u) == nil {
+		if strings.EqualFold(p.k, "url") && json.Unmarshal(p.v, &u) == nil {
 			v, err := r.m(rel, u)
 			if err != nil {
 				return err

@@ -52,6 +52,8 @@ func TestUpstreamURLsInFHIRBodiesAreRewritten(t *testing.T) {
 			`{"resourceType":"CapabilityStatement","implementation":{"description":"x","url":"https://gw/fhir"},"rest":[{"mode":"server"}]}`},
 		{"foreign links stay", `{"link":[{"relation":"next","url":"https://elsewhere/fhir?page=2"}],"entry":[{"fullUrl":"urn:uuid:1"}]}`,
 			`{"link":[{"relation":"next","url":"https://elsewhere/fhir?page=2"}],"entry":[{"fullUrl":"urn:uuid:1"}]}`},
+		{"keys in another case", `{"Link":[{"Relation":"next","URL":"` + upBase + `"}],"entry":[{"fullURL":"` + upBase + `/a"}]}`,
+			`{"Link":[{"Relation":"next","URL":"https://gw/fhir/_page/HANDLE"}],"entry":[{"fullURL":"https://gw/fhir/a"}]}`},
 		{"escaped url", `{"entry":[{"fullUrl":"http:\/\/upstream.internal:8080\/fhir\/Patient\/1"}]}`, `{"entry":[{"fullUrl":"https://gw/fhir/Patient/1"}]}`},
 		{"nested not touched", `{"entry":[{"resource":{"entry":[{"fullUrl":"` + upBase + `/x"}],"link":[{"url":"` + upBase + `"}]}}],"total":3,"x":[true,false,null,-1.5e3]}`,
 			`{"entry":[{"resource":{"entry":[{"fullUrl":"` + upBase + `/x"}],"link":[{"url":"` + upBase + `"}]}}],"total":3,"x":[true,false,null,-1.5e3]}`},
