@@ -124,6 +124,10 @@ func TestParseRejectsGateway(t *testing.T) {
 		{"bad pin", "sha256//AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", "sha256//AAAA", 17, "gateway.upstreams[0].tls.pins: invalid pin 1"},
 		{"tls on plain http", "      allow_plain_http: true\n", "      allow_plain_http: true\n      tls: {ca_file: x.pem}\n", 30, "gateway.upstreams[1].tls: only for an https url"},
 		{"bad server name", "server_name: ehr.internal", "server_name: ehr_internal", 18, "gateway.upstreams[0].tls.server_name"},
+		{"negative max_checked_body", "      kind: fhir\n", "      kind: fhir\n      max_checked_body: -1\n", 15, "gateway.upstreams[0].max_checked_body: must be between 0"},
+		{"huge max_checked_body", "      kind: fhir\n", "      kind: fhir\n      max_checked_body: 1073741824\n", 15, "gateway.upstreams[0].max_checked_body: must be between 0"},
+		{"continuation_ttl too long", "      kind: fhir\n", "      kind: fhir\n      continuation_ttl: 48h\n", 15, "gateway.upstreams[0].continuation_ttl: must be between 0"},
+		{"hide_existence on http", "      kind: http\n      credential:", "      kind: http\n      hide_existence: true\n      credential:", 27, "gateway.upstreams[1]: max_checked_body, hide_existence and continuation_ttl are only for kind fhir"},
 		{"negative timeout", "connect: 2s", "connect: -2s", 19, "gateway.upstreams[0].timeouts.connect: must not be negative"},
 		{"unknown credential type", "type: bearer", "type: oauth", 21, "gateway.upstreams[0].credential.type: must be none, bearer, basic or header"},
 		{"credential in the file", "value: env:EHR_TOKEN", "value: s3cr3t", 22, "gateway.upstreams[0].credential.value: must be env:NAME, file:PATH or secret:NAME"},
@@ -194,6 +198,7 @@ func TestGatewayAcceptsForms(t *testing.T) {
 		"HS256 upstream":   strings.Replace(validGateway, "      kind: fhir\n", "      kind: fhir\n      identity: {alg: HS256, key: secret:ehr-identity}\n", 1),
 		"HS256 gateway":    strings.Replace(validGateway, "  listen: 127.0.0.1:9443\n", "  listen: 127.0.0.1:9443\n  identity: {alg: HS256, key: env:GW_IDENTITY_KEY}\n", 1),
 		"EdDSA explicit":   strings.Replace(validGateway, "      kind: fhir\n", "      kind: fhir\n      identity: {alg: EdDSA}\n", 1),
+		"response checks":  strings.Replace(validGateway, "      kind: fhir\n", "      kind: fhir\n      max_checked_body: 1048576\n      hide_existence: true\n      continuation_ttl: 30m\n", 1),
 	} {
 		t.Run(name, func(t *testing.T) {
 			if _, err := Parse([]byte(doc)); err != nil {

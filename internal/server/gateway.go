@@ -131,6 +131,12 @@ func startGateway(d gatewayDeps) (runningGateway, error) {
 	if d.Storage != nil {
 		gopts.Storage = d.Storage
 	}
+	if d.Vault != nil {
+		if err := d.Vault.EnsureDataKey(context.Background(), vault.PurposeContinuation); err != nil {
+			return fail(fmt.Errorf("gateway: the continuation key: %w", err))
+		}
+		gopts.Continuations = vaultContinuations{v: d.Vault}
+	}
 	r.gw, err = gateway.New(context.Background(), &gcfg, gopts)
 	if err != nil {
 		return fail(err)
@@ -198,6 +204,10 @@ func auditEntry(ev *gateway.Event) *audit.Entry {
 	if ev.Query != "" {
 		path += "?" + ev.Query
 	}
+	if ev.Page != "" {
+		// a continuation: the search it continues, and the upstream page
+		path += " (page " + ev.Page + ")"
+	}
 	e := &audit.Entry{
 		Actor:     audit.Actor{TokenID: ev.TokenID, Subject: ev.Subject},
 		Source:    audit.Source{IP: ev.SourceIP},
@@ -220,6 +230,9 @@ func auditEntry(ev *gateway.Event) *audit.Entry {
 	case gateway.KindComplete:
 		e.Action, e.Outcome = audit.ActionAccessCompleted, audit.OutcomeSuccess
 		e.Bytes, e.Duration = ev.BytesOut, ev.Duration
+		if e.Reason == "" {
+			e.Reason = ev.Notes // what the gateway removed or left in the answer
+		}
 		if ev.Status >= 500 || ev.Status == 499 || ev.Reason == gateway.CodeAborted {
 			e.Outcome = audit.OutcomeFailure // cut short, whatever status was sent
 		}
@@ -233,6 +246,19 @@ func auditEntry(ev *gateway.Event) *audit.Entry {
 		}
 	}
 	return e
+}
+
+// vaultContinuations seals the gateway's continuation handles with the
+// vault's data key of purpose continuation (every node of a cluster opens
+// the handles of the others, and they survive a restart).
+type vaultContinuations struct{ v *vault.Vault }
+
+func (c vaultContinuations) Seal(ctx context.Context, aad, pt []byte) ([]byte, error) {
+	return c.v.EncryptField(ctx, vault.PurposeContinuation, aad, pt)
+}
+
+func (c vaultContinuations) Open(ctx context.Context, aad, ct []byte) ([]byte, error) {
+	return c.v.DecryptField(ctx, vault.PurposeContinuation, aad, ct)
 }
 
 // vaultSecrets resolves secret:NAME upstream credentials from the vault

@@ -31,6 +31,10 @@ const (
 	PurposeRotationReplay = "rotation-replay"
 )
 
+// PurposeContinuation seals the gateway's continuation handles (the pages
+// of a search); its data key is made when the gateway first starts.
+const PurposeContinuation = "continuation"
+
 // DefaultPurposes returns the purposes whose data keys are created with
 // the vault.
 func DefaultPurposes() []string {
