@@ -89,8 +89,10 @@
 //  7. Admission: the rate limit (429 rate_limited with Retry-After), then
 //     one use (403 uses_exhausted; never exceeded under concurrency).
 //  8. The grant is recorded durably (503 audit_unavailable otherwise).
-//  9. Forwarding (below); then the completion (status, bytes, duration) is
-//     recorded.
+//  9. Forwarding (below): the answer of a fhir upstream is checked against
+//     the token's patient compartment where the request needs it, and its
+//     URLs are rewritten (see Answers of fhir upstreams); then the
+//     completion (status, bytes, duration, notes) is recorded.
 //
 // Every refusal is recorded with its reason before it is answered; one
 // that cannot be recorded is answered 503 audit_unavailable instead.
@@ -151,9 +153,11 @@
 //     every occurrence of that parameter equal to the restricted value (no
 //     comma alternatives).
 //   - The patient compartment. A patient/ scope needs a token bound to a
-//     patient (PatientID) and reaches only that patient's data, as far as
-//     the gateway can tell without fetching anything: read, vread, history,
-//     update, patch and delete of Patient/{id}; searches of Patient with
+//     patient (PatientID) and reaches only that patient's data: read,
+//     vread, history, update, patch and delete of Patient/{id}; read,
+//     vread and instance history of a type of the R4 Patient compartment
+//     (fhir.InPatientCompartmentType), checked on the answer (below);
+//     searches of Patient with
 //     _id={id}; searches of other types with patient={id},
 //     patient=Patient/{id}, subject=Patient/{id} or subject:Patient={id}
 //     (a bare subject={id} could name a Group; every occurrence of these
@@ -164,10 +168,14 @@
 //     constrained like a search whose resource is for the patient (as a
 //     create's); creates (JSON) whose subject or patient reference is
 //     Patient/{id} and which reference no other Patient anywhere
-//     (performer, contained resources: any "reference" naming a Patient). Reads of other resource types by id, type and system
-//     history, system searches and conditional patch (the patch could move
-//     the resource to another patient) are refused with 403 compartment:
-//     the gateway cannot know whose they are. Use searches with patient=.
+//     (performer, contained resources: any "reference" naming a Patient).
+//     Reads of other Patients and of types outside the compartment
+//     (Practitioner, Organization, …), updates, patches and deletes of
+//     other types by id (whose the resource is shows only once it has
+//     changed), type and system history, system searches and conditional
+//     patch (the patch could move the resource to another patient) are
+//     refused with 403 compartment. A batch entry that would need its
+//     answer checked is refused the same way.
 //   - If-None-Exist (a conditional create, also request.ifNoneExist in a
 //     Bundle) is a search the server runs, and its answer shows whether
 //     anything matched: it needs the permission of that search of the
@@ -180,7 +188,11 @@
 //   - _include and _revinclude (search results of other types) need an
 //     unrestricted user or system scope for what they add: read on the
 //     named target type (or on * when none is named) for _include, search
-//     on the source type for _revinclude.
+//     on the source type for _revinclude. For a token bound to a patient,
+//     an _include that only a patient/ scope covers, or that names no
+//     target type, is allowed with its answer checked: included entries
+//     outside the compartment, or of a type the token may not read
+//     unrestricted, are removed.
 //
 // POST _search reads its form body (application/x-www-form-urlencoded) and
 // combines it with the URL's query, as FHIR does; its Content-Type must be
@@ -292,6 +304,55 @@
 // the upstream's own URL are rewritten to the gateway's, and a 401 or 407
 // (the upstream refusing the gateway's credential, not the client's) is
 // answered 502 upstream_unavailable without its body.
+//
+// # Answers of fhir upstreams
+//
+// Compartment checks. An answer that a patient/ token may see only once
+// checked (a 2xx to read, vread or instance history of a compartment type,
+// a search with such an _include) is read whole, up to the upstream's
+// max_checked_body (default 8 MiB; a larger one, declared or read, is 502
+// response_too_large), and must be FHIR JSON without Content-Encoding (502
+// upstream_unavailable otherwise). A resource read must be of the id asked
+// for and in the compartment (fhir.InPatientCompartment: one of the
+// references its type's compartment parameters search names
+// Patient/{id}); a history keeps only the versions that are (and is
+// refused when none is); a searchset loses the included entries that are
+// not. A refused answer is 403 compartment, or 404 not_found when the
+// upstream's config says hide_existence; no byte of it reaches the
+// client. Bundle keys differing from entry, resource, search or mode only
+// in letter case are refused (Go clients read them as those). The
+// completion's notes record "include_removed=N".
+//
+// Links. In a FHIR JSON answer (application/fhir+json or
+// application/json), Bundle.link[].url, Bundle.entry[].fullUrl,
+// Bundle.entry[].link[].url, Bundle.entry[].response.location and
+// CapabilityStatement.implementation.url naming the upstream's base
+// become the gateway's, https://<Host asked for><prefix>…, in one
+// streaming pass (rewrite.go: memory bounded by a 32 KiB buffer, one URL
+// of up to 8 KiB, or the root link array of up to 64 KiB; a body it
+// cannot follow there ends the answer with a dropped connection, never a
+// half-rewritten one). Links elsewhere are left alone and counted
+// ("foreign_links=N"). A non-JSON answer (_format=xml) passes as it is,
+// recorded "not_rewritten": the gateway serves FHIR JSON only for what it
+// must check or rewrite. FHIR upstreams are not sent the client's
+// Accept-Encoding, so that answers come uncompressed; one compressed all
+// the same is refused (502).
+//
+// Continuations. The next, previous (prev), first and last links of the
+// answer to a search or history become <prefix>_page/<handle>: base64url
+// of a ciphertext (Options.Continuations; the server's is the vault's
+// data key of purpose continuation) of the search (path and query, a
+// POST _search's form included), the upstream page (below its base) and
+// an expiry (continuation_ttl, default 10 min), bound to the token's id
+// and the upstream. A GET of it is decided as that search for the token
+// presenting it (every check above again, so a token that lost the scope
+// since is refused), recorded with the search as Path and Query and the
+// page as Page, and forwarded to the page; its answer's links become
+// continuations of the same search. A handle of another token, altered,
+// expired, with a query or under another method is refused (403
+// invalid_continuation, 405) before anything goes upstream. Upstream
+// continuations such as HAPI's ?_getpages= are system-level requests
+// otherwise refused to patient/ tokens: reached only through a handle.
 //
 // Upstream TLS is verified (the system roots, a CA file, SPKI pins, or a CA
 // file and pins); plain http only where the configuration says
@@ -486,11 +547,14 @@
 //     error_description.
 //
 // Refusals of the request itself (400, 404, 413, 415, body_unavailable)
-// carry no challenge.
+// and of the upstream's answer (502 response_too_large, a 404 of
+// hide_existence) carry no challenge; 403 invalid_continuation carries
+// only its error_description.
 // Codes: the authority's (invalid_token, token_expired, token_revoked,
 // token_suspended, token_idle, token_rotated, network_denied,
 // outside_hours, purpose_denied, rate_limited, uses_exhausted,
-// insufficient_scope, unavailable) and the gateway's (the Code* constants).
+// insufficient_scope, unavailable) and the gateway's (the Code* constants,
+// CodeInvalidContinuation and CodeResponseTooLarge among them).
 //
 // # Recording
 //
