@@ -64,10 +64,12 @@ type request struct {
 	maxEntries int
 	now        time.Time
 	// page is the handle of a continuation URL (isPage: the request
-	// follows one); fr is set by authorizeFHIR
+	// follows one); check and id are set by authorizeFHIR: the check the
+	// answer needs, and the id of the instance read
 	page   string
 	isPage bool
-	fr     fhirRequest
+	check  checkKind
+	id     string
 	// body returns the request body, read up to the inspection limit; nil
 	// when the body cannot be read (forward auth).
 	body func() ([]byte, *denial)
@@ -92,11 +94,12 @@ type verdict struct {
 	scope       string
 	interaction string
 	resource    string
-	// fhir upstreams: the request classified, the check its answer needs
-	// (fr.check), and the search a continuation continues
-	fr   fhirRequest
-	cont *continuation
-	set  scope.Set
+	// fhir upstreams: the check the answer needs (with the id read and
+	// the token's scopes), and the search a continuation continues
+	check checkKind
+	id    string
+	set   scope.Set
+	cont  *continuation
 }
 
 // decide authenticates and authorizes one request: the credential and the
@@ -137,7 +140,7 @@ func (g *Gateway) decide(ctx context.Context, q *request) verdict {
 	}
 	if q.up.fhir {
 		v.deny, v.scope, v.interaction, v.resource = authorizeFHIR(q, set, rec.PatientID)
-		v.patient, v.fr = q.patient, q.fr
+		v.patient, v.check, v.id = q.patient, q.check, q.id
 		if v.deny == nil && v.cont != nil && !continuesSearch(v.interaction) {
 			v.deny = unreachable(CodeInvalidContinuation, "this continuation link does not continue a search")
 		}
@@ -278,7 +281,7 @@ func authorizeFHIR(q *request, set scope.Set, pid string) (dn *denial, sc, inter
 		}
 	}
 	dn, sc = authorizeInteraction(&fr, &ps, set, pid, q.up, body, q.contentType)
-	q.fr = fr
+	q.check, q.id = fr.check, fr.id
 	return dn, sc, fr.interaction.String(), fr.typ
 }
 

@@ -669,8 +669,7 @@ type exchange struct {
 	pages                   bool
 	searchPath, searchQuery string
 	check                   checkKind
-	fr                      fhirRequest
-	pid                     string
+	typ, id, pid            string
 	set                     scope.Set
 	foreign, removed        int
 	unrewritten             bool
@@ -806,10 +805,10 @@ func (g *Gateway) serveProxy(w http.ResponseWriter, r *http.Request, x *exchange
 	}
 
 	x.subject, x.tokenID, x.purpose, x.bg = v.rec.Subject, v.rec.ID, purpose, bg
-	x.check, x.fr, x.pid, x.set = v.fr.check, v.fr, v.rec.PatientID, v.set
+	x.check, x.typ, x.id, x.pid, x.set = v.check, v.resource, v.id, v.rec.PatientID, v.set
 	x.pages = up.fhir && continuesSearch(ev.Interaction)
 	x.searchPath, x.searchQuery = rest, r.URL.RawQuery
-	if r.Method == http.MethodPost && x.inspected && isSearch(v.fr.interaction) && len(x.buffered) > 0 {
+	if r.Method == http.MethodPost && x.inspected && strings.HasPrefix(ev.Interaction, "search-") && len(x.buffered) > 0 {
 		// a POST _search continues as the GET of its URL and form
 		// parameters together
 		x.searchQuery = joinQuery(r.URL.RawQuery, string(x.buffered))

@@ -59,7 +59,7 @@ func checkAnswer(x *exchange, resp *http.Response) ([]byte, error) {
 	if int64(len(body)) > limit {
 		return nil, &responseRefusal{deny(http.StatusBadGateway, CodeResponseTooLarge, fmt.Sprintf("the upstream's answer is larger than the %d bytes the gateway checks against the token's patient compartment", limit))}
 	}
-	out, removed, ok := checkBody(x.check, x.fr.typ, x.fr.id, x.pid, body, func(typ string) bool { return readable(x.set, typ) })
+	out, removed, ok := checkBody(x.check, x.typ, x.id, x.pid, body, func(typ string) bool { return readable(x.set, typ) })
 	x.removed += removed
 	if !ok {
 		if x.up.hideExistence {
