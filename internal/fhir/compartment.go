@@ -1,8 +1,9 @@
 package fhir
 
 import (
-	"encoding/json"
 	"strings"
+
+	"github.com/phigate/phigate/internal/jsonscan"
 )
 
 // CompartmentParam is one search parameter of the R4 Patient compartment
@@ -136,21 +137,24 @@ func InPatientCompartment(typ string, doc []byte, pid string) bool {
 	if pid == "" {
 		return false
 	}
-	var m map[string]json.RawMessage
-	if json.Unmarshal(doc, &m) != nil {
-		return false
-	}
-	var rt string
-	if json.Unmarshal(m["resourceType"], &rt) != nil || rt != typ {
+	var rt, id []byte
+	if !jsonscan.Fields(doc, func(k, v []byte) bool {
+		switch string(k) {
+		case "resourceType":
+			rt = v
+		case "id":
+			id = v
+		}
+		return true
+	}) || !jsonscan.StringIs(rt, typ) {
 		return false
 	}
 	if typ == "Patient" {
-		var id string
-		return json.Unmarshal(m["id"], &id) == nil && id == pid
+		return jsonscan.StringIs(id, pid)
 	}
 	for _, p := range patientCompartment[typ] {
 		for _, path := range p.Paths {
-			if refAt(m, strings.Split(path, "."), pid) {
+			if refAt(doc, path, pid) {
 				return true
 			}
 		}
@@ -158,37 +162,30 @@ func InPatientCompartment(typ string, doc []byte, pid string) bool {
 	return false
 }
 
-// refAt reports whether a Reference at path below m names Patient/pid.
-func refAt(m map[string]json.RawMessage, path []string, pid string) bool {
-	raw, ok := m[path[0]]
+// refAt reports whether a Reference at the dotted path below the object
+// obj names Patient/pid; arrays on the way are crossed.
+func refAt(obj []byte, path, pid string) bool {
+	name, rest, _ := strings.Cut(path, ".")
+	v, ok := jsonscan.Field(obj, name)
 	if !ok {
 		return false
 	}
-	var objs []map[string]json.RawMessage
-	if len(raw) > 0 && raw[0] == '[' {
-		if json.Unmarshal(raw, &objs) != nil {
-			return false
+	found := false
+	at := func(o []byte) bool {
+		if rest != "" {
+			found = refAt(o, rest, pid)
+		} else if ref, ok := jsonscan.Field(o, "reference"); ok {
+			s, isStr := jsonscan.String(ref)
+			found = isStr && IsPatientReference(s, pid)
 		}
+		return !found
+	}
+	if len(v) > 0 && v[0] == '[' {
+		jsonscan.Elems(v, at)
 	} else {
-		var o map[string]json.RawMessage
-		if json.Unmarshal(raw, &o) != nil {
-			return false
-		}
-		objs = append(objs, o)
+		at(v)
 	}
-	for _, o := range objs {
-		if len(path) > 1 {
-			if refAt(o, path[1:], pid) {
-				return true
-			}
-			continue
-		}
-		var ref string
-		if json.Unmarshal(o["reference"], &ref) == nil && IsPatientReference(ref, pid) {
-			return true
-		}
-	}
-	return false
+	return found
 }
 
 // IsPatientReference reports whether the reference ref names Patient/pid:

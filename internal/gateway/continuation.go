@@ -116,7 +116,7 @@ func (g *Gateway) openHandle(ctx context.Context, tokenID string, up *upstream, 
 	if h == "" || len(h) > maxHandle {
 		return nil, bad
 	}
-	ct, err := base64.RawURLEncoding.DecodeString(h)
+	ct, err := base64.RawURLEncoding.Strict().DecodeString(h) // one spelling per handle: an edit of its last bits is refused too
 	if err != nil {
 		return nil, bad
 	}

@@ -2,15 +2,14 @@ package gateway
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strconv"
-	"strings"
 
 	"github.com/phigate/phigate/internal/fhir"
+	"github.com/phigate/phigate/internal/jsonscan"
 	"github.com/phigate/phigate/internal/scope"
 )
 
@@ -74,45 +73,43 @@ func checkAnswer(x *exchange, resp *http.Response) ([]byte, error) {
 // token bound to patient pid. It returns the body to send (body itself,
 // or a copy without the entries removed), how many entries it removed,
 // and false when the answer must be refused whole. Any input is answered:
-// what cannot be parsed is refused.
-//
-// readable reports whether the token may read an included entry's type.
+// what cannot be parsed is refused. readable reports whether the token
+// may read an included entry's type.
 func checkBody(check checkKind, typ, id, pid string, body []byte, readable func(typ string) bool) ([]byte, int, bool) {
 	switch check {
 	case checkNone:
 		return body, 0, true
 	case checkResource:
-		m, ok := exactFields(body, "id")
-		var rid string
-		if !ok || json.Unmarshal(m["id"], &rid) != nil || rid != id || !fhir.InPatientCompartment(typ, body, pid) {
+		rt, rid, ok := typeAndID(body)
+		if !ok || rt != typ || rid != id || !fhir.InPatientCompartment(typ, body, pid) {
 			return nil, 0, false
 		}
 		return body, 0, true
 	}
 	// a Bundle: history or searchset
-	keptVersions := 0
-	out, removed, _, withResource, ok := filterEntries(body, func(e *bundleAnswerEntry) bool {
-		if check == checkIncluded && (e.Search.Mode == "match" || e.Search.Mode == "outcome") {
+	keptVersions, withResource := 0, 0
+	out, removed, ok := filterEntries(body, func(e *bundleAnswerEntry) bool {
+		if len(e.Resource) > 0 {
+			withResource++
+		}
+		if check == checkIncluded && (e.Mode == "match" || e.Mode == "outcome") {
 			return true
 		}
 		if check == checkHistory && len(e.Resource) == 0 {
 			return true // a deletion: no content
 		}
-		var r struct {
-			ResourceType string `json:"resourceType"`
-			ID           string `json:"id"`
-		}
-		if json.Unmarshal(e.Resource, &r) != nil {
+		rt, rid, ok := typeAndID(e.Resource)
+		if !ok {
 			return false
 		}
 		if check == checkHistory {
-			in := r.ResourceType == typ && r.ID == id && fhir.InPatientCompartment(r.ResourceType, e.Resource, pid)
+			in := rt == typ && rid == id && fhir.InPatientCompartment(rt, e.Resource, pid)
 			if in {
 				keptVersions++
 			}
 			return in
 		}
-		return readable(r.ResourceType) && fhir.InPatientCompartment(r.ResourceType, e.Resource, pid)
+		return readable(rt) && fhir.InPatientCompartment(rt, e.Resource, pid)
 	})
 	if !ok {
 		return nil, 0, false
@@ -123,140 +120,171 @@ func checkBody(check checkKind, typ, id, pid string, body []byte, readable func(
 	return out, removed, true
 }
 
-type bundleAnswerEntry struct {
-	Resource json.RawMessage `json:"resource"`
-	Search   struct {
-		Mode string `json:"mode"`
-	} `json:"search"`
-}
-
-// exactFields decodes the JSON object raw, refusing (ok false) a key
-// that differs from one of names only in letter case: encoding/json (and
-// so Go clients) matches keys that way, the checks here do not, and the
-// two would read different entries or resources.
-func exactFields(raw []byte, names ...string) (map[string]json.RawMessage, bool) {
-	var m map[string]json.RawMessage
-	if json.Unmarshal(raw, &m) != nil || m == nil {
-		return nil, false
-	}
-	for k := range m {
-		for _, n := range names {
-			if k != n && strings.EqualFold(k, n) {
-				return nil, false
-			}
-		}
-	}
-	return m, true
-}
-
-// decodeEntry reads the resource and search.mode of a Bundle entry, by
-// their exact keys.
-func decodeEntry(raw []byte, e *bundleAnswerEntry) bool {
-	m, ok := exactFields(raw, "resource", "search")
-	if !ok {
-		return false
-	}
-	e.Resource = m["resource"]
-	if s, has := m["search"]; has {
-		sm, ok := exactFields(s, "mode")
-		if !ok {
+// typeAndID reads a resource's resourceType and id (the last of each, by
+// exact key; a key differing only in case refuses the resource).
+func typeAndID(res []byte) (typ, id string, ok bool) {
+	var rt, rid []byte
+	ok = true
+	ok = jsonscan.Fields(res, func(k, v []byte) bool {
+		switch {
+		case string(k) == "resourceType":
+			rt = v
+		case string(k) == "id":
+			rid = v
+		case foldEq(k, "resourcetype") || foldEq(k, "id"):
+			ok = false
 			return false
 		}
-		if mode, has := sm["mode"]; has && json.Unmarshal(mode, &e.Search.Mode) != nil {
+		return true
+	}) && ok
+	if !ok {
+		return "", "", false
+	}
+	typ, ok1 := jsonscan.String(rt)
+	if rid != nil {
+		id, ok = jsonscan.String(rid)
+	}
+	return typ, id, ok && ok1
+}
+
+type bundleAnswerEntry struct {
+	Resource []byte // nil without one
+	Mode     string
+}
+
+// foldEq reports whether k equals lower (lower case ASCII) ignoring ASCII
+// case: what encoding/json (and so Go clients) matches a key against.
+func foldEq(k []byte, lower string) bool {
+	if len(k) != len(lower) {
+		return false
+	}
+	for i := range k {
+		c := k[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
 			return false
 		}
 	}
 	return true
 }
 
+// decodeEntry reads the resource and search.mode of a Bundle entry, by
+// their exact keys; a key that differs from resource, search or mode only
+// in letter case refuses the entry: encoding/json matches keys that way,
+// the checks here do not, and the two would read different entries.
+func decodeEntry(raw []byte, e *bundleAnswerEntry) bool {
+	var search []byte
+	ok := true
+	if !jsonscan.Fields(raw, func(k, v []byte) bool {
+		switch {
+		case string(k) == "resource":
+			e.Resource = v
+		case string(k) == "search":
+			search = v
+		case foldEq(k, "resource") || foldEq(k, "search"):
+			ok = false
+			return false
+		}
+		return true
+	}) || !ok {
+		return false
+	}
+	if search == nil {
+		return true
+	}
+	var mode []byte
+	if !jsonscan.Fields(search, func(k, v []byte) bool {
+		switch {
+		case string(k) == "mode":
+			mode = v
+		case foldEq(k, "mode"):
+			ok = false
+			return false
+		}
+		return true
+	}) || !ok {
+		return false
+	}
+	if mode != nil {
+		e.Mode, ok = jsonscan.String(mode)
+	}
+	return ok
+}
+
 // filterEntries returns the Bundle body without the entries keep refuses
 // (the kept entries, and every byte outside Bundle.entry, as they were).
-// ok is false when body is not a JSON Bundle object, holds "entry" twice,
-// or an entry that is not an object.
-func filterEntries(body []byte, keep func(*bundleAnswerEntry) bool) (out []byte, removed, kept, withResource int, ok bool) {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
-		return nil, 0, 0, 0, false
+// ok is false when body is not a JSON Bundle object, holds "entry" twice
+// (or a key that is entry in another case), or an entry that is not an
+// object.
+func filterEntries(body []byte, keep func(*bundleAnswerEntry) bool) (out []byte, removed int, ok bool) {
+	var entries []byte
+	bundle, n := false, 0
+	ok = true
+	if !jsonscan.Fields(body, func(k, v []byte) bool {
+		switch {
+		case string(k) == "entry":
+			n++
+			entries = v
+		case string(k) == "resourceType":
+			bundle = jsonscan.StringIs(v, "Bundle")
+		case foldEq(k, "entry"):
+			ok = false
+			return false
+		}
+		return true
+	}) || !ok || !bundle || n > 1 {
+		return nil, 0, false // two entry arrays: clients disagree on which counts
 	}
-	var keptRaw []json.RawMessage
-	open, end := int64(-1), int64(-1) // Bundle.entry's "[" and after its "]"
-	bundle := false
-	for dec.More() {
-		t, err := dec.Token()
-		if err != nil {
-			return nil, 0, 0, 0, false
-		}
-		k, _ := t.(string)
-		if k != "entry" && strings.EqualFold(k, "entry") {
-			return nil, 0, 0, 0, false // what a Go client would read as entry
-		}
-		if k != "entry" {
-			var v json.RawMessage
-			if dec.Decode(&v) != nil {
-				return nil, 0, 0, 0, false
-			}
-			if k == "resourceType" {
-				var rt string
-				bundle = json.Unmarshal(v, &rt) == nil && rt == "Bundle"
-			}
-			continue
-		}
-		if open >= 0 {
-			return nil, 0, 0, 0, false // two entry arrays: clients disagree on which counts
-		}
-		if t, err := dec.Token(); err != nil || t != json.Delim('[') {
-			return nil, 0, 0, 0, false
-		}
-		open = dec.InputOffset() - 1
-		for dec.More() {
-			var raw json.RawMessage
-			if err := dec.Decode(&raw); err != nil {
-				return nil, 0, 0, 0, false
-			}
-			var e bundleAnswerEntry
-			if !decodeEntry(raw, &e) {
-				return nil, 0, 0, 0, false
-			}
-			if len(e.Resource) > 0 {
-				withResource++
-			}
-			if keep(&e) {
-				kept++
-				keptRaw = append(keptRaw, raw)
-			} else {
-				removed++
-			}
-		}
-		if _, err := dec.Token(); err != nil { // "]"
-			return nil, 0, 0, 0, false
-		}
-		end = dec.InputOffset()
+	if entries == nil {
+		return body, 0, true
 	}
-	if _, err := dec.Token(); err != nil { // "}"
-		return nil, 0, 0, 0, false
+	var drop [][2]int // offsets in body of the entries removed
+	base := offset(body, entries)
+	if !jsonscan.Elems(entries, func(raw []byte) bool {
+		var e bundleAnswerEntry
+		if !decodeEntry(raw, &e) {
+			ok = false
+			return false
+		}
+		if !keep(&e) {
+			o := base + offset(entries, raw)
+			drop = append(drop, [2]int{o, o + len(raw)})
+		}
+		return true
+	}) || !ok {
+		return nil, 0, false
 	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, 0, 0, 0, false // trailing bytes
+	if len(drop) == 0 {
+		return body, 0, true
 	}
-	if !bundle {
-		return nil, 0, 0, 0, false
-	}
-	if removed == 0 {
-		return body, 0, kept, withResource, true
-	}
+	removed = len(drop)
+	// the entries kept, joined by ",", in place of the array's content
+	end := base + len(entries)
 	out = make([]byte, 0, len(body))
-	out = append(out, body[:open]...)
-	out = append(out, '[')
-	for i, raw := range keptRaw {
-		if i > 0 {
+	out = append(out, body[:base+1]...) // up to the array's "["
+	first := true
+	jsonscan.Elems(entries, func(raw []byte) bool {
+		o := base + offset(entries, raw)
+		if len(drop) > 0 && drop[0][0] == o {
+			drop = drop[1:]
+			return true
+		}
+		if !first {
 			out = append(out, ',')
 		}
+		first = false
 		out = append(out, raw...)
-	}
+		return true
+	})
 	out = append(out, ']')
 	out = append(out, body[end:]...)
-	return out, removed, kept, withResource, true
+	return out, removed, true
 }
+
+// offset is where sub, a subslice of b, starts in b.
+func offset(b, sub []byte) int { return cap(b) - cap(sub) }
 
 // encodedResponse reports a Content-Encoding other than identity.
 func encodedResponse(h http.Header) bool {
@@ -276,31 +304,58 @@ func encodedResponse(h http.Header) bool {
 // none) is refused.
 func (g *Gateway) fhirAnswer(x *exchange, resp *http.Response) error {
 	noBody := resp.Body == nil || resp.Body == http.NoBody || resp.Request.Method == http.MethodHead
+	var body []byte // the whole answer, when it was read
 	if x.check != checkNone && resp.StatusCode >= 200 && resp.StatusCode < 300 && !noBody {
-		body, err := checkAnswer(x, resp)
-		if err != nil {
+		var err error
+		if body, err = checkAnswer(x, resp); err != nil {
 			return err
 		}
-		resp.Body.Close()
-		resp.Body = io.NopCloser(bytes.NewReader(body))
-		resp.ContentLength = int64(len(body))
-		resp.Header.Del("Content-Length")
 	}
 	if noBody {
 		return nil
 	}
 	if !isJSON(resp.Header.Get("Content-Type")) {
 		x.unrewritten = true
+		if body != nil {
+			resp.Body.Close()
+			resp.Body, resp.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
+			resp.Header.Del("Content-Length")
+		}
 		return nil
 	}
 	if encodedResponse(resp.Header) {
 		return errUncheckable
 	}
-	resp.Body = newLinkRewriter(resp.Body, g.mapLink(x))
-	resp.ContentLength = -1
+	if body == nil && resp.ContentLength >= 0 && resp.ContentLength <= smallAnswer {
+		// small enough to rewrite whole: the client gets a Content-Length,
+		// and the answer one write (a body without a length is flushed at
+		// every read)
+		var err error
+		if body, err = io.ReadAll(io.LimitReader(resp.Body, smallAnswer+1)); err != nil {
+			return err
+		}
+		if int64(len(body)) > smallAnswer {
+			return errUncheckable // longer than it said
+		}
+	}
 	resp.Header.Del("Content-Length")
+	if body != nil {
+		out, err := rewriteWhole(body, g.mapLink(x))
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		resp.Body, resp.ContentLength = io.NopCloser(bytes.NewReader(out)), int64(len(out))
+		return nil
+	}
+	resp.Body = newLinkRewriter(resp.Body, g.mapLink(x), &g.bufs)
+	resp.ContentLength = -1
 	return nil
 }
+
+// smallAnswer is the largest FHIR JSON answer rewritten whole rather than
+// streamed.
+const smallAnswer = 64 << 10
 
 // notes is the completion's Notes (see Event).
 func (x *exchange) notes() string {

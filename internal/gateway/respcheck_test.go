@@ -214,7 +214,12 @@ func FuzzCheckBody(f *testing.F) {
 			return
 		}
 		var b struct {
-			Entry []bundleAnswerEntry `json:"entry"`
+			Entry []struct {
+				Resource json.RawMessage `json:"resource"`
+				Search   struct {
+					Mode string `json:"mode"`
+				} `json:"search"`
+			} `json:"entry"`
 		}
 		if err := json.Unmarshal(out, &b); err != nil {
 			t.Fatalf("passed a body that is not JSON: %q → %q", body, out)

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"io"
 	"strings"
+
+	"github.com/phigate/phigate/internal/jsonscan"
 )
 
 // The link rewriter: a streaming pass over a FHIR JSON body that replaces
@@ -136,24 +138,50 @@ type linkRewriter struct {
 	lesc   bool
 	// rewritten counts URLs replaced
 	rewritten int
+	pool      *bufferPool
+	stkBuf    [16]frame
 }
 
-func newLinkRewriter(src io.ReadCloser, m linkMapper) *linkRewriter {
-	return &linkRewriter{src: src, m: m, in: make([]byte, rewriteBufLen), stk: make([]frame, 0, 16)}
+// newLinkRewriter rewrites src with m; pool, when set, lends the read and
+// output buffers (given back by Close).
+func newLinkRewriter(src io.ReadCloser, m linkMapper, pool *bufferPool) *linkRewriter {
+	r := &linkRewriter{src: src, m: m, pool: pool}
+	if pool != nil {
+		r.in, r.out = pool.Get(), pool.Get()[:0]
+	} else {
+		r.in, r.out = make([]byte, rewriteBufLen), make([]byte, 0, rewriteBufLen)
+	}
+	r.stk = r.stkBuf[:0]
+	return r
 }
 
-// Read implements io.Reader.
+// rewriteWhole rewrites the whole body b with m.
+func rewriteWhole(b []byte, m linkMapper) ([]byte, error) {
+	r := &linkRewriter{m: m, out: make([]byte, 0, len(b)+len(b)/8)}
+	r.stk = r.stkBuf[:0]
+	if err := r.feed(b); err != nil {
+		return nil, err
+	}
+	if !r.complete() {
+		return nil, errRewrite
+	}
+	return r.out, nil
+}
+
+// Read implements io.Reader. It fills p as far as the body goes: the
+// proxy flushes every read of a body without a length to the client, and
+// a read per upstream TLS record would cost a write (and a record) each.
 func (r *linkRewriter) Read(p []byte) (int, error) {
-	for r.off == len(r.out) {
-		if r.err != nil {
-			return 0, r.err
+	for len(r.out)-r.off < len(p) && r.err == nil {
+		if r.off > 0 { // keep out within its buffer
+			r.out = r.out[:copy(r.out, r.out[r.off:])]
+			r.off = 0
 		}
-		r.out, r.off = r.out[:0], 0
 		n, err := r.src.Read(r.in)
 		if n > 0 {
 			if perr := r.feed(r.in[:n]); perr != nil {
 				r.err = perr
-				r.out = r.out[:0]
+				r.out, r.off = r.out[:0], 0
 				return 0, perr
 			}
 		}
@@ -164,13 +192,24 @@ func (r *linkRewriter) Read(p []byte) (int, error) {
 			r.err = err
 		}
 	}
+	if r.off == len(r.out) {
+		return 0, r.err
+	}
 	n := copy(p, r.out[r.off:])
 	r.off += n
 	return n, nil
 }
 
 // Close implements io.Closer.
-func (r *linkRewriter) Close() error { return r.src.Close() }
+func (r *linkRewriter) Close() error {
+	if r.pool != nil && r.in != nil {
+		r.pool.Put(r.in)
+		r.pool.Put(r.out[:cap(r.out)])
+		r.in, r.out, r.off = nil, nil, 0
+		r.err = errRewrite // no read after Close
+	}
+	return r.src.Close()
+}
 
 // complete reports whether the body ended after a whole value.
 func (r *linkRewriter) complete() bool {
@@ -474,8 +513,8 @@ func isLiteralByte(c byte) bool {
 
 // replaceString appends the held string, mapped, to r.out.
 func (r *linkRewriter) replaceString() error {
-	var u string
-	if json.Unmarshal(r.hold, &u) != nil {
+	u, ok := jsonscan.String(r.hold)
+	if !ok {
 		return errRewrite
 	}
 	v, err := r.m("", u)

@@ -29,7 +29,7 @@ func rewriteAll(t testing.TB, body string, oneByte bool) (string, error) {
 	if oneByte {
 		src = iotest.OneByteReader(src)
 	}
-	rw := newLinkRewriter(io.NopCloser(src), testMapper)
+	rw := newLinkRewriter(io.NopCloser(src), testMapper, nil)
 	out, err := io.ReadAll(rw)
 	return string(out), err
 }
@@ -95,7 +95,7 @@ func TestUnrewritableBodyIsAnError(t *testing.T) {
 // rewritten through a fixed buffer.
 func TestRewriterMemoryIsBoundedFor10MiB(t *testing.T) {
 	body := bigBundle(10 << 20)
-	rw := newLinkRewriter(io.NopCloser(bytes.NewReader(body)), testMapper)
+	rw := newLinkRewriter(io.NopCloser(bytes.NewReader(body)), testMapper, nil)
 	buf := make([]byte, 32<<10)
 	n := 0
 	for {
@@ -115,7 +115,7 @@ func TestRewriterMemoryIsBoundedFor10MiB(t *testing.T) {
 		t.Fatalf("read %d bytes", n)
 	}
 	allocs := testing.AllocsPerRun(1, func() {
-		rw := newLinkRewriter(io.NopCloser(bytes.NewReader(body)), testMapper)
+		rw := newLinkRewriter(io.NopCloser(bytes.NewReader(body)), testMapper, nil)
 		io.Copy(io.Discard, rw)
 	})
 	t.Logf("allocations for a 10 MiB Bundle: %.0f", allocs)
