@@ -137,13 +137,27 @@ func InPatientCompartment(typ string, doc []byte, pid string) bool {
 	if pid == "" {
 		return false
 	}
+	params := patientCompartment[typ]
+	// one pass over the resource: its type, id and the first element of
+	// each compartment path (the last of duplicates, as clients read them)
 	var rt, id []byte
+	var firsts [8][]byte // by index of the path, in params order
 	if !jsonscan.Fields(doc, func(k, v []byte) bool {
 		switch string(k) {
 		case "resourceType":
 			rt = v
 		case "id":
 			id = v
+		default:
+			n := 0
+			for _, p := range params {
+				for _, path := range p.Paths {
+					if first, _, _ := strings.Cut(path, "."); n < len(firsts) && string(k) == first {
+						firsts[n] = v
+					}
+					n++
+				}
+			}
 		}
 		return true
 	}) || !jsonscan.StringIs(rt, typ) {
@@ -152,11 +166,16 @@ func InPatientCompartment(typ string, doc []byte, pid string) bool {
 	if typ == "Patient" {
 		return jsonscan.StringIs(id, pid)
 	}
-	for _, p := range patientCompartment[typ] {
+	n := 0
+	for _, p := range params {
 		for _, path := range p.Paths {
-			if refAt(doc, path, pid) {
-				return true
+			if n < len(firsts) && firsts[n] != nil {
+				_, rest, _ := strings.Cut(path, ".")
+				if refIn(firsts[n], rest, pid) {
+					return true
+				}
 			}
+			n++
 		}
 	}
 	return false
@@ -170,6 +189,13 @@ func refAt(obj []byte, path, pid string) bool {
 	if !ok {
 		return false
 	}
+	return refIn(v, rest, pid)
+}
+
+// refIn reports whether the value v (an object, or an array of them)
+// holds, at the dotted path rest ("" for v itself), a Reference naming
+// Patient/pid.
+func refIn(v []byte, rest, pid string) bool {
 	found := false
 	at := func(o []byte) bool {
 		if rest != "" {

@@ -51,6 +51,15 @@ func TestPatientCompartmentIsTheR4Table(t *testing.T) {
 		"RiskAssessment": "subject", "Schedule": "actor", "ServiceRequest": "subject performer", "Specimen": "subject",
 		"SupplyDelivery": "patient", "SupplyRequest": "subject", "VisionPrescription": "patient",
 	}
+	for typ, ps := range patientCompartment {
+		n := 0
+		for _, p := range ps {
+			n += len(p.Paths)
+		}
+		if n > 8 { // InPatientCompartment's one pass keeps 8
+			t.Errorf("%s: %d paths", typ, n)
+		}
+	}
 	if len(spec) != 66 || len(patientCompartment) != len(spec) {
 		t.Fatalf("the table has %d types, the definition %d (want 66)", len(spec), len(patientCompartment))
 	}

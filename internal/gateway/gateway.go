@@ -90,6 +90,8 @@ type Gateway struct {
 	ridSeq    atomic.Uint64
 
 	bufs bufferPool // copy buffers of the proxies
+	// answers recycles the buffers of FHIR answers read whole (*[]byte)
+	answers sync.Pool
 
 	conts Continuations
 }
@@ -674,6 +676,7 @@ type exchange struct {
 	foreign, removed        int
 	unrewritten             bool
 	isPage                  bool // a continuation: query is the page's
+	bufs                    [][]byte // answer buffers lent by the gateway's pool
 
 	counted countingReader
 	sw      statusWriter
@@ -894,6 +897,11 @@ func (g *Gateway) finish(r *http.Request, x *exchange, start time.Time, aborted 
 		ev.Status = http.StatusOK
 	}
 	ev.Notes = x.notes()
+	if !aborted {
+		// the answer is written: its buffers are free (after a cut the
+		// transport may still hold them; they go to the garbage collector)
+		g.releaseAnswers(x)
+	}
 	g.complete(ev)
 }
 

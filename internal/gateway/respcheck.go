@@ -43,7 +43,7 @@ var errUncheckable = errors.New("the upstream's answer cannot be checked against
 
 // checkAnswer reads the body of resp (the answer to x, needing check) and
 // returns the body the client may see, or the refusal.
-func checkAnswer(x *exchange, resp *http.Response) ([]byte, error) {
+func (g *Gateway) checkAnswer(x *exchange, resp *http.Response) ([]byte, error) {
 	limit := x.up.maxChecked
 	if resp.ContentLength > limit {
 		return nil, &responseRefusal{deny(http.StatusBadGateway, CodeResponseTooLarge, fmt.Sprintf("the upstream's answer is larger than the %d bytes the gateway checks against the token's patient compartment", limit))}
@@ -51,7 +51,7 @@ func checkAnswer(x *exchange, resp *http.Response) ([]byte, error) {
 	if !isJSON(resp.Header.Get("Content-Type")) || encodedResponse(resp.Header) {
 		return nil, errUncheckable
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	body, err := g.readAnswer(x, resp.Body, resp.ContentLength, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -307,7 +307,7 @@ func (g *Gateway) fhirAnswer(x *exchange, resp *http.Response) error {
 	var body []byte // the whole answer, when it was read
 	if x.check != checkNone && resp.StatusCode >= 200 && resp.StatusCode < 300 && !noBody {
 		var err error
-		if body, err = checkAnswer(x, resp); err != nil {
+		if body, err = g.checkAnswer(x, resp); err != nil {
 			return err
 		}
 	}
@@ -317,9 +317,7 @@ func (g *Gateway) fhirAnswer(x *exchange, resp *http.Response) error {
 	if !isJSON(resp.Header.Get("Content-Type")) {
 		x.unrewritten = true
 		if body != nil {
-			resp.Body.Close()
-			resp.Body, resp.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
-			resp.Header.Del("Content-Length")
+			setBody(resp, body)
 		}
 		return nil
 	}
@@ -331,7 +329,7 @@ func (g *Gateway) fhirAnswer(x *exchange, resp *http.Response) error {
 		// and the answer one write (a body without a length is flushed at
 		// every read)
 		var err error
-		if body, err = io.ReadAll(io.LimitReader(resp.Body, smallAnswer+1)); err != nil {
+		if body, err = g.readAnswer(x, resp.Body, resp.ContentLength, smallAnswer); err != nil {
 			return err
 		}
 		if int64(len(body)) > smallAnswer {
@@ -340,17 +338,76 @@ func (g *Gateway) fhirAnswer(x *exchange, resp *http.Response) error {
 	}
 	resp.Header.Del("Content-Length")
 	if body != nil {
-		out, err := rewriteWhole(body, g.mapLink(x))
+		out, err := rewriteWhole(g.answerBuf(x, len(body)+len(body)/8+512), body, g.mapLink(x))
 		if err != nil {
 			return err
 		}
-		resp.Body.Close()
-		resp.Body, resp.ContentLength = io.NopCloser(bytes.NewReader(out)), int64(len(out))
+		setBody(resp, out) // out is the lent buffer, or a larger one it grew into
 		return nil
 	}
 	resp.Body = newLinkRewriter(resp.Body, g.mapLink(x), &g.bufs)
 	resp.ContentLength = -1
 	return nil
+}
+
+// readAnswer reads an answer body of declared length n (-1: unknown) up to
+// limit+1 bytes, into a buffer of the gateway's pool when the length is
+// known (given back when the exchange ends).
+func (g *Gateway) readAnswer(x *exchange, r io.Reader, n, limit int64) ([]byte, error) {
+	if n < 0 || n > limit {
+		return io.ReadAll(io.LimitReader(r, limit+1))
+	}
+	buf := g.answerBuf(x, int(n)+1)[:n+1]
+	k, err := io.ReadFull(r, buf)
+	switch err {
+	case io.ErrUnexpectedEOF, io.EOF:
+		if int64(k) < n {
+			return nil, io.ErrUnexpectedEOF // shorter than it said
+		}
+		return buf[:k], nil
+	case nil:
+		return buf, nil // longer than it said: the caller refuses it
+	}
+	return nil, err
+}
+
+// answerBuf lends a buffer of capacity at least n for an answer of x,
+// from the gateway's pool; finish gives it back.
+func (g *Gateway) answerBuf(x *exchange, n int) []byte {
+	if p, ok := g.answers.Get().(*[]byte); ok && cap(*p) >= n {
+		x.bufs = append(x.bufs, (*p)[:0])
+		return (*p)[:0]
+	} else if ok {
+		g.answers.Put(p)
+	}
+	size := max(n, answerBufSize)
+	b := make([]byte, 0, size)
+	x.bufs = append(x.bufs, b)
+	return b
+}
+
+// answerBufSize is the size of the pooled answer buffers.
+const answerBufSize = smallAnswer + smallAnswer/8 + 1024
+
+// releaseAnswers gives x's answer buffers back to the pool, once the
+// answer is sent.
+func (g *Gateway) releaseAnswers(x *exchange) {
+	for i, b := range x.bufs {
+		if cap(b) <= 2*answerBufSize {
+			b = b[:0]
+			g.answers.Put(&b)
+		}
+		x.bufs[i] = nil
+	}
+	x.bufs = x.bufs[:0]
+}
+
+// setBody makes b resp's body, with its length (the proxy passes on the
+// header, not resp.ContentLength).
+func setBody(resp *http.Response, b []byte) {
+	resp.Body.Close()
+	resp.Body, resp.ContentLength = io.NopCloser(bytes.NewReader(b)), int64(len(b))
+	resp.Header["Content-Length"] = []string{strconv.Itoa(len(b))}
 }
 
 // smallAnswer is the largest FHIR JSON answer rewritten whole rather than

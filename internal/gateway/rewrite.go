@@ -2,10 +2,8 @@ package gateway
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"io"
-	"strings"
 
 	"github.com/phigate/phigate/internal/jsonscan"
 )
@@ -156,8 +154,9 @@ func newLinkRewriter(src io.ReadCloser, m linkMapper, pool *bufferPool) *linkRew
 }
 
 // rewriteWhole rewrites the whole body b with m.
-func rewriteWhole(b []byte, m linkMapper) ([]byte, error) {
-	r := &linkRewriter{m: m, out: make([]byte, 0, len(b)+len(b)/8)}
+// The result is appended to dst.
+func rewriteWhole(dst, b []byte, m linkMapper) ([]byte, error) {
+	r := &linkRewriter{m: m, out: dst}
 	r.stk = r.stkBuf[:0]
 	if err := r.feed(b); err != nil {
 		return nil, err
@@ -531,77 +530,77 @@ func (r *linkRewriter) replaceString() error {
 }
 
 // replaceLinks appends the held Bundle.link array, each url mapped with
-// its link's relation, to r.out; the keys of each link keep their order.
+// its link's relation, to r.out; everything else stays as it was.
 func (r *linkRewriter) replaceLinks() error {
-	var links []json.RawMessage
-	if json.Unmarshal(r.hold, &links) != nil {
-		return errRewrite
-	}
+	ok := true
 	r.out = append(r.out, '[')
-	for i, l := range links {
-		if i > 0 {
+	first := true
+	valid := jsonscan.Elems(r.hold, func(l []byte) bool {
+		if !first {
 			r.out = append(r.out, ',')
 		}
-		if err := r.replaceLink(l); err != nil {
-			return err
+		first = false
+		if len(l) == 0 || l[0] != '{' {
+			r.out = append(r.out, l...) // not an object: nothing to rewrite
+			return true
 		}
+		if err := r.replaceLink(l); err != nil {
+			ok = false
+			return false
+		}
+		return true
+	})
+	if !valid || !ok {
+		return errRewrite
 	}
 	r.out = append(r.out, ']')
 	return nil
 }
 
-func (r *linkRewriter) replaceLink(l json.RawMessage) error {
-	dec := json.NewDecoder(bytes.NewReader(l))
-	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
-		r.out = append(r.out, l...) // not an object: nothing to rewrite
-		return nil
-	}
-	type kv struct {
-		k string
-		v json.RawMessage
-	}
-	var kvs []kv
-	rel, relSeen := "", false
-	for dec.More() {
-		t, err := dec.Token()
-		if err != nil {
-			return errRewrite
-		}
-		k, _ := t.(string)
-		var v json.RawMessage
-		if err := dec.Decode(&v); err != nil {
-			return errRewrite
-		}
-		if strings.EqualFold(k, "relation") {
-			var s string
-			if json.Unmarshal(v, &s) != nil || relSeen && s != rel {
-				return errRewrite // two relations: which one a client reads is anyone's guess
+// replaceLink appends the link object l with its url values mapped.
+func (r *linkRewriter) replaceLink(l []byte) error {
+	rel, relSeen, ok := "", false, true
+	jsonscan.Fields(l, func(k, v []byte) bool {
+		if foldEq(k, "relation") {
+			s, isStr := jsonscan.String(v)
+			if !isStr || relSeen && s != rel {
+				ok = false // two relations: which one a client reads is anyone's guess
+				return false
 			}
 			rel, relSeen = s, true
 		}
-		kvs = append(kvs, kv{k, v})
+		return true
+	})
+	if !ok {
+		return errRewrite
 	}
-	r.out = append(r.out, '{')
-	for i, p := range kvs {
-		if i > 0 {
-			r.out = append(r.out, ',')
+	pos := 0
+	var err error
+	jsonscan.Fields(l, func(k, v []byte) bool {
+		if !foldEq(k, "url") {
+			return true
 		}
-		r.out = appendJSONString(r.out, p.k)
-		r.out = append(r.out, ':')
-		var u string
-		if strings.EqualFold(p.k, "url") && json.Unmarshal(p.v, &u) == nil {
-			v, err := r.m(rel, u)
-			if err != nil {
-				return err
-			}
-			if v != u {
-				r.rewritten++
-				r.out = appendJSONString(r.out, v)
-				continue
-			}
+		u, isStr := jsonscan.String(v)
+		if !isStr {
+			return true
 		}
-		r.out = append(r.out, p.v...)
+		var m string
+		if m, err = r.m(rel, u); err != nil {
+			return false
+		}
+		if m != u {
+			o := cap(l) - cap(v) // where v starts in l
+			r.out = append(r.out, l[pos:o]...)
+			r.out = appendJSONString(r.out, m)
+			pos = o + len(v)
+			r.rewritten++
+		}
+		return true
+	})
+	if err != nil {
+		return err
 	}
-	r.out = append(r.out, '}')
+	r.out = append(r.out, l[pos:]...)
 	return nil
 }
+

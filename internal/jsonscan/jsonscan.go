@@ -10,7 +10,10 @@
 // JSON grammar; escapes must be one of \" \\ \/ \b \f \n \r \t \uXXXX.
 package jsonscan
 
-import "encoding/json"
+import (
+	"bytes"
+	"encoding/json"
+)
 
 // MaxDepth bounds the nesting of objects and arrays.
 const MaxDepth = 128
@@ -106,6 +109,20 @@ func isHex(c byte) bool { return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' ||
 
 // str returns the end of the string at b[i] (after its closing quote).
 func str(b []byte, i int) int {
+	// fast path: up to the next quote, when no backslash or control
+	// character comes before it
+	if j := bytes.IndexByte(b[i+1:], '"'); j >= 0 {
+		plain := true
+		for _, c := range b[i+1 : i+1+j] {
+			if c == '\\' || c < 0x20 {
+				plain = false
+				break
+			}
+		}
+		if plain {
+			return i + 1 + j + 1
+		}
+	}
 	for i++; i < len(b); i++ {
 		switch c := b[i]; {
 		case c == '"':
