@@ -603,4 +603,3 @@ func (r *linkRewriter) replaceLink(l []byte) error {
 	r.out = append(r.out, l[pos:]...)
 	return nil
 }
-
