@@ -5,9 +5,12 @@
 // imports nothing of phigate and keeps no state.
 //
 // A document is accepted when it is RFC 8259 JSON with at most MaxDepth
-// levels of nesting; invalid UTF-8 inside strings is accepted (as
-// encoding/json does, which replaces it). Numbers are checked against the
-// JSON grammar; escapes must be one of \" \\ \/ \b \f \n \r \t \uXXXX.
+// levels of nesting, with two leniencies that cannot make it read
+// otherwise than a strict parser reads it (which refuses it whole):
+// invalid UTF-8 inside strings (encoding/json replaces it), and control
+// characters inside a string without escapes (the price of finding its end
+// with one IndexByte). Numbers are checked against the JSON grammar;
+// escapes must be one of \" \\ \/ \b \f \n \r \t \uXXXX.
 package jsonscan
 
 import (
@@ -109,19 +112,9 @@ func isHex(c byte) bool { return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' ||
 
 // str returns the end of the string at b[i] (after its closing quote).
 func str(b []byte, i int) int {
-	// fast path: up to the next quote, when no backslash or control
-	// character comes before it
-	if j := bytes.IndexByte(b[i+1:], '"'); j >= 0 {
-		plain := true
-		for _, c := range b[i+1 : i+1+j] {
-			if c == '\\' || c < 0x20 {
-				plain = false
-				break
-			}
-		}
-		if plain {
-			return i + 1 + j + 1
-		}
+	// fast path: up to the next quote, when no backslash comes before it
+	if j := bytes.IndexByte(b[i+1:], '"'); j >= 0 && bytes.IndexByte(b[i+1:i+1+j], '\\') < 0 {
+		return i + 1 + j + 1
 	}
 	for i++; i < len(b); i++ {
 		switch c := b[i]; {
