@@ -134,51 +134,92 @@ func IsPatientCompartmentParam(typ, name string) bool {
 // doc may come from an untrusted server: any input is answered, never a
 // panic.
 func InPatientCompartment(typ string, doc []byte, pid string) bool {
-	if pid == "" {
-		return false
-	}
-	params := patientCompartment[typ]
-	// one pass over the resource: its type, id and the first element of
-	// each compartment path (the last of duplicates, as clients read them)
-	var rt, id []byte
-	var firsts [8][]byte // by index of the path, in params order
+	rt, _, ok, in := ResourceInPatientCompartment(doc, pid)
+	return ok && rt == typ && in
+}
+
+// ResourceInPatientCompartment reads, in one pass over the JSON resource
+// doc, its resourceType and id and whether it belongs to the compartment
+// of Patient/pid (as InPatientCompartment, for the type it names). ok is
+// false when doc is not a JSON object with a string resourceType (and a
+// string id, when it has one), or has a key that differs from
+// resourceType or id only in letter case (Go clients read it as that key).
+func ResourceInPatientCompartment(doc []byte, pid string) (typ, id string, ok, in bool) {
+	type member struct{ k, v []byte }
+	var top [48]member
+	n, overflow := 0, false
+	var rt, rid []byte
+	caseVariant := false
 	if !jsonscan.Fields(doc, func(k, v []byte) bool {
-		switch string(k) {
-		case "resourceType":
+		switch {
+		case string(k) == "resourceType":
 			rt = v
-		case "id":
-			id = v
+		case string(k) == "id":
+			rid = v
+		case foldEq(k, "resourcetype") || foldEq(k, "id"):
+			caseVariant = true
+			return false
+		case n < len(top):
+			top[n] = member{k, v}
+			n++
 		default:
-			n := 0
-			for _, p := range params {
-				for _, path := range p.Paths {
-					if first, _, _ := strings.Cut(path, "."); n < len(firsts) && string(k) == first {
-						firsts[n] = v
-					}
-					n++
-				}
-			}
+			overflow = true
 		}
 		return true
-	}) || !jsonscan.StringIs(rt, typ) {
-		return false
+	}) || caseVariant {
+		return "", "", false, false
 	}
-	if typ == "Patient" {
-		return jsonscan.StringIs(id, pid)
+	if typ, ok = jsonscan.String(rt); !ok {
+		return "", "", false, false
 	}
-	n := 0
-	for _, p := range params {
-		for _, path := range p.Paths {
-			if n < len(firsts) && firsts[n] != nil {
-				_, rest, _ := strings.Cut(path, ".")
-				if refIn(firsts[n], rest, pid) {
-					return true
-				}
-			}
-			n++
+	if rid != nil {
+		if id, ok = jsonscan.String(rid); !ok {
+			return "", "", false, false
 		}
 	}
-	return false
+	if pid == "" {
+		return typ, id, true, false
+	}
+	if typ == "Patient" {
+		return typ, id, true, id == pid
+	}
+	for _, p := range patientCompartment[typ] {
+		for _, path := range p.Paths {
+			first, rest, _ := strings.Cut(path, ".")
+			var v []byte
+			if overflow {
+				v, _ = jsonscan.Field(doc, first)
+			} else {
+				for _, m := range top[:n] {
+					if string(m.k) == first {
+						v = m.v // the last of duplicates
+					}
+				}
+			}
+			if v != nil && refIn(v, rest, pid) {
+				return typ, id, true, true
+			}
+		}
+	}
+	return typ, id, true, false
+}
+
+// foldEq reports whether k equals lower (lower-case ASCII) ignoring ASCII
+// case, as encoding/json matches keys.
+func foldEq(k []byte, lower string) bool {
+	if len(k) != len(lower) {
+		return false
+	}
+	for i := range k {
+		c := k[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // refAt reports whether a Reference at the dotted path below the object

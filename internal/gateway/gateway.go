@@ -677,6 +677,7 @@ type exchange struct {
 	unrewritten             bool
 	isPage                  bool // a continuation: query is the page's
 	bufs                    [][]byte // answer buffers lent by the gateway's pool
+	gwBase                  string   // gatewayBase, once made
 
 	counted countingReader
 	sw      statusWriter
@@ -1118,7 +1119,10 @@ func (x *exchange) upstreamRest(u string) (string, bool) {
 // gatewayBase is the gateway's URL of x's upstream: the Host the client
 // asked for and the prefix, without a final "/".
 func (x *exchange) gatewayBase() string {
-	return "https://" + x.host + strings.TrimSuffix(x.up.prefix, "/")
+	if x.gwBase == "" {
+		x.gwBase = "https://" + x.host + strings.TrimSuffix(x.up.prefix, "/")
+	}
+	return x.gwBase
 }
 
 // restPath makes what follows a base a path: "/" for "" or a bare query.

@@ -191,3 +191,44 @@ func searchset20(base string) []byte {
 	sb.WriteString(`]}`)
 	return []byte(sb.String())
 }
+
+// BenchmarkAnswerWork is the gateway's own work on the 20-entry searchset
+// of BenchmarkFHIRAnswer, without the network: "rewrite" the link
+// rewriter over the whole answer (a continuation handle sealed for its
+// next link), "check" the compartment check of every (included) entry,
+// "check+rewrite" both, as a patient token's _include costs.
+func BenchmarkAnswerWork(b *testing.B) {
+	g := &Gateway{now: time.Now}
+	ls, err := newLocalSealer()
+	if err != nil {
+		b.Fatal(err)
+	}
+	g.conts = ls
+	body := searchset20("https://upstream.internal:8443/fhir/R4")
+	target, _ := url.Parse("https://upstream.internal:8443/fhir/R4")
+	up := &upstream{name: "ehr", prefix: "/fhir/", fhir: true, target: target, basePath: "/fhir/R4", contTTL: time.Minute}
+	x := &exchange{up: up, host: "gw.example", tokenID: "tok_x", pages: true, searchPath: "/Observation", searchQuery: "patient=p1", ctx: context.Background()}
+	all := func(string) bool { return true }
+	dst := make([]byte, 0, 2*len(body))
+	for _, mode := range []string{"rewrite", "check", "check+rewrite"} {
+		b.Run(mode, func(b *testing.B) {
+			b.SetBytes(int64(len(body)))
+			b.ReportAllocs()
+			for b.Loop() {
+				in := body
+				if mode != "rewrite" {
+					out, _, ok := checkBody(checkIncluded, "Observation", "", "p1", body, all)
+					if !ok {
+						b.Fatal("refused")
+					}
+					in = out
+				}
+				if mode != "check" {
+					if _, err := rewriteWhole(dst[:0], in, g.mapLink(x)); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+		})
+	}
+}

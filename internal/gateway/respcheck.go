@@ -80,8 +80,8 @@ func checkBody(check checkKind, typ, id, pid string, body []byte, readable func(
 	case checkNone:
 		return body, 0, true
 	case checkResource:
-		rt, rid, ok := typeAndID(body)
-		if !ok || rt != typ || rid != id || !fhir.InPatientCompartment(typ, body, pid) {
+		rt, rid, ok, in := fhir.ResourceInPatientCompartment(body, pid)
+		if !ok || rt != typ || rid != id || !in {
 			return nil, 0, false
 		}
 		return body, 0, true
@@ -98,18 +98,18 @@ func checkBody(check checkKind, typ, id, pid string, body []byte, readable func(
 		if check == checkHistory && len(e.Resource) == 0 {
 			return true // a deletion: no content
 		}
-		rt, rid, ok := typeAndID(e.Resource)
+		rt, rid, ok, in := fhir.ResourceInPatientCompartment(e.Resource, pid)
 		if !ok {
 			return false
 		}
 		if check == checkHistory {
-			in := rt == typ && rid == id && fhir.InPatientCompartment(rt, e.Resource, pid)
+			in = in && rt == typ && rid == id
 			if in {
 				keptVersions++
 			}
 			return in
 		}
-		return readable(rt) && fhir.InPatientCompartment(rt, e.Resource, pid)
+		return in && readable(rt)
 	})
 	if !ok {
 		return nil, 0, false
@@ -118,33 +118,6 @@ func checkBody(check checkKind, typ, id, pid string, body []byte, readable func(
 		return nil, removed, false // no version of it is the patient's
 	}
 	return out, removed, true
-}
-
-// typeAndID reads a resource's resourceType and id (the last of each, by
-// exact key; a key differing only in case refuses the resource).
-func typeAndID(res []byte) (typ, id string, ok bool) {
-	var rt, rid []byte
-	ok = true
-	ok = jsonscan.Fields(res, func(k, v []byte) bool {
-		switch {
-		case string(k) == "resourceType":
-			rt = v
-		case string(k) == "id":
-			rid = v
-		case foldEq(k, "resourcetype") || foldEq(k, "id"):
-			ok = false
-			return false
-		}
-		return true
-	}) && ok
-	if !ok {
-		return "", "", false
-	}
-	typ, ok1 := jsonscan.String(rt)
-	if rid != nil {
-		id, ok = jsonscan.String(rid)
-	}
-	return typ, id, ok && ok1
 }
 
 type bundleAnswerEntry struct {

@@ -226,9 +226,15 @@ func (r *linkRewriter) feed(b []byte) error {
 				r.esc = false
 				continue
 			}
-			// skip to the next quote or backslash
-			j := bytes.IndexAny(b[i:], "\"\\")
-			if j < 0 {
+			// skip to the next quote, or a backslash before it
+			j := bytes.IndexByte(b[i:], '"')
+			seg := b[i:]
+			if j >= 0 {
+				seg = b[i : i+j]
+			}
+			if k := bytes.IndexByte(seg, '\\'); k >= 0 {
+				j = k
+			} else if j < 0 {
 				i = len(b)
 				continue
 			}
