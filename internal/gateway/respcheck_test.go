@@ -1,10 +1,16 @@
 package gateway
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
+	"runtime"
+	"runtime/debug"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/phigate/phigate/internal/authority"
 	"github.com/phigate/phigate/internal/config"
@@ -251,5 +257,85 @@ func TestCaseVariantKeysAreRefused(t *testing.T) {
 	}
 	if _, _, ok := checkBody(checkResource, "Observation", "o1", "p1", []byte(`{"resourceType":"Observation","ID":"o1","id":"o2","subject":{"reference":"Patient/p1"}}`), all); ok {
 		t.Error("passed an ID in another case")
+	}
+}
+
+// A 10 MiB searchset streams through the gateway rewritten, with the
+// gateway's heap bounded by its buffers, not by the answer; the same
+// answer to a request that must be checked is refused over
+// max_checked_body rather than read further.
+func TestTenMiBAnswerStreamsWithBoundedMemory(t *testing.T) {
+	fx, _ := fhirFixture(t, true, func(u *config.Upstream) { u.MaxCheckedBody = 1 << 20 })
+	body := bigBundle(10 << 20)
+	body = bytes.ReplaceAll(body, []byte(upBase), []byte(fx.fhir.srv.URL+"/fhir/R4"))
+	fx.fhir.setHandler(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/fhir+json")
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		w.Write(body)
+	})
+	usr, _ := fx.token(t, authority.Spec{Scopes: []string{"user/Observation.rs"}})
+	// collect often, so that the heap in use is what is live rather than
+	// the garbage the GC's pacing lets pile up over the 10 MiB held here
+	defer debug.SetGCPercent(debug.SetGCPercent(5))
+	runtime.GC()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	var peak atomic.Uint64
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var m runtime.MemStats
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+			runtime.ReadMemStats(&m)
+			if m.HeapInuse > peak.Load() {
+				peak.Store(m.HeapInuse)
+			}
+		}
+	}()
+	req, _ := http.NewRequest(http.MethodGet, "https://"+fx.addr+"/fhir/Observation?patient=p1", nil)
+	req.Header.Set("Authorization", "Bearer "+usr)
+	resp, err := fx.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := []byte(fx.fhir.srv.URL)
+	var n int64
+	buf := make([]byte, 64<<10)
+	var tail []byte
+	for {
+		k, err := resp.Body.Read(buf)
+		chunk := append(tail, buf[:k]...)
+		if bytes.Contains(chunk, up) {
+			t.Fatal("an upstream URL reached the client")
+		}
+		tail = append(tail[:0], chunk[max(0, len(chunk)-len(up)):]...)
+		n += int64(k)
+		if err != nil {
+			break
+		}
+	}
+	resp.Body.Close()
+	close(stop)
+	<-done
+	if resp.StatusCode != 200 || n < 9<<20 {
+		t.Fatalf("%d, %d bytes", resp.StatusCode, n)
+	}
+	grew := int64(peak.Load()) - int64(before.HeapInuse)
+	t.Logf("heap in use grew by at most %d KiB while a %d KiB answer streamed", grew>>10, len(body)>>10)
+	// the body held whole would be 10 MiB (and its copy 10 more); the
+	// client's and the upstream's buffers are in this process too
+	if grew > 6<<20 {
+		t.Errorf("heap grew by %d bytes for a %d-byte answer: it was buffered", grew, len(body))
+	}
+	// a patient token's _include must be checked: refused, the body not read past the bound
+	pat, _ := fx.token(t, authority.Spec{PatientID: "p1", Scopes: []string{"patient/Observation.rs", "patient/Patient.r"}})
+	if r := fx.do(t, call{path: "/fhir/Observation?patient=p1&_include=Observation:subject", secret: pat}); r.status != 502 || r.code != CodeResponseTooLarge {
+		t.Errorf("checked: %d %.200s", r.status, r.body)
 	}
 }
