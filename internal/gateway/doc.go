@@ -331,7 +331,9 @@
 // streaming pass (rewrite.go: memory bounded by a 32 KiB buffer, one URL
 // of up to 8 KiB, or the root link array of up to 64 KiB; a body it
 // cannot follow there ends the answer with a dropped connection, never a
-// half-rewritten one). Links elsewhere are left alone and counted
+// half-rewritten one); an answer of up to 64 KiB that declares its length
+// is rewritten whole instead and sent with its new length, in one write.
+// Links elsewhere are left alone and counted
 // ("foreign_links=N"). A non-JSON answer (_format=xml) passes as it is,
 // recorded "not_rewritten": the gateway serves FHIR JSON only for what it
 // must check or rewrite. FHIR upstreams are not sent the client's
