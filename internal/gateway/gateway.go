@@ -23,8 +23,8 @@ import (
 
 	"github.com/phigate/phigate/internal/config"
 	"github.com/phigate/phigate/internal/policy"
-	"github.com/phigate/phigate/internal/tlsutil"
 	"github.com/phigate/phigate/internal/scope"
+	"github.com/phigate/phigate/internal/tlsutil"
 )
 
 // Options are what a Gateway needs besides its configuration.
@@ -675,7 +675,7 @@ type exchange struct {
 	set                     scope.Set
 	foreign, removed        int
 	unrewritten             bool
-	isPage                  bool // a continuation: query is the page's
+	isPage                  bool     // a continuation: query is the page's
 	bufs                    [][]byte // answer buffers lent by the gateway's pool
 	gwBase                  string   // gatewayBase, once made
 

@@ -379,3 +379,17 @@ func TestContinuationIsDecidedAsItsSearch(t *testing.T) {
 		t.Errorf("after the scope was removed: %d %s", r.status, r.body)
 	}
 }
+
+// The public capability statement's implementation.url names the
+// gateway, not the upstream, and it still declares SMART.
+func TestPublicCapabilityStatementNamesTheGateway(t *testing.T) {
+	fx, f := fhirFixture(t, true, nil)
+	fx.fhir.setHandler(func(w http.ResponseWriter, r *http.Request) {
+		f.write(w, 200, map[string]any{"resourceType": "CapabilityStatement", "status": "active", "kind": "instance",
+			"implementation": map[string]any{"description": "upstream", "url": f.base}, "rest": []any{map[string]any{"mode": "server"}}})
+	})
+	r := fx.do(t, call{path: "/fhir/metadata"})
+	if r.status != 200 || strings.Contains(r.body, fx.fhir.srv.URL) || !strings.Contains(r.body, `"url":"https://`+fx.addr+`/fhir/"`) || !strings.Contains(r.body, "SMART-on-FHIR") {
+		t.Errorf("%d %s", r.status, r.body)
+	}
+}
