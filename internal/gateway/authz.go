@@ -61,7 +61,8 @@ func (g *Gateway) serveAuthz(w http.ResponseWriter, r *http.Request, ev *Event, 
 		secret: secret, addr: client, purpose: purpose, justification: justification, breakGlass: bg,
 		method: orig.method, path: rest, query: orig.query, contentType: r.Header.Get("Content-Type"),
 		up: up, maxEntries: t.limits.MaxBundleEntries, now: start,
-		body: nil, // a forward-auth call carries no body
+		body:         nil,  // a forward-auth call carries no body
+		answerUnseen: true, // nor does the gateway see the answer
 	}
 	q.setIfNoneExist(r.Header)
 	v := g.decide(r.Context(), q)

@@ -61,6 +61,7 @@ func TestForwardAuthRefusals(t *testing.T) {
 	s, _ := fx.token(t, authority.Spec{Scopes: []string{"records:read", "user/*.rs"}})
 	wrong, _ := fx.token(t, authority.Spec{Scopes: []string{"billing:read"}})
 	rev, revRec := fx.token(t, authority.Spec{Scopes: []string{"records:read"}})
+	pat, _ := fx.token(t, authority.Spec{PatientID: "p1", Scopes: []string{"patient/Observation.rs", "patient/Patient.r"}})
 	if _, err := fx.auth.Revoke(ctx, fx.root, revRec.ID, false, "test"); err != nil {
 		t.Fatal(err)
 	}
@@ -72,18 +73,22 @@ func TestForwardAuthRefusals(t *testing.T) {
 		status int
 		code   string
 	}{
-		"wrong scope":          {call{secret: wrong, header: nginx("GET", "/records/r/1")}, 403, "insufficient_scope"},
-		"revoked":              {call{secret: rev, header: nginx("GET", "/records/r/1")}, 401, "token_revoked"},
-		"no token":             {call{header: nginx("GET", "/records/r/1")}, 401, "missing_token"},
-		"no route":             {call{secret: s, header: nginx("DELETE", "/records/r/1")}, 403, "no_route"},
-		"no upstream":          {call{secret: s, header: nginx("GET", "/elsewhere")}, 403, "not_found"},
-		"no original":          {call{secret: s}, 400, "invalid_request"},
-		"bad method":           {call{secret: s, header: nginx("get", "/records/r/1")}, 400, "invalid_request"},
-		"absolute URI":         {call{secret: s, header: nginx("GET", "https://x/records/r/1")}, 400, "invalid_request"},
-		"dot-dot":              {call{secret: s, header: nginx("GET", "/records/r/../../billing/x")}, 400, "invalid_request"},
-		"search body unseen":   {call{secret: s, header: nginx("POST", "/fhir/Observation/_search"), contentType: "application/x-www-form-urlencoded"}, 403, "body_unavailable"},
-		"batch body unseen":    {call{secret: s, header: nginx("POST", "/fhir/"), contentType: "application/fhir+json"}, 403, "body_unavailable"},
-		"fhir search via URL":  {call{secret: s, header: nginx("GET", "/fhir/Observation?code=x")}, 200, ""},
+		"wrong scope":         {call{secret: wrong, header: nginx("GET", "/records/r/1")}, 403, "insufficient_scope"},
+		"revoked":             {call{secret: rev, header: nginx("GET", "/records/r/1")}, 401, "token_revoked"},
+		"no token":            {call{header: nginx("GET", "/records/r/1")}, 401, "missing_token"},
+		"no route":            {call{secret: s, header: nginx("DELETE", "/records/r/1")}, 403, "no_route"},
+		"no upstream":         {call{secret: s, header: nginx("GET", "/elsewhere")}, 403, "not_found"},
+		"no original":         {call{secret: s}, 400, "invalid_request"},
+		"bad method":          {call{secret: s, header: nginx("get", "/records/r/1")}, 400, "invalid_request"},
+		"absolute URI":        {call{secret: s, header: nginx("GET", "https://x/records/r/1")}, 400, "invalid_request"},
+		"dot-dot":             {call{secret: s, header: nginx("GET", "/records/r/../../billing/x")}, 400, "invalid_request"},
+		"search body unseen":  {call{secret: s, header: nginx("POST", "/fhir/Observation/_search"), contentType: "application/x-www-form-urlencoded"}, 403, "body_unavailable"},
+		"batch body unseen":   {call{secret: s, header: nginx("POST", "/fhir/"), contentType: "application/fhir+json"}, 403, "body_unavailable"},
+		"fhir search via URL": {call{secret: s, header: nginx("GET", "/fhir/Observation?code=x")}, 200, ""},
+		// the gateway would have to check the answer, which it does not see
+		"patient read by id":   {call{secret: pat, header: nginx("GET", "/fhir/Observation/o1")}, 403, "body_unavailable"},
+		"patient _include":     {call{secret: pat, header: nginx("GET", "/fhir/Observation?patient=p1&_include=Observation:subject")}, 403, "body_unavailable"},
+		"patient own Patient":  {call{secret: pat, header: nginx("GET", "/fhir/Patient/p1")}, 200, ""},
 		"missing purpose code": {call{secret: s, header: merge(nginx("GET", "/records/r/1"), map[string]string{"X-Purpose-Of-Use": "X"})}, 400, "invalid_purpose"},
 	} {
 		c.call.path = "/v1/authz"

@@ -161,11 +161,17 @@ func continuesSearch(i string) bool {
 func (g *Gateway) mapLink(x *exchange) linkMapper {
 	return func(rel, u string) (string, error) {
 		rest, ok := x.upstreamRest(u)
+		onGateway := false
 		if !ok {
-			if strings.Contains(u, "://") {
-				x.foreign++
+			// a server that builds its links from X-Forwarded-Host and
+			// -Proto (the demo, HAPI behind a proxy) names the gateway
+			// already: its page links still become continuations
+			if rest, onGateway = x.gatewayRest(u); !onGateway {
+				if strings.Contains(u, "://") {
+					x.foreign++
+				}
+				return u, nil
 			}
-			return u, nil
 		}
 		if x.pages && pageRelation(rel) && x.tokenID != "" {
 			h, err := g.issueHandle(x, rest)
@@ -175,8 +181,28 @@ func (g *Gateway) mapLink(x *exchange) linkMapper {
 			}
 			return x.gatewayBase() + pagePath + h, nil
 		}
+		if onGateway {
+			return u, nil
+		}
 		return x.gatewayBase() + restPath(rest), nil
 	}
+}
+
+// gatewayRest returns what of u follows the gateway's base for x's
+// upstream, when u is below it: the same path below the upstream's base.
+func (x *exchange) gatewayRest(u string) (string, bool) {
+	base := x.gatewayBase()
+	if !hasPrefixFold(u, base) {
+		return "", false
+	}
+	rest := u[len(base):]
+	if rest != "" && rest[0] != '/' && rest[0] != '?' {
+		return "", false
+	}
+	if strings.HasPrefix(rest, pagePath) {
+		return "", false // already a continuation
+	}
+	return rest, true
 }
 
 // localSealer is the Continuations of a gateway without the vault's: an

@@ -68,6 +68,9 @@ type request struct {
 	// answer needs, and the id of the instance read
 	page   string
 	isPage bool
+	// answerUnseen: the gateway does not see the answer (forward auth),
+	// so a request allowed only with its answer checked is refused
+	answerUnseen bool
 	check  checkKind
 	id     string
 	// body returns the request body, read up to the inspection limit; nil
@@ -143,6 +146,9 @@ func (g *Gateway) decide(ctx context.Context, q *request) verdict {
 		v.patient, v.check, v.id = q.patient, q.check, q.id
 		if v.deny == nil && v.cont != nil && !continuesSearch(v.interaction) {
 			v.deny = unreachable(CodeInvalidContinuation, "this continuation link does not continue a search")
+		}
+		if v.deny == nil && v.check != checkNone && q.answerUnseen {
+			v.deny = deny(http.StatusForbidden, CodeBodyUnavailable, "a patient/ token's read by id or _include is allowed only once the gateway has checked the answer against the token's compartment, which forward auth does not see: send it through the gateway's proxy")
 		}
 	} else {
 		v.deny, v.scope = authorizeRoute(q, set)

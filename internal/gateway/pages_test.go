@@ -393,3 +393,28 @@ func TestPublicCapabilityStatementNamesTheGateway(t *testing.T) {
 		t.Errorf("%d %s", r.status, r.body)
 	}
 }
+
+// A server that writes its links on the gateway's base already (from
+// X-Forwarded-Host, as the demo and HAPI behind a proxy do) gets its page
+// links made continuations too, and they are not counted as foreign.
+func TestPageLinksOnTheGatewayBecomeContinuations(t *testing.T) {
+	fx, f := fhirFixture(t, false, nil)
+	f.base = "https://" + fx.addr + "/fhir"
+	usr, _ := fx.token(t, authority.Spec{Scopes: []string{"user/Observation.rs"}})
+	r := fx.do(t, call{path: "/fhir/Observation?patient=p1&_count=5", secret: usr})
+	var p page
+	json.Unmarshal([]byte(r.body), &p)
+	if next := p.link("next"); !strings.HasPrefix(next, "https://"+fx.addr+"/fhir/_page/") {
+		t.Fatalf("next %q", next)
+	}
+	if self := p.link("self"); self != "https://"+fx.addr+"/fhir/Observation?patient=p1" {
+		t.Errorf("self %q", self)
+	}
+	if evs := fx.rec.byRequest(t, r.rid, 2); len(evs) != 2 || evs[1].Notes != "" {
+		t.Errorf("completion %+v", evs)
+	}
+	r = fx.do(t, call{path: fx.gatewayPath(t, p.link("next")), secret: usr})
+	if r.status != 200 || !strings.Contains(r.body, `"id":"o6"`) {
+		t.Errorf("next page: %d %.300s", r.status, r.body)
+	}
+}
