@@ -71,8 +71,8 @@ type request struct {
 	// answerUnseen: the gateway does not see the answer (forward auth),
 	// so a request allowed only with its answer checked is refused
 	answerUnseen bool
-	check  checkKind
-	id     string
+	check        checkKind
+	id           string
 	// body returns the request body, read up to the inspection limit; nil
 	// when the body cannot be read (forward auth).
 	body func() ([]byte, *denial)
