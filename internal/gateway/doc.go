@@ -464,7 +464,9 @@
 // The caller must pass the client's Authorization, X-Purpose-Of-Use and
 // X-Break-Glass headers (nginx does; configure Envoy's allowed_headers).
 // Requests whose decision needs the body (POST _search, batch/transaction,
-// patient-scoped creates) are refused with 403 body_unavailable. nginx maps
+// patient-scoped creates) are refused with 403 body_unavailable, and so
+// are those a patient/ token is allowed only once the answer is checked
+// (reads by id of compartment types, _include): forward auth never sees it. nginx maps
 // any answer but 2xx, 401 and 403 to 500; a 429 reaches its client as 500.
 //
 // A minimal nginx configuration (nginx passes the client's headers on: set
