@@ -104,6 +104,14 @@ func InPatientCompartmentType(typ string) bool {
 	return ok
 }
 
+// WithheldFromPatients reports whether the gateway withholds resources of
+// type typ from patient-bound tokens although the compartment definition
+// holds them: a Group is in the compartment of each of its members, and
+// reading it would show every other member (deny by default, as for
+// Patient.link). ResourceInPatientCompartment reports such a resource as
+// outside the compartment.
+func WithheldFromPatients(typ string) bool { return typ == "Group" }
+
 // IsPatientCompartmentParam reports whether name is one of the R4 Patient
 // compartment's parameters for typ (a search with name=Patient/{id} then
 // stays in that patient's compartment).
@@ -128,6 +136,7 @@ func IsPatientCompartmentParam(typ, name string) bool {
 //     of the listed path, across arrays) is a reference to Patient/pid:
 //     "Patient/pid", "Patient/pid/_history/v", or an absolute URL ending
 //     in "/Patient/pid" (or with its _history).
+//   - a resource of a type WithheldFromPatients (a Group) never belongs;
 //   - nothing else belongs; a document that is not a JSON object, or of
 //     another type, does not either.
 //
@@ -182,6 +191,9 @@ func ResourceInPatientCompartment(doc []byte, pid string) (typ, id string, ok, i
 	}
 	if typ == "Patient" {
 		return typ, id, true, id == pid
+	}
+	if WithheldFromPatients(typ) {
+		return typ, id, true, false
 	}
 	for _, p := range patientCompartment[typ] {
 		for _, path := range p.Paths {

@@ -135,3 +135,18 @@ func FuzzInPatientCompartment(f *testing.F) {
 		}
 	})
 }
+
+// A Group naming the patient among its members is withheld from the
+// patient: it would show every other member.
+func TestAGroupIsWithheldFromItsMembers(t *testing.T) {
+	doc := []byte(`{"resourceType":"Group","id":"g1","type":"person","actual":true,"member":[{"entity":{"reference":"Patient/p1"}},{"entity":{"reference":"Patient/p2"}}]}`)
+	if _, _, ok, in := ResourceInPatientCompartment(doc, "p1"); !ok || in {
+		t.Fatalf("a Group listing Patient/p1: ok %v, in %v; want withheld", ok, in)
+	}
+	if InPatientCompartment("Group", doc, "p1") {
+		t.Fatal("InPatientCompartment holds the Group")
+	}
+	if !WithheldFromPatients("Group") || WithheldFromPatients("Observation") {
+		t.Fatal("WithheldFromPatients")
+	}
+}

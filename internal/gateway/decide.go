@@ -505,8 +505,9 @@ func restrictionsHold(g scope.Scope, ps *params) bool {
 //
 //   - read, vread, history, update, patch, delete of Patient/pid;
 //   - read, vread and instance history of a type in the R4 Patient
-//     compartment (fhir.InPatientCompartmentType): forwarded, and the
-//     answer checked (checkResource, checkHistory);
+//     compartment (fhir.InPatientCompartmentType) but a Group
+//     (fhir.WithheldFromPatients: it names its other members): forwarded,
+//     and the answer checked (checkResource, checkHistory);
 //   - searches of Patient with _id=pid, of other types with patient=pid
 //     (see params.inCompartment), and compartment searches Patient/pid/…;
 //   - conditional delete constrained like a search, and conditional update
@@ -529,7 +530,7 @@ func inCompartment(fr *fhirRequest, ps *params, pid string, body func() ([]byte,
 		switch {
 		case fr.typ == "Patient":
 			return fr.id == pid, checkNone
-		case !fhir.InPatientCompartmentType(fr.typ):
+		case !fhir.InPatientCompartmentType(fr.typ) || fhir.WithheldFromPatients(fr.typ):
 			return false, checkNone
 		case fr.interaction == HistoryInstance:
 			return true, checkHistory

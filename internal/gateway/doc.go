@@ -156,8 +156,9 @@
 //     patient (PatientID) and reaches only that patient's data: read,
 //     vread, history, update, patch and delete of Patient/{id}; read,
 //     vread and instance history of a type of the R4 Patient compartment
-//     (fhir.InPatientCompartmentType), checked on the answer (below);
-//     searches of Patient with
+//     (fhir.InPatientCompartmentType) other than Group, which would show
+//     its other members (fhir.WithheldFromPatients), checked on the answer
+//     (below); searches of Patient with
 //     _id={id}; searches of other types with patient={id},
 //     patient=Patient/{id}, subject=Patient/{id} or subject:Patient={id}
 //     (a bare subject={id} could name a Group; every occurrence of these

@@ -339,3 +339,24 @@ func TestTenMiBAnswerStreamsWithBoundedMemory(t *testing.T) {
 		t.Errorf("checked: %d %.200s", r.status, r.body)
 	}
 }
+
+// A Group that lists the patient is in its compartment by the definition,
+// but would show every other member: a patient token is refused it, and
+// nothing is forwarded.
+func TestAPatientTokenIsRefusedAGroupItBelongsTo(t *testing.T) {
+	fx, _ := fhirFixture(t, true, nil)
+	pat, _ := fx.token(t, authority.Spec{PatientID: "p1", Scopes: []string{"patient/*.rs"}})
+	var asked atomic.Int64
+	fx.fhir.setHandler(func(w http.ResponseWriter, r *http.Request) {
+		asked.Add(1)
+		w.Header().Set("Content-Type", "application/fhir+json")
+		w.Write([]byte(`{"resourceType":"Group","id":"g1","type":"person","actual":true,"member":[{"entity":{"reference":"Patient/p1"}},{"entity":{"reference":"Patient/p2"}}]}`))
+	})
+	r := fx.do(t, call{path: "/fhir/Group/g1", secret: pat})
+	if r.status != 403 || r.code != CodeCompartment || strings.Contains(r.body, "Patient/p2") {
+		t.Fatalf("Group/g1: %d %s, want 403 compartment", r.status, r.body)
+	}
+	if asked.Load() != 0 {
+		t.Fatalf("the read was forwarded %d times", asked.Load())
+	}
+}
