@@ -42,7 +42,7 @@ import (
 
 // Errors with an operational meaning.
 var (
-	// ErrNotFound: no such token, secret or key.
+	// ErrNotFound: no such token, secret, key or alert.
 	ErrNotFound = errors.New("store: not found")
 	// ErrConflict: a unique value already exists, or an update's expected
 	// revision is stale.
@@ -162,6 +162,28 @@ type Store interface {
 	GetMeta(ctx context.Context, key string) ([]byte, error)
 	PutMeta(ctx context.Context, key string, value []byte) error
 
+	// CreateAlert stores a new alert (state open, as given otherwise).
+	// a.ID MUST NOT be empty, a.Detector MUST NOT be empty, a.Severity
+	// MUST be a known severity, a.Evidence MUST be empty or one JSON
+	// object, a.CreatedAt MUST NOT be zero; AckedAt, AckedBy and AckNote
+	// MUST be empty (an alert is created open). ErrConflict if the id
+	// exists.
+	CreateAlert(ctx context.Context, a *Alert) error
+
+	// Alert returns the alert with this id, or ErrNotFound.
+	Alert(ctx context.Context, id string) (*Alert, error)
+
+	// ListAlerts returns alerts ordered by id ascending, after f.After,
+	// at most f.Limit of them (the limits of ListTokens), and the cursor
+	// of the next page ("" when there is none).
+	ListAlerts(ctx context.Context, f AlertFilter) (alerts []*Alert, next string, err error)
+
+	// AckAlert acknowledges an open alert: its state becomes acked, with
+	// AckedAt=at, AckedBy=by and AckNote=note, and returns it. ErrNotFound
+	// if absent, ErrConflict (and nothing changed) if it is acked already.
+	// by and at MUST NOT be empty or zero.
+	AckAlert(ctx context.Context, id, by, note string, at time.Time) (*Alert, error)
+
 	// Ping reports whether the store can serve requests (readiness).
 	Ping(ctx context.Context) error
 
@@ -177,6 +199,82 @@ type TokenFilter struct {
 	Status  token.Status
 	// ParentID lists the tokens created under this one.
 	ParentID string
+	// After is the cursor: the last id of the previous page.
+	After string
+	Limit int
+}
+
+// Severity ranks an alert.
+type Severity string
+
+// Severities, from least to most urgent.
+const (
+	SeverityLow      Severity = "low"
+	SeverityMedium   Severity = "medium"
+	SeverityHigh     Severity = "high"
+	SeverityCritical Severity = "critical"
+)
+
+// Valid reports whether s is one of the severities above.
+func (s Severity) Valid() bool {
+	switch s {
+	case SeverityLow, SeverityMedium, SeverityHigh, SeverityCritical:
+		return true
+	}
+	return false
+}
+
+// AlertState is where an alert is in its handling.
+type AlertState string
+
+// Alert states: an alert is created open and acknowledged once.
+const (
+	AlertOpen  AlertState = "open"
+	AlertAcked AlertState = "acked"
+)
+
+// Valid reports whether s is one of the states above.
+func (s AlertState) Valid() bool { return s == AlertOpen || s == AlertAcked }
+
+// Alert is what a monitor detector raised, as stored. It never holds a
+// token secret: Evidence is counts, prefixes and baselines.
+type Alert struct {
+	// ID is the alert's public id ("alr_…"; ids sort by creation).
+	ID string
+	// Detector names what raised it ("rate_spike", "brute_force", ...).
+	Detector string
+	Severity Severity
+	// TokenID and Subject name the token the alert is about ("" for a
+	// source, as with brute force).
+	TokenID, Subject string
+	// Source is the address or prefix the alert is about, if any.
+	Source string
+	// Summary is one line for people.
+	Summary string
+	// Evidence is a JSON object: counts, prefixes, the baseline compared
+	// with. Kept as given.
+	Evidence []byte
+	// AuditSeqs are the audit sequence numbers of the requests that
+	// tripped it.
+	AuditSeqs []uint64
+	// Action is what was done ("none", "blocked", "suspended",
+	// "ip_blocked").
+	Action    string
+	CreatedAt time.Time
+
+	State   AlertState
+	AckedAt time.Time
+	AckedBy string // the token id that acknowledged it
+	AckNote string
+}
+
+// AlertFilter selects alerts for ListAlerts. Zero fields do not filter.
+type AlertFilter struct {
+	TokenID  string
+	Severity Severity
+	State    AlertState
+	// Since and Until bound CreatedAt: Since <= CreatedAt < Until.
+	Since, Until time.Time
 	// After is the cursor: the last id of the previous page.
 	After string
 	Limit int

@@ -118,6 +118,30 @@ CREATE TABLE rotation_replays (
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX rotation_replays_expiry ON rotation_replays (expires_at);
 `,
+	// 4: alerts raised by the monitor (store.Alert).
+	//
+	// evidence is the JSON object as given; audit_seqs a JSON array of
+	// integers; acked_at NULL while the alert is open.
+	`
+CREATE TABLE alerts (
+    id         TEXT    NOT NULL PRIMARY KEY,
+    detector   TEXT    NOT NULL,
+    severity   TEXT    NOT NULL,
+    token_id   TEXT    NOT NULL DEFAULT '',
+    subject    TEXT    NOT NULL DEFAULT '',
+    source     TEXT    NOT NULL DEFAULT '',
+    summary    TEXT    NOT NULL DEFAULT '',
+    evidence   TEXT    NOT NULL DEFAULT '',
+    audit_seqs TEXT    NOT NULL DEFAULT '[]',
+    action     TEXT    NOT NULL DEFAULT '',
+    created_at INTEGER NOT NULL,
+    state      TEXT    NOT NULL CHECK (state IN ('open', 'acked')),
+    acked_at   INTEGER,
+    acked_by   TEXT    NOT NULL DEFAULT '',
+    ack_note   TEXT    NOT NULL DEFAULT ''
+) STRICT, WITHOUT ROWID;
+CREATE INDEX alerts_token ON alerts (token_id, id);
+`,
 }
 
 // SchemaVersion is the schema version this code writes and understands.

@@ -53,6 +53,9 @@ var cases = []testCase{
 	{"ClosedStoreReturnsErrClosed", testClosedStoreReturnsErrClosed},
 }
 
+// allCases is the whole suite: the token clauses and the alert clauses.
+var allCases = append(slices.Clip(cases), alertCases...)
+
 // concurrency is the number of goroutines of the concurrency tests: as many
 // as a busy gateway has requests in flight against one store.
 const concurrency = 64

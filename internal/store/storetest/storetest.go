@@ -25,6 +25,9 @@
 // token.Generate, hashed under a random pepper. No plaintext secret outlives
 // the helper that hashed it, and no message prints a hash.
 //
+// The alert clauses (alerts.go) hold CreateAlert, Alert, ListAlerts and
+// AckAlert the same way.
+//
 // BenchCreate and BenchTokenBySecret are the matching benchmarks.
 package storetest
 
@@ -49,7 +52,7 @@ import (
 // Subtests run one after another.
 func Run(t *testing.T, open func(t *testing.T, now func() time.Time) store.Store) {
 	t.Helper()
-	for _, tc := range cases {
+	for _, tc := range allCases {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.run(newEnv(t, open))
 		})
@@ -70,6 +73,8 @@ type env struct {
 	s   store.Store
 	fx  *fixtures
 	clk *testclock.Clock // the store's clock
+
+	alerts int // alerts made by e.alert, for unique ids
 }
 
 // now is the store's time.
