@@ -32,7 +32,9 @@ const (
 	ActionAccessDenied         Action = "access.denied"    // with Reason
 	ActionAuthFailed           Action = "auth.failed"      // bad or unknown token: Source, never the secret
 	ActionBreakGlassUsed       Action = "breakglass.used"  // with BreakGlass (the justification)
-	ActionAlertRaised          Action = "alert.raised"
+	ActionAlertRaised          Action = "alert.raised"     // Target: the alert id; Reason: the detector
+	ActionAlertAcked           Action = "alert.acked"      // Target: the alert id; Actor: who acknowledged it
+	ActionIPBlocked            Action = "ip.blocked"       // Source: the refused address; Target: the alert id
 	ActionKeyRotated           Action = "key.rotated"
 	ActionConfigLoaded         Action = "config.loaded"
 	ActionServerStarted        Action = "server.started"
@@ -49,6 +51,7 @@ var knownActions = map[Action]bool{
 	ActionAccessDenied: true, ActionAuthFailed: true, ActionBreakGlassUsed: true, ActionAlertRaised: true,
 	ActionKeyRotated: true, ActionConfigLoaded: true, ActionServerStarted: true, ActionServerStopped: true,
 	ActionAuditRead: true, ActionAuditArchived: true, ActionTokenRotationRetried: true,
+	ActionAlertAcked: true, ActionIPBlocked: true,
 }
 
 // Known reports whether a is one of the actions above.

@@ -169,7 +169,7 @@ const ExtSealed = "urn:phigate:audit:sealed"
 //     rotated, suspended, reinstated); the token as entity, with before
 //     and after as details.
 //
-//   - alert.raised: Security Alert; key.rotated, config.loaded: Security
+//   - alert.raised, alert.acked, ip.blocked: Security Alert; key.rotated, config.loaded: Security
 //     Alert with 110129 Security Configuration / 110131 Software
 //     Configuration; server.started/stopped: DCM 110100 Application
 //     Activity, 110120 Application Start / 110121 Application Stop.

@@ -55,7 +55,7 @@ const syslogFacility = 10
 func SyslogMessage(e *Entry, origin string, body []byte) []byte {
 	sev := 5
 	switch {
-	case e.Action == ActionBreakGlassUsed || e.Action == ActionAlertRaised:
+	case e.Action == ActionBreakGlassUsed || e.Action == ActionAlertRaised || e.Action == ActionIPBlocked:
 		sev = 1
 	case e.Outcome == OutcomeDenied || e.Outcome == OutcomeFailure || e.Action == ActionAuthFailed || e.Action == ActionAccessDenied:
 		sev = 4
