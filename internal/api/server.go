@@ -44,6 +44,8 @@ type Options struct {
 	// with 503 storage_low while the disk is below its watermark; /readyz
 	// then says why.
 	Storage Storage
+	// Alerts serves the alert endpoints (nil: they answer 503).
+	Alerts Alerts
 }
 
 // Server is the admin API handler.
@@ -100,6 +102,7 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /v1/revoke", s.authed("", s.revoke))
 	s.auditRoutes()
 	s.secretRoutes()
+	s.alertRoutes()
 
 }
 

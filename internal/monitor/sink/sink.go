@@ -51,6 +51,7 @@ import (
 	"github.com/phigate/phigate/internal/monitor"
 	"github.com/phigate/phigate/internal/store"
 	"github.com/phigate/phigate/internal/token"
+	"github.com/phigate/phigate/pkg/client"
 )
 
 // IDPrefix starts every alert id.
@@ -146,28 +147,10 @@ func StoreAlert(a *monitor.Alert) (*store.Alert, error) {
 	}, nil
 }
 
-// View is an alert as the admin API, the CLI and the webhook show it.
-type View struct {
-	ID        string          `json:"id"`
-	Detector  string          `json:"detector"`
-	Severity  string          `json:"severity"`
-	TokenID   string          `json:"token_id,omitempty"`
-	Subject   string          `json:"subject,omitempty"`
-	Source    string          `json:"source,omitempty"`
-	Summary   string          `json:"summary"`
-	Evidence  json.RawMessage `json:"evidence,omitempty"`
-	AuditSeqs []uint64        `json:"audit_seqs"`
-	Action    string          `json:"action"`
-	CreatedAt time.Time       `json:"created_at"`
-	State     string          `json:"state"`
-	AckedAt   *time.Time      `json:"acked_at,omitempty"`
-	AckedBy   string          `json:"acked_by,omitempty"`
-	AckNote   string          `json:"ack_note,omitempty"`
-}
-
-// ViewOf returns the view of a stored alert.
-func ViewOf(a *store.Alert) View {
-	v := View{ID: a.ID, Detector: a.Detector, Severity: string(a.Severity), TokenID: a.TokenID,
+// ViewOf returns the wire view of a stored alert (GET /v1/alerts/{id},
+// the CLI, the webhook).
+func ViewOf(a *store.Alert) client.Alert {
+	v := client.Alert{ID: a.ID, Detector: a.Detector, Severity: string(a.Severity), TokenID: a.TokenID,
 		Subject: a.Subject, Source: a.Source, Summary: a.Summary, AuditSeqs: a.AuditSeqs,
 		Action: a.Action, CreatedAt: a.CreatedAt.UTC(), State: string(a.State), AckedBy: a.AckedBy, AckNote: a.AckNote}
 	if len(a.Evidence) > 0 {
@@ -185,13 +168,13 @@ func ViewOf(a *store.Alert) View {
 
 // Payload is the webhook body: the alert's View and Text.
 type Payload struct {
-	View
+	client.Alert
 	// Text is one line for people; Slack-compatible receivers show it.
 	Text string `json:"text"`
 }
 
 // Text is the one-line form of an alert: "[phigate] HIGH rate_spike: summary (token tok_…, subject …, action suspended, alert alr_…)".
-func Text(v *View) string {
+func Text(v *client.Alert) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "[phigate] %s %s: %s (", strings.ToUpper(v.Severity), v.Detector, v.Summary)
 	if v.TokenID != "" {

@@ -128,7 +128,7 @@ func (w *Webhook) Raise(ctx context.Context, a *monitor.Alert) error {
 		return err
 	}
 	v := ViewOf(rec)
-	body, err := json.Marshal(Payload{View: v, Text: Text(&v)})
+	body, err := json.Marshal(Payload{Alert: v, Text: Text(&v)})
 	if err != nil {
 		return fmt.Errorf("sink: webhook body: %w", err)
 	}
