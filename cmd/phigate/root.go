@@ -58,6 +58,7 @@ Client commands talk to the admin API configured by the environment:
 		a.auditCmd(),
 		a.secretCmd(), a.keysCmd(),
 		a.agentCmd(),
+		a.alertsCmd(),
 	)
 	return root
 }
