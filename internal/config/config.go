@@ -115,6 +115,36 @@
 //	  min_free_bytes: 1073741824        # >= 0; the watermark is the smaller of the two
 //	  min_free_percent: 5               # 0..100 (0: bytes only; both 0: off)
 //	  check_interval: 1s                # how often the free space is measured; > 0
+//	monitor:                            # anomaly detection on token use (internal/monitor);
+//	                                    # per-token overrides: the token's monitor.* metadata
+//	  enabled: true                     # false: no detector runs (brute force included)
+//	  max_tokens: 100000                # tokens tracked at once; > 0
+//	  queue: 4096                       # findings waiting to be acted on; > 0
+//	  snapshot_every: 1m                # learned baselines saved to the store; > 0
+//	  cooldown: 10m                     # least time between two alerts of a detector on a token; >= 0
+//	  new_network: {mode: alert, learning: 168h, max_prefixes: 16}  # mode: off | alert | block;
+//	                                    # max_prefixes 1..16
+//	  rate_spike: {mode: alert, k: 6, floor_1s: 20, floor_10s: 100, alpha: 0.05}  # off | alert
+//	                                    # (alert suspends); k, floors > 0; 0 < alpha < 1
+//	  off_hours: {mode: alert, learning: 168h}              # off | alert | block
+//	  probing: {mode: alert, denials: 10, window: 10s}      # off | alert (suspends); denials 1..32;
+//	    reasons: [insufficient_scope, compartment, break_glass_denied, invalid_purpose]
+//	  sharing: {mode: alert, window: 10m, learning: 168h, margin: 1, min_sources: 4}
+//	                                    # off | alert (suspends); margin >= 0; min_sources 1..32
+//	  break_glass: {mode: alert}        # off | alert (every break-glass use: a high alert)
+//	                                    # brute force: the bruteforce section above
+//	  sinks:                            # every alert is stored and audited (alert.raised) first;
+//	                                    # audit.syslog then carries it to the SIEM
+//	    log: true                       # one server-log line per alert
+//	    webhooks:                       # at most 16
+//	      - url: https://hooks.example/phigate  # https (http only with allow_plain_http: true)
+//	        allow_plain_http: false
+//	        secret: secret:alert-webhook # required: env:NAME | file:PATH | secret:NAME, the
+//	                                    # HMAC-SHA256 key (>= 32 bytes) of X-Phigate-Signature
+//	        queue: 256                  # alerts waiting; more are dropped and counted; 1..100000
+//	        attempts: 5                 # per alert; 1..20
+//	        backoff: 250ms              # first wait between attempts, doubled each time; > 0
+//	        max_backoff: 10s            # >= backoff
 //
 // # Errors
 //
@@ -171,6 +201,8 @@ type Config struct {
 	BruteForce BruteForce `yaml:"bruteforce"`
 	// Storage is the low-space watermark of the data directory.
 	Storage Storage `yaml:"storage"`
+	// Monitor sets the anomaly detectors and where their alerts go.
+	Monitor Monitor `yaml:"monitor"`
 }
 
 // Listener is a TCP listen address.
@@ -480,6 +512,7 @@ func Default() *Config {
 		},
 	}
 	defaultProtections(c)
+	defaultMonitor(c)
 	return c
 }
 

@@ -163,6 +163,22 @@ audit:
   anonymous: {full_per_window: 3, window: 30s, max_groups: 50, max_field_bytes: 128}
 bruteforce: {slow_after: 2, block_after: 7, window: 2m, delay: 1s, cool_off: 10m, max_sources: 99}
 storage: {min_free_bytes: 1048576, min_free_percent: 0, check_interval: 250ms}
+monitor:
+  enabled: false
+  max_tokens: 50
+  queue: 8
+  snapshot_every: 30s
+  cooldown: 0s
+  new_network: {mode: block, learning: 24h, max_prefixes: 4}
+  rate_spike: {mode: off, k: 4.5, floor_1s: 10, floor_10s: 50.5, alpha: 0.1}
+  off_hours: {mode: block, learning: 48h}
+  probing: {mode: alert, denials: 5, window: 5s, reasons: [insufficient_scope]}
+  sharing: {mode: off, window: 1m, learning: 1h, margin: 0, min_sources: 2}
+  break_glass: {mode: off}
+  sinks:
+    log: false
+    webhooks:
+      - {url: "https://hooks.example/a", secret: "secret:hook", queue: 3, attempts: 2, backoff: 1s, max_backoff: 2s}
 `
 	c, err := Parse([]byte(doc))
 	if err != nil {
@@ -188,6 +204,17 @@ storage: {min_free_bytes: 1048576, min_free_percent: 0, check_interval: 250ms}
 		BruteForce: BruteForce{SlowAfter: 2, BlockAfter: 7, Window: Duration(2 * time.Minute), Delay: Duration(time.Second),
 			CoolOff: Duration(10 * time.Minute), MaxSources: 99},
 		Storage: Storage{MinFreeBytes: 1 << 20, CheckInterval: Duration(250 * time.Millisecond)},
+		Monitor: Monitor{
+			MaxTokens: 50, Queue: 8, SnapshotEvery: Duration(30 * time.Second),
+			NewNetwork: NewNetwork{Mode: "block", Learning: Duration(24 * time.Hour), MaxPrefixes: 4},
+			RateSpike:  RateSpike{Mode: "off", K: 4.5, Floor1s: 10, Floor10s: 50.5, Alpha: 0.1},
+			OffHours:   OffHours{Mode: "block", Learning: Duration(48 * time.Hour)},
+			Probing:    Probing{Mode: "alert", Denials: 5, Window: Duration(5 * time.Second), Reasons: []string{"insufficient_scope"}},
+			Sharing:    Sharing{Mode: "off", Window: Duration(time.Minute), Learning: Duration(time.Hour), MinSources: 2},
+			BreakGlass: BreakGlass{Mode: "off"},
+			Sinks: Sinks{Webhooks: []Webhook{{URL: "https://hooks.example/a", Secret: "secret:hook", Queue: 3, Attempts: 2,
+				Backoff: Duration(time.Second), MaxBackoff: Duration(2 * time.Second)}}},
+		},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("got %+v\nwant %+v", c, want)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"reflect"
 	"strings"
@@ -170,6 +171,17 @@ func (d *decoder) value(path string, n *yaml.Node, v reflect.Value) {
 			return
 		}
 		v.SetInt(i)
+	case reflect.Float64:
+		var f float64
+		if n.Kind != yaml.ScalarNode || (n.ShortTag() != "!!float" && n.ShortTag() != "!!int") || n.Decode(&f) != nil {
+			d.fail(path, n, "must be a number")
+			return
+		}
+		if math.IsNaN(f) || math.IsInf(f, 0) {
+			d.fail(path, n, "must be a finite number")
+			return
+		}
+		v.SetFloat(f)
 	default:
 		panic(fmt.Sprintf("config: field %s has unsupported kind %s", path, v.Kind()))
 	}

@@ -114,6 +114,7 @@ func (c *Config) check(dev bool, set func(path string) bool) []problem {
 	rt := ps.scopes(&c.Scopes)
 	ps.gateway(&c.Gateway, rt)
 	ps.protections(c)
+	ps.monitor(c)
 	return ps
 }
 
