@@ -157,6 +157,9 @@ func (g *Gateway) decide(ctx context.Context, q *request) verdict {
 	if v.deny != nil {
 		return v
 	}
+	if v.deny = g.inline(q, rec); v.deny != nil { // the monitor stage (monitor.go)
+		return v
+	}
 	d, err = g.auth.Admit(ctx, h)
 	if err != nil {
 		g.log.Error("admitting a request failed; refusing", "token_id", rec.ID, "err", err)

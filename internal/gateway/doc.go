@@ -86,16 +86,28 @@
 //     justification.
 //  6. Authorization for the resource: the scope the request needs (FHIR or
 //     http, below).
-//  7. Admission: the rate limit (429 rate_limited with Retry-After), then
+//  7. The monitor (Options.Monitor, internal/monitor), when set: its
+//     inline detectors may refuse this very request (403 with the
+//     detector's reason, anomaly_new_network or off_hours, when the
+//     token's monitor.* policy says block; 429 too_many_failures with
+//     Retry-After for a source cooling off). Nothing has been consumed
+//     or forwarded then.
+//  8. Admission: the rate limit (429 rate_limited with Retry-After), then
 //     one use (403 uses_exhausted; never exceeded under concurrency).
-//  8. The grant is recorded durably (503 audit_unavailable otherwise).
-//  9. Forwarding (below): the answer of a fhir upstream is checked against
-//     the token's patient compartment where the request needs it, and its
-//     URLs are rewritten (see Answers of fhir upstreams); then the
+//  9. The grant is recorded durably (503 audit_unavailable otherwise).
+//  10. Forwarding (below): the answer of a fhir upstream is checked
+//     against the token's patient compartment where the request needs it,
+//     and its URLs are rewritten (see Answers of fhir upstreams); then the
 //     completion (status, bytes, duration, notes) is recorded.
 //
 // Every refusal is recorded with its reason before it is answered; one
 // that cannot be recorded is answered 503 audit_unavailable instead.
+// With a monitor, every recorded grant, completion and denial of an
+// identified token is then observed (Monitor.Observe, with the audit
+// sequence number a SeqRecorder reports): the windowed detectors (rate
+// spikes, probing, sharing, break-glass) raise alerts and suspend tokens
+// from there, within a second, off the request path. Forward auth (below)
+// decides with the same steps 3 to 9.
 //
 // # http upstreams
 //

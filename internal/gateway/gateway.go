@@ -57,6 +57,8 @@ type Options struct {
 	// Continuations seals the continuation handles of search pages
 	// (default: a key of the gateway's own, made at New).
 	Continuations Continuations
+	// Monitor, when set, is the monitor stage (see Monitor).
+	Monitor Monitor
 }
 
 // recordTimeout bounds the wait for a durable record.
@@ -94,6 +96,9 @@ type Gateway struct {
 	answers sync.Pool
 
 	conts Continuations
+
+	policies policyCache // the monitor policies of tokens (monitor.go)
+	obsPool  obsPool     // Observations handed to the monitor (monitor.go)
 }
 
 // copyBufferSize is the size of the buffers that carry bodies between the
@@ -152,6 +157,9 @@ func New(ctx context.Context, cfg *config.Gateway, opts Options) (*Gateway, erro
 	g := &Gateway{
 		auth: opts.Auth, rec: opts.Recorder, signer: opts.Signer, secrets: opts.Secrets, opts: opts,
 		log: opts.Logger, now: opts.Now, conts: opts.Continuations, ridPrefix: gatewayRIDPrefix + hex.EncodeToString(b[:]) + "-",
+	}
+	if opts.Monitor != nil {
+		g.rec = observe(g, opts.Recorder)
 	}
 	if err := g.Reload(ctx, cfg); err != nil {
 		return nil, err
