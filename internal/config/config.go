@@ -139,6 +139,7 @@
 //	    webhooks:                       # at most 16
 //	      - url: https://hooks.example/phigate  # https (http only with allow_plain_http: true)
 //	        allow_plain_http: false
+//	        ca_file: /etc/phigate/hooks-ca.pem  # the only CA trusted (default: system roots)
 //	        secret: secret:alert-webhook # required: env:NAME | file:PATH | secret:NAME, the
 //	                                    # HMAC-SHA256 key (>= 32 bytes) of X-Phigate-Signature
 //	        queue: 256                  # alerts waiting; more are dropped and counted; 1..100000

@@ -94,6 +94,9 @@ type Sinks struct {
 type Webhook struct {
 	URL            string `yaml:"url"`
 	AllowPlainHTTP bool   `yaml:"allow_plain_http"`
+	// CAFile, when set, is the only CA trusted for the receiver's
+	// certificate (default: the system roots).
+	CAFile string `yaml:"ca_file"`
 	// Secret is a reference (env:, file:, secret:) to the HMAC key.
 	Secret     string   `yaml:"secret"`
 	Queue      int      `yaml:"queue"`

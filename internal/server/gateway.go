@@ -128,6 +128,9 @@ func startGateway(d gatewayDeps) (runningGateway, error) {
 	if d.Throttle != nil {
 		gopts.Throttle = d.Throttle
 	}
+	if d.Monitor != nil {
+		gopts.Monitor = d.Monitor
+	}
 	if d.Storage != nil {
 		gopts.Storage = d.Storage
 	}
@@ -173,6 +176,16 @@ func (a *auditRecorder) Record(ctx context.Context, ev *gateway.Event) error {
 	}
 	_, err := a.log.Append(ctx, e)
 	return err
+}
+
+// RecordSeq implements gateway.SeqRecorder: Record, with the entry's
+// sequence number (0 for an aggregated anonymous denial).
+func (a *auditRecorder) RecordSeq(ctx context.Context, ev *gateway.Event) (uint64, error) {
+	e := auditEntry(ev)
+	if a.pre != nil && ev.Kind == gateway.KindDeny && preauth.Anonymous(e) {
+		return 0, a.pre.Record(ctx, e)
+	}
+	return a.log.Append(ctx, e)
 }
 
 // RecordAsync implements gateway.AsyncRecorder.

@@ -6,25 +6,24 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/phigate/phigate/internal/bruteforce"
 	"github.com/phigate/phigate/internal/config"
 	"github.com/phigate/phigate/internal/diskspace"
 	"github.com/phigate/phigate/internal/preauth"
 )
 
 // protections are what keeps a flood of anonymous requests from filling
-// the disk or guessing tokens: the aggregation of their denials in the
-// audit log (n.pre), the brute-force guard, and the low-space watermark.
+// the disk: the aggregation of their denials in the audit log (n.pre) and
+// the low-space watermark. (Guessing tokens is the monitor's brute-force
+// detector: see monitor.go.)
 type protections struct {
-	guard *bruteforce.Guard
 	space *diskspace.Watermark
 }
 
 // startProtections builds them from cfg and starts their tickers until
 // ctx ends; n.pre is set (Close it at shutdown to write the last
 // summaries). probe measures the data directory's free space (nil:
-// statfs); now is the clock of the guard and the aggregation (their
-// tickers follow the wall clock).
+// statfs); now is the clock of the aggregation (its ticker follows the
+// wall clock).
 func startProtections(ctx context.Context, cfg *config.Config, n *node, probe diskspace.Probe, now func() time.Time, log *slog.Logger) (*protections, error) {
 	if probe == nil {
 		probe = diskspace.Statfs{}
@@ -33,12 +32,6 @@ func startProtections(ctx context.Context, cfg *config.Config, n *node, probe di
 	pre, err := preauth.New(n.audit, preauth.Config{Full: a.FullPerWindow, Window: a.Window.Duration(), MaxGroups: a.MaxGroups, MaxField: a.MaxFieldBytes}, now, log)
 	if err != nil {
 		return nil, fmt.Errorf("audit.anonymous: %w", err)
-	}
-	b := cfg.BruteForce
-	guard, err := bruteforce.New(bruteforce.Config{SlowAfter: b.SlowAfter, BlockAfter: b.BlockAfter, Window: b.Window.Duration(),
-		Delay: b.Delay.Duration(), CoolOff: b.CoolOff.Duration(), MaxSources: b.MaxSources}, now)
-	if err != nil {
-		return nil, fmt.Errorf("bruteforce: %w", err)
 	}
 	st := cfg.Storage
 	space, err := diskspace.New(cfg.DataDir, diskspace.Config{MinFreeBytes: uint64(st.MinFreeBytes), MinFreePercent: float64(st.MinFreePercent),
@@ -58,5 +51,5 @@ func startProtections(ctx context.Context, cfg *config.Config, n *node, probe di
 	n.pre = pre
 	go pre.Run(ctx)
 	go space.Run(ctx)
-	return &protections{guard: guard, space: space}, nil
+	return &protections{space: space}, nil
 }

@@ -41,7 +41,7 @@ func TestAnonymousFloodIsRecordedAggregatedAndLowSpaceRecovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	gw, err := startGateway(gatewayDeps{Config: cfg, Auth: n.auth, TLS: testServerTLS(t, dir), Logger: slog.New(slog.DiscardHandler),
-		Console: io.Discard, Audit: n.audit, Vault: n.vault, PreAuth: n.pre, Throttle: prot.guard, Storage: prot.space})
+		Console: io.Discard, Audit: n.audit, Vault: n.vault, PreAuth: n.pre, Storage: prot.space})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,11 +24,19 @@
 //   - An anonymous flood cannot fill the disk: the denials of requests
 //     that never authenticated, on the gateway and the admin API, are
 //     recorded aggregated (internal/preauth; the last summaries are
-//     written at shutdown); one brute-force guard (internal/bruteforce)
-//     serves both listeners; below the data directory's low-space
+//     written at shutdown); one brute-force detector (the monitor's,
+//     internal/monitor) serves both listeners; below the data directory's low-space
 //     watermark (internal/diskspace, sampled every storage.check_interval)
 //     both refuse every request with 503 before anything is written, and
 //     serve again when space returns.
+//   - The monitor (internal/monitor, configured by the monitor section)
+//     sees every decision of the gateway and every authentication failure
+//     of both listeners, on the server's clock; it suspends through the
+//     authority (audited), and every alert is audited (alert.raised) and
+//     stored before it is delivered (server log, signed webhooks: see
+//     internal/monitor/sink). Its learned baselines are kept in the
+//     store's meta table and restored at start; the findings still queued
+//     at shutdown are acted on before the store closes.
 package server
 
 import (
@@ -50,9 +58,9 @@ import (
 	"github.com/phigate/phigate/internal/api"
 	"github.com/phigate/phigate/internal/audit"
 	"github.com/phigate/phigate/internal/authority"
-	"github.com/phigate/phigate/internal/bruteforce"
 	"github.com/phigate/phigate/internal/config"
 	"github.com/phigate/phigate/internal/diskspace"
+	"github.com/phigate/phigate/internal/monitor"
 	"github.com/phigate/phigate/internal/preauth"
 	"github.com/phigate/phigate/internal/store"
 	"github.com/phigate/phigate/internal/store/sqlite"
@@ -86,7 +94,7 @@ type Options struct {
 	Ready func(adminAddr string)
 	// Now is the clock of everything the server builds: the store, the
 	// vault, the audit log, the authority, the gateway, the demo, the
-	// brute-force guard and the aggregation of denials (nil:
+	// monitor (brute force included) and the aggregation of denials (nil:
 	// time.Now). Connection deadlines and TLS certificate checks follow
 	// the wall clock whatever it says.
 	Now func() time.Time
@@ -111,8 +119,11 @@ type gatewayDeps struct {
 	// PreAuth records the denials of requests that never authenticated,
 	// aggregated (nil: each in full).
 	PreAuth *preauth.Recorder
-	// Throttle slows and refuses sources sending invalid tokens.
-	Throttle *bruteforce.Guard
+	// Throttle slows and refuses sources sending invalid tokens (the
+	// monitor's brute-force detector; nil when it is off).
+	Throttle *monitor.Throttle
+	// Monitor is the monitor stage of the gateway (nil: none).
+	Monitor *monitor.Monitor
 	// Storage is the data directory's low-space watermark.
 	Storage *diskspace.Watermark
 }
@@ -466,6 +477,14 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
+	mon, err := startMonitor(runCtx, cfg, n, now, log)
+	if err != nil {
+		return err
+	}
+	var throttle api.Throttle
+	if t := mon.throttle(); t != nil {
+		throttle = t
+	}
 
 	adminAPI := api.New(auth, api.Options{
 		MaxBody: cfg.Limits.MaxBodyBytes,
@@ -474,9 +493,11 @@ func Run(ctx context.Context, opts Options) error {
 		Audit:   n.audit,
 		Vault:   n.keyVault(),
 		Record:  n.recordDenial,
-		// one guard for both listeners: guesses count wherever they land
-		Throttle: prot.guard,
+		// one brute-force detector for both listeners: guesses count
+		// wherever they land, and each is also an auth failure it sees
+		Throttle: throttle,
 		Storage:  prot.space,
+		Alerts:   n.store,
 	})
 	srv := &http.Server{
 		Handler:           adminAPI,
@@ -498,7 +519,7 @@ func Run(ctx context.Context, opts Options) error {
 		fmt.Fprintln(console, "phigate is running in DEVELOPMENT mode: self-signed certificate, key files in "+cfg.DataDir+". Not for production.")
 	}
 	gw, err := startGateway(gatewayDeps{Config: cfg, Dev: opts.Dev, Now: now, Auth: auth, TLS: tlsutil.ServerConfig(reloader), Logger: log, Console: console,
-		Audit: n.audit, Vault: n.vault, PreAuth: n.pre, Throttle: prot.guard, Storage: prot.space})
+		Audit: n.audit, Vault: n.vault, PreAuth: n.pre, Throttle: mon.throttle(), Monitor: mon.mon, Storage: prot.space})
 	if err != nil {
 		ln.Close()
 		return fmt.Errorf("gateway: %w", err)
@@ -576,6 +597,11 @@ serve:
 	// last writes get a few seconds of their own
 	finCtx, finCancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer finCancel()
+	// the findings still queued are acted on (suspensions, alerts) and
+	// the baselines saved, while the store and the audit log are open
+	if err := mon.mon.Close(finCtx); err != nil {
+		log.Warn("shutdown: the monitor's last snapshot failed", "err", err)
+	}
 	if err := auth.Close(finCtx); err != nil {
 		log.Warn("shutdown: flushing token usage failed", "err", err)
 	}
