@@ -126,7 +126,8 @@
 //	                                    # max_prefixes 1..16
 //	  rate_spike: {mode: alert, k: 6, floor_1s: 20, floor_10s: 100, alpha: 0.05}  # off | alert
 //	                                    # (alert suspends); k, floors > 0; 0 < alpha < 1
-//	  off_hours: {mode: alert, learning: 168h}              # off | alert | block
+//	  off_hours: {mode: alert, learning: 168h, max_subjects: 100000}  # off | alert | block;
+//	                                    # subjects whose hours are learned (32 B each); >= 0
 //	  probing: {mode: alert, denials: 10, window: 10s}      # off | alert (suspends); denials 1..32;
 //	    reasons: [insufficient_scope, compartment, break_glass_denied, invalid_purpose]
 //	  sharing: {mode: alert, window: 10m, learning: 168h, margin: 1, min_sources: 4}

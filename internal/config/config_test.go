@@ -171,7 +171,7 @@ monitor:
   cooldown: 0s
   new_network: {mode: block, learning: 24h, max_prefixes: 4}
   rate_spike: {mode: off, k: 4.5, floor_1s: 10, floor_10s: 50.5, alpha: 0.1}
-  off_hours: {mode: block, learning: 48h}
+  off_hours: {mode: block, learning: 48h, max_subjects: 7}
   probing: {mode: alert, denials: 5, window: 5s, reasons: [insufficient_scope]}
   sharing: {mode: off, window: 1m, learning: 1h, margin: 0, min_sources: 2}
   break_glass: {mode: off}
@@ -208,7 +208,7 @@ monitor:
 			MaxTokens: 50, Queue: 8, SnapshotEvery: Duration(30 * time.Second),
 			NewNetwork: NewNetwork{Mode: "block", Learning: Duration(24 * time.Hour), MaxPrefixes: 4},
 			RateSpike:  RateSpike{Mode: "off", K: 4.5, Floor1s: 10, Floor10s: 50.5, Alpha: 0.1},
-			OffHours:   OffHours{Mode: "block", Learning: Duration(48 * time.Hour)},
+			OffHours:   OffHours{Mode: "block", Learning: Duration(48 * time.Hour), MaxSubjects: 7},
 			Probing:    Probing{Mode: "alert", Denials: 5, Window: Duration(5 * time.Second), Reasons: []string{"insufficient_scope"}},
 			Sharing:    Sharing{Mode: "off", Window: Duration(time.Minute), Learning: Duration(time.Hour), MinSources: 2},
 			BreakGlass: BreakGlass{Mode: "off"},

@@ -58,6 +58,9 @@ type RateSpike struct {
 type OffHours struct {
 	Mode     string   `yaml:"mode"` // off | alert | block
 	Learning Duration `yaml:"learning"`
+	// MaxSubjects bounds the subjects whose hours are learned; >= 0 (0:
+	// subjects learn nothing, tokens still do).
+	MaxSubjects int `yaml:"max_subjects"`
 }
 
 // Probing: a burst of denials of one token.
@@ -113,6 +116,7 @@ const (
 	DefaultMonitorSnapshotEvery = time.Minute
 	DefaultMonitorCooldown      = 10 * time.Minute
 	DefaultMonitorLearning      = 7 * 24 * time.Hour
+	DefaultMonitorMaxSubjects   = 100_000
 
 	DefaultWebhookQueue      = 256
 	DefaultWebhookAttempts   = 5
@@ -132,7 +136,7 @@ func defaultMonitor(c *Config) {
 		SnapshotEvery: Duration(DefaultMonitorSnapshotEvery), Cooldown: Duration(DefaultMonitorCooldown),
 		NewNetwork: NewNetwork{Mode: ModeAlert, Learning: learn, MaxPrefixes: 16},
 		RateSpike:  RateSpike{Mode: ModeAlert, K: 6, Floor1s: 20, Floor10s: 100, Alpha: 0.05},
-		OffHours:   OffHours{Mode: ModeAlert, Learning: learn},
+		OffHours:   OffHours{Mode: ModeAlert, Learning: learn, MaxSubjects: DefaultMonitorMaxSubjects},
 		Probing:    Probing{Mode: ModeAlert, Denials: 10, Window: Duration(10 * time.Second), Reasons: append([]string(nil), DefaultProbingReasons...)},
 		Sharing:    Sharing{Mode: ModeAlert, Window: Duration(10 * time.Minute), Learning: learn, Margin: 1, MinSources: 4},
 		BreakGlass: BreakGlass{Mode: ModeAlert},
@@ -208,6 +212,9 @@ func (ps *problems) monitor(c *Config) {
 
 	ps.mode("monitor.off_hours.mode", m.OffHours.Mode, true)
 	ps.positive("monitor.off_hours.learning", m.OffHours.Learning)
+	if m.OffHours.MaxSubjects < 0 || m.OffHours.MaxSubjects > 10_000_000 {
+		ps.add("monitor.off_hours.max_subjects", "must be from 0 to 10000000 (got %d)", m.OffHours.MaxSubjects)
+	}
 
 	p := m.Probing
 	ps.mode("monitor.probing.mode", p.Mode, false)

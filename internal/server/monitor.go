@@ -44,7 +44,7 @@ func monitorConfig(c *config.Config) monitor.Config {
 		NewNetwork: monitor.NewNetworkConfig{Mode: mode(m.NewNetwork.Mode), Learning: m.NewNetwork.Learning.Duration(), MaxPrefixes: m.NewNetwork.MaxPrefixes},
 		RateSpike: monitor.RateSpikeConfig{Mode: mode(m.RateSpike.Mode), K: m.RateSpike.K, Floor1s: m.RateSpike.Floor1s,
 			Floor10s: m.RateSpike.Floor10s, Alpha: m.RateSpike.Alpha},
-		OffHours: monitor.OffHoursConfig{Mode: mode(m.OffHours.Mode), Learning: m.OffHours.Learning.Duration()},
+		OffHours: monitor.OffHoursConfig{Mode: mode(m.OffHours.Mode), Learning: m.OffHours.Learning.Duration(), MaxSubjects: m.OffHours.MaxSubjects},
 		Probing: monitor.ProbingConfig{Mode: mode(m.Probing.Mode), Denials: m.Probing.Denials, Window: m.Probing.Window.Duration(),
 			Reasons: append([]string(nil), m.Probing.Reasons...)},
 		BruteForce: monitor.BruteForceConfig{Mode: monitor.ModeBlock, SlowAfter: b.SlowAfter, BlockAfter: b.BlockAfter,

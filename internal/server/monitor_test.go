@@ -128,6 +128,17 @@ func (ls *liveServer) call(method, url, bearer string, hdr map[string]string, bo
 	if json.Unmarshal(b, &e) == nil {
 		a.code = e.Error.Code
 	}
+	// a refusal of a request routed to a fhir upstream is an OperationOutcome
+	var oo struct {
+		Issue []struct {
+			Details struct {
+				Coding []struct{ Code string } `json:"coding"`
+			} `json:"details"`
+		} `json:"issue"`
+	}
+	if a.code == "" && json.Unmarshal(b, &oo) == nil && len(oo.Issue) > 0 && len(oo.Issue[0].Details.Coding) > 0 {
+		a.code = oo.Issue[0].Details.Coding[0].Code
+	}
 	return a
 }
 
