@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strconv"
@@ -39,6 +40,7 @@ func (a *cli) alertsListCmd() *cobra.Command {
 	var opts client.AlertListOptions
 	var since, until string
 	var all bool
+	var wait time.Duration
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List alerts, oldest first",
@@ -55,9 +57,13 @@ func (a *cli) alertsListCmd() *cobra.Command {
 	fs.StringVar(&opts.After, "after", "", "start after this cursor (the previous page's next)")
 	fs.IntVar(&opts.Limit, "limit", 0, "page size (server default when not given)")
 	fs.BoolVar(&all, "all", false, "follow the cursor and list every page")
+	fs.DurationVar(&wait, "wait", 0, "when no alert matches yet, ask again until one does or this long has passed (at most 10m)")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if opts.Limit < 0 {
 			return usagef("--limit %d: must be positive", opts.Limit)
+		}
+		if wait < 0 || wait > maxAlertWait {
+			return usagef("--wait %s: must be from 0 to %s", wait, maxAlertWait)
 		}
 		for _, t := range []struct {
 			flag, v string
@@ -81,6 +87,11 @@ func (a *cli) alertsListCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if len(page.Alerts) == 0 && wait > 0 {
+				if page, err = waitForAlerts(cmd.Context(), c, opts, wait); err != nil {
+					return err
+				}
+			}
 			return a.output(page, func(w io.Writer) error {
 				if err := printAlertTable(w, page.Alerts); err != nil {
 					return err
@@ -101,6 +112,38 @@ func (a *cli) alertsListCmd() *cobra.Command {
 		return a.output(list, func(w io.Writer) error { return printAlertTable(w, list.Alerts) })
 	}
 	return cmd
+}
+
+// maxAlertWait bounds alerts list --wait.
+const maxAlertWait = 10 * time.Minute
+
+// alertPoll is how often alerts list --wait asks again.
+const alertPoll = 100 * time.Millisecond
+
+// waitForAlerts asks for opts's first page until it holds an alert or d
+// has passed (then the empty page).
+func waitForAlerts(ctx context.Context, c *client.Client, opts client.AlertListOptions, d time.Duration) (*client.AlertList, error) {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	t := time.NewTicker(alertPoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return &client.AlertList{Alerts: []client.Alert{}}, nil
+		case <-t.C:
+		}
+		page, err := c.ListAlerts(ctx, opts)
+		if ctx.Err() != nil {
+			return &client.AlertList{Alerts: []client.Alert{}}, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if len(page.Alerts) > 0 {
+			return page, nil
+		}
+	}
 }
 
 func (a *cli) alertsShowCmd() *cobra.Command {

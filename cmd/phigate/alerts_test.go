@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"net/http"
 	"strings"
 	"testing"
 )
@@ -84,5 +85,35 @@ func TestAlertCommandsRefuseBadUsage(t *testing.T) {
 	}
 	if n := len(f.requests()); n != 0 {
 		t.Errorf("bad usage reached the server %d times", n)
+	}
+}
+
+func TestAlertsListWaitAsksAgainUntilAnAlertComes(t *testing.T) {
+	f := newFakeAPI(t)
+	calls := 0
+	f.mu.Lock()
+	f.answers["GET /v1/alerts"] = func(*http.Request) (int, string) {
+		calls++
+		if calls < 3 {
+			return 200, `{"alerts":[]}`
+		}
+		return 200, `{"alerts":[` + alertJSON + `]}`
+	}
+	f.mu.Unlock()
+	r := runCLI(t, f.env(), "", "alerts", "list", "--token", "tok_abc", "--wait", "5s")
+	if r.code != 0 || !strings.Contains(r.stdout, "alr_0Abc") {
+		t.Fatalf("exit %d, stdout:\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if n := len(f.requests()); n != 3 {
+		t.Errorf("%d requests, want 3", n)
+	}
+	// nothing comes: the empty list, after the wait
+	f.on("GET", "/v1/alerts", 200, `{"alerts":[]}`)
+	r = runCLI(t, f.env(), "", "alerts", "list", "--wait", "250ms")
+	if r.code != 0 || strings.Contains(r.stdout, "alr_") {
+		t.Errorf("exit %d, stdout:\n%s", r.code, r.stdout)
+	}
+	if r := runCLI(t, f.env(), "", "alerts", "list", "--wait", "11m"); r.code != exitUsage {
+		t.Errorf("--wait 11m: exit %d", r.code)
 	}
 }

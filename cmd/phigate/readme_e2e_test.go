@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -364,11 +365,12 @@ type outcome struct {
 
 var (
 	reOutcomeStatus = regexp.MustCompile(`^([1-5][0-9][0-9])\b(?:\s+([a-z_]+))?`)
-	reOutcomeKeep   = regexp.MustCompile(`\b([A-Z][A-Z0-9_]*)=(phi|tok)_…`)
+	reOutcomeKeep   = regexp.MustCompile(`\b([A-Z][A-Z0-9_]*)=(phi|tok|alr)_…`)
 )
 
 // parseOutcome reads a command's comment: "NAME=phi_…" (keep the secret
-// the command printed in $NAME) and "NAME=tok_…" (its id) anywhere; a
+// the command printed in $NAME), "NAME=tok_…" (its id) and "NAME=alr_…"
+// (the first alert id it printed) anywhere; a
 // status and reason code at the start ("403 insufficient_scope"); after
 // "→", a comma-separated list of what the output shows. Anything else is
 // prose.
@@ -409,6 +411,7 @@ type walkShell struct {
 var (
 	reAssign      = regexp.MustCompile(`^([A-Za-z_][A-Za-z0-9_]*)=(.*)$`)
 	rePrintedID   = regexp.MustCompile(`(?m)^id:\s+(tok_\S+)`)
+	rePrintedAlr  = regexp.MustCompile(`\b(alr_[0-9A-Za-z]{22})\b`)
 	rePrintedPhi  = regexp.MustCompile(`(?m)^\s*(phi_[0-9A-Za-z]{49})\s*$`)
 	reStatusLine  = regexp.MustCompile(`\b([1-5][0-9][0-9]) ([a-z_]+)\b`)
 	reBlanks      = regexp.MustCompile(`[ \t]+`)
@@ -504,8 +507,11 @@ func (sh *walkShell) run(c walkCmd) {
 	}
 	for name, kind := range want.keep {
 		re := rePrintedPhi
-		if kind == "tok" {
+		switch kind {
+		case "tok":
 			re = rePrintedID
+		case "alr":
+			re = rePrintedAlr
 		}
 		m := re.FindStringSubmatch(out)
 		if m == nil {
@@ -632,16 +638,10 @@ func (sh *walkShell) curl(where string, args []string, want outcome) string {
 		t.Fatalf("%s: pinned %q, the server's pin is %q ($PHIGATE_PIN not exported?)", where, pin, sh.pin)
 	}
 	method := "GET"
-	var body io.Reader
 	if form != nil {
-		method, body = "POST", strings.NewReader(strings.Join(form, "&"))
+		method = "POST"
 		hdr.Set("Content-Type", "application/x-www-form-urlencoded")
 	}
-	req, err := http.NewRequest(method, target, body)
-	if err != nil {
-		t.Fatalf("%s: %v", where, err)
-	}
-	req.Header = hdr
 	hc := &http.Client{Timeout: walkCmdTimout, Transport: &http.Transport{TLSClientConfig: &tls.Config{
 		MinVersion: tls.VersionTLS12, InsecureSkipVerify: true, // the pin is checked instead, as curl does
 		VerifyConnection: func(cs tls.ConnectionState) error {
@@ -651,21 +651,53 @@ func (sh *walkShell) curl(where string, args []string, want outcome) string {
 			return nil
 		},
 	}}}
-	resp, err := hc.Do(req)
-	if err != nil {
-		t.Fatalf("%s: %v", where, err)
+	// curl's URL globbing: "…[1-9]…" fetches each URL of the range in
+	// turn and prints every body; the outcome is the first answer's
+	// (curl -s does not stop at an error status, nor does the test).
+	targets := []string{target}
+	if m := reCurlRange.FindStringSubmatchIndex(target); m != nil {
+		lo, _ := strconv.Atoi(target[m[2]:m[3]])
+		hi, _ := strconv.Atoi(target[m[4]:m[5]])
+		if hi < lo || hi-lo > 100 {
+			t.Fatalf("%s: a URL range of 1 to 101 numbers, please", where)
+		}
+		targets = targets[:0]
+		for n := lo; n <= hi; n++ {
+			targets = append(targets, target[:m[0]]+strconv.Itoa(n)+target[m[1]:])
+		}
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	code := reasonCode(b)
-	switch {
-	case want.status == 0 && (resp.StatusCode < 200 || resp.StatusCode > 299),
-		want.status != 0 && resp.StatusCode != want.status,
-		want.code != "" && code != want.code:
-		t.Fatalf("%s: %d %s, the README says %d %s:\n%s", where, resp.StatusCode, code, want.status, want.code, b)
+	var all []byte
+	for i, u := range targets {
+		var body io.Reader
+		if form != nil {
+			body = strings.NewReader(strings.Join(form, "&"))
+		}
+		req, err := http.NewRequest(method, u, body)
+		if err != nil {
+			t.Fatalf("%s: %v", where, err)
+		}
+		req.Header = hdr.Clone()
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatalf("%s: %v", where, err)
+		}
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		resp.Body.Close()
+		code := reasonCode(b)
+		switch {
+		case i > 0:
+		case want.status == 0 && (resp.StatusCode < 200 || resp.StatusCode > 299),
+			want.status != 0 && resp.StatusCode != want.status,
+			want.code != "" && code != want.code:
+			t.Fatalf("%s: %d %s, the README says %d %s:\n%s", where, resp.StatusCode, code, want.status, want.code, b)
+		}
+		all = append(all, b...)
 	}
-	return string(b)
+	return string(all)
 }
+
+// reCurlRange is a numeric range of curl's URL globbing: [1-9].
+var reCurlRange = regexp.MustCompile(`\[([0-9]+)-([0-9]+)\]`)
 
 func TestSplitWords(t *testing.T) {
 	vars := map[string]string{"LAB": "phi_x", "GW": "https://gw", "E": ""}
