@@ -142,6 +142,9 @@ func (s *Server) ackAlert(w http.ResponseWriter, r *http.Request, ac authority.A
 		s.writeError(w, r, badRequest("note", "note: at most %d bytes", MaxAckNote))
 		return
 	}
+	// an operator may paste a secret into a note: it is kept, like
+	// everything the audit log keeps, without one
+	req.Note = audit.Redact(req.Note)
 	id := r.PathValue("id")
 	cur, err := s.opts.Alerts.Alert(r.Context(), id)
 	if err != nil {

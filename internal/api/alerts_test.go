@@ -33,7 +33,7 @@ type alertEnv struct {
 	failAudit bool
 }
 
-func newAlertEnv(t *testing.T) *alertEnv {
+func newAlertEnv(t testing.TB) *alertEnv {
 	t.Helper()
 	clk := testclock.New()
 	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "api.db"), sqlite.Options{Now: clk.Now})
@@ -77,7 +77,7 @@ func (ae *alertEnv) raise(d time.Duration, mods ...func(*store.Alert)) *store.Al
 	for _, m := range mods {
 		m(a)
 	}
-	if err := ae.st.CreateAlert(ae.t.(*testing.T).Context(), a); err != nil {
+	if err := ae.st.CreateAlert(context.Background(), a); err != nil {
 		ae.t.Fatal(err)
 	}
 	return a
@@ -222,6 +222,23 @@ func TestAckThatCannotBeAuditedIsRefused(t *testing.T) {
 	}
 }
 
+func TestAckNoteNeverKeepsATokenSecret(t *testing.T) {
+	ae := newAlertEnv(t)
+	a := ae.raise(time.Minute)
+	secret, err := token.Generate(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := ae.json("POST", "/v1/alerts/"+a.ID+"/ack", ae.admin, client.AckRequest{Note: "leaked " + secret + " in chat"})
+	if r.status != 200 || strings.Contains(string(r.body), secret) {
+		t.Fatalf("ack: %d %s", r.status, r.body)
+	}
+	stored, _ := ae.st.Alert(t.Context(), a.ID)
+	if strings.Contains(stored.AckNote, secret) || !strings.Contains(stored.AckNote, "phi_[REDACTED]") {
+		t.Errorf("stored note %q", strings.ReplaceAll(stored.AckNote, secret, "<secret>"))
+	}
+}
+
 func TestAckNoteIsBounded(t *testing.T) {
 	ae := newAlertEnv(t)
 	a := ae.raise(time.Minute)
@@ -232,4 +249,29 @@ func TestAckNoteIsBounded(t *testing.T) {
 	if r := ae.do("POST", "/v1/alerts/"+a.ID+"/ack", ae.admin, "application/json", []byte(`{"note":`)); r.status != 400 {
 		t.Errorf("truncated JSON: %d", r.status)
 	}
+}
+
+// FuzzAlertQueryAndAckBody: whatever the list's query or the ack's body,
+// the answer is JSON and never a 5xx.
+func FuzzAlertQueryAndAckBody(f *testing.F) {
+	ae := newAlertEnv(f)
+	a := ae.raise(time.Minute)
+	for _, s := range []string{"", "severity=high&state=open", "since=2026-01-02T15:04:05Z&until=2026-01-02T15:04:05.999999999%2B05:30",
+		"limit=1000&after=alr_", "token=%00", "since=0001-01-01T00:00:00Z", "limit=-0", "state=acked&state=open"} {
+		f.Add(s, []byte(`{"note":"x"}`))
+	}
+	f.Add("", []byte(`{"note":1}`))
+	f.Add("", []byte(`{"extra":true}`))
+	f.Fuzz(func(t *testing.T, query string, body []byte) {
+		e := ae.env.with(t)
+		q, _ := url.ParseQuery(query) // what parses of it, encoded again
+		for _, r := range []resp{
+			e.do("GET", "/v1/alerts?"+q.Encode(), e.admin, "", nil),
+			e.do("POST", "/v1/alerts/"+a.ID+"/ack", e.admin, "application/json", body),
+		} {
+			if r.status >= 500 || !json.Valid(r.body) {
+				t.Fatalf("%d %q", r.status, r.body)
+			}
+		}
+	})
 }

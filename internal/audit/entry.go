@@ -274,6 +274,12 @@ func cut(s string, max int) string {
 
 // redact replaces every "phi_" followed by at least minSecretRun base62
 // characters (a token secret, or one with a typo) with "phi_[REDACTED]".
+// Redact returns s with anything that looks like a token secret ("phi_"
+// and 32 or more base62 characters) replaced by "phi_[REDACTED]", as
+// Append does to every field: for text that other stores keep next to the
+// log (an alert's acknowledgement note).
+func Redact(s string) string { return redact(s) }
+
 func redact(s string) string {
 	i := strings.Index(s, token.Prefix)
 	if i < 0 {
