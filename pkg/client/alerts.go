@@ -146,7 +146,7 @@ func (c *Client) Alert(ctx context.Context, id string) (*Alert, error) {
 }
 
 // AckAlert acknowledges an open alert (POST /v1/alerts/{id}/ack). An
-// alert acknowledged already is an *Error with Status 409.
+// alert acknowledged already is an *APIError with Status 409.
 func (c *Client) AckAlert(ctx context.Context, id, note string) (*Alert, error) {
 	p, err := alertPath(id, "/ack")
 	if err != nil {
