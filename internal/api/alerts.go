@@ -5,10 +5,12 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/phigate/phigate/internal/audit"
 	"github.com/phigate/phigate/internal/authority"
+	"github.com/phigate/phigate/internal/monitor"
 	"github.com/phigate/phigate/internal/monitor/sink"
 	"github.com/phigate/phigate/internal/scope"
 	"github.com/phigate/phigate/internal/store"
@@ -175,6 +177,16 @@ func (s *Server) ackAlert(w http.ResponseWriter, r *http.Request, ac authority.A
 		return
 	}
 	writeJSON(w, http.StatusOK, sink.ViewOf(a))
+}
+
+// checkMonitorPolicy refuses metadata whose monitor.* entries are not a
+// monitoring policy (internal/monitor.ParsePolicy): a misspelt key or
+// value would otherwise leave the token watched by the defaults only.
+func checkMonitorPolicy(meta map[string]string) *apiError {
+	if _, err := monitor.ParsePolicy(meta); err != nil {
+		return badRequest("metadata", "metadata: %s", strings.TrimPrefix(err.Error(), "monitor: "))
+	}
+	return nil
 }
 
 var (

@@ -275,3 +275,25 @@ func FuzzAlertQueryAndAckBody(f *testing.F) {
 		}
 	})
 }
+
+func TestTokenWithAMisspeltMonitorPolicyIsRefused(t *testing.T) {
+	ae := newAlertEnv(t)
+	for _, meta := range []map[string]string{
+		{"monitor.netwrok": "block"},
+		{"monitor.network": "deny"},
+		{"monitor.networks": "10.0.0.0/33"},
+		{"monitor.rate_k": "0"},
+	} {
+		r := ae.json("POST", "/v1/tokens", ae.admin, client.CreateTokenRequest{Subject: "svc", Scopes: []string{"billing:read"}, TTL: "10m", Metadata: meta})
+		if code, field := errCode(t, r); r.status != 400 || code != "invalid_request" || field != "metadata" {
+			t.Errorf("create with %v: %d %s %s", meta, r.status, code, field)
+		}
+	}
+	ok := ae.create(client.CreateTokenRequest{Subject: "svc", Scopes: []string{"billing:read"}, TTL: "10m",
+		Metadata: map[string]string{"monitor.network": "block", "team": "lab"}})
+	bad := map[string]string{"monitor.suspend": "maybe"}
+	r := ae.json("PATCH", "/v1/tokens/"+ok.ID, ae.admin, client.UpdateTokenRequest{Metadata: &bad})
+	if code, field := errCode(t, r); r.status != 400 || field != "metadata" {
+		t.Errorf("update with %v: %d %s %s", bad, r.status, code, field)
+	}
+}

@@ -119,6 +119,10 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request, ac authorit
 		s.writeError(w, r, e)
 		return
 	}
+	if e := checkMonitorPolicy(req.Metadata); e != nil {
+		s.writeError(w, r, e)
+		return
+	}
 	spec := authority.Spec{
 		Subject: req.Subject, Kind: token.Kind(req.Kind), Scopes: req.Scopes, MaxUses: req.MaxUses,
 		Hours: hours(req.Hours), Rate: rate(req.Rate), Purposes: req.Purposes, PurposeRequired: req.PurposeRequired,
@@ -214,6 +218,12 @@ func (s *Server) updateToken(w http.ResponseWriter, r *http.Request, ac authorit
 	for i, c := range req.Clear {
 		if !slices.Contains(clearable, c) {
 			s.writeError(w, r, badRequest(fmt.Sprintf("clear[%d]", i), "clear: %q is not one of %s", truncate(c, 32), strings.Join(clearable, ", ")))
+			return
+		}
+	}
+	if req.Metadata != nil {
+		if e := checkMonitorPolicy(*req.Metadata); e != nil {
+			s.writeError(w, r, e)
 			return
 		}
 	}
