@@ -120,7 +120,7 @@
 //	  enabled: true                     # false: no detector runs (brute force included)
 //	  max_tokens: 100000                # tokens tracked at once; > 0
 //	  queue: 4096                       # findings waiting to be acted on; > 0
-//	  snapshot_every: 1m                # learned baselines saved to the store; > 0
+//	  snapshot_every: 5m                # learned baselines saved to the store; > 0
 //	  cooldown: 10m                     # least time between two alerts of a detector on a token; >= 0
 //	  new_network: {mode: alert, learning: 168h, max_prefixes: 16}  # mode: off | alert | block;
 //	                                    # max_prefixes 1..16

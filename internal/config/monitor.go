@@ -113,7 +113,7 @@ type Webhook struct {
 const (
 	DefaultMonitorMaxTokens     = 100_000
 	DefaultMonitorQueue         = 4096
-	DefaultMonitorSnapshotEvery = time.Minute
+	DefaultMonitorSnapshotEvery = 5 * time.Minute
 	DefaultMonitorCooldown      = 10 * time.Minute
 	DefaultMonitorLearning      = 7 * 24 * time.Hour
 	DefaultMonitorMaxSubjects   = 100_000
