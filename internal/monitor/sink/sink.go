@@ -5,7 +5,9 @@
 //     the detector, Source: the address when there is one; plus an
 //     ip.blocked entry when the action is an IP block) and then stores the
 //     alert (store.CreateAlert). An alert that cannot be audited is not
-//     stored and not delivered: Raise returns the error.
+//     stored (Raise returns the error), but Fanout still delivers it,
+//     with "recorded": false in its evidence: an audit log that cannot be
+//     written (a full disk, say) must not silence the alarms.
 //   - Delivery never blocks the monitor: Webhook queues the alert (a
 //     bounded queue; when it is full the alert is dropped, counted and
 //     logged) and one goroutine posts it, retrying with exponential
@@ -198,18 +200,22 @@ type Fanout struct {
 	Logger  *slog.Logger
 }
 
-// Raise implements monitor.Sink. A delivery sink's error is logged; only
-// the Recorder's is returned (the alert then went nowhere).
+// Raise implements monitor.Sink. A delivery sink's error is logged; the
+// Recorder's is returned, after the alert was delivered all the same.
 func (f *Fanout) Raise(ctx context.Context, a *monitor.Alert) error {
-	if err := f.Record.Raise(ctx, a); err != nil {
-		return err
+	rerr := f.Record.Raise(ctx, a)
+	if rerr != nil {
+		if a.Evidence == nil {
+			a.Evidence = map[string]any{}
+		}
+		a.Evidence["recorded"] = false
 	}
 	for _, d := range f.Deliver {
 		if err := d.Raise(ctx, a); err != nil && f.Logger != nil {
 			f.Logger.Warn("alert delivery failed", "alert", a.ID, "err", err)
 		}
 	}
-	return nil
+	return rerr
 }
 
 // Log writes every alert to the server log at level Warn (Error for

@@ -96,6 +96,33 @@ func TestAlertThatCannotBeAuditedIsNotStored(t *testing.T) {
 	}
 }
 
+type memSink struct{ got []*monitor.Alert }
+
+func (m *memSink) Raise(_ context.Context, a *monitor.Alert) error {
+	m.got = append(m.got, a)
+	return nil
+}
+
+func TestAlertThatCannotBeRecordedIsStillDelivered(t *testing.T) {
+	clk := testclock.New()
+	st, out := &fakeStore{}, &memSink{}
+	f := &Fanout{Record: &Recorder{Audit: &fakeAudit{err: audit.ErrUnavailable}, Store: st}, Deliver: []monitor.Sink{out}}
+	err := f.Raise(t.Context(), sampleAlert(clk))
+	if !errors.Is(err, audit.ErrUnavailable) {
+		t.Errorf("Raise = %v, want the recording's error", err)
+	}
+	if len(out.got) != 1 || out.got[0].Evidence["recorded"] != false || out.got[0].ID == "" {
+		t.Fatalf("delivered %+v, want the alert, with its id and recorded: false", out.got)
+	}
+	ok := &Fanout{Record: &Recorder{Audit: &fakeAudit{}, Store: st}, Deliver: []monitor.Sink{out}}
+	if err := ok.Raise(t.Context(), sampleAlert(clk)); err != nil {
+		t.Fatal(err)
+	}
+	if _, set := out.got[1].Evidence["recorded"]; set || len(st.alerts) != 1 {
+		t.Errorf("a recorded alert: evidence %v, stored %d", out.got[1].Evidence, len(st.alerts))
+	}
+}
+
 func TestAlertIDsSortByTime(t *testing.T) {
 	clk := testclock.New()
 	a, _ := NewID(nil, clk.Now())
