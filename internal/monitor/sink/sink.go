@@ -2,7 +2,9 @@
 //
 //   - Every alert is recorded before it is delivered anywhere: Recorder
 //     appends an alert.raised audit entry (Target: the alert id, Reason:
-//     the detector, Source: the address when there is one; plus an
+//     the detector, Source: the address when there is one, After: the
+//     alert as GET /v1/alerts/{id} shows it; no Actor, the server raised
+//     it; plus an
 //     ip.blocked entry when the action is an IP block) and then stores the
 //     alert (store.CreateAlert). An alert that cannot be audited is not
 //     stored (Raise returns the error), but Fanout still delivers it,
@@ -105,9 +107,10 @@ func (r *Recorder) Raise(ctx context.Context, a *monitor.Alert) error {
 	if err != nil {
 		return err
 	}
+	// no Actor: the server itself raised it; the token it is about is in
+	// the snapshot (After)
 	e := &audit.Entry{
 		Action: audit.ActionAlertRaised, Outcome: audit.OutcomeSuccess,
-		Actor:  audit.Actor{TokenID: a.TokenID, Subject: a.Subject},
 		Source: audit.Source{IP: a.Source},
 		Target: id, Reason: a.Detector,
 		After: audit.Snapshot(ViewOf(rec)),

@@ -77,7 +77,8 @@ func TestRecorderAuditsThenStores(t *testing.T) {
 	if len(aud.entries) != 2 || aud.entries[0].Action != audit.ActionAlertRaised || aud.entries[1].Action != audit.ActionIPBlocked {
 		t.Fatalf("audit entries = %+v, want alert.raised then ip.blocked", aud.entries)
 	}
-	if e := aud.entries[0]; e.Target != a.ID || e.Reason != monitor.DetectorRateSpike || e.Source.IP != "198.51.100.7" {
+	if e := aud.entries[0]; e.Target != a.ID || e.Reason != monitor.DetectorRateSpike || e.Source.IP != "198.51.100.7" ||
+		e.Actor != (audit.Actor{}) || !strings.Contains(string(e.After), a.TokenID) {
 		t.Errorf("alert.raised = %+v", e)
 	}
 	got := st.alerts[0]
