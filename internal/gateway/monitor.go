@@ -57,7 +57,7 @@ func (g *Gateway) inline(q *request, rec *token.Record) *denial {
 // (the monitor.* metadata), so that a request parses nothing. It is
 // bounded: past maxPolicies entries it starts over.
 type policyCache struct {
-	mu sync.Mutex
+	mu sync.RWMutex // read on every request of a token with a policy
 	m  map[string]cachedPolicy
 }
 
@@ -74,9 +74,9 @@ func (c *policyCache) of(rec *token.Record, g *Gateway) *monitor.TokenPolicy {
 	if !hasPolicy(rec.Metadata) {
 		return nil
 	}
-	c.mu.Lock()
+	c.mu.RLock()
 	e, ok := c.m[rec.ID]
-	c.mu.Unlock()
+	c.mu.RUnlock()
 	if ok && e.rev == rec.Revision {
 		return e.p
 	}
@@ -96,8 +96,8 @@ func (c *policyCache) of(rec *token.Record, g *Gateway) *monitor.TokenPolicy {
 
 // cached returns the policy last seen for token id.
 func (c *policyCache) cached(id string) *monitor.TokenPolicy {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.mu.RLock()
+	defer c.mu.RUnlock()
 	return c.m[id].p
 }
 
