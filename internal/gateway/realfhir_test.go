@@ -204,8 +204,13 @@ func TestContinuationHandleIsRefusedToAnotherTokenEditedOrExpired(t *testing.T) 
 }
 
 // editLink returns variants of a gateway link with one character of its
-// query (or, without a query, of its last path segment) changed.
+// query (or, without a query, of its last path segment) changed, at its
+// start, middle and end, and one with a character appended. A character
+// of the base64url alphabet is replaced by the one 32 places on, which
+// changes the top bit of its six: an edit of the last character that only
+// touched the unused low bits could decode to the same bytes.
 func editLink(link string) []string {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 	i := strings.IndexByte(link, '?')
 	if i < 0 {
 		i = strings.LastIndexByte(link, '/')
@@ -216,15 +221,14 @@ func editLink(link string) []string {
 			continue
 		}
 		b := []byte(link)
-		switch {
-		case b[at] >= 'a' && b[at] < 'z', b[at] >= 'A' && b[at] < 'Z', b[at] >= '0' && b[at] < '9':
-			b[at]++
-		default:
+		if v := strings.IndexByte(alphabet, b[at]); v >= 0 {
+			b[at] = alphabet[(v+32)%64]
+		} else {
 			b[at] = 'A'
 		}
 		out = append(out, string(b))
 	}
-	return append(out, link+"0")
+	return append(out, link+"A")
 }
 
 // TestPatientTokenReadsItsOwnObservationAndNotAnothers: a patient token
@@ -300,7 +304,7 @@ func setYAMLKey(t *testing.T, v any, name string, val any) {
 	}
 }
 
-// TestIncludeStaysInTheCompartment: _include of Observation:encounter
+// TestIncludeStaysInTheCompartment: _include of Observation:encounter:Encounter
 // for the patient's Observations returns the patient's Encounter, and the
 // Encounter of another patient that one of them (mis)references is
 // removed for a patient token; a user token gets both.
@@ -310,7 +314,7 @@ func TestIncludeStaysInTheCompartment(t *testing.T) {
 	rf.each(t, func(t *testing.T, u realUpstream) {
 		needsResponsePipeline(t, 4, "_include checked against the Patient compartment")
 		q := "/" + u.Name + "/Observation?patient=" + fhirtest.PatientA + "&_id=" + fhirtest.ObservationID(fhirtest.PatientA, 1) +
-			"," + fhirtest.MisfiledObservation + "&_include=Observation:encounter"
+			"," + fhirtest.MisfiledObservation + "&_include=Observation:encounter:Encounter"
 		for _, who := range []struct {
 			name, secret string
 			want         map[string]bool

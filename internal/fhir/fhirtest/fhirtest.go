@@ -18,7 +18,8 @@
 // for Patient, Observation, Encounter, Condition and MedicationRequest,
 // with the search parameters _id, patient, subject (also subject:Patient),
 // _count (default 20, at most 100), _include (Observation:subject,
-// Observation:patient, Observation:encounter, or [type]:* and *) and the
+// Observation:patient, Observation:encounter, each also with its target
+// type, as Observation:encounter:Encounter, or [type]:* and *) and the
 // paging parameters below. A search parameter the server does not know is
 // ignored, as HAPI does, unless the request carries Prefer: handling=strict
 // (the gateway sends it): then 400 with an OperationOutcome. Errors are
@@ -193,6 +194,20 @@ var includes = map[string]string{
 	"Encounter:subject": "subject", "Encounter:patient": "subject",
 	"Condition:subject": "subject", "Condition:patient": "subject", "Condition:encounter": "encounter",
 	"MedicationRequest:subject": "subject", "MedicationRequest:patient": "subject", "MedicationRequest:encounter": "encounter",
+}
+
+// includeKey is the key of includes for an _include value: "Type:param",
+// and "Type:param:Target" when Target is the type param refers to.
+func includeKey(inc string) string {
+	src, rest, _ := strings.Cut(inc, ":")
+	param, target, ok := strings.Cut(rest, ":")
+	if !ok {
+		return inc
+	}
+	if want := map[string]string{"subject": "Patient", "patient": "Patient", "encounter": "Encounter"}[param]; want != target {
+		return ""
+	}
+	return src + ":" + param
 }
 
 // httpError is an answer with an OperationOutcome.
@@ -465,7 +480,7 @@ func (h *Handler) search(base, typ string, q url.Values, strict bool) (answer, *
 		return answer{}, err
 	}
 	for _, inc := range q["_include"] {
-		if _, ok := includes[inc]; !ok && inc != "*" && inc != typ+":*" {
+		if _, ok := includes[includeKey(inc)]; !ok && inc != "*" && inc != typ+":*" {
 			return answer{}, fail(http.StatusBadRequest, "invalid", "invalid _include %q for %s", inc, typ)
 		}
 	}
@@ -602,7 +617,7 @@ func (h *Handler) searchset(base string, ids []string, off, n int, include []str
 				if t, _, _ := strings.Cut(inc, ":"); t != r["resourceType"] {
 					continue
 				}
-				elems = []string{includes[inc]}
+				elems = []string{includes[includeKey(inc)]}
 			}
 			for _, el := range elems {
 				ref, _ := r[el].(map[string]any)

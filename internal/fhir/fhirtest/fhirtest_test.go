@@ -172,7 +172,7 @@ func TestReadVreadHistoryAndCapability(t *testing.T) {
 
 func TestIncludeAddsTheReferencedResources(t *testing.T) {
 	s := Start(t, Options{Now: testclock.New().Now})
-	st, b, _ := get(t, s, s.URL+"/Observation?_id="+MisfiledObservation+","+ObservationID(PatientA, 1)+"&_include=Observation:encounter")
+	st, b, _ := get(t, s, s.URL+"/Observation?_id="+MisfiledObservation+","+ObservationID(PatientA, 1)+"&_include=Observation:encounter:Encounter")
 	if st != 200 {
 		t.Fatalf("%d %s", st, b)
 	}

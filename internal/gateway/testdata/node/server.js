@@ -104,8 +104,11 @@ function searchBundle(type, query, base) {
   const entry = slice.map((r) => ({ fullUrl: `${base}/${type}/${r.id}`, resource: r, search: { mode: 'match' } }));
   const added = new Set();
   for (const inc of one(query._include)) {
-    const [src, param] = String(inc).split(':');
-    if (src !== type || (param !== '*' && !INCLUDES[param])) throw invalid(`invalid _include ${inc}`);
+    const [src, param, target, ...more] = String(inc).split(':');
+    const targets = { subject: 'Patient', patient: 'Patient', encounter: 'Encounter' };
+    if (src !== type || (param !== '*' && !INCLUDES[param]) || more.length > 0 || (target !== undefined && targets[param] !== target)) {
+      throw invalid(`invalid _include ${inc}`);
+    }
     const elems = param === '*' ? ['subject', 'encounter'] : [INCLUDES[param]];
     for (const r of slice) {
       for (const el of elems) {
