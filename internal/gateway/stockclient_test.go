@@ -83,7 +83,7 @@ func TestStockClientPagesReadsAndParsesRefusalsThroughTheGateway(t *testing.T) {
 			}
 		})
 		t.Run("refusals are OperationOutcomes", func(t *testing.T) {
-			rf.needsPublicMetadata(t, 6, "FHIR-shaped refusals")
+			rf.needsFHIRRefusals(t, "FHIR-shaped refusals")
 			for _, c := range []struct {
 				i              int
 				status         int
