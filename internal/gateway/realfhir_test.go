@@ -352,6 +352,16 @@ func TestIncludeStaysInTheCompartment(t *testing.T) {
 			if who.name == "patient" && strings.Contains(r.body, "Patient/"+fhirtest.PatientB) {
 				t.Errorf("patient: another patient's data reached the client: %.300s", r.body)
 			}
+			// The removal is recorded in the completion (grant and
+			// completion: two events).
+			recorded := false
+			for _, ev := range rf.rec.byRequest(t, r.rid, 2) {
+				b, _ := json.Marshal(ev)
+				recorded = recorded || strings.Contains(string(b), "include_removed=1")
+			}
+			if recorded != (who.name == "patient") {
+				t.Errorf("%s: include_removed=1 recorded: %v", who.name, recorded)
+			}
 		}
 	})
 }
