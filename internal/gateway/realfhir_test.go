@@ -291,6 +291,31 @@ func TestPatientTokenReadsItsOwnObservationAndNotAnothers(t *testing.T) {
 	}
 }
 
+// TestAnswerTooBigToCheckIsRefusedNotStreamed: with max_checked_body
+// below the size of an Observation, a patient token's read by id is
+// refused with 502 response_too_large and no byte of the resource reaches
+// the client; a user token's read, which needs no check, is served.
+func TestAnswerTooBigToCheckIsRefusedNotStreamed(t *testing.T) {
+	needsResponsePipeline(t, 4, "max_checked_body")
+	rf := newRealFixture(t, realOpts{node: true, upstream: func(u *config.Upstream) {
+		setYAMLKey(t, u, "max_checked_body", int64(64))
+	}})
+	tk := rf.tokens(t)
+	own := fhirtest.ObservationID(fhirtest.PatientA, 1)
+	rf.each(t, func(t *testing.T, u realUpstream) {
+		r := rf.do(t, call{path: "/" + u.Name + "/Observation/" + own, secret: tk.patient})
+		if r.status != http.StatusBadGateway || !strings.Contains(r.body, "response_too_large") {
+			t.Errorf("patient read: %d %.300s, want 502 response_too_large", r.status, r.body)
+		}
+		if strings.Contains(r.body, "valueQuantity") || strings.Contains(r.body, `"subject"`) {
+			t.Errorf("part of the unchecked body reached the client: %.300s", r.body)
+		}
+		if r := rf.do(t, call{path: "/" + u.Name + "/Observation/" + own, secret: tk.user}); r.status != 200 {
+			t.Errorf("user read: %d %.300s", r.status, r.body)
+		}
+	})
+}
+
 // setYAMLKey sets the field of *v with YAML key name (searched in nested
 // structs too) to val.
 func setYAMLKey(t *testing.T, v any, name string, val any) {
@@ -471,6 +496,15 @@ func TestMetadataWorksWithoutATokenAndAdvertisesSMART(t *testing.T) {
 		}
 		if !smart {
 			t.Errorf("rest[0].security does not declare SMART-on-FHIR: %.600s", r.body)
+		}
+		evs := rf.rec.byRequest(t, r.rid, 1)
+		if len(evs) == 0 {
+			t.Errorf("the public metadata request was not recorded")
+		}
+		for _, ev := range evs {
+			if ev.TokenID != "" {
+				t.Errorf("the public metadata request was recorded with token %s", ev.TokenID)
+			}
 		}
 		needsResponsePipeline(t, 2, "CapabilityStatement.implementation.url rewritten")
 		rf.noUpstreamURL(t, "metadata", r.body)
