@@ -146,6 +146,13 @@ func TestSearchPagesReachEveryPageThroughTheGatewayOnly(t *testing.T) {
 					}
 					next := b.link("next")
 					if next == "" || pages > 10 {
+						// The last page's previous link leads back
+						// through the gateway too.
+						if prev := b.link("previous", "prev"); pages > 1 {
+							if pr := rf.getURL(t, prev, who.secret); pr.status != 200 || len(parseFHIRBundle(t, []byte(pr.body)).Entry) != 5 {
+								t.Errorf("previous page: %d %.300s", pr.status, pr.body)
+							}
+						}
 						break
 					}
 					r = rf.getURL(t, next, who.secret)
