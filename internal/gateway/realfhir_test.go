@@ -80,27 +80,6 @@ func needsResponsePipeline(t *testing.T, item int, what string) {
 	}
 }
 
-// needsPublicMetadata skips a test of issue 14's item 5 (public
-// metadata) while a fhir upstream's metadata needs a
-// token.
-func (rf *realFixture) needsPublicMetadata(t *testing.T, item int, what string) {
-	t.Helper()
-	r := rf.do(t, call{path: "/hapi/metadata"})
-	if r.status == http.StatusUnauthorized {
-		t.Skipf("needs issue 14 item %d: %s", item, what)
-	}
-}
-
-// needsFHIRRefusals skips a test of issue 14's item 6 (FHIR-shaped
-// refusals) while a refusal on a fhir upstream is phigate's JSON error.
-func (rf *realFixture) needsFHIRRefusals(t *testing.T, what string) {
-	t.Helper()
-	r := rf.do(t, call{path: "/hapi/Observation"})
-	if !strings.HasPrefix(r.header.Get("Content-Type"), "application/fhir+json") {
-		t.Skipf("needs issue 14 item 6: %s", what)
-	}
-}
-
 // getURL GETs an absolute URL the gateway handed out, which must lead to
 // the gateway itself.
 func (rf *realFixture) getURL(t *testing.T, raw, secret string) reply {
@@ -473,7 +452,6 @@ func TestBatchAndTransactionAreDecidedPerEntry(t *testing.T) {
 // service and names the gateway, not the upstream.
 func TestMetadataWorksWithoutATokenAndAdvertisesSMART(t *testing.T) {
 	rf := newRealFixture(t, realOpts{node: true})
-	rf.needsPublicMetadata(t, 5, "public /metadata with the SMART security declaration")
 	rf.each(t, func(t *testing.T, u realUpstream) {
 		r := rf.do(t, call{path: "/" + u.Name + "/metadata"})
 		if r.status != 200 {
@@ -526,7 +504,6 @@ func TestMetadataWorksWithoutATokenAndAdvertisesSMART(t *testing.T) {
 // the reason code and the request id, the challenge kept.
 func TestRefusalsOfFHIRUpstreamsAreOperationOutcomes(t *testing.T) {
 	rf := newRealFixture(t, realOpts{})
-	rf.needsFHIRRefusals(t, "FHIR-shaped refusals")
 	tk := rf.tokens(t)
 	rf.each(t, func(t *testing.T, u realUpstream) {
 		for _, c := range []struct {
