@@ -27,12 +27,10 @@ type realTokens struct {
 	patient, patientTwin, user string
 }
 
-var realResourceTypes = []string{"Patient", "Observation", "Encounter", "Condition", "MedicationRequest"}
-
 func (rf *realFixture) tokens(t *testing.T) realTokens {
 	t.Helper()
 	var pat, usr []string
-	for _, typ := range realResourceTypes {
+	for _, typ := range []string{"Patient", "Observation", "Encounter", "Condition", "MedicationRequest"} {
 		pat = append(pat, "patient/"+typ+".rs")
 		usr = append(usr, "user/"+typ+".rs")
 	}

@@ -30,8 +30,8 @@ const (
 	MisfiledObservation = "obs-a-25"
 )
 
-// Patients are the seed's patients, in order.
-var patients = [...]string{PatientA, PatientB, PatientC}
+// Patients returns the seed's patients, in order.
+func Patients() []string { return []string{PatientA, PatientB, PatientC} }
 
 // short is the letter of a patient id ("a" for pat-a).
 func short(patient string) string { return patient[len(patient)-1:] }
@@ -62,12 +62,12 @@ func Seed(now time.Time) map[string][]resource {
 		out[t] = append(out[t], r)
 	}
 	ref := func(s string) map[string]any { return map[string]any{"reference": s} }
-	for i, p := range patients {
+	for i, p := range Patients() {
 		add(resource{"resourceType": "Patient", "id": p, "active": true,
 			"name":      []any{map[string]any{"family": "Synthetic", "given": []any{fmt.Sprintf("Test%d", i+1)}}},
 			"birthDate": fmt.Sprintf("19%d0-01-01", 5+i)})
 	}
-	for _, p := range patients {
+	for _, p := range Patients() {
 		n := ObservationsOfOthers
 		if p == PatientA {
 			n = ObservationsOfA
@@ -88,7 +88,7 @@ func Seed(now time.Time) map[string][]resource {
 				"valueQuantity": map[string]any{"value": 60 + i, "unit": "/min"}})
 		}
 	}
-	for _, p := range patients {
+	for _, p := range Patients() {
 		add(resource{"resourceType": "Encounter", "id": EncounterID(p), "status": "finished",
 			"class":   map[string]any{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
 			"subject": ref("Patient/" + p)})

@@ -65,7 +65,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -184,19 +183,38 @@ func (h *Handler) Requests() []Request {
 	return slices.Clone(h.seen)
 }
 
-// types the server serves, and the reference parameters that name the
-// patient of each (subject is also patient for the four clinical types).
-var served = map[string]bool{"Patient": true, "Observation": true, "Encounter": true, "Condition": true, "MedicationRequest": true}
-
-// includes maps an _include value to the element it follows.
-var includes = map[string]string{
-	"Observation:subject": "subject", "Observation:patient": "subject", "Observation:encounter": "encounter",
-	"Encounter:subject": "subject", "Encounter:patient": "subject",
-	"Condition:subject": "subject", "Condition:patient": "subject", "Condition:encounter": "encounter",
-	"MedicationRequest:subject": "subject", "MedicationRequest:patient": "subject", "MedicationRequest:encounter": "encounter",
+// served reports whether the server serves resource type t.
+func served(t string) bool {
+	switch t {
+	case "Patient", "Observation", "Encounter", "Condition", "MedicationRequest":
+		return true
+	}
+	return false
 }
 
-// includeKey is the key of includes for an _include value: "Type:param",
+// servedTypes are the types served, in alphabetical order.
+func servedTypes() []string {
+	return []string{"Condition", "Encounter", "MedicationRequest", "Observation", "Patient"}
+}
+
+// includeElement is the element an _include value ("Type:param") follows.
+func includeElement(inc string) (string, bool) {
+	src, param, _ := strings.Cut(inc, ":")
+	if src == "Patient" || !served(src) {
+		return "", false
+	}
+	switch param {
+	case "subject", "patient":
+		return "subject", true
+	case "encounter":
+		if src != "Encounter" {
+			return "encounter", true
+		}
+	}
+	return "", false
+}
+
+// includeKey is what includeElement reads of an _include value: "Type:param",
 // and "Type:param:Target" when Target is the type param refers to.
 func includeKey(inc string) string {
 	src, rest, _ := strings.Cut(inc, ":")
@@ -327,7 +345,7 @@ func (h *Handler) dispatch(base, method, rest string, q url.Values, body []byte,
 		return answer{}, fail(http.StatusBadRequest, "not-supported", "system-level %s is not supported", method)
 	}
 	typ := seg[0]
-	if !served[typ] {
+	if !served(typ) {
 		return answer{}, fail(http.StatusNotFound, "not-supported", "unknown resource type %q", typ)
 	}
 	switch {
@@ -354,7 +372,7 @@ func (h *Handler) dispatch(base, method, rest string, q url.Values, body []byte,
 			return answer{}, fail(http.StatusNotFound, "not-found", "version %q of %s/%s is not known", seg[3], typ, seg[1])
 		}
 		return answer{status: 200, body: r, etag: `W/"` + seg[3] + `"`}, nil
-	case len(seg) == 3 && typ == "Patient" && served[seg[2]] && method == http.MethodGet:
+	case len(seg) == 3 && typ == "Patient" && served(seg[2]) && method == http.MethodGet:
 		if _, err := h.read("Patient", seg[1]); err != nil {
 			return answer{}, err
 		}
@@ -397,9 +415,14 @@ func (h *Handler) read(typ, id string) (resource, *httpError) {
 	return nil, fail(http.StatusNotFound, "not-found", "resource %s/%s is not known", typ, id)
 }
 
-// known are the parameters every search takes.
-var known = map[string]bool{"_id": true, "_count": true, "_include": true, "_pretty": true, "_format": true,
-	"_offset": true, "_total": true}
+// known reports whether k is a parameter every search takes.
+func known(k string) bool {
+	switch k {
+	case "_id", "_count", "_include", "_pretty", "_format", "_offset", "_total":
+		return true
+	}
+	return false
+}
 
 // patientOf returns the id of the patient a resource belongs to.
 func patientOf(r resource) string {
@@ -418,7 +441,7 @@ func patientOf(r resource) string {
 func (h *Handler) match(typ string, q url.Values, strict bool) ([]string, *httpError) {
 	var want []func(resource) bool
 	for k, vs := range q {
-		if known[k] {
+		if known(k) {
 			continue
 		}
 		name, _, _ := strings.Cut(k, ":")
@@ -480,7 +503,7 @@ func (h *Handler) search(base, typ string, q url.Values, strict bool) (answer, *
 		return answer{}, err
 	}
 	for _, inc := range q["_include"] {
-		if _, ok := includes[includeKey(inc)]; !ok && inc != "*" && inc != typ+":*" {
+		if _, ok := includeElement(includeKey(inc)); !ok && inc != "*" && inc != typ+":*" {
 			return answer{}, fail(http.StatusBadRequest, "invalid", "invalid _include %q for %s", inc, typ)
 		}
 	}
@@ -617,7 +640,8 @@ func (h *Handler) searchset(base string, ids []string, off, n int, include []str
 				if t, _, _ := strings.Cut(inc, ":"); t != r["resourceType"] {
 					continue
 				}
-				elems = []string{includes[includeKey(inc)]}
+				el, _ := includeElement(includeKey(inc))
+				elems = []string{el}
 			}
 			for _, el := range elems {
 				ref, _ := r[el].(map[string]any)
@@ -728,13 +752,8 @@ func (h *Handler) bundle(base string, body []byte, strict bool) (answer, *httpEr
 }
 
 func (h *Handler) capability(base string) resource {
-	types := make([]string, 0, len(served))
-	for t := range served {
-		types = append(types, t)
-	}
-	sort.Strings(types)
 	var rs []any
-	for _, t := range types {
+	for _, t := range servedTypes() {
 		params := []any{map[string]any{"name": "_id", "type": "token"}}
 		if t != "Patient" {
 			params = append(params, map[string]any{"name": "patient", "type": "reference"},
