@@ -12,8 +12,9 @@
 //	GET  [type]?…, POST [type]/_search   search-type (searchset)
 //	GET  Patient/[id]/[type]?…           compartment search
 //	POST [type]                          create (201, Location [base]/[type]/[id]/_history/1)
-//	POST (base) Bundle batch|transaction each entry as above; a transaction is
-//	                                     refused whole (400) when one entry fails
+//	POST (base) Bundle batch|transaction each entry as above (at most MaxEntries, none
+//	                                     nested); a transaction is refused whole
+//	                                     (with the failing entry's status) when one fails
 //
 // for Patient, Observation, Encounter, Condition and MedicationRequest,
 // with the search parameters _id, patient, subject (also subject:Patient),
@@ -99,6 +100,14 @@ const (
 	MaxSearches = 1000
 	// MaxBody is the largest request body read (413 beyond).
 	MaxBody = 1 << 20
+	// MaxEntries is the largest batch or transaction (413 beyond).
+	MaxEntries = 100
+	// MaxCreates is the number of resources a server creates in its life
+	// (507 beyond), so that its memory stays bounded.
+	MaxCreates = 1000
+	// MaxRequests is the number of requests Requests remembers, the
+	// latest kept.
+	MaxRequests = 10000
 )
 
 // Options configure a server.
@@ -252,8 +261,8 @@ type answer struct {
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.mu.Lock()
 	h.seen = append(h.seen, Request{Method: r.Method, URI: r.URL.RequestURI(), Authorization: r.Header.Get("Authorization")})
-	if len(h.seen) > 10000 {
-		h.seen = h.seen[len(h.seen)-10000:]
+	if len(h.seen) > MaxRequests {
+		h.seen = slices.Clone(h.seen[len(h.seen)-MaxRequests:])
 	}
 	h.mu.Unlock()
 	base := "https://" + r.Host + h.base
@@ -690,6 +699,10 @@ func (h *Handler) create(base, typ string, body []byte) (answer, *httpError) {
 		return answer{}, fail(http.StatusBadRequest, "invalid", "resourceType is not %s", typ)
 	}
 	h.mu.Lock()
+	if h.nextID >= MaxCreates {
+		h.mu.Unlock()
+		return answer{}, fail(http.StatusInsufficientStorage, "too-costly", "this test server creates at most %d resources", MaxCreates)
+	}
 	h.nextID++
 	id := fmt.Sprintf("new-%d", h.nextID)
 	r["id"] = id
@@ -719,11 +732,17 @@ func (h *Handler) bundle(base string, body []byte, strict bool) (answer, *httpEr
 	if b.Type != "batch" && b.Type != "transaction" {
 		return answer{}, fail(http.StatusBadRequest, "invalid", "Bundle.type %q is neither batch nor transaction", b.Type)
 	}
+	if len(b.Entry) > MaxEntries {
+		return answer{}, fail(http.StatusRequestEntityTooLarge, "too-long", "a Bundle of more than %d entries", MaxEntries)
+	}
 	entries := []any{}
 	for i, e := range b.Entry {
 		u, err := url.Parse(e.Request.URL)
 		if err != nil || u.IsAbs() || strings.HasPrefix(u.Path, "/") {
 			return answer{}, fail(http.StatusBadRequest, "invalid", "entry %d: request.url must be relative to the base", i)
+		}
+		if u.Path == "" {
+			return answer{}, fail(http.StatusBadRequest, "invalid", "entry %d: a nested batch or transaction is not supported", i)
 		}
 		a, herr := h.dispatch(base, strings.ToUpper(e.Request.Method), u.Path, u.Query(), e.Resource, strict)
 		if herr != nil {

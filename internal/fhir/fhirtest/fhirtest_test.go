@@ -244,7 +244,10 @@ func FuzzHandler(f *testing.F) {
 		default:
 			return
 		}
-		req := httptest.NewRequest(method, "https://example.test"+u.RequestURI(), strings.NewReader(body))
+		req, err := http.NewRequest(method, "https://example.test"+u.RequestURI(), strings.NewReader(body))
+		if err != nil {
+			return
+		}
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)
 		if rec.Code != http.StatusNoContent && !json.Valid(rec.Body.Bytes()) {
