@@ -162,7 +162,8 @@ func TestContinuationHandleIsRefusedToAnotherTokenEditedOrExpired(t *testing.T) 
 
 // editLink returns variants of a gateway link with one character of its
 // query (or, without a query, of its last path segment) changed, at its
-// start, middle and end, and one with a character appended. A character
+// start, middle and end, its last one moved by one, and one with a
+// character appended. A character
 // of the base64url alphabet is replaced by the one 32 places on, which
 // changes the top bit of its six: an edit of the last character that only
 // touched the unused low bits could decode to the same bytes.
@@ -183,6 +184,14 @@ func editLink(link string) []string {
 		} else {
 			b[at] = 'A'
 		}
+		out = append(out, string(b))
+	}
+	// The last character one place on: when the handle's length leaves
+	// unused low bits in it, a lenient base64 decoder would read the same
+	// bytes (handles are decoded strictly).
+	b := []byte(link)
+	if v := strings.IndexByte(alphabet, b[len(b)-1]); v >= 0 && v < 63 {
+		b[len(b)-1] = alphabet[v+1]
 		out = append(out, string(b))
 	}
 	return append(out, link+"A")
