@@ -228,7 +228,8 @@ func masterKeySpec(cfg *config.Config) string {
 }
 
 // newLogger returns the process logger: JSON unless the format is text, or
-// auto on a terminal.
+// auto on a terminal; anything of token shape in a line is redacted
+// (server.RedactLogs).
 func newLogger(w io.Writer, l config.Log) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: l.SlogLevel()}
 	text := l.Format == "text"
@@ -240,7 +241,7 @@ func newLogger(w io.Writer, l config.Log) *slog.Logger {
 		}
 	}
 	if text {
-		return slog.New(slog.NewTextHandler(w, opts))
+		return slog.New(server.RedactLogs(slog.NewTextHandler(w, opts)))
 	}
-	return slog.New(slog.NewJSONHandler(w, opts))
+	return slog.New(server.RedactLogs(slog.NewJSONHandler(w, opts)))
 }

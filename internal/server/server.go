@@ -371,6 +371,7 @@ func Init(ctx context.Context, o InitOptions) (secret string, rec *token.Record,
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	logger = slog.New(RedactLogs(logger.Handler()))
 	console := o.Console
 	if console == nil {
 		console = io.Discard
@@ -440,6 +441,9 @@ func Run(ctx context.Context, opts Options) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	// defence in depth: nothing of token shape reaches the log (a no-op
+	// when the CLI's logger already redacts)
+	log = slog.New(RedactLogs(log.Handler()))
 	console := opts.Console
 	if console == nil {
 		console = io.Discard
