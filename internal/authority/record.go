@@ -48,6 +48,9 @@ type Change struct {
 	IDs     []string
 	Outcome string
 	Reason  string
+	// Where is where a leaked secret was found (a revocation with
+	// Reason ReasonLeaked), as the reporter said; never the secret.
+	Where string
 }
 
 // Recorder receives every change before the authority makes it (for a

@@ -84,6 +84,9 @@ const (
 	DetectorBruteForce = "brute_force"
 	DetectorSharing    = "sharing"
 	DetectorBreakGlass = "break_glass"
+	// DetectorLeak: a token's secret was reported found where it must not
+	// be (POST /v1/tokens/leaked); the token is revoked (Action Revoked).
+	DetectorLeak = "leak"
 )
 
 // Severity ranks alerts.
@@ -123,6 +126,7 @@ const (
 	Blocked                 // this request was refused
 	Suspended               // the token was suspended (Suspender.Suspend)
 	IPBlocked               // the source is refused (429) for a cooling-off period
+	Revoked                 // the token was revoked (a leak)
 )
 
 func (a Action) String() string {
@@ -135,6 +139,8 @@ func (a Action) String() string {
 		return "suspended"
 	case IPBlocked:
 		return "ip_blocked"
+	case Revoked:
+		return "revoked"
 	}
 	return "unknown"
 }
@@ -146,7 +152,7 @@ func (a Action) MarshalText() ([]byte, error) { return []byte(a.String()), nil }
 // Sink, from its own goroutine; the Sink owns the Alert afterwards.
 type Alert struct {
 	ID               string         // set by the sink/store
-	Detector         string         // "new_network", "rate_spike", "off_hours", "probing", "brute_force", "sharing", "break_glass"
+	Detector         string         // "new_network", "rate_spike", "off_hours", "probing", "brute_force", "sharing", "break_glass", "leak"
 	Severity         Severity       // Low, Medium, High, Critical
 	TokenID, Subject string         //
 	Source           string         // an address or prefix, when it is about one

@@ -71,9 +71,16 @@ func (r changeRecorder) RecordChange(ctx context.Context, c *authority.Change) e
 	if c.After != nil {
 		e.After = audit.Snapshot(withoutPatient(c.After, c.Before))
 	}
-	if len(c.IDs) > 1 {
-		// a cascade: name every token it touched
-		e.After = audit.Snapshot(map[string]any{"revoked": c.IDs})
+	if len(c.IDs) > 1 || c.Where != "" {
+		// a cascade: name every token it touched; a leak: where it was found
+		after := map[string]any{}
+		if len(c.IDs) > 1 {
+			after["revoked"] = c.IDs
+		}
+		if c.Where != "" {
+			after["found_at"] = c.Where
+		}
+		e.After = audit.Snapshot(after)
 	}
 	_, err := r.log.Append(ctx, e)
 	return err
