@@ -55,14 +55,19 @@ func decodeStrict(body []byte, v any) *apiError {
 }
 
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *apiError) {
-	if r.ContentLength > s.opts.MaxBody {
-		return nil, tooLarge(s.opts.MaxBody)
+	return readBodyLimit(w, r, s.opts.MaxBody)
+}
+
+// readBodyLimit reads a body of at most limit bytes (413 beyond).
+func readBodyLimit(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, *apiError) {
+	if r.ContentLength > limit {
+		return nil, tooLarge(limit)
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxBody))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return nil, tooLarge(s.opts.MaxBody)
+			return nil, tooLarge(limit)
 		}
 		return nil, badRequest("", "could not read the request body")
 	}

@@ -71,6 +71,7 @@
 //	POST   /v1/tokens/self/rotate          [any token]
 //	POST   /v1/introspect                  [introspect] RFC 7662
 //	POST   /v1/revoke                      [any token] RFC 7009: the holder of a secret may revoke it
+//	POST   /v1/tokens/leaked[?cascade=true] [admin:tokens] report found secrets: each known one revoked, audited, alerted
 //	GET    /v1/audit                       [admin:audit] search (itself audited)
 //	GET    /v1/audit/checkpoint            [admin:audit]
 //	GET    /v1/audit/proof?seq=N           [admin:audit]

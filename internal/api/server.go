@@ -16,6 +16,7 @@ import (
 
 	"github.com/phigate/phigate/internal/audit"
 	"github.com/phigate/phigate/internal/authority"
+	"github.com/phigate/phigate/internal/monitor"
 	"github.com/phigate/phigate/internal/policy"
 	"github.com/phigate/phigate/internal/reqctx"
 	"github.com/phigate/phigate/internal/scope"
@@ -46,6 +47,10 @@ type Options struct {
 	Storage Storage
 	// Alerts serves the alert endpoints (nil: they answer 503).
 	Alerts Alerts
+	// AlertSink raises the alerts of POST /v1/tokens/leaked (the
+	// monitor's sinks: audit, store, webhook, log). Nil: a leaked token is
+	// still revoked and audited, no alert is raised.
+	AlertSink monitor.Sink
 }
 
 // Server is the admin API handler.
@@ -90,6 +95,7 @@ func (s *Server) routes() {
 
 	m.HandleFunc("POST /v1/tokens", s.authed(scope.AdminTokens, s.createToken))
 	m.HandleFunc("GET /v1/tokens", s.authed(scope.AdminTokens, s.listTokens))
+	m.HandleFunc("POST /v1/tokens/leaked", s.authed(scope.AdminTokens, s.reportLeaked))
 	m.HandleFunc("GET /v1/tokens/self", s.authed("", s.self))
 	m.HandleFunc("POST /v1/tokens/self/rotate", s.authed("", s.rotateSelf))
 	m.HandleFunc("GET /v1/tokens/{id}", s.authed(scope.AdminTokens, s.getToken))
