@@ -74,6 +74,9 @@ func (s metaSnapshots) Put(ctx context.Context, key string, blob []byte) error {
 type runningMonitor struct {
 	mon      *monitor.Monitor
 	webhooks []*sink.Webhook
+	// sink is what the monitor raises alerts through (audit + store, then
+	// webhooks and log); the admin API raises its leak alerts through it too.
+	sink monitor.Sink
 }
 
 // throttle is the brute-force detector for the listeners (nil when off:
@@ -113,6 +116,7 @@ func startMonitor(ctx context.Context, cfg *config.Config, n *node, now func() t
 		deliver = append(deliver, w)
 	}
 	fan := &sink.Fanout{Record: &sink.Recorder{Audit: n.audit, Store: n.store}, Deliver: deliver, Logger: log}
+	r.sink = fan
 	mon, err := monitor.New(monitorConfig(cfg), monitor.Options{Now: now, Sink: fan, Suspender: n.auth,
 		Store: metaSnapshots{n.store}, Logger: log})
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -48,6 +49,12 @@ var (
 
 func startLive(t *testing.T, mutate func(*config.Config)) *liveServer {
 	t.Helper()
+	return startLiveLogged(t, mutate, nil)
+}
+
+// startLiveLogged is startLive with the server logging to log (nil: nowhere).
+func startLiveLogged(t *testing.T, mutate func(*config.Config), log *slog.Logger) *liveServer {
+	t.Helper()
 	dir := filepath.Join(t.TempDir(), "data")
 	cfg := config.Dev(dir)
 	cfg.Admin.Listen, cfg.Gateway.Listen = "127.0.0.1:0", "127.0.0.1:0"
@@ -60,7 +67,7 @@ func startLive(t *testing.T, mutate func(*config.Config)) *liveServer {
 	ready := make(chan struct{})
 	errc := make(chan error, 1)
 	go func() {
-		errc <- Run(ctx, Options{Config: cfg, Dev: true, Console: out, Now: clk.Now, Ready: func(string) { close(ready) }})
+		errc <- Run(ctx, Options{Config: cfg, Dev: true, Console: out, Now: clk.Now, Logger: log, Ready: func(string) { close(ready) }})
 	}()
 	select {
 	case <-ready:

@@ -36,7 +36,12 @@
 //     stored before it is delivered (server log, signed webhooks: see
 //     internal/monitor/sink). Its learned baselines are kept in the
 //     store's meta table and restored at start; the findings still queued
-//     at shutdown are acted on before the store closes.
+//     at shutdown are acted on before the store closes. The admin API
+//     raises its leak alerts (POST /v1/tokens/leaked) through the same
+//     sinks.
+//   - No log line holds anything of token shape: Run and Init wrap the
+//     logger they are given in RedactLogs, which redacts the message and
+//     every attribute before the handler writes it.
 package server
 
 import (
@@ -499,9 +504,10 @@ func Run(ctx context.Context, opts Options) error {
 		Record:  n.recordDenial,
 		// one brute-force detector for both listeners: guesses count
 		// wherever they land, and each is also an auth failure it sees
-		Throttle: throttle,
-		Storage:  prot.space,
-		Alerts:   n.store,
+		Throttle:  throttle,
+		Storage:   prot.space,
+		Alerts:    n.store,
+		AlertSink: mon.sink,
 	})
 	srv := &http.Server{
 		Handler:           adminAPI,
