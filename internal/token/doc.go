@@ -27,6 +27,11 @@
 // as the single error ErrMalformed, so nothing tells a caller which part was
 // wrong.
 //
+// CheckBytes is Check for a byte slice (scanners use it on their buffers).
+// PublicFingerprint names a found secret without revealing it and without
+// the pepper: "phi_…", its last 4 characters, "_" and 12 hex digits of
+// SHA-256 of the whole secret (the server's Fingerprint is keyed instead).
+//
 // # Public id
 //
 // Every token also has a public id, "tok_" followed by 22 base62 characters:
