@@ -59,6 +59,7 @@ Client commands talk to the admin API configured by the environment:
 		a.secretCmd(), a.keysCmd(),
 		a.agentCmd(),
 		a.alertsCmd(),
+		a.scanCmd(),
 	)
 	return root
 }
@@ -71,6 +72,13 @@ func execute(ctx context.Context, root *cobra.Command, args []string, stdin io.R
 	cmd, err := root.ExecuteContextC(ctx)
 	if err == nil {
 		return exitOK
+	}
+	var ee exitErr
+	if errors.As(err, &ee) {
+		if ee.err != nil {
+			fmt.Fprintf(stderr, "phigate: %s\n", strings.TrimPrefix(ee.err.Error(), "phigate: "))
+		}
+		return ee.code
 	}
 	msg := strings.TrimPrefix(err.Error(), "phigate: ")
 	fmt.Fprintf(stderr, "phigate: %s\n", msg)
