@@ -24,6 +24,12 @@ const (
 	scanError = 2
 )
 
+// maxFindings bounds the findings one scan keeps; past it the scan stops
+// with an error (exit 2) after printing them.
+const maxFindings = 100_000
+
+var errTooManyFindings = fmt.Errorf("scan: stopped after %d findings", maxFindings)
+
 // maxLeaksPerReport is the server's bound on one POST /v1/tokens/leaked.
 const maxLeaksPerReport = 1000
 
@@ -115,7 +121,13 @@ func (a *cli) runScan(cmd *cobra.Command, args []string, fl scanFlags) error {
 
 	var findings []scan.Finding
 	var failures []string
-	emit := func(f scan.Finding) error { findings = append(findings, f); return nil }
+	emit := func(f scan.Finding) error {
+		if len(findings) >= maxFindings {
+			return errTooManyFindings
+		}
+		findings = append(findings, f)
+		return nil
+	}
 	opts := scan.Options{OnError: func(path string, err error) {
 		failures = append(failures, err.Error())
 		fmt.Fprintf(a.stderr, "phigate: scan: %s\n", strings.TrimPrefix(err.Error(), "scan: "))
@@ -154,7 +166,8 @@ func (a *cli) runScan(cmd *cobra.Command, args []string, fl scanFlags) error {
 			}
 		}
 	}
-	if err != nil {
+	truncated := errors.Is(err, errTooManyFindings)
+	if err != nil && !truncated {
 		return exitErr{scanError, err}
 	}
 
@@ -168,6 +181,8 @@ func (a *cli) runScan(cmd *cobra.Command, args []string, fl scanFlags) error {
 		return exitErr{scanError, err}
 	}
 	switch {
+	case truncated:
+		return exitErr{scanError, errTooManyFindings}
 	case len(failures) > 0:
 		return exitErr{scanError, fmt.Errorf("scan: %d path(s) could not be scanned", len(failures))}
 	case len(findings) > 0:
@@ -212,9 +227,9 @@ type scanReport struct {
 }
 
 type reportedLeak struct {
-	Fingerprint string `json:"fingerprint"` // the public one, as in findings
-	Where       string `json:"where"`
-	client.LeakResult
+	Fingerprint string            `json:"fingerprint"` // the public one, as in findings
+	Where       string            `json:"where"`
+	Result      client.LeakResult `json:"result"` // the server's answer
 }
 
 func (a *cli) printFindings(fs []scan.Finding, res []client.LeakResult) error {
@@ -225,7 +240,7 @@ func (a *cli) printFindings(fs []scan.Finding, res []client.LeakResult) error {
 			if !seen[f.Secret()] {
 				seen[f.Secret()] = true
 				r := res[len(rep)]
-				rep = append(rep, reportedLeak{Fingerprint: f.Fingerprint, Where: f.Where(), LeakResult: r})
+				rep = append(rep, reportedLeak{Fingerprint: f.Fingerprint, Where: f.Where(), Result: r})
 			}
 		}
 	}
@@ -238,9 +253,9 @@ func (a *cli) printFindings(fs []scan.Finding, res []client.LeakResult) error {
 			fmt.Fprintf(&b, "%s: %s\n", safeText(f.Where()), f.Fingerprint)
 		}
 		for _, r := range rep {
-			fmt.Fprintf(&b, "reported %s (%s): %s", r.Fingerprint, safeText(r.Where), safeText(r.Status))
-			if r.TokenID != "" {
-				fmt.Fprintf(&b, " %s", safeText(r.TokenID))
+			fmt.Fprintf(&b, "reported %s (%s): %s", r.Fingerprint, safeText(r.Where), safeText(r.Result.Status))
+			if r.Result.TokenID != "" {
+				fmt.Fprintf(&b, " %s", safeText(r.Result.TokenID))
 			}
 			b.WriteByte('\n')
 		}

@@ -143,9 +143,22 @@ func TestScanReportSendsEachFoundTokenWithWhereItWas(t *testing.T) {
 		t.Fatalf("results not printed:\n%s", r.stdout)
 	}
 
+	r = runCLI(t, api.env(), "", "scan", "--json", "--report", dir)
+	var out struct {
+		Report []struct {
+			Fingerprint, Where string
+			Result             struct{ Status, TokenID string } `json:"result"`
+		} `json:"report"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &out); err != nil || len(out.Report) != 2 ||
+		out.Report[0].Fingerprint != token.PublicFingerprint(a) || out.Report[0].Result.Status != "revoked" || out.Report[1].Result.Status != "unknown" {
+		t.Fatalf("--json report: %v\n%s", err, r.stdout)
+	}
+	noSecretIn(t, r, a, b)
+
 	// without a token the report is refused before anything is scanned or sent
 	r = runCLI(t, map[string]string{}, "", "scan", "--report", dir)
-	if r.code != scanError || len(api.requests()) != 1 {
+	if r.code != scanError || len(api.requests()) != 2 {
 		t.Fatalf("no PHIGATE_TOKEN: exit %d", r.code)
 	}
 }

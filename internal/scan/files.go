@@ -37,13 +37,15 @@ func (o *Options) fail(path string, err error) error {
 }
 
 // File scans the regular file at p; binary files are skipped (nil).
-func File(p string, emit func(Finding) error) error {
+func File(p string, emit func(Finding) error) error { return new(window).file(p, emit) }
+
+func (w *window) file(p string, emit func(Finding) error) error {
 	f, err := os.Open(p)
 	if err != nil {
 		return fmt.Errorf("scan: %w", err)
 	}
 	defer f.Close()
-	err = Reader(f, p, emit)
+	err = w.scan(f, p, emit)
 	if errors.Is(err, ErrBinary) {
 		return nil
 	}
@@ -55,6 +57,7 @@ func File(p string, emit func(Finding) error) error {
 // Only regular files are read; symbolic links, devices and the .git
 // directory are skipped.
 func Paths(ctx context.Context, opts Options, paths []string, emit func(Finding) error) error {
+	w := new(window)
 	for _, p := range paths {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -70,12 +73,12 @@ func Paths(ctx context.Context, opts Options, paths []string, emit func(Finding)
 			if !st.Mode().IsRegular() {
 				continue
 			}
-			if err := scanFile(opts, p, emit); err != nil {
+			if err := w.scanFile(opts, p, emit); err != nil {
 				return err
 			}
 			continue
 		}
-		if err := dir(ctx, opts, p, emit); err != nil {
+		if err := w.dir(ctx, opts, p, emit); err != nil {
 			return err
 		}
 	}
@@ -84,9 +87,9 @@ func Paths(ctx context.Context, opts Options, paths []string, emit func(Finding)
 
 // scanFile scans one file, sending a read error to OnError and returning
 // only emit's errors (or the read error when OnError is nil).
-func scanFile(opts Options, p string, emit func(Finding) error) error {
+func (w *window) scanFile(opts Options, p string, emit func(Finding) error) error {
 	var emitErr error
-	err := File(p, func(f Finding) error {
+	err := w.file(p, func(f Finding) error {
 		if err := emit(f); err != nil {
 			emitErr = err
 			return err
@@ -102,10 +105,10 @@ func scanFile(opts Options, p string, emit func(Finding) error) error {
 	return nil
 }
 
-func dir(ctx context.Context, opts Options, root string, emit func(Finding) error) error {
+func (w *window) dir(ctx context.Context, opts Options, root string, emit func(Finding) error) error {
 	files, err := gitFiles(ctx, opts, root)
 	if err != nil {
-		return walk(ctx, opts, root, emit)
+		return w.walk(ctx, opts, root, emit)
 	}
 	for _, rel := range files {
 		if err := ctx.Err(); err != nil {
@@ -116,7 +119,7 @@ func dir(ctx context.Context, opts Options, root string, emit func(Finding) erro
 		if err != nil || !st.Mode().IsRegular() {
 			continue // deleted in the work tree, a link or a submodule
 		}
-		if err := scanFile(opts, p, emit); err != nil {
+		if err := w.scanFile(opts, p, emit); err != nil {
 			return err
 		}
 	}
@@ -145,7 +148,7 @@ func gitFiles(ctx context.Context, opts Options, root string) ([]string, error) 
 }
 
 // walk scans root outside a work tree with the Ignore matcher.
-func walk(ctx context.Context, opts Options, root string, emit func(Finding) error) error {
+func (w *window) walk(ctx context.Context, opts Options, root string, emit func(Finding) error) error {
 	var ig Ignore
 	return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -182,6 +185,6 @@ func walk(ctx context.Context, opts Options, root string, emit func(Finding) err
 		if !d.Type().IsRegular() || ig.Match(rel, false) {
 			return nil
 		}
-		return scanFile(opts, p, emit)
+		return w.scanFile(opts, p, emit)
 	})
 }

@@ -99,6 +99,7 @@ func batch(ctx context.Context, opts Options, dir string, blobs []blobRef, emit 
 		in.Close()
 	}()
 	br := bufio.NewReaderSize(outp, 64<<10)
+	w := new(window)
 	scanErr := func() error {
 		for _, b := range blobs {
 			header, err := br.ReadString('\n')
@@ -117,7 +118,7 @@ func batch(ctx context.Context, opts Options, dir string, blobs []blobRef, emit 
 				return fmt.Errorf("%w: cat-file: bad size", ErrGit)
 			}
 			lr := io.LimitReader(br, size)
-			err = Reader(lr, b.path, func(fd Finding) error {
+			err = w.scan(lr, b.path, func(fd Finding) error {
 				fd.Blob = b.blob
 				return emit(fd)
 			})

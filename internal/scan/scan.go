@@ -73,7 +73,18 @@ func Find(b []byte, fn func(off int)) {
 // It returns ErrBinary (and emits nothing) when the first BinarySniff bytes
 // hold a NUL, and emit's error as soon as it returns one.
 func Reader(r io.Reader, path string, emit func(Finding) error) error {
-	buf := make([]byte, BufSize)
+	return new(window).scan(r, path, emit)
+}
+
+// window is the buffer a scan reads into, reused from one input to the next
+// by the scans of many files.
+type window struct{ buf []byte }
+
+func (w *window) scan(r io.Reader, path string, emit func(Finding) error) error {
+	if w.buf == nil {
+		w.buf = make([]byte, BufSize)
+	}
+	buf := w.buf
 	n, err := io.ReadAtLeast(r, buf, BinarySniff)
 	eof := false
 	switch {
