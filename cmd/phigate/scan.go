@@ -144,6 +144,7 @@ func (a *cli) runScan(cmd *cobra.Command, args []string, fl scanFlags) error {
 	case len(args) == 1 && args[0] == "-" || len(args) == 0 && !fl.git && !isTerminal(cmd.InOrStdin()):
 		err = scan.Reader(cmd.InOrStdin(), "-", emit)
 		if errors.Is(err, scan.ErrBinary) {
+			fmt.Fprintln(a.stderr, "phigate: scan: standard input looks binary (a NUL byte in its first 8 KiB); skipped")
 			err = nil
 		}
 	default:
