@@ -218,3 +218,21 @@ func TestInstalledHookBlocksACommitThatAddsAToken(t *testing.T) {
 		t.Fatalf("a clean commit was blocked: %v\n%s", err, out)
 	}
 }
+
+func TestScanKeepsABoundedNumberOfFindings(t *testing.T) {
+	var b strings.Builder
+	tok := scantest.Generate(t)
+	for i := 0; i <= maxFindings; i++ {
+		b.WriteString(tok)
+		b.WriteByte('\n')
+	}
+	r := runCLI(t, nil, b.String(), "--json", "scan", "-")
+	if r.code != scanError || !strings.Contains(r.stderr, "stopped after") {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	var out struct{ Findings []json.RawMessage }
+	if err := json.Unmarshal([]byte(r.stdout), &out); err != nil || len(out.Findings) != maxFindings {
+		t.Fatalf("printed %d findings (%v), want %d", len(out.Findings), err, maxFindings)
+	}
+	noSecretIn(t, r, tok)
+}

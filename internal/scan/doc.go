@@ -15,9 +15,12 @@
 // output; the secret itself is reachable only through Finding.Secret, for
 // the leak report, and is never marshalled.
 //
-// Git support (Git) runs the git binary: the work tree's files come from
-// `git ls-files --cached --others --exclude-standard` (so .gitignore is
-// honoured), history from `git rev-list --objects --all` and one streamed
-// `git cat-file --batch` (every blob once), staged content from the index
-// blobs of the files `git diff --cached` names.
+// Paths walks directories: inside a git work tree the files come from
+// `git ls-files --cached --others --exclude-standard` (git's own .gitignore
+// rules); outside one, Ignore, a small .gitignore matcher, decides. Only
+// regular files are read (no links, devices or .git), and one window buffer
+// serves all the files of a scan. History scans every blob reachable from a
+// ref once (`git rev-list --objects --all`, then one streamed `git cat-file
+// --batch`); Staged scans the index blobs of the files `git diff --cached`
+// names (what the pre-commit hook checks). No clock is read.
 package scan
