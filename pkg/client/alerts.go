@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"iter"
 	"net/http"
 	"net/url"
@@ -106,30 +105,14 @@ func (c *Client) ListAlerts(ctx context.Context, opts AlertListOptions) (*AlertL
 // AllAlerts iterates over every alert matching opts, following the cursor.
 // The iteration stops at the first error, which it yields.
 func (c *Client) AllAlerts(ctx context.Context, opts AlertListOptions) iter.Seq2[Alert, error] {
-	return func(yield func(Alert, error) bool) {
-		seen := map[string]bool{}
-		for {
-			page, err := c.ListAlerts(ctx, opts)
-			if err != nil {
-				yield(Alert{}, err)
-				return
-			}
-			for _, a := range page.Alerts {
-				if !yield(a, nil) {
-					return
-				}
-			}
-			if page.Next == "" {
-				return
-			}
-			if seen[page.Next] {
-				yield(Alert{}, fmt.Errorf("phigate: the server repeated list cursor %q", page.Next))
-				return
-			}
-			seen[page.Next] = true
-			opts.After = page.Next
+	return pages("list", func() ([]Alert, string, error) {
+		page, err := c.ListAlerts(ctx, opts)
+		if err != nil {
+			return nil, "", err
 		}
-	}
+		opts.After = page.Next
+		return page.Alerts, page.Next, nil
+	})
 }
 
 // Alert returns one alert (GET /v1/alerts/{id}).

@@ -154,34 +154,18 @@ func (c *Client) AuditSearch(ctx context.Context, q AuditQuery) (*AuditPage, err
 // AllAudit iterates over every entry matching q, following the cursor. It
 // stops at the first error, which it yields.
 func (c *Client) AllAudit(ctx context.Context, q AuditQuery) iter.Seq2[AuditEntry, error] {
-	return func(yield func(AuditEntry, error) bool) {
-		seen := map[string]bool{}
-		for {
-			page, err := c.AuditSearch(ctx, q)
-			if err != nil {
-				yield(AuditEntry{}, err)
-				return
-			}
-			for _, e := range page.Entries {
-				if !yield(e, nil) {
-					return
-				}
-			}
-			if page.Next == "" {
-				return
-			}
-			if seen[page.Next] {
-				yield(AuditEntry{}, fmt.Errorf("phigate: the server repeated audit cursor %q", page.Next))
-				return
-			}
-			seen[page.Next] = true
-			if q.Desc || q.Before != "" {
-				q.Before, q.After = page.Next, ""
-			} else {
-				q.After = page.Next
-			}
+	return pages("audit", func() ([]AuditEntry, string, error) {
+		page, err := c.AuditSearch(ctx, q)
+		if err != nil {
+			return nil, "", err
 		}
-	}
+		if q.Desc || q.Before != "" {
+			q.Before, q.After = page.Next, ""
+		} else {
+			q.After = page.Next
+		}
+		return page.Entries, page.Next, nil
+	})
 }
 
 // AuditCheckpoint returns the latest signed checkpoint (GET

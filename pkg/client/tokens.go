@@ -69,28 +69,43 @@ func (c *Client) ListTokens(ctx context.Context, opts ListOptions) (*TokenList, 
 // AllTokens iterates over every token matching opts, following the cursor
 // from opts.After. The iteration stops at the first error, which it yields.
 func (c *Client) AllTokens(ctx context.Context, opts ListOptions) iter.Seq2[Token, error] {
-	return func(yield func(Token, error) bool) {
+	return pages("list", func() ([]Token, string, error) {
+		page, err := c.ListTokens(ctx, opts)
+		if err != nil {
+			return nil, "", err
+		}
+		opts.After = page.Next
+		return page.Tokens, page.Next, nil
+	})
+}
+
+// pages iterates over the items of the pages next returns, one page a call,
+// until a page has no cursor; it stops at the first error, which it
+// yields, and refuses a server that repeats a cursor (what names the
+// listing in that error).
+func pages[T any](what string, next func() (items []T, cursor string, err error)) iter.Seq2[T, error] {
+	return func(yield func(T, error) bool) {
+		var zero T
 		seen := map[string]bool{}
 		for {
-			page, err := c.ListTokens(ctx, opts)
+			items, cursor, err := next()
 			if err != nil {
-				yield(Token{}, err)
+				yield(zero, err)
 				return
 			}
-			for _, t := range page.Tokens {
-				if !yield(t, nil) {
+			for _, it := range items {
+				if !yield(it, nil) {
 					return
 				}
 			}
-			if page.Next == "" {
+			if cursor == "" {
 				return
 			}
-			if seen[page.Next] {
-				yield(Token{}, fmt.Errorf("phigate: the server repeated list cursor %q", page.Next))
+			if seen[cursor] {
+				yield(zero, fmt.Errorf("phigate: the server repeated %s cursor %q", what, cursor))
 				return
 			}
-			seen[page.Next] = true
-			opts.After = page.Next
+			seen[cursor] = true
 		}
 	}
 }
