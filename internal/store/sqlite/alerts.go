@@ -167,32 +167,13 @@ func (s *Store) ListAlerts(ctx context.Context, f store.AlertFilter) ([]*store.A
 	}
 	q.WriteString(" ORDER BY id LIMIT ?")
 	args = append(args, limit+1)
-	rows, err := s.readDB.QueryContext(ctx, q.String(), args...)
-	if err != nil {
-		return nil, "", s.readErr(what, err)
-	}
-	defer rows.Close()
-	var out []*store.Alert
-	for rows.Next() {
+	return queryPage(ctx, s, what, q.String(), args, limit, func(rows *sql.Rows) (*store.Alert, error) {
 		var sc alertScan
 		if err := rows.Scan(sc.dest()...); err != nil {
-			return nil, "", s.readErr(what, err)
+			return nil, scanError{err}
 		}
-		a, err := sc.alert()
-		if err != nil {
-			return nil, "", fmt.Errorf("sqlite: %s: %w", what, err)
-		}
-		out = append(out, a)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, "", s.readErr(what, err)
-	}
-	next := ""
-	if len(out) > limit {
-		out = out[:limit]
-		next = out[limit-1].ID
-	}
-	return out, next, nil
+		return sc.alert()
+	}, func(a *store.Alert) string { return a.ID })
 }
 
 // AckAlert implements store.Store.

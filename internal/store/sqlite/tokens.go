@@ -150,33 +150,55 @@ func (s *Store) ListTokens(ctx context.Context, f store.TokenFilter) ([]*token.R
 	q.WriteString(" ORDER BY t.id LIMIT ?")
 	args = append(args, limit+1)
 
-	rows, err := s.readDB.QueryContext(ctx, q.String(), args...)
+	return queryPage(ctx, s, what, q.String(), args, limit, func(rows *sql.Rows) (*token.Record, error) {
+		var sc recordScan
+		if err := rows.Scan(sc.dest()...); err != nil {
+			return nil, scanError{err}
+		}
+		return sc.record()
+	}, func(r *token.Record) string { return r.ID })
+}
+
+// queryPage runs a listing query that asks for limit+1 rows, decodes each
+// row with scan, and returns at most limit items with the id of the last
+// one as the next page's cursor ("" when the extra row was not there).
+// A read error is reported as readErr does, a row that does not decode
+// as a plain error.
+func queryPage[T any](ctx context.Context, s *Store, what, query string, args []any, limit int,
+	scan func(*sql.Rows) (T, error), id func(T) string) ([]T, string, error) {
+	rows, err := s.readDB.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, "", s.readErr(what, err)
 	}
 	defer rows.Close()
-	var recs []*token.Record
+	var out []T
 	for rows.Next() {
-		var sc recordScan
-		if err := rows.Scan(sc.dest()...); err != nil {
-			return nil, "", s.readErr(what, err)
-		}
-		rec, err := sc.record()
+		v, err := scan(rows)
 		if err != nil {
+			var se scanError
+			if errors.As(err, &se) {
+				return nil, "", s.readErr(what, se.err)
+			}
 			return nil, "", fmt.Errorf("sqlite: %s: %w", what, err)
 		}
-		recs = append(recs, rec)
+		out = append(out, v)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, "", s.readErr(what, err)
 	}
 	next := ""
-	if len(recs) > limit {
-		recs = recs[:limit]
-		next = recs[limit-1].ID
+	if len(out) > limit {
+		out = out[:limit]
+		next = id(out[limit-1])
 	}
-	return recs, next, nil
+	return out, next, nil
 }
+
+// scanError marks a failure of rows.Scan (a read error) apart from a row
+// that scanned but does not decode.
+type scanError struct{ err error }
+
+func (e scanError) Error() string { return e.err.Error() }
 
 // UpdateToken implements store.Store.
 func (s *Store) UpdateToken(ctx context.Context, rec *token.Record) error {
