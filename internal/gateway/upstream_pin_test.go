@@ -2,30 +2,20 @@ package gateway
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"log/slog"
-	"math/big"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/phigate/phigate/internal/authority"
 	"github.com/phigate/phigate/internal/config"
 	"github.com/phigate/phigate/internal/tlsutil"
+	"github.com/phigate/phigate/internal/tlsutil/tlstest"
 )
 
 // syncBuffer is a bytes.Buffer safe for a logger and a test to share.
@@ -46,58 +36,16 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// pinCA is a CA that issues leaf certificates for 127.0.0.1, each with a
-// key of its own: the same name, other keys. Certificates follow the wall
-// clock, as TLS does.
-type pinCA struct {
-	cert   *x509.Certificate
-	key    *ecdsa.PrivateKey
-	caFile string
-}
-
-func newPinCA(t *testing.T) *pinCA {
+// leafOf issues a certificate for 127.0.0.1 with a fresh key from ca, and
+// its pin.
+func leafOf(t *testing.T, ca *tlstest.CA) (*tls.Certificate, tlsutil.Pin) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	cert, pin := ca.Leaf(t)
+	pins, err := tlsutil.ParsePins(pin)
 	if err != nil {
 		t.Fatal(err)
 	}
-	now := time.Now()
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "upstream test CA"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	caFile := filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return &pinCA{cert: cert, key: key, caFile: caFile}
-}
-
-// leaf issues a certificate for 127.0.0.1 with a fresh key, and its pin.
-func (ca *pinCA) leaf(t *testing.T, serial int64) (*tls.Certificate, tlsutil.Pin) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: "127.0.0.1"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour), IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, _ := x509.ParseCertificate(der)
-	pins, err := tlsutil.ParsePins(tlsutil.SPKIPin(leaf))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pins[0]
+	return &cert, pins[0]
 }
 
 // pinnedUpstream is an HTTPS upstream whose certificate can be swapped.
@@ -136,9 +84,9 @@ func (u *pinnedUpstream) rollover(cert *tls.Certificate) {
 }
 
 func TestUpstreamIsVerifiedByItsPins(t *testing.T) {
-	ca := newPinCA(t)
-	current, pinCurrent := ca.leaf(t, 2)
-	backup, pinBackup := ca.leaf(t, 3) // the same name, another key
+	ca := tlstest.NewCA(t)
+	current, pinCurrent := leafOf(t, ca)
+	backup, pinBackup := leafOf(t, ca) // the same name, another key
 	for _, tc := range []struct {
 		name   string
 		tls    config.UpstreamTLS
@@ -148,9 +96,9 @@ func TestUpstreamIsVerifiedByItsPins(t *testing.T) {
 	}{
 		{"pin only, the pinned key", config.UpstreamTLS{Pins: []string{pinCurrent.WithPrefix()}}, current, 200, tlsutil.Pin{}},
 		{"pin only, another key", config.UpstreamTLS{Pins: []string{pinBackup.WithPrefix()}}, current, 502, pinCurrent},
-		{"CA and pin, right name and chain, another key", config.UpstreamTLS{CAFile: ca.caFile, Pins: []string{pinCurrent.String()}}, backup, 502, pinBackup},
-		{"CA and pins, the backup key", config.UpstreamTLS{CAFile: ca.caFile, Pins: []string{pinCurrent.String(), pinBackup.String()}}, backup, 200, tlsutil.Pin{}},
-		{"CA only", config.UpstreamTLS{CAFile: ca.caFile}, backup, 200, tlsutil.Pin{}},
+		{"CA and pin, right name and chain, another key", config.UpstreamTLS{CAFile: ca.File, Pins: []string{pinCurrent.String()}}, backup, 502, pinBackup},
+		{"CA and pins, the backup key", config.UpstreamTLS{CAFile: ca.File, Pins: []string{pinCurrent.String(), pinBackup.String()}}, backup, 200, tlsutil.Pin{}},
+		{"CA only", config.UpstreamTLS{CAFile: ca.File}, backup, 200, tlsutil.Pin{}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			up := newPinnedUpstream(t, tc.serve)
@@ -179,14 +127,14 @@ func TestUpstreamIsVerifiedByItsPins(t *testing.T) {
 }
 
 func TestUpstreamRolloverToTheBackupPinKeepsServing(t *testing.T) {
-	ca := newPinCA(t)
-	current, pinCurrent := ca.leaf(t, 2)
-	backup, pinBackup := ca.leaf(t, 3)
-	retired, _ := ca.leaf(t, 4)
+	ca := tlstest.NewCA(t)
+	current, pinCurrent := leafOf(t, ca)
+	backup, pinBackup := leafOf(t, ca)
+	retired, _ := leafOf(t, ca)
 	up := newPinnedUpstream(t, current)
 	fx := newFixture(t, fixtureOpts{mutate: func(c *config.Gateway) {
 		c.Upstreams[1].URL = up.url()
-		c.Upstreams[1].TLS = config.UpstreamTLS{CAFile: ca.caFile, Pins: []string{pinCurrent.WithPrefix(), pinBackup.WithPrefix()}}
+		c.Upstreams[1].TLS = config.UpstreamTLS{CAFile: ca.File, Pins: []string{pinCurrent.WithPrefix(), pinBackup.WithPrefix()}}
 	}})
 	s, _ := fx.token(t, authority.Spec{Scopes: []string{"billing:read"}})
 	if r := fx.do(t, call{path: "/billing/invoices/1", secret: s}); r.status != 200 {

@@ -68,6 +68,20 @@ type Server struct {
 // localhost, carries a fresh key and is signed by ca.
 func (ca *CA) Serve(t testing.TB, h http.Handler) *Server {
 	t.Helper()
+	cert, pin := ca.Leaf(t)
+	s := httptest.NewUnstartedServer(h)
+	s.TLS = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+	s.Config.ErrorLog = log.New(io.Discard, "", 0) // refused handshakes are the point
+	s.StartTLS()
+	t.Cleanup(s.Close)
+	return &Server{Server: s, Pin: pin}
+}
+
+// Leaf issues a server certificate for 127.0.0.1 and localhost with a
+// fresh key, signed by ca, and returns it with the SPKI SHA-256 pin of
+// its key (base64).
+func (ca *CA) Leaf(t testing.TB) (tls.Certificate, string) {
+	t.Helper()
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -83,11 +97,6 @@ func (ca *CA) Serve(t testing.TB, h http.Handler) *Server {
 		t.Fatal(err)
 	}
 	leaf, _ := x509.ParseCertificate(der)
-	s := httptest.NewUnstartedServer(h)
-	s.TLS = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: k, Leaf: leaf}}}
-	s.Config.ErrorLog = log.New(io.Discard, "", 0) // refused handshakes are the point
-	s.StartTLS()
-	t.Cleanup(s.Close)
 	sum := sha256.Sum256(leaf.RawSubjectPublicKeyInfo)
-	return &Server{Server: s, Pin: base64.StdEncoding.EncodeToString(sum[:])}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: k, Leaf: leaf}, base64.StdEncoding.EncodeToString(sum[:])
 }
