@@ -79,7 +79,11 @@ type Record struct {
 	CreatedBy string `json:"created_by,omitempty"`
 	// ParentID is the token whose scopes and constraints bound this one
 	// (attenuation); cascade revocation follows it.
-	ParentID  string    `json:"parent_id,omitempty"`
+	ParentID string `json:"parent_id,omitempty"`
+	// ClientID is the registered OAuth client (SMART Backend Services,
+	// internal/oauth) whose client-credentials grant issued the token;
+	// empty for tokens issued by another token. Fixed at issue.
+	ClientID  string    `json:"client_id,omitempty"`
 	ExpiresAt time.Time `json:"expires_at"`
 	// MaxLifetime is how long, counted from CreatedAt, the issuer asked the
 	// token to be extendable by rotation. Zero means ExpiresAt never moves.
