@@ -51,6 +51,9 @@ type Options struct {
 	// monitor's sinks: audit, store, webhook, log). Nil: a leaked token is
 	// still revoked and audited, no alert is raised.
 	AlertSink monitor.Sink
+	// Console, when set, serves /console/ (internal/console) behind this
+	// server's request ids, low-space refusal and panic guard.
+	Console http.Handler
 }
 
 // Server is the admin API handler.
@@ -109,7 +112,10 @@ func (s *Server) routes() {
 	s.auditRoutes()
 	s.secretRoutes()
 	s.alertRoutes()
-
+	if s.opts.Console != nil {
+		m.Handle("/console/", s.opts.Console)
+		m.Handle("/console", s.opts.Console)
+	}
 }
 
 func (s *Server) methodNotAllowed(w http.ResponseWriter, r *http.Request) {

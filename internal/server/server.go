@@ -495,6 +495,10 @@ func Run(ctx context.Context, opts Options) error {
 		throttle = t
 	}
 
+	con, err := newConsole(cfg, n, mon, now, log)
+	if err != nil {
+		return err
+	}
 	adminAPI := api.New(auth, api.Options{
 		MaxBody: cfg.Limits.MaxBodyBytes,
 		Ready:   n.ready,
@@ -508,6 +512,7 @@ func Run(ctx context.Context, opts Options) error {
 		Storage:   prot.space,
 		Alerts:    n.store,
 		AlertSink: mon.sink,
+		Console:   con,
 	})
 	srv := &http.Server{
 		Handler:           adminAPI,
