@@ -1,7 +1,9 @@
 package console
 
 import (
+	"html/template"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/phigate/phigate/internal/audit"
@@ -13,7 +15,7 @@ type alertsView struct {
 	Enabled  bool
 	State    string
 	Alerts   []*store.Alert
-	Next     string
+	Next     template.URL
 	CanToken bool
 	CanAudit bool
 }
@@ -48,7 +50,7 @@ func (c *Console) showAlerts(w http.ResponseWriter, r *http.Request, cl *call, f
 		}
 		v.Alerts = as
 		if next != "" {
-			v.Next = "state=" + v.State + "&after=" + next
+			v.Next = template.URL(url.Values{"state": {v.State}, "after": {next}}.Encode())
 		}
 	}
 	c.render(w, r, "alerts", page{Title: "Alerts", Nav: "alerts", V: cl.v, Flash: flash, Data: v})

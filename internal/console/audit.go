@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"html/template"
 	"net/http"
 	"net/url"
 	"time"
@@ -84,8 +85,8 @@ type auditView struct {
 	Form     auditForm
 	Entries  []*audit.Entry
 	Badge    badge
-	Next     string
-	Export   string // the query of the export links
+	Next     template.URL
+	Export   template.URL // the query of the export links
 	Actions  []audit.Action
 	Now      time.Time
 	NoLog    bool
@@ -136,14 +137,14 @@ func (c *Console) explore(r *http.Request, cl *call, form auditForm, q *audit.Qu
 	}
 	v := &auditView{Form: form, Entries: pg.Entries, Actions: actionList, Now: c.opts.Now(), Badge: c.verify(r.Context(), pg.Entries)}
 	vals := form.Values()
-	v.Export = vals.Encode()
+	v.Export = template.URL(vals.Encode())
 	if pg.Next != "" {
 		k := "after"
 		if q.Desc {
 			k = "before"
 		}
 		vals.Set(k, pg.Next)
-		v.Next = vals.Encode()
+		v.Next = template.URL(vals.Encode())
 	}
 	return v, nil
 }
@@ -260,7 +261,7 @@ type disclosuresView struct {
 	Entries           []*audit.Entry
 	More              bool
 	Badge             badge
-	Proofs            string // the query of the proof download
+	Proofs            template.URL // the query of the proof download
 	Now               time.Time
 	Key               string
 }
@@ -302,7 +303,7 @@ func (c *Console) disclosuresPage(w http.ResponseWriter, r *http.Request, cl *ca
 			return
 		}
 		v.Badge = c.verify(r.Context(), v.Entries)
-		v.Proofs = url.Values{"patient": {patient}, "from": {from}, "to": {to}}.Encode()
+		v.Proofs = template.URL(url.Values{"patient": {patient}, "from": {from}, "to": {to}}.Encode())
 	}
 	c.render(w, r, "disclosures", page{Title: "Accounting of disclosures", Nav: "disclosures", V: cl.v, Data: v})
 }

@@ -1,10 +1,10 @@
 package console
 
 import (
-	"log/slog"
 	"context"
 	"crypto/rand"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -227,4 +227,7 @@ func (e *env) entries(action audit.Action) []*audit.Entry {
 // tWriter sends log lines to the test's log.
 type tWriter struct{ t testing.TB }
 
-func (w tWriter) Write(p []byte) (int, error) { w.t.Log(strings.TrimSpace(string(p))); return len(p), nil }
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}

@@ -2,6 +2,7 @@ package console
 
 import (
 	"errors"
+	"html/template"
 	"net/http"
 	"slices"
 	"strings"
@@ -31,7 +32,7 @@ type tokenRow struct {
 type tokensView struct {
 	Filter  tokenFilter
 	Rows    []tokenRow
-	Next    string // query of the next page ("" when none)
+	Next    template.URL // query of the next page ("" when none)
 	Scanned int
 	Now     time.Time
 	Issued  *issuedView
@@ -92,7 +93,7 @@ func (c *Console) listTokens(r *http.Request, cl *call, f tokenFilter) (*tokensV
 	if more {
 		q := f.Values()
 		q.Set("after", after)
-		v.Next = q.Encode()
+		v.Next = template.URL(q.Encode())
 	}
 	return v, nil
 }
