@@ -32,7 +32,7 @@ func (c *Console) showAlerts(w http.ResponseWriter, r *http.Request, cl *call, f
 		if r.Method == http.MethodGet {
 			for k, vals := range q {
 				if (k != "state" && k != "after") || len(vals) > 1 || len(vals[0]) > maxField {
-					c.fail(w, r, cl.v, http.StatusBadRequest, (&FormError{cut(k, 32), "unknown, repeated or too long"}).Error())
+					c.fail(w, r, cl.v, http.StatusBadRequest, (&FormError{fieldName(k), "unknown, repeated or too long"}).Error())
 					return
 				}
 			}

@@ -271,7 +271,7 @@ type disclosuresView struct {
 func disclosureQuery(v url.Values) (patient, from, to string, q *audit.Query, err error) {
 	for k, vals := range v {
 		if k != "patient" && k != "from" && k != "to" {
-			return "", "", "", nil, &FormError{cut(k, 32), "unknown field"}
+			return "", "", "", nil, &FormError{fieldName(k), "unknown field"}
 		}
 		if len(vals) > 1 || len(vals[0]) > maxField {
 			return "", "", "", nil, &FormError{k, "given more than once, or too long"}

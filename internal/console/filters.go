@@ -25,6 +25,14 @@ func (e *FormError) Error() string { return e.Field + ": " + e.Msg }
 
 const maxField = 256
 
+// fieldName is how an error names field k (a query may hold an empty one).
+func fieldName(k string) string {
+	if k == "" {
+		return "(unnamed field)"
+	}
+	return cut(k, 32)
+}
+
 // tokenFilter is the token list's filter form.
 type tokenFilter struct {
 	Subject  string
@@ -74,7 +82,7 @@ func parseTokenFilter(v url.Values) (tokenFilter, error) {
 	var f tokenFilter
 	for k, vals := range v {
 		if !tokenFilterKeys[k] {
-			return f, &FormError{cut(k, 32), "unknown field"}
+			return f, &FormError{fieldName(k), "unknown field"}
 		}
 		if len(vals) > 1 {
 			return f, &FormError{k, "given more than once"}
@@ -195,7 +203,7 @@ func parseAuditForm(v url.Values, limit int) (auditForm, *audit.Query, error) {
 	var f auditForm
 	for k, vals := range v {
 		if !auditFormKeys[k] {
-			return f, nil, &FormError{cut(k, 32), "unknown field"}
+			return f, nil, &FormError{fieldName(k), "unknown field"}
 		}
 		if len(vals) > 1 {
 			return f, nil, &FormError{k, "given more than once"}
