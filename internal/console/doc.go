@@ -61,7 +61,7 @@
 //     the latest does not cover them yet), and says so, or says which
 //     entry failed and why.
 //   - Bounded cost: explorer pages of 100 entries by cursor (never by
-//     offset), token pages of 50 reading at most 2000 records, exports of
+//     offset), token pages of 100 reading at most 2000 records, exports of
 //     at most 10000 entries built whole before a byte is sent, the
 //     overview reading at most 20000 entries of the last hour and 20000
 //     tokens, cached for 10 seconds per token; forms at most

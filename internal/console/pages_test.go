@@ -150,7 +150,7 @@ func TestRevokingYourOwnTokenEndsTheSession(t *testing.T) {
 
 func TestTokenListFiltersAndPages(t *testing.T) {
 	e := newEnv(t, envOpts{})
-	for i := 0; i < 55; i++ {
+	for i := 0; i < listPage+5; i++ {
 		e.token("bulk", "patient/Observation.rs")
 	}
 	_, special := e.token("special", "patient/Patient.rs")

@@ -14,12 +14,12 @@ import (
 	"github.com/phigate/phigate/internal/token"
 )
 
-// The token list shows at most listPage matches, reading at most
+// The token list shows at most listPage (100) matches, reading at most
 // listScan records of the store for the filters it applies itself
 // (scope, expiring, never used, idle); the page then ends early and the
 // next link goes on from where it stopped.
 const (
-	listPage  = 50
+	listPage  = 100
 	listBatch = 200
 	listScan  = 2000
 )
