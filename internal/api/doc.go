@@ -83,5 +83,6 @@
 //	GET    /v1/keys/peppers                [admin:keys] live token pepper versions, live secrets of each
 //	POST   /v1/keys/rotate-pepper          [admin:keys] new secrets hashed with a new pepper; old tokens keep working
 //	POST   /v1/keys/retire-pepper/{version} [admin:keys] 409 pepper_in_use while a live token is hashed with it
+//	GET    /console/...                    [a session] the web console (internal/console, Options.Console)
 //	GET    /healthz, /readyz               [none] liveness; readiness (store, audit log, disk space)
 package api
