@@ -205,6 +205,10 @@ func sameOrigin(r *http.Request) bool {
 }
 
 func (c *Console) serveStatic(w http.ResponseWriter, r *http.Request) {
+	if strings.HasSuffix(r.URL.Path, "/") { // files only, no listings
+		c.fail(w, r, nil, http.StatusNotFound, "There is no such console page.")
+		return
+	}
 	w.Header().Set("Cache-Control", "public, max-age=300")
 	c.static.ServeHTTP(w, r)
 }

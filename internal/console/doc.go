@@ -36,6 +36,8 @@
 //     grace, ends the session at the next click. Sessions also end after
 //     Options.IdleTimeout without use, Options.MaxAge after login, at
 //     logout, and at a restart (the sealing key dies with the process).
+//     Each console request is one use of the token, as an API call is:
+//     its rate limit, remaining uses, networks and hours apply.
 //   - Every action goes through the authority under that token (the
 //     calls the admin API makes: Create, Revoke, SetStatus, RotateWith,
 //     Update, the alert store's ack after its audit record), so
