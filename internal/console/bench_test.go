@@ -69,3 +69,10 @@ func BenchmarkBadgeVerify100(b *testing.B) {
 		}
 	}
 }
+
+// The explorer's first page (newest 100, no filter) in a log of 10,000.
+func BenchmarkAuditPage100VerifiedNewest(b *testing.B) {
+	e := newEnv(b, envOpts{})
+	e.seedAccess(10000, "pat-1")
+	benchPage(b, e, "/console/audit", "each of the 100 entries shown is included")
+}
