@@ -407,3 +407,29 @@ func TestOverviewChartsTheLastHour(t *testing.T) {
 		t.Error("the cache does not expire")
 	}
 }
+
+// Rotating the session's own token keeps the session, on the new secret:
+// it outlives the old secret's grace.
+func TestRotatingYourOwnTokenKeepsTheSessionOnTheNewSecret(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	d, err := e.auth.Verify(context.Background(), e.root, authority.Request{})
+	if err != nil || !d.Allowed() {
+		t.Fatal(err)
+	}
+	secret, rec, err := e.auth.Create(context.Background(), authority.ActorOf(d), authority.Spec{Subject: "officer", Scopes: []string{scope.AdminTokens}, TTL: time.Hour, Grace: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := e.browser()
+	csrf := b.login(secret)
+	if a := b.post("/console/tokens/"+rec.ID+"/rotate", url.Values{"csrf": {csrf}}); a.status != 200 || reSecret.FindStringSubmatch(a.body) == nil {
+		t.Fatalf("rotate: %d %s", a.status, a.body)
+	}
+	e.clock.Add(2 * time.Minute) // the old secret's grace is over
+	if d, _ := e.auth.Verify(context.Background(), secret, authority.Request{}); d.Reason != policy.Rotated {
+		t.Fatalf("the old secret: %v", d.Reason)
+	}
+	if a := b.get("/console/tokens"); a.status != 200 {
+		t.Fatalf("after the grace: %d", a.status)
+	}
+}

@@ -129,6 +129,20 @@ func (s *sessions) secret(ss *session) (string, error) {
 	return string(pt), nil
 }
 
+// reseal replaces the session's secret (its own token was rotated in the
+// console: the session goes on with the new secret).
+func (s *sessions) reseal(ss *session, secret string) error {
+	nonce := make([]byte, s.aead.NonceSize())
+	if _, err := io.ReadFull(s.rand, nonce); err != nil {
+		return err
+	}
+	sealed := s.aead.Seal(nonce, nonce, []byte(secret), ss.key[:])
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ss.sealed = sealed
+	return nil
+}
+
 // end deletes the session of ss.
 func (s *sessions) end(ss *session) {
 	s.mu.Lock()

@@ -218,6 +218,13 @@ func (c *Console) tokenAction(w http.ResponseWriter, r *http.Request, cl *call) 
 			c.failErr(w, r, cl.v, err)
 			return
 		}
+		if id == cl.ac.Token.ID {
+			// the session's own token: it goes on with the new secret
+			// rather than end with the old one's grace
+			if err := c.sess.reseal(cl.ss, rot.Secret); err != nil {
+				c.sess.end(cl.ss)
+			}
+		}
 		c.showToken(w, r, cl, id, &issuedView{What: "rotated", ID: id, Secret: rot.Secret},
 			"The previous secret works until "+rot.PreviousNotAfter.UTC().Format(time.RFC3339)+".")
 	case "narrow":
