@@ -33,7 +33,8 @@
 //     verification path (authority.Verify) with no second, by-id way of
 //     authenticating. Every request re-verifies it: a revoked, suspended,
 //     expired or idle token, or a secret replaced by a rotation after its
-//     grace, ends the session at the next click. Sessions also end after
+//     grace, ends the session at the next click (a rotation of its own
+//     token made in the console reseals the new secret into the session). Sessions also end after
 //     Options.IdleTimeout without use, Options.MaxAge after login, at
 //     logout, and at a restart (the sealing key dies with the process).
 //     Each console request is one use of the token, as an API call is:
