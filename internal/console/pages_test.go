@@ -226,6 +226,9 @@ func TestAuditExplorerSearchesByPatientAndVerifies(t *testing.T) {
 	if strings.Contains(a.body, "pat-2") {
 		t.Fatal("another patient's entry shown")
 	}
+	if !regexp.MustCompile(`signed checkpoint of \d+ entries \(\d{4}-\d\d-\d\d `).MatchString(a.body) {
+		t.Fatal("the badge does not date its checkpoint")
+	}
 	if len(e.entries(audit.ActionAuditRead)) != before+1 {
 		t.Fatal("the search is not recorded as an audit.read")
 	}
