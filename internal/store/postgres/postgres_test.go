@@ -1,0 +1,26 @@
+package postgres_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/phigate/phigate/internal/store"
+	"github.com/phigate/phigate/internal/store/postgres"
+	"github.com/phigate/phigate/internal/store/postgres/pgtest"
+	"github.com/phigate/phigate/internal/store/storetest"
+)
+
+// open returns a store in a fresh schema.
+func open(t testing.TB, now func() time.Time) *postgres.Store {
+	t.Helper()
+	s, err := postgres.Open(t.Context(), pgtest.Schema(t), postgres.Options{Now: now})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, now func() time.Time) store.Store { return open(t, now) })
+}
