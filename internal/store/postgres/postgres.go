@@ -291,6 +291,14 @@ func password(dsn string) string {
 		}
 		return u.Query().Get("password")
 	}
+	if _, rest, ok := strings.Cut(dsn, "://"); ok { // a URL that does not parse
+		if userinfo, _, ok := strings.Cut(rest, "@"); ok {
+			if _, pw, ok := strings.Cut(userinfo, ":"); ok {
+				return pw
+			}
+		}
+		return ""
+	}
 	for _, f := range strings.Fields(dsn) {
 		if v, ok := strings.CutPrefix(f, "password="); ok {
 			return strings.Trim(v, "'")

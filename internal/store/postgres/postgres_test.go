@@ -24,3 +24,5 @@ func open(t testing.TB, now func() time.Time) *postgres.Store {
 func TestConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T, now func() time.Time) store.Store { return open(t, now) })
 }
+
+func pgtestSchema(t *testing.T) string { return pgtest.Schema(t) }

@@ -1,0 +1,4 @@
+package postgres
+
+// ParseNotification is parseNotification, for the fuzz test.
+var ParseNotification = parseNotification
