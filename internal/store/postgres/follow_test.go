@@ -20,7 +20,9 @@ type recorder struct {
 	ch  chan struct{}
 }
 
-func newRecorder() *recorder { return &recorder{got: map[string]int64{}, ch: make(chan struct{}, 1024)} }
+func newRecorder() *recorder {
+	return &recorder{got: map[string]int64{}, ch: make(chan struct{}, 1024)}
+}
 
 func (r *recorder) onChange(id string, rev int64) {
 	r.mu.Lock()
