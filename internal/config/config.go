@@ -147,6 +147,19 @@
 //	        attempts: 5                 # per alert; 1..20
 //	        backoff: 250ms              # first wait between attempts, doubled each time; > 0
 //	        max_backoff: 10s            # >= backoff
+//	store: sqlite                       # sqlite (default: phigate.db in data_dir) or a DSN
+//	                                    # postgres://USER@HOST:5432/DB?sslmode=verify-full: a
+//	                                    # cluster (see "Running a cluster on PostgreSQL" in the
+//	                                    # README); keep the password out (PGPASSWORD, ~/.pgpass)
+//	postgres:                           # only with a postgres:// store
+//	  ca_file: /etc/phigate/db-ca.pem   # CA of the database's certificate (sslrootcert)
+//	  max_conns: 16                     # pool size; 1..1000
+//	  poll_interval: 1s                 # fallback poll of the change feed; > 0
+//	  max_staleness: 5s                 # a node whose view of revocations is older refuses
+//	                                    # every request (503, /readyz not ready); > poll_interval
+//	                                    # Remaining uses are cluster-wide (one counter in the
+//	                                    # database); rate limits (--rate) are per node: a token
+//	                                    # used on N nodes may get N times its rate.
 //
 // # Errors
 //
@@ -205,6 +218,11 @@ type Config struct {
 	Storage Storage `yaml:"storage"`
 	// Monitor sets the anomaly detectors and where their alerts go.
 	Monitor Monitor `yaml:"monitor"`
+	// Store names the token store: empty or "sqlite" for the embedded
+	// store in data_dir, or a postgres:// DSN (see cluster.go).
+	Store string `yaml:"store"`
+	// Postgres tunes the PostgreSQL store and the cluster it makes.
+	Postgres Postgres `yaml:"postgres"`
 }
 
 // Listener is a TCP listen address.
@@ -515,6 +533,7 @@ func Default() *Config {
 	}
 	defaultProtections(c)
 	defaultMonitor(c)
+	defaultPostgres(c)
 	return c
 }
 

@@ -180,6 +180,8 @@ monitor:
     log: false
     webhooks:
       - {url: "https://hooks.example/a", secret: "secret:hook", queue: 3, attempts: 2, backoff: 1s, max_backoff: 2s}
+store: sqlite
+postgres: {ca_file: db-ca.pem, max_conns: 8, poll_interval: 500ms, max_staleness: 3s}
 `
 	c, err := Parse([]byte(doc))
 	if err != nil {
@@ -205,6 +207,9 @@ monitor:
 		BruteForce: BruteForce{SlowAfter: 2, BlockAfter: 7, Window: Duration(2 * time.Minute), Delay: Duration(time.Second),
 			CoolOff: Duration(10 * time.Minute), MaxSources: 99},
 		Storage: Storage{MinFreeBytes: 1 << 20, CheckInterval: Duration(250 * time.Millisecond)},
+		Store:   "sqlite",
+		Postgres: Postgres{CAFile: "db-ca.pem", MaxConns: 8, PollInterval: Duration(500 * time.Millisecond),
+			MaxStaleness: Duration(3 * time.Second)},
 		Monitor: Monitor{
 			MaxTokens: 50, Queue: 8, SnapshotEvery: Duration(30 * time.Second),
 			NewNetwork: NewNetwork{Mode: "block", Learning: Duration(24 * time.Hour), MaxPrefixes: 4},

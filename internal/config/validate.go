@@ -115,6 +115,7 @@ func (c *Config) check(dev bool, set func(path string) bool) []problem {
 	ps.gateway(&c.Gateway, rt)
 	ps.protections(c)
 	ps.monitor(c)
+	ps.postgres(c)
 	return ps
 }
 
