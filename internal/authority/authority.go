@@ -62,6 +62,11 @@ type Config struct {
 	// id and the field (the key's hash). Without it, a rotation with an
 	// idempotency key fails with ErrIdempotencyUnavailable.
 	ReplaySealer FieldSealer
+	// Fresh, when set, is asked before every verification, cache hits
+	// included; an error refuses it as a technical failure (Unavailable,
+	// fail closed). A cluster node says through it that its view of other
+	// nodes' changes (revocations) is too old to trust (see Refresh).
+	Fresh func() error
 }
 
 // Authority issues and verifies tokens. Create it with New, start its
@@ -262,6 +267,11 @@ func (a *Authority) authenticate(ctx context.Context, secret string, req Request
 func (a *Authority) find(ctx context.Context, secret string, now time.Time, checked bool) (secretRef, policy.Reason, error) {
 	if !checked && token.Check(secret) != nil {
 		return secretRef{}, policy.Malformed, nil
+	}
+	if a.cfg.Fresh != nil {
+		if err := a.cfg.Fresh(); err != nil {
+			return secretRef{}, policy.Unavailable, fmt.Errorf("authority: %w", err)
+		}
 	}
 	hs := a.hashers.Load()
 	h := hs.current.Sum(secret)
@@ -473,6 +483,18 @@ func (a *Authority) settle(st *state) {
 // cluster calls it when another node reports a change.
 func (a *Authority) Invalidate(id string) {
 	if st := a.cache.invalidate(id); st != nil {
+		a.carryLimiter(st)
+		a.settle(st)
+	}
+}
+
+// Refresh is Invalidate for a change another node made, named by the
+// token's revision after it: a cached state at that revision or later is
+// kept (this node read the change already), an older one is forgotten so
+// the next Verify reads the store. A cluster's change feed calls it for
+// every change it learns of, each possibly more than once.
+func (a *Authority) Refresh(id string, revision int64) {
+	if st := a.cache.invalidateBelow(id, revision); st != nil {
 		a.carryLimiter(st)
 		a.settle(st)
 	}

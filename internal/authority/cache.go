@@ -122,6 +122,24 @@ func (c *cache) invalidate(id string) *state {
 	return st
 }
 
+// invalidateBelow forgets a token unless its cached state is at revision
+// or later (a change this node has already read): it returns the dropped
+// state, nil when nothing was dropped. A token that is not cached still
+// bumps the epoch, so that a load racing with the change is not inserted.
+func (c *cache) invalidateBelow(id string, revision int64) *state {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := c.byID[id]
+	if st != nil && st.rec.Revision >= revision {
+		return nil
+	}
+	c.epoch.Add(1)
+	if st != nil {
+		c.dropLocked(st)
+	}
+	return st
+}
+
 func (c *cache) lookupID(id string) *state {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
