@@ -46,6 +46,9 @@ type FollowOptions struct {
 	// (possibly more than once for one change, never for one that did
 	// not commit). It MUST NOT block for long.
 	OnChange func(id string, revision int64)
+	// OnVault is called, likewise, when the shared vault changed (a key
+	// rotation, a secret set on another node): reload it.
+	OnVault func()
 	// Interval is the poll interval (0: 1s).
 	Interval time.Duration
 }
@@ -64,6 +67,7 @@ type Follower struct {
 	mu   sync.Mutex // guards xmin and seen (the poller's)
 	xmin string     // xid8 as text: the previous snapshot's xmin ("" before the first poll)
 	seen map[string]int64
+	vgen int64 // the vault's change count at the previous poll
 }
 
 // Follow starts following the store's changes: a listener and a poller,
@@ -76,6 +80,9 @@ func (s *Store) Follow(ctx context.Context, opts FollowOptions) *Follower {
 	}
 	if opts.OnChange == nil {
 		opts.OnChange = func(string, int64) {}
+	}
+	if opts.OnVault == nil {
+		opts.OnVault = func() {}
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	f := &Follower{s: s, opts: opts, cancel: cancel, kick: make(chan struct{}, 1), seen: map[string]int64{}}
@@ -112,26 +119,29 @@ func (f *Follower) Poll(ctx context.Context) error {
 	start := f.s.opts.Now()
 	if f.xmin == "" {
 		var xmin string
-		if err := f.s.pool.QueryRow(ctx, "SELECT pg_snapshot_xmin(pg_current_snapshot())::text").Scan(&xmin); err != nil {
+		var vgen int64
+		if err := f.s.pool.QueryRow(ctx, "SELECT pg_snapshot_xmin(pg_current_snapshot())::text, (SELECT gen FROM vault_changes)").Scan(&xmin, &vgen); err != nil {
 			return f.s.fail(ctx, "change feed: poll", err)
 		}
-		f.xmin = xmin
+		f.xmin, f.vgen = xmin, vgen
 		f.synced.Store(start.UnixNano())
 		return nil
 	}
-	rows, err := f.s.pool.Query(ctx, `WITH s AS (SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS xmin)
-		SELECT s.xmin, t.id, t.revision FROM s LEFT JOIN tokens t ON t.change_xid >= $1::text::xid8`, f.xmin)
+	rows, err := f.s.pool.Query(ctx, `WITH s AS (SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS xmin,
+			(SELECT gen FROM vault_changes) AS vgen)
+		SELECT s.xmin, s.vgen, t.id, t.revision FROM s LEFT JOIN tokens t ON t.change_xid >= $1::text::xid8`, f.xmin)
 	if err != nil {
 		return f.s.fail(ctx, "change feed: poll", err)
 	}
 	var (
 		xmin    string
+		vgen    int64
 		changes = map[string]int64{}
 	)
 	for rows.Next() {
 		var id *string
 		var rev *int64
-		if err := rows.Scan(&xmin, &id, &rev); err != nil {
+		if err := rows.Scan(&xmin, &vgen, &id, &rev); err != nil {
 			rows.Close()
 			return f.s.fail(ctx, "change feed: poll", err)
 		}
@@ -148,7 +158,10 @@ func (f *Follower) Poll(ctx context.Context) error {
 			f.opts.OnChange(id, rev)
 		}
 	}
-	f.seen = changes
+	if vgen != f.vgen {
+		f.opts.OnVault()
+	}
+	f.seen, f.vgen = changes, vgen
 	f.xmin = xmin
 	f.synced.Store(start.UnixNano())
 	return nil
@@ -237,7 +250,10 @@ func (f *Follower) listenOnce(ctx context.Context, up func()) error {
 			return f.s.redact(fmt.Errorf("wait: %w", err))
 		}
 		id, rev, ok := parseNotification(n.Payload)
-		if ok {
+		switch {
+		case ok && id == vaultPayload:
+			f.opts.OnVault()
+		case ok:
 			f.opts.OnChange(id, rev)
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/phigate/phigate/internal/store/postgres"
 	"github.com/phigate/phigate/internal/testclock"
 	"github.com/phigate/phigate/internal/token"
+	"github.com/phigate/phigate/internal/vault"
 )
 
 // recorder collects what a follower hands on.
@@ -239,4 +240,40 @@ func connect(t *testing.T, dsn string) *pgx.Conn {
 	}
 	t.Cleanup(func() { c.Close(context.Background()) })
 	return c
+}
+
+// TestVaultChangeReachesAnotherNode: a write to the shared vault is
+// reported to the other nodes, by notification and, failing that, by the
+// poll.
+func TestVaultChangeReachesAnotherNode(t *testing.T) {
+	a, b, _ := twoNodes(t)
+	notified := make(chan struct{}, 16)
+	f := b.Follow(t.Context(), postgres.FollowOptions{Interval: time.Hour, OnVault: func() { notified <- struct{}{} }})
+	defer f.Close()
+	waitListening(t, f)
+	if err := f.Poll(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	put := func(v int) {
+		it := vault.Item{Purpose: "p", Name: "n", Version: v, DEKVersion: 1, Ciphertext: []byte("sealed"), CreatedAt: testclock.Start()}
+		if err := a.VaultStorage().PutItem(t.Context(), it, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(1)
+	select {
+	case <-notified:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no vault notification")
+	}
+	// the poll sees it too (a notification lost in a reconnect)
+	for len(notified) > 0 {
+		<-notified
+	}
+	if err := f.Poll(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if len(notified) == 0 {
+		t.Fatal("the poll did not report the vault change")
+	}
 }

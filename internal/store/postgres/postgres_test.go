@@ -8,6 +8,8 @@ import (
 	"github.com/phigate/phigate/internal/store/postgres"
 	"github.com/phigate/phigate/internal/store/postgres/pgtest"
 	"github.com/phigate/phigate/internal/store/storetest"
+	"github.com/phigate/phigate/internal/vault"
+	vaultstoragetest "github.com/phigate/phigate/internal/vault/storagetest"
 )
 
 // open returns a store in a fresh schema.
@@ -26,3 +28,7 @@ func TestConformance(t *testing.T) {
 }
 
 func pgtestSchema(t *testing.T) string { return pgtest.Schema(t) }
+
+func TestVaultStorageConformance(t *testing.T) {
+	vaultstoragetest.Run(t, func(t *testing.T) vault.Storage { return open(t, nil).VaultStorage() })
+}

@@ -118,6 +118,37 @@ BEGIN
     RETURN LEAST(n, old);
 END $$;
 `,
+	// 2: the vault (vault.Storage, see vault.go), shared by the nodes: its
+	// metadata, wrapped data keys and sealed items, as in the vault's own
+	// SQLite file (times in unix nanoseconds, as there). vault_changes
+	// counts the vault's changes (one row), for the change feed.
+	`
+CREATE TABLE vault_meta (
+    key   text NOT NULL PRIMARY KEY,
+    value text NOT NULL
+);
+CREATE TABLE vault_data_keys (
+    purpose    text COLLATE "C" NOT NULL,
+    version    bigint NOT NULL,
+    wrapped    bytea  NOT NULL,
+    created_at bigint NOT NULL,
+    PRIMARY KEY (purpose, version)
+);
+CREATE TABLE vault_items (
+    purpose     text COLLATE "C" NOT NULL,
+    name        text COLLATE "C" NOT NULL,
+    version     bigint NOT NULL,
+    dek_version bigint NOT NULL,
+    ciphertext  bytea  NOT NULL,
+    created_at  bigint NOT NULL,
+    PRIMARY KEY (purpose, name, version)
+);
+CREATE TABLE vault_changes (
+    one integer NOT NULL PRIMARY KEY CHECK (one = 1),
+    gen bigint  NOT NULL
+);
+INSERT INTO vault_changes (one, gen) VALUES (1, 0);
+`,
 }
 
 // SchemaVersion is the schema version this code writes and understands.
