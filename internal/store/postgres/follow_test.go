@@ -266,7 +266,14 @@ func TestVaultChangeReachesAnotherNode(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("no vault notification")
 	}
-	// the poll sees it too (a notification lost in a reconnect)
+	// the poll sees it too (a notification lost in a reconnect); a
+	// second change, after the listener's one catch-up poll has long run
+	put(2)
+	select {
+	case <-notified:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no vault notification")
+	}
 	for len(notified) > 0 {
 		<-notified
 	}
