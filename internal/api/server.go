@@ -315,7 +315,12 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		defer cancel()
 		if err := s.opts.Ready(ctx); err != nil {
 			s.log.Warn("not ready", "err", err)
-			s.writeError(w, r, &apiError{status: http.StatusServiceUnavailable, code: "not_ready", msg: "not ready", retry: time.Second})
+			msg := "not ready"
+			var p interface{ Public() string } // a reason fit for clients (a cluster node's staleness)
+			if errors.As(err, &p) {
+				msg += ": " + p.Public()
+			}
+			s.writeError(w, r, &apiError{status: http.StatusServiceUnavailable, code: "not_ready", msg: msg, retry: time.Second})
 			return
 		}
 	}

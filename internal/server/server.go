@@ -68,6 +68,7 @@ import (
 	"github.com/phigate/phigate/internal/monitor"
 	"github.com/phigate/phigate/internal/preauth"
 	"github.com/phigate/phigate/internal/store"
+	"github.com/phigate/phigate/internal/store/postgres"
 	"github.com/phigate/phigate/internal/store/sqlite"
 	"github.com/phigate/phigate/internal/tlsutil"
 	"github.com/phigate/phigate/internal/token"
@@ -160,7 +161,12 @@ type node struct {
 	vault  *vault.Vault
 	events *vaultEvents
 	audit  *audit.Log
-	store  *sqlite.Store
+	store  store.Store
+	// pg is the store when it is PostgreSQL (a cluster node), else nil;
+	// fresh is then the node's bound on the age of its view of the
+	// cluster's changes (cluster.go).
+	pg     *postgres.Store
+	fresh  *freshness
 	auth   *authority.Authority
 	// devKey is the development master key when the vault is opened
 	// with it (dev mode without a master key spec), else nil.
@@ -213,9 +219,15 @@ func open(ctx context.Context, cfg *config.Config, masterKey string, dev bool, n
 		n.devKey, n.devKeyFile = provider, filepath.Join(dir, vault.DevKeyFile)
 	}
 	vopts := vault.Options{OnEvent: n.events.OnEvent, Now: now}
-	if vault.Exists(dir) {
+	switch {
+	case cfg.StoreIsPostgres():
+		// the store first: the vault every node shares lives in it
+		if err := n.openCluster(ctx, cfg, provider, vopts, now, logger); err != nil {
+			return nil, err
+		}
+	case vault.Exists(dir):
 		n.vault, err = vault.Open(ctx, dir, provider, vopts)
-	} else {
+	default:
 		n.vault, err = vault.Create(ctx, dir, provider, vopts)
 	}
 	if err != nil {
@@ -240,11 +252,15 @@ func open(ctx context.Context, cfg *config.Config, masterKey string, dev bool, n
 	if err != nil {
 		return nil, err
 	}
-	n.store, err = sqlite.Open(ctx, filepath.Join(dir, DBFile), sqlite.Options{Now: now})
-	if err != nil {
-		return nil, err
+	if n.store == nil {
+		if n.store, err = sqlite.Open(ctx, filepath.Join(dir, DBFile), sqlite.Options{Now: now}); err != nil {
+			return nil, err
+		}
 	}
 	acfg := authorityConfig(cfg, logger)
+	if n.fresh != nil {
+		acfg.Fresh = n.fresh.check
+	}
 	acfg.Now = now
 	acfg.Recorder = changeRecorder{log: n.audit}
 	acfg.Peppers, acfg.Sealer = vault.PepperRing{V: n.vault}, vaultSealer{n.vault}
@@ -264,7 +280,7 @@ func (n *node) openAudit(ctx context.Context, dir string, opts audit.Options) er
 	if err := n.vault.EnsureDataKey(ctx, vault.PurposeAuditFields); err != nil {
 		return err
 	}
-	opts.Keys = vaultAuditKeys{v: n.vault, dataDir: dir, node: opts.Node}
+	opts.Keys = vaultAuditKeys{v: n.vault, dataDir: dir, node: opts.Node, shared: n.pg != nil}
 	opts.Sealer = audit.VaultSealer(n.vault)
 	var err error
 	if n.audit, err = audit.Open(ctx, dir, opts); err != nil {
@@ -301,6 +317,11 @@ func (n *node) close() error {
 func (n *node) ready(ctx context.Context) error {
 	if err := n.store.Ping(ctx); err != nil {
 		return err
+	}
+	if n.fresh != nil {
+		if err := n.fresh.check(); err != nil {
+			return err
+		}
 	}
 	return n.audit.Ready()
 }
@@ -453,7 +474,7 @@ func Run(ctx context.Context, opts Options) error {
 	if console == nil {
 		console = io.Discard
 	}
-	if !Initialised(cfg.DataDir) && !opts.Dev {
+	if !Initialised(cfg.DataDir) && !opts.Dev && !cfg.StoreIsPostgres() { // a cluster's vault is in the database: open checks it
 		return fmt.Errorf("%s is not initialised: run phigate init --data %s", cfg.DataDir, cfg.DataDir)
 	}
 	now := clockOr(opts.Now)
@@ -482,6 +503,8 @@ func Run(ctx context.Context, opts Options) error {
 	runCtx, stopRun := context.WithCancel(context.Background())
 	defer stopRun()
 	go auth.Run(runCtx)
+	stopCluster := n.followCluster(runCtx, cfg, log)
+	defer stopCluster()
 	prot, err := startProtections(runCtx, cfg, n, opts.SpaceProbe, now, log)
 	if err != nil {
 		return err
@@ -627,6 +650,7 @@ serve:
 	if _, err := n.audit.Append(finCtx, &audit.Entry{Action: audit.ActionServerStopped, Outcome: audit.OutcomeSuccess, Target: addr}); err != nil {
 		log.Warn("cannot record the server stop in the audit log", "err", err)
 	}
+	stopCluster() // before the store closes under it
 	if err := n.close(); err != nil {
 		return fmt.Errorf("closing: %w", err)
 	}

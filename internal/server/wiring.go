@@ -173,6 +173,21 @@ type vaultAuditKeys struct {
 	v       *vault.Vault
 	dataDir string
 	node    string
+	// shared: the vault is a cluster's (in PostgreSQL): each node keeps
+	// its own signing key, named after it (keyNames).
+	shared bool
+}
+
+// keyNames are the vault names of the node's signing and verifier keys.
+func (k vaultAuditKeys) keyNames() (signing, verifier string, err error) {
+	if !k.shared {
+		return vaultSigningKey, vaultVerifierKey, nil
+	}
+	s, v := vaultSigningKey+".node."+k.node, vaultVerifierKey+".node."+k.node
+	if k.node == "" || !vault.ValidName(s) || !vault.ValidName(v) {
+		return "", "", fmt.Errorf("audit.node %q cannot name a key in the shared vault: use letters, digits, '.', '_' and '-'", k.node)
+	}
+	return s, v, nil
 }
 
 const (
@@ -181,11 +196,15 @@ const (
 )
 
 func (k vaultAuditKeys) CheckpointSigner(ctx context.Context) (note.Signer, string, error) {
-	skey, _, err := k.v.GetKey(ctx, vaultSigningKey)
+	signingName, verifierName, err := k.keyNames()
+	if err != nil {
+		return nil, "", err
+	}
+	skey, _, err := k.v.GetKey(ctx, signingName)
 	var vkey []byte
 	switch {
 	case err == nil:
-		if vkey, _, err = k.v.GetKey(ctx, vaultVerifierKey); err != nil {
+		if vkey, _, err = k.v.GetKey(ctx, verifierName); err != nil {
 			return nil, "", fmt.Errorf("audit verifier key: %w", err)
 		}
 	case errors.Is(err, vault.ErrNotFound):
@@ -230,10 +249,14 @@ func (k vaultAuditKeys) create(ctx context.Context) (skey, vkey []byte, err erro
 		}
 		skey, vkey = []byte(s), []byte(v)
 	}
-	if _, err := k.v.PutKey(ctx, vaultSigningKey, skey); err != nil {
+	signingName, verifierName, err := k.keyNames()
+	if err != nil {
+		return nil, nil, err
+	}
+	if _, err := k.v.PutKey(ctx, signingName, skey); err != nil {
 		return nil, nil, fmt.Errorf("storing the audit signing key: %w", err)
 	}
-	if _, err := k.v.PutKey(ctx, vaultVerifierKey, vkey); err != nil {
+	if _, err := k.v.PutKey(ctx, verifierName, vkey); err != nil {
 		return nil, nil, fmt.Errorf("storing the audit verifier key: %w", err)
 	}
 	os.Remove(legacy)
