@@ -165,9 +165,9 @@ type node struct {
 	// pg is the store when it is PostgreSQL (a cluster node), else nil;
 	// fresh is then the node's bound on the age of its view of the
 	// cluster's changes (cluster.go).
-	pg     *postgres.Store
-	fresh  *freshness
-	auth   *authority.Authority
+	pg    *postgres.Store
+	fresh *freshness
+	auth  *authority.Authority
 	// devKey is the development master key when the vault is opened
 	// with it (dev mode without a master key spec), else nil.
 	devKey     vault.Provider
