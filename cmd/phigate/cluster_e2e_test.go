@@ -375,6 +375,30 @@ func TestClusterKillOneNodeUnderLoadOthersServe(t *testing.T) {
 	verifyNodeLogs(t, c, a, b, n3)
 }
 
+// TestClusterPepperRotationReachesEveryNode: a pepper rotated on one node
+// (the shared vault) is used by the others: a token hashed under the new
+// pepper on node-a verifies on node-b, and an older token still does.
+func TestClusterPepperRotationReachesEveryNode(t *testing.T) {
+	c := newCluster(t, pgtest.Schema(t))
+	c.init("node-a")
+	a, b := c.start("node-a"), c.start("node-b")
+	hc := c.httpClient()
+	_, old := c.createToken(hc, a)
+	if st, code, _ := c.call(hc, a, "POST", "/v1/keys/rotate-pepper", c.admin, map[string]any{}); st != http.StatusOK {
+		t.Fatalf("rotate-pepper on node-a: %d %s", st, code)
+	}
+	_, fresh := c.createToken(hc, a)
+	eventually(t, 3*time.Second, func() string {
+		if st, code, _ := c.call(hc, b, "GET", "/v1/tokens/self", fresh, nil); st != http.StatusOK {
+			return fmt.Sprintf("a token under the new pepper, on node-b: %d %s", st, code)
+		}
+		return ""
+	})
+	if st, code, _ := c.call(hc, b, "GET", "/v1/tokens/self", old, nil); st != http.StatusOK {
+		t.Fatalf("a token under the old pepper, on node-b: %d %s", st, code)
+	}
+}
+
 // verifyNodeLogs runs phigate audit verify on each node's own log.
 func verifyNodeLogs(t *testing.T, c *cluster, nodes ...*clusterNode) {
 	t.Helper()
@@ -429,8 +453,8 @@ func TestClusterFailsClosedWithoutTheDatabaseAndRecovers(t *testing.T) {
 		})
 		st, _, v := c.call(hc, n, "GET", "/readyz", "", nil)
 		msg := fmt.Sprint(v)
-		if st != http.StatusServiceUnavailable {
-			t.Errorf("%s /readyz without its database: %d %s", n.name, st, msg)
+		if st != http.StatusServiceUnavailable || !strings.Contains(msg, "cannot reach the database") || !strings.Contains(msg, "bound 1s") {
+			t.Errorf("%s /readyz without its database: %d %s, want 503 naming the staleness and its bound", n.name, st, msg)
 		}
 	}
 	pg.start(t)

@@ -315,13 +315,13 @@ func (n *node) close() error {
 // ready reports whether the node can serve: the store answers and the
 // audit log can be written (a node that cannot audit must not serve).
 func (n *node) ready(ctx context.Context) error {
-	if err := n.store.Ping(ctx); err != nil {
-		return err
-	}
-	if n.fresh != nil {
+	if n.fresh != nil { // first: its reason is the one /readyz may tell
 		if err := n.fresh.check(); err != nil {
 			return err
 		}
+	}
+	if err := n.store.Ping(ctx); err != nil {
+		return err
 	}
 	return n.audit.Ready()
 }
