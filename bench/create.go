@@ -21,6 +21,9 @@ const createBody = `{"subject":"bench-create","scopes":["patient/Observation.rs"
 // o.Concurrency clients. Each 201 means the token is durable (the store
 // fsyncs each group-committed batch before answering).
 func runCreate(ctx context.Context, o options, log *slog.Logger, _ io.Writer) (*Report, error) {
+	if o.Store != "" {
+		return runCreatePostgres(ctx, o, log)
+	}
 	dir, err := os.MkdirTemp("", "phigate-bench-create-")
 	if err != nil {
 		return nil, err

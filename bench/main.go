@@ -5,6 +5,8 @@
 //	go run ./bench introspect [-c 16] [-duration 10s] [-warmup 2s] [-rounds 4] [-json]
 //	go run ./bench create     [-c 64] [-duration 10s] [-warmup 2s] [-rounds 4] [-json]
 //	go run ./bench memory     [-tokens 1000000] [-working 100000] [-passes 3] [-c 16] [-data DIR] [-json]
+//	go run ./bench create -store postgres://…   (PostgreSQL vs SQLite, target ≥ 0.50)
+//	go run ./bench cluster    [-store postgres://…] [-trials 200] [-json]
 //	go run ./bench flood      [-c 32] [-duration 10s] [-aggregate=false] [-json]
 //
 // The baseline is a bare Go HTTPS handler with phigate's TLS configuration
@@ -65,6 +67,10 @@ type options struct {
 	GenWorkers int
 	DataDir    string
 	Binary     string
+	// create, cluster: a PostgreSQL DSN (cluster: default $PHIGATE_TEST_POSTGRES)
+	Store string
+	// cluster
+	Trials int
 }
 
 // scenario is one measurement.
@@ -80,6 +86,7 @@ var scenarios = []scenario{
 	{"create", "durable token creation through HTTPS vs the baseline (target ≥ 0.35)", 64, runCreate},
 	{"memory", "start time and RSS with many stored tokens (targets ≤ 5s, ≤ 400 MiB)", 16, runMemory},
 	{"gateway", "enforcing gateway vs a bare ReverseProxy over TLS, durable audit (targets ≥ 0.75, p50 ≤ fsync+0.5ms)", 64, runGateway},
+	{"cluster", "three nodes on PostgreSQL: revocation propagation (targets p50 ≤ 50ms, p99 ≤ 250ms) and first use on a node (cache miss p99 ≤ 2ms)", 1, runCluster},
 	{"flood", "anonymous flood (no token, 2 KB query) through the gateway: audit bytes per request (target ≤ 200 B)", 32, runFlood},
 }
 
@@ -179,6 +186,12 @@ func parseFlags(sc *scenario, args []string, stderr io.Writer) (options, error) 
 	if sc.name == "flood" {
 		fs.BoolVar(&o.Aggregate, "aggregate", true, "aggregate anonymous denials as configured (false: record each in full, the behaviour before issue 13)")
 	}
+	if sc.name == "create" || sc.name == "cluster" {
+		fs.StringVar(&o.Store, "store", "", "PostgreSQL DSN (postgres://…; a schema of the run's own is made and dropped): create compares phigate on it with phigate on SQLite (target ≥ 0.50); cluster runs its nodes on it (default $"+storeEnv+")")
+	}
+	if sc.name == "cluster" {
+		fs.IntVar(&o.Trials, "trials", 200, "revocations measured")
+	}
 	if sc.name == "memory" {
 		fs.IntVar(&o.Tokens, "tokens", 1_000_000, "tokens stored")
 		fs.IntVar(&o.Working, "working", 100_000, "working set: tokens introspected")
@@ -197,6 +210,9 @@ func parseFlags(sc *scenario, args []string, stderr io.Writer) (options, error) 
 	switch {
 	case o.Concurrency < 1 || o.Concurrency > maxConcurrency:
 		fmt.Fprintf(stderr, "bench: -c must be within 1..%d\n", maxConcurrency)
+		return o, errors.New("usage")
+	case sc.name == "cluster" && (o.Trials < 1 || o.Trials > 10000):
+		fmt.Fprintln(stderr, "bench: -trials must be within 1..10000")
 		return o, errors.New("usage")
 	case sc.name == "memory":
 	case o.Duration <= 0 || o.Warmup < 0 || o.Warmup+o.Duration > maxRunTime:

@@ -35,22 +35,43 @@ type inproc struct {
 // startInProcess initialises dataDir (which must be empty or absent), which
 // yields the bootstrap admin token, and starts phigate on it.
 func startInProcess(ctx context.Context, dataDir string, log *slog.Logger) (*inproc, error) {
+	return startNode(ctx, dataDir, log, nodeOptions{init: true})
+}
+
+// nodeOptions vary startNode: a cluster node's config changes, its master
+// key, and whether it initialises (the first node of a cluster does).
+type nodeOptions struct {
+	init      bool
+	masterKey string               // vault master-key spec ("": the dev key file)
+	mod       func(*config.Config) // changes to the dev config
+}
+
+// startNode is startInProcess with o: without o.init the node takes no
+// bootstrap token (its admin is "").
+func startNode(ctx context.Context, dataDir string, log *slog.Logger, o nodeOptions) (*inproc, error) {
 	cfg := config.Dev(dataDir)
 	cfg.Admin.Listen = "127.0.0.1:0"
 	cfg.Gateway.Listen = "127.0.0.1:0" // never a fixed port a parallel run would hold
-	admin, _, err := server.Init(ctx, server.InitOptions{Config: cfg, Dev: true, Logger: log})
-	if err != nil {
-		return nil, fmt.Errorf("phigate init: %w", err)
+	if o.mod != nil {
+		o.mod(cfg)
 	}
-	if admin == "" {
-		return nil, fmt.Errorf("phigate init: %s was already initialised", dataDir)
+	admin := ""
+	if o.init {
+		var err error
+		admin, _, err = server.Init(ctx, server.InitOptions{Config: cfg, Dev: true, Logger: log, MasterKey: o.masterKey})
+		if err != nil {
+			return nil, fmt.Errorf("phigate init: %w", err)
+		}
+		if admin == "" {
+			return nil, fmt.Errorf("phigate init: %s was already initialised", dataDir)
+		}
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	p := &inproc{admin: admin, cancel: cancel, done: make(chan error, 1)}
 	ready := make(chan string, 1)
 	go func() {
 		p.done <- server.Run(runCtx, server.Options{
-			Config: cfg, Dev: true, Console: discardConsole{}, Logger: log,
+			Config: cfg, Dev: true, Console: discardConsole{}, Logger: log, MasterKey: o.masterKey,
 			Ready: func(addr string) { ready <- addr },
 		})
 	}()
@@ -68,6 +89,10 @@ func startInProcess(ctx context.Context, dataDir string, log *slog.Logger) (*inp
 	}
 	p.CertFile = filepath.Join(dataDir, "tls", tlsutil.SelfSignedCertName)
 	p.KeyFile = filepath.Join(dataDir, "tls", tlsutil.SelfSignedKeyName)
+	if cfg.TLS.CertFile != "" {
+		p.CertFile, p.KeyFile = cfg.TLS.CertFile, cfg.TLS.KeyFile
+	}
+	var err error
 	if p.CertPEM, err = os.ReadFile(p.CertFile); err != nil {
 		p.Close()
 		return nil, err

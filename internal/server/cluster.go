@@ -109,13 +109,13 @@ func (n *node) openCluster(ctx context.Context, cfg *config.Config, provider vau
 // followCluster starts following the other nodes' changes (a no-op
 // without a PostgreSQL store) and logs when the node turns stale and
 // fresh again. The returned function stops it.
-func (n *node) followCluster(ctx context.Context, cfg *config.Config, log *slog.Logger) (stop func()) {
+func (n *node) followCluster(ctx context.Context, cfg *config.Config, log *slog.Logger) (stop func(), err error) {
 	if n.pg == nil {
-		return func() {}
+		return func() {}, nil
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	reload := make(chan struct{}, 1)
-	fol := n.pg.Follow(ctx, postgres.FollowOptions{
+	fol, err := n.pg.Follow(ctx, postgres.FollowOptions{
 		Interval: cfg.Postgres.PollInterval.Duration(),
 		OnChange: n.auth.Refresh,
 		OnVault: func() {
@@ -125,6 +125,10 @@ func (n *node) followCluster(ctx context.Context, cfg *config.Config, log *slog.
 			}
 		},
 	})
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("cluster: following the changes: %w", err)
+	}
 	n.fresh.follower.Store(fol)
 	done := make(chan struct{})
 	go func() {
@@ -165,5 +169,5 @@ func (n *node) followCluster(ctx context.Context, cfg *config.Config, log *slog.
 			<-done
 			fol.Close()
 		})
-	}
+	}, nil
 }

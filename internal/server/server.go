@@ -503,7 +503,10 @@ func Run(ctx context.Context, opts Options) error {
 	runCtx, stopRun := context.WithCancel(context.Background())
 	defer stopRun()
 	go auth.Run(runCtx)
-	stopCluster := n.followCluster(runCtx, cfg, log)
+	stopCluster, err := n.followCluster(runCtx, cfg, log)
+	if err != nil {
+		return err
+	}
 	defer stopCluster()
 	prot, err := startProtections(runCtx, cfg, n, opts.SpaceProbe, now, log)
 	if err != nil {

@@ -70,11 +70,12 @@ type Follower struct {
 	vgen int64 // the vault's change count at the previous poll
 }
 
-// Follow starts following the store's changes: a listener and a poller,
-// until Close or ctx's end. The first poll only takes the starting point
-// (changes before it are in the database, where a node's first read finds
-// them): start following before anything is cached.
-func (s *Store) Follow(ctx context.Context, opts FollowOptions) *Follower {
+// Follow takes the starting point of the changes (the first poll, before
+// it returns: Synced is set when it returns nil) and then follows them, a
+// listener and a poller, until Close or ctx's end. Changes before the
+// starting point are in the database, where a node's first read finds
+// them: start following before anything is cached.
+func (s *Store) Follow(ctx context.Context, opts FollowOptions) (*Follower, error) {
 	if opts.Interval <= 0 {
 		opts.Interval = time.Second
 	}
@@ -86,10 +87,14 @@ func (s *Store) Follow(ctx context.Context, opts FollowOptions) *Follower {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	f := &Follower{s: s, opts: opts, cancel: cancel, kick: make(chan struct{}, 1), seen: map[string]int64{}}
+	if err := f.Poll(ctx); err != nil {
+		cancel()
+		return nil, err
+	}
 	f.wg.Add(2)
 	go f.listen(ctx)
 	go f.pollLoop(ctx)
-	return f
+	return f, nil
 }
 
 // Close stops following and waits for the goroutines.
@@ -173,6 +178,12 @@ func (f *Follower) pollLoop(ctx context.Context) {
 	defer t.Stop()
 	failing := false
 	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-f.kick:
+		}
 		// bounded: a poll never hangs longer than an interval and a half
 		pctx, cancel := context.WithTimeout(ctx, f.opts.Interval*3/2)
 		err := f.Poll(pctx)
@@ -184,12 +195,6 @@ func (f *Follower) pollLoop(ctx context.Context) {
 		case err == nil && failing:
 			failing = false
 			f.s.opts.Logger.Info("change feed: polling the database again")
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		case <-f.kick:
 		}
 	}
 }

@@ -98,7 +98,10 @@ func newToken(t *testing.T, s *postgres.Store, now time.Time) *token.Record {
 func TestNotifyReachesAnotherNode(t *testing.T) {
 	a, b, _ := twoNodes(t)
 	rec := newRecorder()
-	f := b.Follow(t.Context(), postgres.FollowOptions{OnChange: rec.onChange, Interval: time.Hour})
+	f, err := b.Follow(t.Context(), postgres.FollowOptions{OnChange: rec.onChange, Interval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer f.Close()
 	waitListening(t, f)
 	now := testclock.Start()
@@ -121,7 +124,10 @@ func TestNotifyReachesAnotherNode(t *testing.T) {
 func TestNoNotificationForARolledBackChange(t *testing.T) {
 	a, b, _ := twoNodes(t)
 	rec := newRecorder()
-	f := b.Follow(t.Context(), postgres.FollowOptions{OnChange: rec.onChange, Interval: time.Hour})
+	f, err := b.Follow(t.Context(), postgres.FollowOptions{OnChange: rec.onChange, Interval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer f.Close()
 	waitListening(t, f)
 	now := testclock.Start()
@@ -159,7 +165,10 @@ func TestPollCatchesAMissedChangeWhateverTheCommitOrder(t *testing.T) {
 	slow := newToken(t, a, now)
 	fast := newToken(t, a, now)
 	rec := newRecorder()
-	f := b.Follow(t.Context(), postgres.FollowOptions{OnChange: rec.onChange, Interval: time.Hour})
+	f, err := b.Follow(t.Context(), postgres.FollowOptions{OnChange: rec.onChange, Interval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer f.Close()
 	ctx := t.Context()
 	if err := f.Poll(ctx); err != nil {
@@ -202,7 +211,10 @@ func TestPollCatchesAMissedChangeWhateverTheCommitOrder(t *testing.T) {
 
 func TestSyncedDoesNotAdvanceWhenThePollFails(t *testing.T) {
 	_, b, _ := twoNodes(t)
-	f := b.Follow(t.Context(), postgres.FollowOptions{Interval: 20 * time.Millisecond})
+	f, err := b.Follow(t.Context(), postgres.FollowOptions{Interval: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
 	deadline := time.Now().Add(5 * time.Second)
 	for f.Synced().IsZero() && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
@@ -248,7 +260,10 @@ func connect(t *testing.T, dsn string) *pgx.Conn {
 func TestVaultChangeReachesAnotherNode(t *testing.T) {
 	a, b, _ := twoNodes(t)
 	notified := make(chan struct{}, 16)
-	f := b.Follow(t.Context(), postgres.FollowOptions{Interval: time.Hour, OnVault: func() { notified <- struct{}{} }})
+	f, err := b.Follow(t.Context(), postgres.FollowOptions{Interval: time.Hour, OnVault: func() { notified <- struct{}{} }})
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer f.Close()
 	waitListening(t, f)
 	if err := f.Poll(t.Context()); err != nil {
