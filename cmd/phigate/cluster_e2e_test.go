@@ -243,6 +243,12 @@ func eventually(t *testing.T, within time.Duration, f func() string) {
 
 func TestClusterTokenWorksEverywhereAndRevocationReachesEveryNode(t *testing.T) {
 	c := newCluster(t, pgtest.Schema(t))
+	// a server refuses a database no init has prepared
+	cmd := exec.Command(c.bin, "server", "--config", c.config("early"))
+	cmd.Env = c.env
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "phigate init") {
+		t.Fatalf("server on an uninitialised database: %v\n%s", err, out)
+	}
 	c.init("node-a")
 	a, b, n3 := c.start("node-a"), c.start("node-b"), c.start("node-c")
 	hc := c.httpClient()

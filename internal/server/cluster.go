@@ -77,6 +77,19 @@ func (f *freshness) check() error {
 	return nil
 }
 
+// clusterInitialised reports whether the database of cfg's store holds a
+// cluster's vault (phigate init made it). A server outside dev mode starts
+// only on one, as on an initialised data directory.
+func clusterInitialised(ctx context.Context, cfg *config.Config, now func() time.Time, logger *slog.Logger) (bool, error) {
+	pg, err := postgres.Open(ctx, cfg.Store, postgres.Options{Now: now, MaxConns: 2, CAFile: cfg.Postgres.CAFile, Logger: logger})
+	if err != nil {
+		return false, err
+	}
+	defer pg.Close()
+	empty, err := pg.VaultStorage().Empty(ctx)
+	return !empty, err
+}
+
 // openCluster opens the PostgreSQL store of cfg and the vault in it
 // (creating the vault, with its first pepper, in an empty database).
 func (n *node) openCluster(ctx context.Context, cfg *config.Config, provider vault.Provider, vopts vault.Options, now func() time.Time, logger *slog.Logger) error {

@@ -474,10 +474,19 @@ func Run(ctx context.Context, opts Options) error {
 	if console == nil {
 		console = io.Discard
 	}
-	if !Initialised(cfg.DataDir) && !opts.Dev && !cfg.StoreIsPostgres() { // a cluster's vault is in the database: open checks it
+	if !Initialised(cfg.DataDir) && !opts.Dev && !cfg.StoreIsPostgres() { // a cluster's vault is in the database: checked below
 		return fmt.Errorf("%s is not initialised: run phigate init --data %s", cfg.DataDir, cfg.DataDir)
 	}
 	now := clockOr(opts.Now)
+	if cfg.StoreIsPostgres() && !opts.Dev {
+		ok, err := clusterInitialised(ctx, cfg, now, log)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return errors.New("the cluster's database is not initialised: run phigate init --config FILE on one node first")
+		}
+	}
 	certFile, keyFile := cfg.TLS.CertFile, cfg.TLS.KeyFile
 	var err error
 	if certFile == "" && opts.Dev {
