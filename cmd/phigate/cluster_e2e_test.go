@@ -9,13 +9,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -437,8 +434,11 @@ func dataDirOf(t *testing.T, cfg string) string {
 // answer 503 (cached tokens included) and /readyz says why; when the
 // database returns they serve again by themselves.
 func TestClusterFailsClosedWithoutTheDatabaseAndRecovers(t *testing.T) {
-	pg := startPrivatePostgres(t)
-	c := newCluster(t, pg.dsn)
+	if testing.Short() {
+		t.Skip("end-to-end test")
+	}
+	pg := pgtest.StartPrivate(t)
+	c := newCluster(t, pg.DSN("disable"))
 	c.init("node-a")
 	a, b := c.start("node-a"), c.start("node-b")
 	hc := c.httpClient()
@@ -448,7 +448,7 @@ func TestClusterFailsClosedWithoutTheDatabaseAndRecovers(t *testing.T) {
 			t.Fatalf("%s: %d %s", n.name, st, code)
 		}
 	}
-	pg.stop(t)
+	pg.Stop(t)
 	for _, n := range []*clusterNode{a, b} {
 		eventually(t, 10*time.Second, func() string {
 			st, code, _ := c.call(hc, n, "GET", "/v1/tokens/self", secret, nil)
@@ -463,7 +463,7 @@ func TestClusterFailsClosedWithoutTheDatabaseAndRecovers(t *testing.T) {
 			t.Errorf("%s /readyz without its database: %d %s, want 503 naming the staleness and its bound", n.name, st, msg)
 		}
 	}
-	pg.start(t)
+	pg.Start(t)
 	for _, n := range []*clusterNode{a, b} {
 		eventually(t, 20*time.Second, func() string {
 			if st, code, _ := c.call(hc, n, "GET", "/v1/tokens/self", secret, nil); st != http.StatusOK {
@@ -478,78 +478,4 @@ func TestClusterFailsClosedWithoutTheDatabaseAndRecovers(t *testing.T) {
 	if !strings.Contains(a.stderr.String(), "refusing every request") {
 		t.Errorf("node-a did not log that it refused requests:\n%s", a.stderr.String())
 	}
-}
-
-// privatePostgres is a PostgreSQL server of the test's own (initdb and
-// pg_ctl in a temporary directory, on a free port), which it may stop.
-type privatePostgres struct {
-	bin, dir, port string
-	dsn            string
-	asPostgres     bool
-}
-
-func startPrivatePostgres(t *testing.T) *privatePostgres {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("end-to-end test")
-	}
-	matches, _ := filepath.Glob("/usr/lib/postgresql/*/bin/initdb")
-	if len(matches) == 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("no PostgreSQL server binaries (/usr/lib/postgresql/*/bin): .ci/run installs them")
-		}
-		t.Skip("no PostgreSQL server binaries (/usr/lib/postgresql/*/bin)")
-	}
-	p := &privatePostgres{bin: filepath.Dir(matches[len(matches)-1]), asPostgres: os.Geteuid() == 0}
-	dir, err := os.MkdirTemp("", "phigate-pg-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	p.dir = filepath.Join(dir, "data")
-	if p.asPostgres { // initdb refuses root: the cluster belongs to postgres
-		u, err := user.Lookup("postgres")
-		if err != nil {
-			t.Fatal(err)
-		}
-		uid, _ := strconv.Atoi(u.Uid)
-		gid, _ := strconv.Atoi(u.Gid)
-		if err := os.Chown(dir, uid, gid); err != nil {
-			t.Fatal(err)
-		}
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, p.port, _ = net.SplitHostPort(l.Addr().String())
-	l.Close()
-	p.run(t, "initdb", "-D", p.dir, "-U", "postgres", "-A", "trust", "--no-sync")
-	p.start(t)
-	t.Cleanup(func() { p.run(t, "pg_ctl", "-D", p.dir, "-m", "immediate", "-w", "stop") })
-	p.dsn = "postgres://postgres@127.0.0.1:" + p.port + "/postgres?sslmode=disable&connect_timeout=2"
-	return p
-}
-
-func (p *privatePostgres) run(t *testing.T, prog string, args ...string) {
-	t.Helper()
-	name, full := filepath.Join(p.bin, prog), args
-	if p.asPostgres {
-		name, full = "runuser", append([]string{"-u", "postgres", "--", filepath.Join(p.bin, prog)}, args...)
-	}
-	out, err := exec.Command(name, full...).CombinedOutput()
-	if err != nil && !(prog == "pg_ctl" && strings.Contains(string(out), "Is server running?")) {
-		t.Fatalf("%s %v: %v\n%s", prog, args, err, out)
-	}
-}
-
-func (p *privatePostgres) start(t *testing.T) {
-	t.Helper()
-	p.run(t, "pg_ctl", "-D", p.dir, "-l", filepath.Join(filepath.Dir(p.dir), "log"), "-w",
-		"-o", "-p "+p.port+" -k "+filepath.Dir(p.dir)+" -c listen_addresses=127.0.0.1 -c fsync=off", "start")
-}
-
-func (p *privatePostgres) stop(t *testing.T) {
-	t.Helper()
-	p.run(t, "pg_ctl", "-D", p.dir, "-m", "fast", "-w", "stop")
 }
