@@ -39,6 +39,14 @@
 //     at shutdown are acted on before the store closes. The admin API
 //     raises its leak alerts (POST /v1/tokens/leaked) through the same
 //     sinks.
+//   - With store: postgres://… the node is one of a cluster (cluster.go):
+//     the token store and the vault are shared in the database, every
+//     other node's change reaches this node's verification cache (NOTIFY
+//     and a fallback poll), and once its view of the changes is older
+//     than postgres.max_staleness it refuses every verification (503)
+//     and /readyz says why, until the database is reachable again. A
+//     node outside dev mode starts only on a database phigate init
+//     prepared.
 //   - No log line holds anything of token shape: Run and Init wrap the
 //     logger they are given in RedactLogs, which redacts the message and
 //     every attribute before the handler writes it.

@@ -1,7 +1,7 @@
 // Package store declares what phigate needs from persistent storage, as one
-// interface that every backend (the embedded SQLite store in store/sqlite, a
-// PostgreSQL store later) implements, and whose contract the conformance
-// suite in store/storetest checks.
+// interface that every backend (the embedded SQLite store in store/sqlite,
+// the PostgreSQL store of a cluster in store/postgres) implements, and whose
+// contract the conformance suite in store/storetest checks.
 //
 // Contract common to every method:
 //
