@@ -67,6 +67,11 @@ type Config struct {
 	// fail closed). A cluster node says through it that its view of other
 	// nodes' changes (revocations) is too old to trust (see Refresh).
 	Fresh func() error
+	// SharedStore says that other nodes use the store too (a cluster):
+	// their uses of a token reach this node only through the store's
+	// last-used time, so an idle timeout is judged on it before a token
+	// is refused as idle.
+	SharedStore bool
 }
 
 // Authority issues and verifies tokens. Create it with New, start its
@@ -299,9 +304,31 @@ func (a *Authority) find(ctx context.Context, secret string, now time.Time, chec
 	case n >= rec.ExpiresAt.UnixNano():
 		return ref, policy.Expired, nil
 	case rec.IdleTimeout > 0 && n-st.lastUsed.Load() > int64(rec.IdleTimeout):
+		if a.cfg.SharedStore && a.storedLastUsed(ctx, st) && n-st.lastUsed.Load() <= int64(rec.IdleTimeout) {
+			break // used on another node meanwhile
+		}
 		return ref, policy.Idle, nil
 	}
 	return ref, policy.ReasonNone, nil
+}
+
+// storedLastUsed raises st's last-used time to the store's (other nodes'
+// uses, flushed there) and reports whether it read it.
+func (a *Authority) storedLastUsed(ctx context.Context, st *state) bool {
+	rec, err := a.st.Token(ctx, st.rec.ID)
+	if err != nil {
+		return false
+	}
+	n := rec.LastUsedAt.UnixNano()
+	if rec.LastUsedAt.IsZero() {
+		return true
+	}
+	for {
+		old := st.lastUsed.Load()
+		if n <= old || st.lastUsed.CompareAndSwap(old, n) {
+			return true
+		}
+	}
 }
 
 // Admit consumes the request: rate limit, then one use, then records the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/phigate/phigate/internal/policy"
 	"github.com/phigate/phigate/internal/token"
@@ -64,5 +65,38 @@ func TestStaleNodeRefusesEvenCachedTokens(t *testing.T) {
 	fail = false
 	if r := f.verify(t, secret, Request{}); r != policy.OK {
 		t.Fatalf("fresh again: %v", r)
+	}
+}
+
+// TestIdleTimeoutCountsUsesOnOtherNodes: in a cluster a token used on
+// another node (its last use flushed to the store) is not idle here,
+// though this node's cache has not seen it used; without SharedStore the
+// node's own view decides (the mutation this test catches).
+func TestIdleTimeoutCountsUsesOnOtherNodes(t *testing.T) {
+	for _, shared := range []bool{true, false} {
+		f := newFixtureWith(t, Config{SharedStore: shared})
+		s, rec := f.create(t, Spec{IdleTimeout: 10 * time.Minute, TTL: time.Hour})
+		if r := f.verify(t, s, Request{}); r != policy.OK {
+			t.Fatal(r)
+		}
+		f.clk.Add(8 * time.Minute)
+		// another node used it now and flushed its last use
+		if err := f.st.TouchLastUsed(context.Background(), map[string]time.Time{rec.ID: f.clk.Now()}); err != nil {
+			t.Fatal(err)
+		}
+		f.clk.Add(8 * time.Minute) // 16 minutes since this node saw a use, 8 since the cluster did
+		want := policy.OK
+		if !shared {
+			want = policy.Idle
+		}
+		if r := f.verify(t, s, Request{}); r != want {
+			t.Fatalf("shared=%v: got %v, want %v", shared, r, want)
+		}
+		if shared { // unused anywhere for 11 minutes: idle, store or not
+			f.clk.Add(11 * time.Minute)
+			if r := f.verify(t, s, Request{}); r != policy.Idle {
+				t.Fatalf("unused everywhere past the timeout: %v, want idle", r)
+			}
+		}
 	}
 }

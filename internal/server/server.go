@@ -267,7 +267,7 @@ func open(ctx context.Context, cfg *config.Config, masterKey string, dev bool, n
 	}
 	acfg := authorityConfig(cfg, logger)
 	if n.fresh != nil {
-		acfg.Fresh = n.fresh.check
+		acfg.Fresh, acfg.SharedStore = n.fresh.check, true
 	}
 	acfg.Now = now
 	acfg.Recorder = changeRecorder{log: n.audit}
