@@ -55,11 +55,16 @@ func monitorConfig(c *config.Config) monitor.Config {
 	}
 }
 
-// metaSnapshots keeps the monitor's snapshots in the store's meta table.
-type metaSnapshots struct{ st store.Store }
+// metaSnapshots keeps the monitor's snapshots in the store's meta table,
+// under prefix+key: a cluster node's under its own name ("node/<name>/"),
+// since what it learned is what it saw.
+type metaSnapshots struct {
+	st     store.Store
+	prefix string
+}
 
 func (s metaSnapshots) Get(ctx context.Context, key string) ([]byte, error) {
-	b, err := s.st.GetMeta(ctx, key)
+	b, err := s.st.GetMeta(ctx, s.prefix+key)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, nil
 	}
@@ -67,7 +72,7 @@ func (s metaSnapshots) Get(ctx context.Context, key string) ([]byte, error) {
 }
 
 func (s metaSnapshots) Put(ctx context.Context, key string, blob []byte) error {
-	return s.st.PutMeta(ctx, key, blob)
+	return s.st.PutMeta(ctx, s.prefix+key, blob)
 }
 
 // runningMonitor is the monitor and what delivers its alerts.
@@ -115,10 +120,14 @@ func startMonitor(ctx context.Context, cfg *config.Config, n *node, now func() t
 		r.webhooks = append(r.webhooks, w)
 		deliver = append(deliver, w)
 	}
+	snaps := metaSnapshots{st: n.store}
+	if n.pg != nil {
+		snaps.prefix = "node/" + cfg.Audit.Node + "/"
+	}
 	fan := &sink.Fanout{Record: &sink.Recorder{Audit: n.audit, Store: n.store}, Deliver: deliver, Logger: log}
 	r.sink = fan
 	mon, err := monitor.New(monitorConfig(cfg), monitor.Options{Now: now, Sink: fan, Suspender: n.auth,
-		Store: metaSnapshots{n.store}, Logger: log})
+		Store: snaps, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("monitor: %w", err)
 	}
