@@ -60,6 +60,7 @@ func TestExampleFileLoads(t *testing.T) {
 	want.Audit = Audit{Node: "phigate-1", WitnessFile: "/var/lib/phigate-witness/checkpoints.txt",
 		Syslog: Syslog{Addr: "siem.example.org:6514", Format: "fhir"}, Anonymous: want.Audit.Anonymous}
 	want.Monitor.Sinks.Webhooks = []Webhook{{URL: "https://hooks.example.org/phigate", Secret: "secret:alert-webhook"}}
+	want.Store = "sqlite"
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("example.yaml = %+v\nwant %+v", c, want)
 	}
