@@ -71,7 +71,7 @@ gateway: {listen: "127.0.0.1:0"}
 tls: {cert_file: %s, key_file: %s}
 store: %q
 audit: {node: %s}
-postgres: {poll_interval: %s, max_staleness: %s}
+postgres: {poll_interval: %s, max_staleness: %s, max_conns: 4}
 `, dir, c.certFile, c.keyFile, c.dsn, node, c.poll, c.staleness)
 	f := filepath.Join(c.t.TempDir(), node+".yaml")
 	if err := os.WriteFile(f, []byte(doc), 0o600); err != nil {
