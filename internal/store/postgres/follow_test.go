@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/phigate/phigate/internal/store/postgres"
+	"github.com/phigate/phigate/internal/store/postgres/pgtest"
 	"github.com/phigate/phigate/internal/testclock"
 	"github.com/phigate/phigate/internal/token"
 	"github.com/phigate/phigate/internal/vault"
@@ -298,4 +299,58 @@ func TestVaultChangeReachesAnotherNode(t *testing.T) {
 	if len(notified) == 0 {
 		t.Fatal("the poll did not report the vault change")
 	}
+}
+
+// TestListenerReconnectsAndCatchesUp: when the database goes away and
+// comes back, the follower's LISTEN connection is re-established by
+// itself, a catch-up poll runs at once (the poll interval here is an
+// hour: only the catch-up can move Synced), and notifications flow again.
+func TestListenerReconnectsAndCatchesUp(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a PostgreSQL server")
+	}
+	pg := pgtest.StartPrivate(t)
+	dsn := pg.DSN("disable")
+	a, err := postgres.Open(t.Context(), dsn, postgres.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := postgres.Open(t.Context(), dsn, postgres.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	rec := newRecorder()
+	f, err := b.Follow(t.Context(), postgres.FollowOptions{OnChange: rec.onChange, Interval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	waitListening(t, f)
+	before := f.Synced()
+
+	pg.Stop(t)
+	deadline := time.Now().Add(10 * time.Second)
+	for f.Listening() {
+		if time.Now().After(deadline) {
+			t.Fatal("the follower still says it listens with the database stopped")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	pg.Start(t)
+	waitListening(t, f)
+	deadline = time.Now().Add(10 * time.Second)
+	for !f.Synced().After(before) {
+		if time.Now().After(deadline) {
+			t.Fatal("no catch-up poll after the LISTEN connection came back")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	now := testclock.Start()
+	tok := newToken(t, a, now)
+	if _, err := a.SetStatus(t.Context(), []string{tok.ID}, token.StatusRevoked, "after the restart", now); err != nil {
+		t.Fatal(err)
+	}
+	rec.waitFor(t, tok.ID, 2, 5*time.Second)
 }

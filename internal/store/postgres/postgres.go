@@ -126,6 +126,7 @@ func ParseConfig(dsn string, opts Options) (*pgxpool.Config, error) {
 	}
 	cfg.MaxConns = opts.MaxConns
 	cfg.ConnConfig.ConnectTimeout = opts.ConnectTimeout
+	cfg.ShouldPing = shouldPing
 	if opts.CAFile != "" {
 		// sslrootcert only takes effect through the DSN: parse it again
 		// with the option added, keeping everything else.
@@ -137,10 +138,19 @@ func ParseConfig(dsn string, opts Options) (*pgxpool.Config, error) {
 		if err != nil {
 			return nil, redact(fmt.Errorf("postgres: the CA file: %w", err), pw)
 		}
-		c2.MaxConns, c2.ConnConfig.ConnectTimeout = cfg.MaxConns, cfg.ConnConfig.ConnectTimeout
+		c2.MaxConns, c2.ConnConfig.ConnectTimeout, c2.ShouldPing = cfg.MaxConns, cfg.ConnConfig.ConnectTimeout, shouldPing
 		cfg = c2
 	}
 	return cfg, nil
+}
+
+// shouldPing checks a pooled connection that sat idle for 200ms before
+// handing it out (pgx's default waits a second): after a database restart
+// shorter than that, a dead connection would otherwise fail one request.
+// Under load connections are rarely idle that long, so the ping costs
+// nothing where latency matters.
+func shouldPing(_ context.Context, p pgxpool.ShouldPingParams) bool {
+	return p.IdleDuration > 200*time.Millisecond
 }
 
 // Open connects to the database of dsn, brings the schema of the
