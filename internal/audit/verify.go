@@ -246,28 +246,20 @@ func Verify(ctx context.Context, dataDir string, opts VerifyOptions) (*Result, e
 }
 
 func verifyConn(ctx context.Context, conn *sql.Conn, st *store, v note.Verifier, opts VerifyOptions, res *Result) (*Result, error) {
-	var saved []trusted
-	for i, msg := range opts.Checkpoints {
-		cp, err := ParseCheckpoint(msg, v)
-		if err != nil {
-			return nil, fmt.Errorf("saved checkpoint %d: %w", i+1, err)
-		}
-		saved = append(saved, trusted{size: cp.Size, root: cp.Root, saved: true})
+	saved, err := parseSaved(opts.Checkpoints, v)
+	if err != nil {
+		return nil, err
 	}
 	var n int64
 	if err := conn.QueryRowContext(ctx, "SELECT coalesce(max(seq)+1, 0) FROM entries").Scan(&n); err != nil {
 		return nil, err
 	}
 	res.Size = uint64(n)
-
-	// the stored checkpoints: every one must be signed
-	var roots []trusted
-	var cpProblem *Problem
+	var cps []StoredCheckpoint
 	crow, err := conn.QueryContext(ctx, "SELECT size, time, note FROM checkpoints ORDER BY size")
 	if err != nil {
 		return nil, err
 	}
-	var prevValid uint64
 	for crow.Next() {
 		var size, t int64
 		var msg []byte
@@ -275,25 +267,94 @@ func verifyConn(ctx context.Context, conn *sql.Conn, st *store, v note.Verifier,
 			crow.Close()
 			return nil, err
 		}
+		cps = append(cps, StoredCheckpoint{Size: uint64(size), Note: msg})
+	}
+	crow.Close()
+	if err := crow.Err(); err != nil {
+		return nil, err
+	}
+	// one goroutine reads the rows, verifyTree checks them
+	rctx, stop := context.WithCancel(ctx)
+	batches := make(chan []dbRow, 4)
+	var readErr error
+	go func() {
+		defer close(batches)
+		readErr = readRows(rctx, conn, batches)
+	}()
+	defer func() {
+		stop()
+		for range batches { // let the reader finish before conn is reused
+		}
+	}()
+	tc := &tileCheck{st: st, ctx: ctx}
+	if err := verifyTree(ctx, v, saved, cps, batches, stop, func() error { return readErr }, tc, res); err != nil {
+		return nil, err
+	}
+	if res.Problem != nil {
+		return res, nil
+	}
+	// prove the latest checkpoint consistent with each saved one, from the
+	// stored tree, as an auditor holding only proofs would
+	for _, s := range saved {
+		if s.size > res.Checkpoint.Size {
+			continue // checked against the recomputed tree above
+		}
+		p, err := st.consistencyProof(ctx, s.size, res.Checkpoint.Size)
+		if err == nil {
+			err = proof.VerifyConsistency(hasher, s.size, res.Checkpoint.Size, p, s.root, res.Checkpoint.Root)
+		}
+		if err != nil {
+			res.Problem = problem(s.size, "no valid consistency proof from the saved checkpoint of size %d to the latest: %v", s.size, err)
+			return res, nil
+		}
+		res.Consistent = append(res.Consistent, s.size)
+	}
+	return res, nil
+}
+
+// parseSaved parses the checkpoints an auditor saved outside the log.
+func parseSaved(msgs [][]byte, v note.Verifier) ([]trusted, error) {
+	var saved []trusted
+	for i, msg := range msgs {
 		cp, err := ParseCheckpoint(msg, v)
+		if err != nil {
+			return nil, fmt.Errorf("saved checkpoint %d: %w", i+1, err)
+		}
+		saved = append(saved, trusted{size: cp.Size, root: cp.Root, saved: true})
+	}
+	return saved, nil
+}
+
+// verifyTree is the check Verify and VerifyRows share: every stored
+// checkpoint (cps, by size) must be signed by v for the size it is stored
+// under; the rows read from batches (in seq order, until it is closed)
+// must decode, match their search columns and leaf hashes and rebuild a
+// tree with the root of every checkpoint and of every saved one. It sets
+// res.Checkpoint, res.Covered and res.Problem; res.Size is the caller's.
+// stop is called when a problem makes reading on useless; readErr, called
+// once batches is closed, is the reader's error. tc, when not nil, also
+// checks the stored proof tiles.
+func verifyTree(ctx context.Context, v note.Verifier, saved []trusted, cps []StoredCheckpoint, batches <-chan []dbRow, stop func(), readErr func() error, tc *tileCheck, res *Result) error {
+	// the stored checkpoints: every one must be signed
+	var roots []trusted
+	var cpProblem *Problem
+	var prevValid uint64
+	for _, c := range cps {
+		cp, err := ParseCheckpoint(c.Note, v)
 		switch {
 		case err != nil:
 			if cpProblem == nil {
 				cpProblem = problem(prevValid, "the checkpoint stored for size %d is not signed by %s (%v): the entries from %d on are covered by no valid signature",
-					size, v.Name(), strings.TrimPrefix(err.Error(), ErrBadCheckpoint.Error()+": "), prevValid)
+					c.Size, v.Name(), strings.TrimPrefix(err.Error(), ErrBadCheckpoint.Error()+": "), prevValid)
 			}
-		case cp.Size != uint64(size):
+		case cp.Size != c.Size:
 			if cpProblem == nil {
-				cpProblem = problem(prevValid, "the checkpoint stored for size %d is signed for size %d", size, cp.Size)
+				cpProblem = problem(prevValid, "the checkpoint stored for size %d is signed for size %d", c.Size, cp.Size)
 			}
 		default:
 			roots = append(roots, trusted{size: cp.Size, root: cp.Root})
 			res.Checkpoint, res.Covered, prevValid = cp, cp.Size, cp.Size
 		}
-	}
-	crow.Close()
-	if err := crow.Err(); err != nil {
-		return nil, err
 	}
 	if res.Checkpoint == nil && cpProblem == nil {
 		cpProblem = problem(0, "no signed checkpoint at all")
@@ -340,25 +401,15 @@ func verifyConn(ctx context.Context, conn *sql.Conn, st *store, v note.Verifier,
 	if p := checkRoots(); p != nil {
 		entProblem = p
 	}
-	// one goroutine reads the rows, this one checks them
-	rctx, stop := context.WithCancel(ctx)
-	batches := make(chan []dbRow, 4)
-	var readErr error
-	go func() {
-		defer close(batches)
-		readErr = readRows(rctx, conn, batches)
-	}()
-	defer func() {
-		stop()
-		for range batches { // let the reader finish before conn is reused
-		}
-	}()
-	tc := &tileCheck{st: st, ctx: ctx}
+	var onNode func(compact.NodeID, []byte)
+	if tc != nil {
+		onNode = tc.add
+	}
 	rc := newRowChecker(rng, func(id compact.NodeID, row uint64) {
 		if firstNode == nil {
 			firstNode, nodeRow = &id, row
 		}
-	}, tc.add)
+	}, onNode)
 	var prevT int64
 	for batch := range batches {
 		if entProblem != nil {
@@ -385,15 +436,15 @@ func verifyConn(ctx context.Context, conn *sql.Conn, st *store, v note.Verifier,
 		}
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return err
 	}
-	if readErr != nil && entProblem == nil {
-		return nil, readErr
+	if err := readErr(); err != nil && entProblem == nil {
+		return err
 	}
-	if entProblem == nil {
+	if entProblem == nil && tc != nil {
 		tc.flush()
 		if tc.err != nil {
-			return nil, tc.err
+			return tc.err
 		}
 	}
 	if entProblem == nil {
@@ -401,7 +452,7 @@ func verifyConn(ctx context.Context, conn *sql.Conn, st *store, v note.Verifier,
 			t := roots[len(roots)-1]
 			entProblem = &Problem{Seq: rng.End(), Last: t.size - 1,
 				Reason: fmt.Sprintf("missing: a checkpoint covers %d entries, the log has only %d (truncated)", t.size, rng.End())}
-		} else if tc.bad != nil {
+		} else if tc != nil && tc.bad != nil {
 			entProblem = tc.bad
 		} else if firstNode != nil {
 			a, b := firstNode.Coverage()
@@ -410,26 +461,7 @@ func verifyConn(ctx context.Context, conn *sql.Conn, st *store, v note.Verifier,
 		}
 	}
 	res.Problem = firstProblem(entProblem, cpProblem)
-	if res.Problem != nil {
-		return res, nil
-	}
-	// prove the latest checkpoint consistent with each saved one, from the
-	// stored tree, as an auditor holding only proofs would
-	for _, s := range saved {
-		if s.size > res.Checkpoint.Size {
-			continue // checked against the recomputed tree above
-		}
-		p, err := st.consistencyProof(ctx, s.size, res.Checkpoint.Size)
-		if err == nil {
-			err = proof.VerifyConsistency(hasher, s.size, res.Checkpoint.Size, p, s.root, res.Checkpoint.Root)
-		}
-		if err != nil {
-			res.Problem = problem(s.size, "no valid consistency proof from the saved checkpoint of size %d to the latest: %v", s.size, err)
-			return res, nil
-		}
-		res.Consistent = append(res.Consistent, s.size)
-	}
-	return res, nil
+	return nil
 }
 
 // tileCheck compares each tile the recomputed tree completes with the

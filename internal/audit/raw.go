@@ -1,0 +1,157 @@
+package audit
+
+import (
+	"context"
+	"iter"
+	"time"
+)
+
+// The raw view of a log, for copies kept elsewhere (a cluster's shared
+// database, see internal/auditcluster): the rows exactly as stored, and a
+// verifier for such a copy that runs the checks Verify runs.
+
+// RawEntry is an entry as the log stores it: its canonical encoding, the
+// search columns copied from it and the Merkle hashes its leaf completes
+// (its leaf hash, then one hash per perfect subtree it closes, bottom up).
+type RawEntry struct {
+	Seq              uint64
+	Time             int64  // nanoseconds, a copy of the entry's field 2
+	TokenID, Subject []byte // copies of fields 6 and 7; nil when absent
+	Hashes           []byte
+	Body             []byte
+}
+
+// StoredCheckpoint is a signed checkpoint as a log stores it: under the
+// size it was issued for, with the time it was issued.
+type StoredCheckpoint struct {
+	Size uint64
+	Time time.Time
+	Note []byte
+}
+
+// Size returns the number of entries in the log's database (entries still
+// only in the journal are not counted: they are not readable yet).
+func (r *Reader) Size(ctx context.Context) (uint64, error) { return r.st.size(ctx) }
+
+// RawEntries returns the stored rows of the entries [from, from+n) that
+// exist, in order.
+func (r *Reader) RawEntries(ctx context.Context, from uint64, n int) ([]RawEntry, error) {
+	st, err := r.st.stmt(ctx, "SELECT seq, time, token_id, subject, hashes, body FROM entries WHERE seq >= ? ORDER BY seq LIMIT ?")
+	if err != nil {
+		return nil, err
+	}
+	rows, err := st.QueryContext(ctx, int64(from), n)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := make([]RawEntry, 0, n)
+	for rows.Next() {
+		var e RawEntry
+		var seq int64
+		if err := rows.Scan(&seq, &e.Time, &e.TokenID, &e.Subject, &e.Hashes, &e.Body); err != nil {
+			return nil, err
+		}
+		e.Seq = uint64(seq)
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// Checkpoints returns the stored checkpoints of size greater than after,
+// by size.
+func (r *Reader) Checkpoints(ctx context.Context, after uint64) ([]StoredCheckpoint, error) {
+	all, err := r.st.checkpoints(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []StoredCheckpoint
+	for _, c := range all {
+		if c.size > after {
+			out = append(out, StoredCheckpoint{Size: c.size, Time: c.time, Note: c.note})
+		}
+	}
+	return out, nil
+}
+
+// RowsOptions describe a copy of a log for VerifyRows.
+type RowsOptions struct {
+	// Verifier is the log's public verifier key.
+	Verifier string
+	// Size is the number of entries the copy holds (max seq + 1).
+	Size uint64
+	// Stored are the checkpoints the copy holds, by size.
+	Stored []StoredCheckpoint
+	// Checkpoints are signed checkpoints saved outside the copy
+	// (VerifyOptions.Checkpoints); each is checked against the rebuilt
+	// tree.
+	Checkpoints [][]byte
+}
+
+// VerifyRows runs Verify's checks on a copy of a log held elsewhere: rows
+// yields its entries in seq order (a seq out of order is a gap or an
+// insertion, reported as such), and every entry must decode, match its
+// search columns and stored hashes, and rebuild a tree with the root of
+// every stored checkpoint (each signed by opts.Verifier for the size it is
+// stored under) and of every saved one. Proof tiles are not checked (a
+// copy has none). As for Verify, the error is for what prevented the
+// check; a copy that does not verify is a Result with a Problem.
+func VerifyRows(ctx context.Context, opts RowsOptions, rows iter.Seq2[[]RawEntry, error]) (*Result, error) {
+	v, err := NewVerifier(opts.Verifier)
+	if err != nil {
+		return nil, err
+	}
+	saved, err := parseSaved(opts.Checkpoints, v)
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{Size: opts.Size}
+	rctx, stop := context.WithCancel(ctx)
+	defer stop()
+	batches := make(chan []dbRow, 4)
+	var readErr error
+	go func() {
+		defer close(batches)
+		for raw, err := range rows {
+			if err != nil {
+				readErr = err
+				return
+			}
+			b := make([]dbRow, len(raw))
+			for i, e := range raw {
+				b[i] = dbRow{seq: int64(e.Seq), t: e.Time, tokenID: e.TokenID, subject: e.Subject, hashes: e.Hashes, body: e.Body}
+			}
+			select {
+			case batches <- b:
+			case <-rctx.Done():
+				return
+			}
+		}
+	}()
+	defer func() {
+		stop()
+		for range batches {
+		}
+	}()
+	if err := verifyTree(ctx, v, saved, opts.Stored, batches, stop, func() error { return readErr }, nil, res); err != nil {
+		return nil, err
+	}
+	if res.Problem == nil {
+		for _, s := range saved {
+			res.Consistent = append(res.Consistent, s.size)
+		}
+	}
+	return res, nil
+}
+
+// Matches reports whether e passes every filter of q but its cursor and
+// limit (a copy searched elsewhere applies them itself). Sealed fields
+// that were not opened match no Patient or PathPrefix filter.
+func (q *Query) Matches(e *Entry) bool {
+	prefix, _ := wholePrefix(q.PathPrefix)
+	return q.match(e, prefix)
+}
+
+// OpenSealed opens the sealed fields of e with s (nothing to do when s is
+// nil or e has none); a field that does not open is ErrTampered.
+func OpenSealed(ctx context.Context, s Sealer, e *Entry) error { return openEntry(ctx, s, e) }
