@@ -84,7 +84,13 @@ func ticking(clk *testclock.Clock) func() time.Time {
 // node is one node's audit log in its own data directory with its own key.
 type node struct {
 	name, dir, vkey string
+	now             func() time.Time
 	log             *audit.Log
+}
+
+// reopen opens the node's log again after close.
+func reopen(n *node) (*audit.Log, error) {
+	return audit.Open(context.Background(), n.dir, audit.Options{Now: n.now})
 }
 
 func (n *node) origin() string { return "phigate/" + n.name }
@@ -100,7 +106,7 @@ func newNode(t testing.TB, name string, now func() time.Time) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := &node{name: name, dir: dir, vkey: vkey, log: l}
+	n := &node{name: name, dir: dir, vkey: vkey, now: now, log: l}
 	t.Cleanup(func() { n.close(t) })
 	return n
 }

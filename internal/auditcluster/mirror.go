@@ -57,6 +57,10 @@ type Mirror struct {
 	next    uint64 // entries in the database
 	cpAfter uint64 // the largest checkpoint size in the database
 
+	// beforeCommit, when set (by tests), runs in each batch's transaction
+	// after its writes; an error rolls the batch back, as a kill would.
+	beforeCommit func() error
+
 	mu     sync.Mutex
 	status Status
 }
@@ -238,6 +242,19 @@ func (m *Mirror) resume(ctx context.Context) error {
 			return fmt.Errorf("%w: %s: entry %d differs", ErrConflict, origin, next-1)
 		}
 	}
+	if cp > 0 {
+		var note []byte
+		if err := m.c.pool.QueryRow(ctx, `SELECT note FROM audit_checkpoints WHERE origin = $1 AND size = $2`, origin, cp).Scan(&note); err != nil {
+			return err
+		}
+		local, err := m.src.Checkpoints(ctx, uint64(cp-1), 1)
+		if err != nil {
+			return err
+		}
+		if len(local) == 0 || local[0].Size != uint64(cp) || !bytes.Equal(local[0].Note, note) {
+			return fmt.Errorf("%w: %s: the checkpoint of size %d differs from the node's", ErrConflict, origin, cp)
+		}
+	}
 	m.next, m.cpAfter = uint64(next), uint64(cp)
 	m.mu.Lock()
 	m.status.Mirrored = m.next
@@ -315,6 +332,9 @@ func (m *Mirror) batch(ctx context.Context) (n int, more bool, err error) {
 			if !bytes.Equal(note, c.Note) {
 				return fmt.Errorf("%w: %s: the checkpoint of size %d differs", ErrConflict, origin, c.Size)
 			}
+		}
+		if m.beforeCommit != nil {
+			return m.beforeCommit()
 		}
 		return nil
 	})
