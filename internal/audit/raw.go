@@ -58,20 +58,25 @@ func (r *Reader) RawEntries(ctx context.Context, from uint64, n int) ([]RawEntry
 	return out, rows.Err()
 }
 
-// Checkpoints returns the stored checkpoints of size greater than after,
-// by size.
-func (r *Reader) Checkpoints(ctx context.Context, after uint64) ([]StoredCheckpoint, error) {
-	all, err := r.st.checkpoints(ctx)
+// Checkpoints returns at most n of the stored checkpoints of size greater
+// than after, by size.
+func (r *Reader) Checkpoints(ctx context.Context, after uint64, n int) ([]StoredCheckpoint, error) {
+	rows, err := r.st.rdb.QueryContext(ctx, "SELECT size, time, note FROM checkpoints WHERE size > ? ORDER BY size LIMIT ?", int64(after), n)
 	if err != nil {
 		return nil, err
 	}
+	defer rows.Close()
 	var out []StoredCheckpoint
-	for _, c := range all {
-		if c.size > after {
-			out = append(out, StoredCheckpoint{Size: c.size, Time: c.time, Note: c.note})
+	for rows.Next() {
+		var c StoredCheckpoint
+		var size, t int64
+		if err := rows.Scan(&size, &t, &c.Note); err != nil {
+			return nil, err
 		}
+		c.Size, c.Time = uint64(size), time.Unix(0, t).UTC()
+		out = append(out, c)
 	}
-	return out, nil
+	return out, rows.Err()
 }
 
 // RowsOptions describe a copy of a log for VerifyRows.
