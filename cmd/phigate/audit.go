@@ -38,7 +38,10 @@ Offline (the data directory; no server needed):
   verify           check the whole log against its signed checkpoints
   export           write entries as JSON lines or FHIR AuditEvents
   key              print the public key that verifies the log
-  prove FILE       check a saved proof with only the public key`,
+  prove FILE       check a saved proof with only the public key
+
+A cluster (--cluster postgres://...): verify, search and export read every
+node's log from the shared PostgreSQL database, merged by time.`,
 	})
 	cmd.AddCommand(a.auditTailCmd(), a.auditSearchCmd(), a.auditCheckpointCmd(), a.auditProveCmd(),
 		a.auditVerifyCmd(), a.auditExportCmd(), a.auditKeyCmd())
@@ -114,7 +117,7 @@ func (a *cli) auditSearchCmd() *cobra.Command {
 	var f auditFilters
 	var limit int
 	var all, desc bool
-	var after string
+	var after, cluster string
 	cmd := &cobra.Command{
 		Use:   "search [filters]",
 		Short: "Search audit entries",
@@ -127,7 +130,19 @@ func (a *cli) auditSearchCmd() *cobra.Command {
 	cmd.Flags().BoolVar(&all, "all", false, "follow the cursor and print every page")
 	cmd.Flags().BoolVar(&desc, "desc", false, "newest first")
 	cmd.Flags().StringVar(&after, "after", "", "continue from this cursor (the previous page's next)")
+	cmd.Flags().StringVar(&cluster, "cluster", "", clusterFlagHelp)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if cluster != "" {
+			q, err := f.query()
+			if err != nil {
+				return usageErr{err}
+			}
+			if limit < 0 || limit > audit.MaxLimit {
+				return usagef("--limit %d: must be 1 to %d", limit, audit.MaxLimit)
+			}
+			q.Limit, q.Desc = limit, desc
+			return a.searchCluster(cmd.Context(), cluster, q, after, all)
+		}
 		q, err := f.clientQuery()
 		if err != nil {
 			return usageErr{err}
@@ -372,11 +387,11 @@ func (k *verifierFlags) load() (string, error) {
 }
 
 func (a *cli) auditVerifyCmd() *cobra.Command {
-	var dataDir string
-	var cps []string
+	var dataDir, cluster string
+	var cps, keyFiles []string
 	var key verifierFlags
 	cmd := &cobra.Command{
-		Use:   "verify --data DIR [--checkpoint FILE]... [--key FILE]",
+		Use:   "verify --data DIR | --cluster DSN [--checkpoint FILE]... [--key FILE | --keys FILE]",
 		Short: "Verify the whole audit log against its signed checkpoints",
 		Long: `Verify reads the audit log of the data directory, recomputes every entry's
 hash, rebuilds the Merkle tree and checks it against every signed checkpoint.
@@ -386,16 +401,31 @@ rewritten by someone holding the signing key is caught too.
 
 Exit status 0 when the log is intact; 1 with the first bad entry and why.
 Without --key the public key in the data directory is used: an auditor
-passes a copy kept elsewhere. The server may keep running meanwhile.`,
-		Example: `  phigate audit verify --data /var/lib/phigate --key audit.pub --checkpoint witness.txt`,
-		Args:    noArgs,
+passes a copy kept elsewhere. The server may keep running meanwhile.
+
+With --cluster, every node's log in the cluster's shared PostgreSQL
+database is verified, each against its own signed checkpoints, and reported
+per node; the exit status is 1 when any fails. Pass the nodes' public keys
+with --keys (a file of one key per line, e.g. each node's "phigate audit
+key" output): without it the keys registered in the same database are used,
+and they prove nothing on their own, since whoever can write the database
+can register a key of their own and re-sign. With --keys, a node in the
+database without a key given, or a key whose node is missing, is a failure.`,
+		Example: `  phigate audit verify --data /var/lib/phigate --key audit.pub --checkpoint witness.txt
+  phigate audit verify --cluster postgres://auditor@db.example.org/phigate --keys nodes.pub`,
+		Args: noArgs,
 	}
 	cmd.Flags().StringVar(&dataDir, "data", "", "data directory (required)")
 	cmd.Flags().StringArrayVar(&cps, "checkpoint", nil, "file of saved checkpoints to prove consistency with (repeatable)")
+	cmd.Flags().StringVar(&cluster, "cluster", "", clusterFlagHelp)
+	cmd.Flags().StringArrayVar(&keyFiles, "keys", nil, "with --cluster: file of the nodes' public keys, one a line (repeatable)")
 	key.add(cmd.Flags(), "default: the copy in the data directory")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		if dataDir == "" {
-			return usagef("--data DIR is required")
+		if (dataDir == "") == (cluster == "") {
+			return usagef("give --data DIR or --cluster DSN")
+		}
+		if len(keyFiles) > 0 && cluster == "" {
+			return usagef("--keys is for --cluster; give --key for one log")
 		}
 		vkey, err := key.load()
 		if err != nil {
@@ -412,6 +442,13 @@ passes a copy kept elsewhere. The server may keep running meanwhile.`,
 				return fmt.Errorf("%s: %w", p, err)
 			}
 			opts.Checkpoints = append(opts.Checkpoints, notes...)
+		}
+		if cluster != "" {
+			keys, err := loadKeys(keyFiles, vkey)
+			if err != nil {
+				return err
+			}
+			return a.verifyCluster(cmd.Context(), cluster, keys, opts.Checkpoints)
 		}
 		res, err := audit.Verify(cmd.Context(), dataDir, opts)
 		if err != nil {
@@ -486,11 +523,11 @@ func printVerify(w io.Writer, r *audit.Result) {
 }
 
 func (a *cli) auditExportCmd() *cobra.Command {
-	var dataDir, format, out, masterKey string
+	var dataDir, format, out, masterKey, cluster string
 	var decrypt bool
 	var f auditFilters
 	cmd := &cobra.Command{
-		Use:   "export --data DIR --format jsonl|fhir [--out FILE] [filters]",
+		Use:   "export --data DIR | --cluster DSN --format jsonl|fhir [--out FILE] [filters]",
 		Short: "Export audit entries as JSON lines or FHIR AuditEvents",
 		Long: `Export writes the entries of the audit log in the data directory, oldest
 first, one per line: the entry itself (--format jsonl) or a FHIR R4
@@ -503,7 +540,11 @@ are exported sealed ("sealed": base64; in the FHIR format, the extension
 urn:phigate:audit:sealed), which is what to hand someone who only checks
 the log's integrity; with --decrypt the vault's master key
 (--master-key, $PHIGATE_MASTER_KEY or the development key) opens them, and
---patient and --path-prefix can be used.`,
+--patient and --path-prefix can be used.
+
+With --cluster it exports every node's entries from the cluster's shared
+PostgreSQL database, merged by time (ties by node, then sequence number),
+their PHI fields sealed (--decrypt is not available there).`,
 		Example: `  phigate audit export --data /var/lib/phigate --format fhir --from 2026-01-01T00:00:00Z --out q1.ndjson
   phigate audit export --data /var/lib/phigate --decrypt --patient 123 --out patient-123.jsonl`,
 		Args: noArgs,
@@ -513,10 +554,14 @@ the log's integrity; with --decrypt the vault's master key
 	cmd.Flags().StringVar(&out, "out", "", "write to this file (mode 0600) instead of standard output")
 	cmd.Flags().BoolVar(&decrypt, "decrypt", false, "open the encrypted PHI fields with the vault's master key")
 	cmd.Flags().StringVar(&masterKey, "master-key", "", "with --decrypt: the vault's master key spec (default $"+envMasterKey+", or the directory's development key)")
+	cmd.Flags().StringVar(&cluster, "cluster", "", clusterFlagHelp)
 	f.add(cmd.Flags())
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		if dataDir == "" {
-			return usagef("--data DIR is required")
+		if (dataDir == "") == (cluster == "") {
+			return usagef("give --data DIR or --cluster DSN")
+		}
+		if cluster != "" && decrypt {
+			return usagef("--decrypt opens one node's fields with its vault: use --data on that node")
 		}
 		if !decrypt && (f.patient != "" || f.pathPrefix != "") {
 			return usagef("--patient and --path-prefix search encrypted fields: add --decrypt")
@@ -527,6 +572,9 @@ the log's integrity; with --decrypt the vault's master key
 		q, err := f.query()
 		if err != nil {
 			return usageErr{err}
+		}
+		if cluster != "" {
+			return a.exportTo(out, func(w io.Writer) (int, error) { return exportCluster(cmd.Context(), cluster, q, w, format == "fhir") })
 		}
 		r, err := audit.OpenReader(cmd.Context(), dataDir)
 		if err != nil {
