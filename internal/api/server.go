@@ -30,6 +30,10 @@ type Options struct {
 	Ready func(ctx context.Context) error
 	// Audit is the audit log the audit endpoints read (nil: not wired).
 	Audit *audit.Log
+	// AuditSearch, when set, answers GET /v1/audit instead of Audit's
+	// Search: a cluster node's merged view of every node's log
+	// (auditcluster.Cluster). The read is still recorded in Audit.
+	AuditSearch AuditSearcher
 	// Record, when set, durably records the admin API's denials (bad or
 	// unknown tokens, insufficient scope, constraints) in the audit log.
 	Record func(ctx context.Context, e *audit.Entry) error
