@@ -29,14 +29,52 @@ type StoredCheckpoint struct {
 	Note []byte
 }
 
-// Size returns the number of entries in the log's database (entries still
-// only in the journal are not counted: they are not readable yet).
-func (r *Reader) Size(ctx context.Context) (uint64, error) { return r.st.size(ctx) }
+// RawSize returns the number of entries in the log's database (entries
+// still only in the journal are not counted: they are not readable yet).
+func (r *Reader) RawSize(ctx context.Context) (uint64, error) { return r.st.size(ctx) }
 
 // RawEntries returns the stored rows of the entries [from, from+n) that
 // exist, in order.
 func (r *Reader) RawEntries(ctx context.Context, from uint64, n int) ([]RawEntry, error) {
-	st, err := r.st.stmt(ctx, "SELECT seq, time, token_id, subject, hashes, body FROM entries WHERE seq >= ? ORDER BY seq LIMIT ?")
+	return r.st.rawEntries(ctx, from, n)
+}
+
+// Checkpoints returns at most n of the stored checkpoints of size greater
+// than after, by size.
+func (r *Reader) Checkpoints(ctx context.Context, after uint64, n int) ([]StoredCheckpoint, error) {
+	return r.st.checkpointsAfter(ctx, after, n)
+}
+
+// RawSize returns the number of entries readers see, once every entry
+// acknowledged before the call is in the database (it hurries the
+// indexer: the in-process mirror reads through the Log, not a Reader,
+// which sees entries only when the indexer's batch is written, up to
+// 50 ms later).
+func (l *Log) RawSize(ctx context.Context) (uint64, error) {
+	if l.isClosed.Load() {
+		return 0, ErrClosed
+	}
+	return l.visible(ctx)
+}
+
+// RawEntries is Reader.RawEntries on the open log.
+func (l *Log) RawEntries(ctx context.Context, from uint64, n int) ([]RawEntry, error) {
+	if l.isClosed.Load() {
+		return nil, ErrClosed
+	}
+	return l.st.rawEntries(ctx, from, n)
+}
+
+// Checkpoints is Reader.Checkpoints on the open log.
+func (l *Log) Checkpoints(ctx context.Context, after uint64, n int) ([]StoredCheckpoint, error) {
+	if l.isClosed.Load() {
+		return nil, ErrClosed
+	}
+	return l.st.checkpointsAfter(ctx, after, n)
+}
+
+func (s *store) rawEntries(ctx context.Context, from uint64, n int) ([]RawEntry, error) {
+	st, err := s.stmt(ctx, "SELECT seq, time, token_id, subject, hashes, body FROM entries WHERE seq >= ? ORDER BY seq LIMIT ?")
 	if err != nil {
 		return nil, err
 	}
@@ -58,10 +96,8 @@ func (r *Reader) RawEntries(ctx context.Context, from uint64, n int) ([]RawEntry
 	return out, rows.Err()
 }
 
-// Checkpoints returns at most n of the stored checkpoints of size greater
-// than after, by size.
-func (r *Reader) Checkpoints(ctx context.Context, after uint64, n int) ([]StoredCheckpoint, error) {
-	rows, err := r.st.rdb.QueryContext(ctx, "SELECT size, time, note FROM checkpoints WHERE size > ? ORDER BY size LIMIT ?", int64(after), n)
+func (s *store) checkpointsAfter(ctx context.Context, after uint64, n int) ([]StoredCheckpoint, error) {
+	rows, err := s.rdb.QueryContext(ctx, "SELECT size, time, note FROM checkpoints WHERE size > ? ORDER BY size LIMIT ?", int64(after), n)
 	if err != nil {
 		return nil, err
 	}

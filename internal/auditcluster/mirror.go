@@ -14,12 +14,14 @@ import (
 	"github.com/phigate/phigate/internal/audit"
 )
 
-// Source is the node's own log, read by a Mirror (*audit.Reader is one).
+// Source is the node's own log, read by a Mirror: the open *audit.Log in
+// the node's process (which hurries its indexer when asked), or an
+// *audit.Reader of its data directory.
 type Source interface {
 	// Origin is the log's origin, phigate/<node>.
 	Origin() string
-	// Size is the number of entries readable now.
-	Size(ctx context.Context) (uint64, error)
+	// RawSize is the number of entries readable now.
+	RawSize(ctx context.Context) (uint64, error)
 	// RawEntries returns the stored rows of the entries [from, from+n)
 	// that exist, in order.
 	RawEntries(ctx context.Context, from uint64, n int) ([]audit.RawEntry, error)
@@ -172,6 +174,10 @@ func (m *Mirror) sync(ctx context.Context) (int, error) {
 		}
 		m.started = true
 	}
+	// first, so that a Log hurries its indexer for what it acknowledged
+	if _, err := m.src.RawSize(ctx); err != nil {
+		return 0, err
+	}
 	total := 0
 	for {
 		n, more, err := m.batch(ctx)
@@ -188,7 +194,7 @@ func (m *Mirror) sync(ctx context.Context) (int, error) {
 
 // look records how far the copy is behind.
 func (m *Mirror) look(ctx context.Context) error {
-	size, err := m.src.Size(ctx)
+	size, err := m.src.RawSize(ctx)
 	if err != nil {
 		return err
 	}
