@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/phigate/phigate/internal/audit"
 	"github.com/phigate/phigate/internal/testclock"
 )
 
@@ -206,5 +207,27 @@ func TestRegisterRefusesAKeyChange(t *testing.T) {
 	}
 	if err := c.Register(ctx, "phigate/b", n.vkey); err == nil {
 		t.Fatal("a's key registered for phigate/b")
+	}
+}
+
+func TestMirrorOfTheOpenLogCopiesWhatItAcknowledged(t *testing.T) {
+	c, pool := testCluster(t, testclock.New().Now)
+	n := newNode(t, "a", ticking(testclock.New()))
+	m, err := c.NewMirror(n.log, MirrorOptions{Verifier: n.vkey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for round := 1; round <= 3; round++ {
+		n.appendN(t, 7, "svc:a")
+		// no waiting for the log's indexer: a Sync right after Append
+		// returned copies the entry
+		if k, err := m.Sync(context.Background()); err != nil || k != 7 {
+			t.Fatalf("round %d: %d copied, %v; want 7", round, k, err)
+		}
+		contiguous(t, pool, n.origin(), 7*round)
+	}
+	n.close(t)
+	if _, err := m.Sync(context.Background()); !errors.Is(err, audit.ErrClosed) {
+		t.Fatalf("mirror of a closed log: %v, want ErrClosed", err)
 	}
 }
