@@ -560,8 +560,8 @@ their PHI fields sealed (--decrypt is not available there).`,
 		if (dataDir == "") == (cluster == "") {
 			return usagef("give --data DIR or --cluster DSN")
 		}
-		if cluster != "" && decrypt {
-			return usagef("--decrypt opens one node's fields with its vault: use --data on that node")
+		if cluster != "" && (decrypt || f.patient != "" || f.pathPrefix != "") {
+			return usagef("--decrypt, --patient and --path-prefix open one node's sealed fields with its vault: use --data on that node")
 		}
 		if !decrypt && (f.patient != "" || f.pathPrefix != "") {
 			return usagef("--patient and --path-prefix search encrypted fields: add --decrypt")

@@ -99,6 +99,15 @@ const scanBudget = 20000
 // SearchPage returns one page of the merged entries matching q, and the
 // cursor of the next page ("" when there is no more).
 func (c *Cluster) SearchPage(ctx context.Context, q *Query) ([]Item, string, error) {
+	if c.sealer == nil && (q.Patient != "" || q.PathPrefix != "") {
+		// they are sealed in a node's entries: the filter would silently
+		// match nothing
+		f := "patient"
+		if q.Patient == "" {
+			f = "path_prefix"
+		}
+		return nil, "", &audit.QueryError{Field: f, Msg: "the cluster's merged view cannot search the sealed PHI fields; search on the node (phigate audit export --data DIR --decrypt)"}
+	}
 	limit := q.Limit
 	if limit <= 0 {
 		limit = audit.DefaultLimit
