@@ -17,7 +17,7 @@ import (
 // The --cluster forms of audit verify, search and export: they read the
 // cluster's shared PostgreSQL database (internal/auditcluster) directly.
 
-const clusterFlagHelp = "the cluster's PostgreSQL DSN (postgres://...): read every node's log from the shared database"
+const clusterFlagHelp = "the cluster's PostgreSQL DSN (postgres://...; the password in PGPASSWORD or ~/.pgpass, not here): read every node's log from the shared database"
 
 // openCluster connects to the cluster's database.
 func openCluster(ctx context.Context, dsn string) (*auditcluster.Cluster, error) {

@@ -52,6 +52,18 @@
 //     origin without a supplied key, or a registered key that differs
 //     from the supplied one, is a failure.
 //
+// # Usage
+//
+//	cl, err := auditcluster.New(ctx, pool, auditcluster.Options{Now: clock}) // or Open(ctx, dsn, ...)
+//	m, err := cl.NewMirror(log, auditcluster.MirrorOptions{Verifier: log.PublicKey(), Logger: logger})
+//	go m.Run(ctx)             // stop it before log.Close
+//	ready := m.Status().Err   // for /readyz: lag beyond MaxLag, or the tamper alarm
+//	apiOpts.AuditSearch = cl  // GET /v1/audit serves the merged view
+//
+// The open *audit.Log is the Source to mirror in the node's process: it
+// hurries its indexer for what it acknowledged, where an *audit.Reader
+// sees entries only once the indexer wrote them (up to 50 ms later).
+//
 // # Tables
 //
 //	audit_origins      origin (phigate/<node>), verifier key, registered (ns)
