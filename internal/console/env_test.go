@@ -37,11 +37,22 @@ type env struct {
 	con   *Console
 	srv   *httptest.Server
 	root  string // the root token's secret
+	key   []byte // the hasher's key
 	guard *bruteforce.Guard
 }
 
 type envOpts struct {
 	alerts bool // the monitor is enabled (alerts from the store)
+	// dir, when set, is a data directory kept between envs (the
+	// benchmarks' big fixture): the store, the log and its keys are
+	// opened there, made when missing; key is the hasher's key and root
+	// the root's secret of an existing one (Bootstrap runs when root is
+	// empty, for rootTTL, default 3h).
+	dir     string
+	key     []byte
+	root    string
+	rootTTL time.Duration
+	at      time.Time // the clock's start (zero: testclock's)
 }
 
 // recorder records the authority's changes in the audit log as the
@@ -70,25 +81,43 @@ func newEnv(t testing.TB, o envOpts) *env {
 	t.Helper()
 	ctx := context.Background()
 	e := &env{t: t, clock: testclock.New()}
-	dir := t.TempDir()
+	if !o.at.IsZero() {
+		e.clock = testclock.At(o.at)
+	}
+	dir := o.dir
+	if dir == "" {
+		dir = t.TempDir()
+	}
 	var err error
 	if e.st, err = sqlite.Open(ctx, filepath.Join(dir, "store.db"), sqlite.Options{Now: e.clock.Now}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.st.Close() })
-	if _, _, err := audit.InitKeys(dir, "console-test", nil); err != nil {
-		t.Fatal(err)
+	if o.root == "" {
+		if _, _, err := audit.InitKeys(dir, "console-test", nil); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if e.log, err = audit.Open(ctx, dir, audit.Options{Now: e.clock.Now}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.log.Close() })
-	key := make([]byte, 32)
-	rand.Read(key)
+	key := o.key
+	if key == nil {
+		key = make([]byte, 32)
+		rand.Read(key)
+	}
+	e.key = key
 	h, _ := token.NewHasherKey(1, key)
-	e.auth = authority.New(e.st, h, authority.Config{Now: e.clock.Now, Recorder: recorder{e.log}})
-	if e.root, _, err = e.auth.Bootstrap(ctx, "root", 3*time.Hour, 0); err != nil {
-		t.Fatal(err)
+	e.auth = authority.New(e.st, h, authority.Config{Now: e.clock.Now, Recorder: recorder{e.log}, MaxTTL: max(o.rootTTL, 24*time.Hour)})
+	if e.root = o.root; e.root == "" {
+		ttl := o.rootTTL
+		if ttl == 0 {
+			ttl = 3 * time.Hour
+		}
+		if e.root, _, err = e.auth.Bootstrap(ctx, "root", ttl, 0); err != nil {
+			t.Fatal(err)
+		}
 	}
 	cfg := bruteforce.DefaultConfig()
 	cfg.SlowAfter, cfg.BlockAfter = 0, 5
