@@ -180,7 +180,7 @@ func makeScale(b *testing.B) (*scaleFixture, error) {
 			pat = f.patient
 		}
 		en := &audit.Entry{Action: audit.ActionAccessGranted, Outcome: audit.OutcomeSuccess, Patient: pat, Purpose: "TREAT",
-			Actor: audit.Actor{TokenID: ids[tok], Subject: fmt.Sprintf("svc-%03d", tok%500), Kind: "service"},
+			Actor:  audit.Actor{TokenID: ids[tok], Subject: fmt.Sprintf("svc-%03d", tok%500), Kind: "service"},
 			Method: "GET", Upstream: "fhir", Path: "/fhir/Observation?patient=" + pat}
 		if i%20 == 7 {
 			en.Action, en.Outcome, en.Reason = audit.ActionAccessDenied, audit.OutcomeDenied, "scope"
@@ -297,4 +297,3 @@ func BenchmarkScaleDisclosures(b *testing.B) {
 }
 
 func BenchmarkScaleAlerts(b *testing.B) { benchScale(b, "/console/alerts", "alr_") }
-
