@@ -1,8 +1,15 @@
-// Package browsertest runs a test scenario in a real headless Chromium
-// (Debian's /usr/bin/chromium, driven by the npm package playwright-core
-// in node/), for the tests of what a browser does with phigate's answers:
-// the console's pages under their Content-Security-Policy, CORS on the
-// gateway.
+// Package browsertest drives a real headless Chromium (Debian's
+// /usr/bin/chromium) for the tests of what a browser does with phigate's
+// answers: the console's pages under their Content-Security-Policy, CORS
+// on the gateway. It has two ways in:
+//
+//   - NewBrowser (Go, github.com/chromedp/chromedp): a Browser for one
+//     test, with the flags and the SPKI pins set, every console message,
+//     exception, log entry and CSP violation collected, screenshots
+//     saved under $TMPDIR, and the process gone at the test's end. It
+//     needs only Chromium (RequireChromium). The console's test uses it.
+//   - Run (Node, the npm package playwright-core in node/): a scenario
+//     written as an ES module, described below.
 //
 // A scenario is an ES module whose default export is an async function
 // that receives { browser, context, newPage, input } and returns a JSON
