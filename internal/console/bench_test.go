@@ -11,7 +11,11 @@ import (
 
 // benchPage measures the server time of one console page, session
 // verification included, through the admin API's handler.
-func benchPage(b *testing.B, e *env, path, want string) {
+func benchPage(b *testing.B, e *env, path, want string) { benchPageEach(b, e, path, want, nil) }
+
+// benchPageEach is benchPage with each() run before every request,
+// untimed (to empty a cache).
+func benchPageEach(b *testing.B, e *env, path, want string, each func()) {
 	id, _, err := e.con.sess.create("", e.root, e.clock.Now())
 	if err != nil {
 		b.Fatal(err)
@@ -28,6 +32,11 @@ func benchPage(b *testing.B, e *env, path, want string) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
+		if each != nil {
+			b.StopTimer()
+			each()
+			b.StartTimer()
+		}
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)
 		if rec.Code != 200 {

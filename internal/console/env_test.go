@@ -9,6 +9,7 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -23,22 +24,24 @@ import (
 	"github.com/phigate/phigate/internal/store/sqlite"
 	"github.com/phigate/phigate/internal/testclock"
 	"github.com/phigate/phigate/internal/token"
+	"github.com/phigate/phigate/internal/vault"
 )
 
 // env is the console mounted in the real admin API, over a real SQLite
 // store, a real audit log and a real brute-force guard, served over TLS on
 // loopback, on the fixtures' clock.
 type env struct {
-	t     testing.TB
-	clock *testclock.Clock
-	st    *sqlite.Store
-	auth  *authority.Authority
-	log   *audit.Log
-	con   *Console
-	srv   *httptest.Server
-	root  string // the root token's secret
-	key   []byte // the hasher's key
-	guard *bruteforce.Guard
+	t      testing.TB
+	clock  *testclock.Clock
+	st     *sqlite.Store
+	auth   *authority.Authority
+	log    *audit.Log
+	con    *Console
+	srv    *httptest.Server
+	root   string // the root token's secret
+	key    []byte // the hasher's key
+	master []byte // the vault's master key (envOpts.seal)
+	guard  *bruteforce.Guard
 }
 
 type envOpts struct {
@@ -53,6 +56,11 @@ type envOpts struct {
 	root    string
 	rootTTL time.Duration
 	at      time.Time // the clock's start (zero: testclock's)
+	// seal: the log seals PHI fields and blind-indexes patients, as the
+	// server's does, with a vault in dir/vault under master (made when
+	// the vault is).
+	seal   bool
+	master []byte
 }
 
 // recorder records the authority's changes in the audit log as the
@@ -98,7 +106,11 @@ func newEnv(t testing.TB, o envOpts) *env {
 			t.Fatal(err)
 		}
 	}
-	if e.log, err = audit.Open(ctx, dir, audit.Options{Now: e.clock.Now}); err != nil {
+	aopts := audit.Options{Now: e.clock.Now}
+	if o.seal {
+		aopts.Sealer = e.sealer(dir, o.master)
+	}
+	if e.log, err = audit.Open(ctx, dir, aopts); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.log.Close() })
@@ -135,6 +147,40 @@ func newEnv(t testing.TB, o envOpts) *env {
 	e.srv = httptest.NewTLSServer(api.New(e.auth, api.Options{Audit: e.log, Record: record, Throttle: e.guard, Console: e.con}))
 	t.Cleanup(e.srv.Close)
 	return e
+}
+
+// sealer opens (or creates) the vault of dir under master and returns
+// its audit sealer, as the server's wiring does.
+func (e *env) sealer(dir string, master []byte) audit.Sealer {
+	e.t.Helper()
+	ctx := context.Background()
+	if master == nil {
+		master = make([]byte, 32)
+		rand.Read(master)
+	}
+	e.master = master
+	p, err := vault.NewKeyProvider(master, "console-test", nil)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	vdir := filepath.Join(dir, "vault")
+	if err := os.MkdirAll(vdir, 0o700); err != nil {
+		e.t.Fatal(err)
+	}
+	var v *vault.Vault
+	if _, serr := os.Stat(filepath.Join(vdir, "vault.db")); serr == nil {
+		v, err = vault.Open(ctx, vdir, p, vault.Options{})
+	} else {
+		v, err = vault.Create(ctx, vdir, p, vault.Options{})
+	}
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { v.Close() })
+	if err := v.EnsureDataKey(ctx, vault.PurposeAuditFields); err != nil {
+		e.t.Fatal(err)
+	}
+	return audit.VaultSealer(v)
 }
 
 // token issues a token under the root with these scopes.
