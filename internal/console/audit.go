@@ -59,13 +59,18 @@ func (c *Console) verify(ctx context.Context, entries []*audit.Entry) badge {
 	}
 	// the bundles share their checkpoint: its signature is checked once
 	v := &onceVerifier{Verifier: key, good: map[[32]byte]bool{}}
-	for _, e := range entries {
-		pb, err := c.opts.Audit.Proof(ctx, e.Seq)
-		if err != nil {
-			b.Problem = fmt.Sprintf("entry %d: no proof: %v", e.Seq, err)
-			return b
-		}
-		pe, cp, err := audit.VerifyBundle(pb, v)
+	seqs := make([]uint64, len(entries))
+	for i, e := range entries {
+		seqs[i] = e.Seq
+	}
+	// one batch: the tree nodes the proofs share are read once
+	bundles, err := c.opts.Audit.Proofs(ctx, seqs)
+	if err != nil {
+		b.Problem = fmt.Sprintf("no proofs: %v", err)
+		return b
+	}
+	for i, e := range entries {
+		pe, cp, err := audit.VerifyBundle(bundles[i], v)
 		if err != nil {
 			b.Problem = fmt.Sprintf("entry %d: %v", e.Seq, err)
 			return b

@@ -59,7 +59,8 @@
 //   - A secret is shown once: in the answer to the POST that created or
 //     rotated it, never in a URL, a cookie or a log.
 //   - The audit badge: for the entries a page shows, the console fetches
-//     each one's inclusion proof and checks it with only the log's public
+//     their inclusion proofs in one batch (audit.Log.Proofs) and checks
+//     each it with only the log's public
 //     key against the latest signed checkpoint (signing a fresh one when
 //     the latest does not cover them yet), and says so, or says which
 //     entry failed and why.
