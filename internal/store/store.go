@@ -320,3 +320,11 @@ type Replay struct {
 	CreatedAt time.Time
 	ExpiresAt time.Time
 }
+
+// TokenCounts are the tokens of a scope by status, as an overview shows
+// them: Expired counts the active tokens already past ExpiresAt (not in
+// Active), Expiring the active ones expiring within the window asked for.
+type TokenCounts struct {
+	Active, Suspended, Revoked, Expired int
+	Expiring                            int
+}

@@ -142,6 +142,11 @@ CREATE TABLE alerts (
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX alerts_token ON alerts (token_id, id);
 `,
+	// 5: counting tokens by status without reading them (CountTokens,
+	// the console's overview): a covering index.
+	`
+CREATE INDEX tokens_status ON tokens (status, expires_at, parent_id);
+`,
 }
 
 // SchemaVersion is the schema version this code writes and understands.
