@@ -90,6 +90,9 @@ func TestProofsSignsACheckpointThatCoversThem(t *testing.T) {
 func BenchmarkProofs100(b *testing.B) {
 	l, _ := newTestLog(b, Options{})
 	generate(b, l, 100_000, grant)
+	if _, err := l.Search(context.Background(), &Query{Limit: 1}); err != nil { // the indexer caught up
+		b.Fatal(err)
+	}
 	seqs := make([]uint64, 100)
 	for i := range seqs {
 		seqs[i] = uint64(50_000 + 37*i)

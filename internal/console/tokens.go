@@ -65,8 +65,12 @@ func (c *Console) listTokens(r *http.Request, cl *call, f tokenFilter) (*tokensV
 	now := c.opts.Now()
 	v := &tokensView{Filter: f, Now: now}
 	after, more := f.After, false
+	status := f.Status
+	if f.Expiring && status == "" {
+		status = token.StatusActive // only an active token is expiring: the store filters
+	}
 	for {
-		recs, next, err := c.auth.List(r.Context(), cl.ac, store.TokenFilter{Subject: f.Subject, Status: f.Status, After: after, Limit: listBatch})
+		recs, next, err := c.auth.List(r.Context(), cl.ac, store.TokenFilter{Subject: f.Subject, Status: status, After: after, Limit: listBatch})
 		if err != nil {
 			return nil, err
 		}
