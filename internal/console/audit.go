@@ -379,14 +379,16 @@ func (c *Console) disclosureProofs(w http.ResponseWriter, r *http.Request, cl *c
 		Truncated bool                 `json:"truncated,omitempty"`
 		Bundles   []*audit.ProofBundle `json:"bundles"`
 	}{Format: ProofFileFormat, Patient: patient, From: from, To: to, Key: c.opts.Audit.PublicKey(), Truncated: more, Bundles: []*audit.ProofBundle{}}
-	for _, e := range entries {
-		pb, err := c.opts.Audit.Proof(r.Context(), e.Seq)
-		if err != nil {
-			c.failErr(w, r, cl.v, err)
-			return
-		}
-		out.Bundles = append(out.Bundles, pb)
+	seqs := make([]uint64, len(entries))
+	for i, e := range entries {
+		seqs[i] = e.Seq
 	}
+	bundles, err := c.opts.Audit.Proofs(r.Context(), seqs) // one batch, one checkpoint
+	if err != nil {
+		c.failErr(w, r, cl.v, err)
+		return
+	}
+	out.Bundles = append(out.Bundles, bundles...)
 	b, err := json.MarshalIndent(out, "", " ")
 	if err != nil {
 		c.failErr(w, r, cl.v, err)
