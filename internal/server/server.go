@@ -70,6 +70,7 @@ import (
 
 	"github.com/phigate/phigate/internal/api"
 	"github.com/phigate/phigate/internal/audit"
+	"github.com/phigate/phigate/internal/auditcluster"
 	"github.com/phigate/phigate/internal/authority"
 	"github.com/phigate/phigate/internal/config"
 	"github.com/phigate/phigate/internal/diskspace"
@@ -175,7 +176,10 @@ type node struct {
 	// cluster's changes (cluster.go).
 	pg    *postgres.Store
 	fresh *freshness
-	auth  *authority.Authority
+	// mirror copies the audit log into the cluster's shared tables (a
+	// cluster node, once Run started it), else nil.
+	mirror *auditcluster.Mirror
+	auth   *authority.Authority
 	// devKey is the development master key when the vault is opened
 	// with it (dev mode without a master key spec), else nil.
 	devKey     vault.Provider
@@ -330,6 +334,11 @@ func (n *node) ready(ctx context.Context) error {
 	}
 	if err := n.store.Ping(ctx); err != nil {
 		return err
+	}
+	if n.mirror != nil {
+		if err := n.mirror.Status().Err; err != nil {
+			return fmt.Errorf("the audit log's copy in the cluster database: %w", err)
+		}
 	}
 	return n.audit.Ready()
 }
@@ -525,6 +534,11 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 	defer stopCluster()
+	auditView, stopMirror, err := n.mirrorAudit(runCtx, now, log)
+	if err != nil {
+		return err
+	}
+	defer stopMirror() // before n.close closes the audit log (defers run in reverse)
 	prot, err := startProtections(runCtx, cfg, n, opts.SpaceProbe, now, log)
 	if err != nil {
 		return err
@@ -542,7 +556,7 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
-	adminAPI := api.New(auth, api.Options{
+	apiOpts := api.Options{
 		MaxBody: cfg.Limits.MaxBodyBytes,
 		Ready:   n.ready,
 		Logger:  log,
@@ -556,7 +570,11 @@ func Run(ctx context.Context, opts Options) error {
 		Alerts:    n.store,
 		AlertSink: mon.sink,
 		Console:   con,
-	})
+	}
+	if auditView != nil {
+		apiOpts.AuditSearch = auditView // GET /v1/audit: every node's log, merged by time
+	}
+	adminAPI := api.New(auth, apiOpts)
 	srv := &http.Server{
 		Handler:           adminAPI,
 		TLSConfig:         tlsutil.ServerConfig(reloader),
