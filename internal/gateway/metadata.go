@@ -106,6 +106,7 @@ func (g *Gateway) servePublic(w http.ResponseWriter, r *http.Request, x *exchang
 		return true
 	}
 	if !g.grant(r, ev) {
+		x.fail = errAudit
 		g.writeRefusal(w, r, ev.RequestID, errAudit)
 		return true
 	}
