@@ -122,6 +122,9 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		} `json:"error"`
 	}
 	body.Error.Code, body.Error.Message, body.Error.RequestID, body.Error.Field = e.code, e.msg, rid, e.field
+	if ow, ok := w.(*observed); ok {
+		ow.code = e.code
+	}
 	writeJSON(w, e.status, body)
 	if e.status >= 500 && e.status != http.StatusInternalServerError {
 		s.log.Warn("request refused", "request_id", rid, "status", e.status, "code", e.code)

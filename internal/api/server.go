@@ -17,6 +17,7 @@ import (
 	"github.com/phigate/phigate/internal/audit"
 	"github.com/phigate/phigate/internal/authority"
 	"github.com/phigate/phigate/internal/monitor"
+	"github.com/phigate/phigate/internal/obs"
 	"github.com/phigate/phigate/internal/policy"
 	"github.com/phigate/phigate/internal/reqctx"
 	"github.com/phigate/phigate/internal/scope"
@@ -58,6 +59,18 @@ type Options struct {
 	// Console, when set, serves /console/ (internal/console) behind this
 	// server's request ids, low-space refusal and panic guard.
 	Console http.Handler
+	// Metrics serves GET /metrics to a token with admin:metrics (nil: 404
+	// not_found, as if the route did not exist).
+	Metrics http.Handler
+	// Observer, when set, is told every answer's route class, outcome,
+	// reason and latency (see Observer).
+	Observer Observer
+}
+
+// Observer is told the outcome of every admin API request
+// (internal/metrics counts them). It MUST NOT block.
+type Observer interface {
+	ObserveRequest(obs.Request)
 }
 
 // Server is the admin API handler.
@@ -69,6 +82,10 @@ type Server struct {
 
 	ridPrefix string
 	ridSeq    atomic.Uint64
+
+	// the OpenAPI document as JSON (openapi.go), or why it is not
+	openapi    []byte
+	openapiErr error
 }
 
 type ctxKey int
@@ -89,6 +106,7 @@ func New(auth *authority.Authority, opts Options) *Server {
 	var b [6]byte
 	rand.Read(b[:])
 	s := &Server{auth: auth, opts: opts, log: opts.Logger, mux: http.NewServeMux(), ridPrefix: "req_" + hex.EncodeToString(b[:])}
+	s.openapi, s.openapiErr = OpenAPI()
 	s.routes()
 	return s
 }
@@ -120,6 +138,17 @@ func (s *Server) routes() {
 		m.Handle("/console/", s.opts.Console)
 		m.Handle("/console", s.opts.Console)
 	}
+	m.HandleFunc("GET /metrics", s.authed(scope.AdminMetrics, s.metrics))
+	m.HandleFunc("GET /v1/openapi.json", s.openAPI)
+}
+
+// metrics serves the Prometheus registry (Options.Metrics).
+func (s *Server) metrics(w http.ResponseWriter, r *http.Request, _ authority.Actor) {
+	if s.opts.Metrics == nil {
+		s.writeError(w, r, &apiError{status: http.StatusNotFound, code: "not_found", msg: "metrics are not enabled on this server"})
+		return
+	}
+	s.opts.Metrics.ServeHTTP(w, r)
 }
 
 func (s *Server) methodNotAllowed(w http.ResponseWriter, r *http.Request) {
@@ -136,6 +165,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx := context.WithValue(r.Context(), ridKey, rid)
 	ctx = reqctx.With(ctx, reqctx.Info{RequestID: rid, Source: clientAddr(r), UserAgent: truncate(r.UserAgent(), 256), Purpose: r.Header.Get("X-Purpose-Of-Use")})
 	r = r.WithContext(ctx)
+	if s.opts.Observer != nil {
+		ow := &observed{ResponseWriter: w, start: s.auth.Config().Now()}
+		w = ow
+		defer s.observe(ow, r)
+	}
 	defer func() {
 		// defence in depth: a bug must not take the connection down
 		// without an answer, nor print a request's data in a stack trace

@@ -33,6 +33,8 @@ const (
 	AdminAlerts = "admin:alerts"
 	// AdminKeys allows rotating keys and managing upstream secrets.
 	AdminKeys = "admin:keys"
+	// AdminMetrics allows reading the Prometheus metrics (GET /metrics).
+	AdminMetrics = "admin:metrics"
 	// Introspect allows RFC 7662 introspection of other tokens.
 	Introspect = "introspect"
 )

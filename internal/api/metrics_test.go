@@ -1,0 +1,82 @@
+package api
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/phigate/phigate/internal/obs"
+	"github.com/phigate/phigate/pkg/client"
+)
+
+type obsChan chan obs.Request
+
+func (c obsChan) ObserveRequest(o obs.Request) { c <- o }
+
+func newMetricsEnv(t *testing.T, h http.Handler, o Observer) *env {
+	t.Helper()
+	a, st, secret := testAuthority(t)
+	srv := httptest.NewTLSServer(New(a, Options{Ready: st.Ping, Metrics: h, Observer: o}))
+	t.Cleanup(srv.Close)
+	return &env{t: t, srv: srv, auth: a, admin: secret, hc: srv.Client()}
+}
+
+func TestMetricsNeedTheMetricsScope(t *testing.T) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("phigate_up 1\n")) })
+	e := newMetricsEnv(t, h, nil)
+	scraper := e.create(client.CreateTokenRequest{Subject: "prometheus", Kind: "service", Scopes: []string{"admin:metrics"}})
+	other := e.create(client.CreateTokenRequest{Subject: "ops", Kind: "admin", Scopes: []string{"admin:tokens"}})
+	for _, c := range []struct {
+		name, bearer string
+		status       int
+		code         string
+	}{
+		{"admin:metrics", scraper.Secret, http.StatusOK, ""},
+		{"root covers it", e.admin, http.StatusOK, ""},
+		{"another admin scope", other.Secret, http.StatusForbidden, "insufficient_scope"},
+		{"no token", "", http.StatusUnauthorized, "missing_token"},
+	} {
+		r := e.do("GET", "/metrics", c.bearer, "", nil)
+		if r.status != c.status {
+			t.Errorf("%s: %d %s", c.name, r.status, r.body)
+		}
+		if c.code == "" {
+			if !strings.Contains(string(r.body), "phigate_up 1") {
+				t.Errorf("%s: %s", c.name, r.body)
+			}
+			continue
+		}
+		if code, _ := errCode(t, r); code != c.code {
+			t.Errorf("%s: code %q, want %q", c.name, code, c.code)
+		}
+	}
+}
+
+func TestMetricsWithoutARegistryAre404(t *testing.T) {
+	e := newMetricsEnv(t, nil, nil)
+	if r := e.do("GET", "/metrics", e.admin, "", nil); r.status != http.StatusNotFound {
+		t.Errorf("%d", r.status)
+	}
+}
+
+func TestAdminAnswersAreObservedByClassOutcomeAndReason(t *testing.T) {
+	ch := make(obsChan, 4)
+	e := newMetricsEnv(t, nil, ch)
+	for _, c := range []struct {
+		method, path, bearer string
+		want                 obs.Request
+	}{
+		{"GET", "/v1/tokens", e.admin, obs.Request{Class: obs.ClassTokenAdmin, Outcome: obs.OutcomeGranted}},
+		{"GET", "/v1/tokens/tok_nosuch", e.admin, obs.Request{Class: obs.ClassTokenAdmin, Outcome: obs.OutcomeDenied, Reason: "not_found"}},
+		{"GET", "/v1/audit", "", obs.Request{Class: obs.ClassAudit, Outcome: obs.OutcomeDenied, Reason: "missing_token"}},
+		{"GET", "/v1/patients/p123/secret", e.admin, obs.Request{Class: obs.ClassUnrouted, Outcome: obs.OutcomeDenied, Reason: "not_found"}},
+		{"GET", "/healthz", "", obs.Request{Class: obs.ClassMeta, Outcome: obs.OutcomeGranted}},
+	} {
+		e.do(c.method, c.path, c.bearer, "", nil)
+		got := <-ch
+		if got.Listener != obs.ListenerAdmin || got.Class != c.want.Class || got.Outcome != c.want.Outcome || got.Reason != c.want.Reason {
+			t.Errorf("%s %s: observed %+v, want %+v", c.method, c.path, got, c.want)
+		}
+	}
+}
