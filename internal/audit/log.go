@@ -81,6 +81,11 @@ type Options struct {
 	// ReadConns is the number of read-only connections. 0 means 4.
 	ReadConns int
 
+	// Observer, when set, is told how long each Append waited and how
+	// many entries each group commit made durable (metrics). It MUST NOT
+	// block: ObserveCommit is called from the writer goroutine.
+	Observer Observer
+
 	// JournalSlotSize is the size of each of the journal's files (see
 	// journal.go); a batch larger than a slot gets a slot of its own. 0
 	// means 4 MiB.
@@ -499,6 +504,10 @@ func (l *Log) replay() (int, error) {
 func (l *Log) Append(ctx context.Context, e *Entry) (uint64, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, fmt.Errorf("audit: append: %w", err)
+	}
+	if o := l.opts.Observer; o != nil {
+		start := l.opts.Now()
+		defer func() { o.ObserveAppend(l.opts.Now().Sub(start)) }()
 	}
 	c, r, err := l.prepare(e, true)
 	if err != nil {

@@ -697,6 +697,9 @@ func (l *Log) commit(batch []*request) {
 		}
 	}
 	n := uint64(len(live))
+	if o := l.opts.Observer; o != nil {
+		o.ObserveCommit(len(live))
+	}
 	l.stats.commits.Add(1)
 	l.stats.entries.Add(n)
 	if n > l.stats.largest.Load() {

@@ -160,6 +160,11 @@
 //	                                    # Remaining uses are cluster-wide (one counter in the
 //	                                    # database); rate limits (--rate) are per node: a token
 //	                                    # used on N nodes may get N times its rate.
+//	metrics:                            # GET /metrics on the admin API needs a token with
+//	                                    # admin:metrics; this listener serves it without one
+//	  listen: 10.0.0.5:9100             # host:port, TLS with the server certificate (empty: none);
+//	                                    # loopback, private or link-local unless allow_public
+//	  allow_public: false               # true: any address (metrics to whoever reaches it)
 //
 // # Errors
 //
@@ -223,6 +228,21 @@ type Config struct {
 	Store string `yaml:"store"`
 	// Postgres tunes the PostgreSQL store and the cluster it makes.
 	Postgres Postgres `yaml:"postgres"`
+	// Metrics sets where the Prometheus metrics are served besides the
+	// admin API's GET /metrics (which needs admin:metrics).
+	Metrics Metrics `yaml:"metrics"`
+}
+
+// Metrics configures the metrics listener: GET /metrics without a token,
+// over TLS with the server's certificate, for a scraper on a private
+// network.
+type Metrics struct {
+	// Listen is its host:port (empty: none). The host must be a loopback,
+	// private (RFC 1918, RFC 4193) or link-local address unless
+	// AllowPublic is set.
+	Listen string `yaml:"listen"`
+	// AllowPublic allows any address: metrics then go to whoever reaches it.
+	AllowPublic bool `yaml:"allow_public"`
 }
 
 // Listener is a TCP listen address.

@@ -51,6 +51,19 @@ func (c *Config) check(dev bool, set func(path string) bool) []problem {
 		}
 	}
 
+	if m := c.Metrics; m.Listen != "" {
+		if ps.listen("metrics.listen", m.Listen) {
+			switch {
+			case m.Listen == c.Admin.Listen || m.Listen == c.Gateway.Listen:
+				ps.add("metrics.listen", "must differ from admin.listen and gateway.listen")
+			case !m.AllowPublic && !PrivateListen(m.Listen):
+				ps.add("metrics.listen", "%s is not a loopback, private or link-local address, and the metrics are served there without a token: use one, or set metrics.allow_public: true", m.Listen)
+			}
+		}
+	} else if m.AllowPublic {
+		ps.add("metrics.allow_public", "only with metrics.listen")
+	}
+
 	switch cert, key := c.TLS.CertFile, c.TLS.KeyFile; {
 	case cert == "" && key == "":
 		if !dev {
@@ -222,4 +235,21 @@ func (ps *problems) scopes(s *Scopes) scope.ResourceTypes {
 	}
 	rt, _ := scope.NewResourceTypes(valid...)
 	return rt
+}
+
+// PrivateListen reports whether the host of the host:port addr is an IP
+// address that only a private network reaches: loopback, private (RFC
+// 1918, RFC 4193) or link-local. A host name or an empty host (every
+// interface) is not.
+func PrivateListen(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		return false
+	}
+	a = a.Unmap()
+	return a.IsLoopback() || a.IsPrivate() || a.IsLinkLocalUnicast()
 }

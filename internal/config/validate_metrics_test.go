@@ -1,0 +1,41 @@
+package config
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestMetricsListenIsPrivateUnlessAllowedPublic(t *testing.T) {
+	for _, c := range []struct {
+		listen string
+		public bool
+		bad    string // the key blamed, "" when valid
+	}{
+		{"", false, ""},
+		{"127.0.0.1:9100", false, ""},
+		{"10.0.0.5:9100", false, ""},
+		{"[fd00::5]:9100", false, ""},
+		{"[fe80::1]:9100", false, ""},
+		{"192.168.1.2:9100", false, ""},
+		{"203.0.113.7:9100", false, "metrics.listen"},
+		{"0.0.0.0:9100", false, "metrics.listen"},
+		{":9100", false, "metrics.listen"},
+		{"metrics.example.org:9100", false, "metrics.listen"},
+		{"203.0.113.7:9100", true, ""},
+		{":9100", true, ""},
+		{"", true, "metrics.allow_public"},
+		{"10.0.0.5", false, "metrics.listen"},
+		{"127.0.0.1:8443", false, "metrics.listen"}, // the admin listener's
+	} {
+		cfg := Default()
+		cfg.DataDir = "/tmp/x"
+		cfg.Metrics = Metrics{Listen: c.listen, AllowPublic: c.public}
+		err := cfg.Validate(true)
+		switch {
+		case c.bad == "" && err != nil:
+			t.Errorf("%q public=%v: %v", c.listen, c.public, err)
+		case c.bad != "" && (err == nil || !strings.Contains(err.Error(), c.bad)):
+			t.Errorf("%q public=%v: %v, want a problem with %s", c.listen, c.public, err, c.bad)
+		}
+	}
+}
