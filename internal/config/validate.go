@@ -54,7 +54,7 @@ func (c *Config) check(dev bool, set func(path string) bool) []problem {
 	if m := c.Metrics; m.Listen != "" {
 		if ps.listen("metrics.listen", m.Listen) {
 			switch {
-			case m.Listen == c.Admin.Listen || m.Listen == c.Gateway.Listen:
+			case (m.Listen == c.Admin.Listen || m.Listen == c.Gateway.Listen) && !strings.HasSuffix(m.Listen, ":0"):
 				ps.add("metrics.listen", "must differ from admin.listen and gateway.listen")
 			case !m.AllowPublic && !PrivateListen(m.Listen):
 				ps.add("metrics.listen", "%s is not a loopback, private or link-local address, and the metrics are served there without a token: use one, or set metrics.allow_public: true", m.Listen)

@@ -727,6 +727,7 @@ type exchange struct {
 	// when it is not ev's (after a grant, or never recorded); unobserved:
 	// /healthz and the identity key
 	decision, upstream time.Duration
+	decided, forwarded bool
 	upStart            time.Time
 	fail               *denial
 	unobserved         bool
@@ -739,7 +740,7 @@ func (g *Gateway) decideObserved(ctx context.Context, q *request, x *exchange) v
 	}
 	t0 := g.now()
 	v := g.decide(ctx, q)
-	x.decision = g.now().Sub(t0)
+	x.decision, x.decided = g.now().Sub(t0), true
 	return v
 }
 
@@ -902,7 +903,7 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, x *exchange, t
 	x.sw.ResponseWriter, x.sw.rid = w, x.ridHeader[:1:1]
 	g.bodyDeadlines(w, x)
 	if g.opts.Observer != nil {
-		x.upStart = g.now()
+		x.upStart, x.forwarded = g.now(), true
 	}
 	defer func() {
 		// an exchange cut short (the client went away or stalled, the

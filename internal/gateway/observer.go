@@ -23,7 +23,8 @@ func (g *Gateway) observe(x *exchange) {
 	}
 	ev := &x.ev
 	o := obs.Request{Listener: obs.ListenerGateway, Class: routeClass(ev.Interaction),
-		Decision: x.decision, Upstream: x.upstream, Total: g.now().Sub(x.start)}
+		Decision: x.decision, Upstream: x.upstream, Total: g.now().Sub(x.start),
+		Decided: x.decided, Forwarded: x.forwarded}
 	if ev.Via == "authz" {
 		o.Listener = obs.ListenerForwardAuth
 	}

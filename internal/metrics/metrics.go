@@ -257,10 +257,10 @@ func (m *Metrics) ObserveRequest(o obs.Request) {
 		}
 	}
 	m.reqs[m.cell(l, c, outcomeIndex(o.Outcome), r)].Add(1)
-	if o.Decision > 0 {
+	if o.Decided {
 		m.dur[l][stageDecision].Observe(o.Decision.Seconds())
 	}
-	if o.Upstream > 0 {
+	if o.Forwarded {
 		m.dur[l][stageUpstream].Observe(o.Upstream.Seconds())
 	}
 	m.dur[l][stageTotal].Observe(o.Total.Seconds())

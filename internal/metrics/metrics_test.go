@@ -59,7 +59,7 @@ next:
 
 func TestRequestsAreCountedByTheirLabels(t *testing.T) {
 	m := New(Options{Reasons: []string{"token_revoked", "insufficient_scope"}})
-	m.ObserveRequest(obs.Request{Listener: obs.ListenerGateway, Class: obs.ClassFHIRRead, Outcome: obs.OutcomeGranted, Decision: time.Millisecond, Upstream: 2 * time.Millisecond, Total: 3 * time.Millisecond})
+	m.ObserveRequest(obs.Request{Listener: obs.ListenerGateway, Class: obs.ClassFHIRRead, Outcome: obs.OutcomeGranted, Decision: time.Millisecond, Upstream: 2 * time.Millisecond, Total: 3 * time.Millisecond, Decided: true, Forwarded: true})
 	m.ObserveRequest(obs.Request{Listener: obs.ListenerGateway, Class: obs.ClassFHIRRead, Outcome: obs.OutcomeGranted, Total: time.Millisecond})
 	m.ObserveRequest(obs.Request{Listener: obs.ListenerGateway, Class: obs.ClassFHIRRead, Outcome: obs.OutcomeDenied, Reason: "token_revoked", Total: time.Millisecond})
 	m.ObserveRequest(obs.Request{Listener: obs.ListenerAdmin, Class: obs.ClassTokenAdmin, Outcome: obs.OutcomeDenied, Reason: "insufficient_scope"})

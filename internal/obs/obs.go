@@ -67,8 +67,10 @@ type Request struct {
 	// Reason is the reason code answered (a code of the external
 	// contract; "" when granted).
 	Reason string
-	// Decision is how long authentication and authorization took (0 when
-	// nothing was decided), Upstream how long the upstream took to answer
-	// (0 when nothing was forwarded), Total the whole request.
+	// Decision is how long authentication and authorization took
+	// (Decided: there was a decision), Upstream how long the upstream took
+	// to answer (Forwarded: the request went upstream), Total the whole
+	// request.
 	Decision, Upstream, Total time.Duration
+	Decided, Forwarded        bool
 }

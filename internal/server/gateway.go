@@ -134,6 +134,9 @@ func startGateway(d gatewayDeps) (runningGateway, error) {
 	if d.Storage != nil {
 		gopts.Storage = d.Storage
 	}
+	if d.Observer != nil {
+		gopts.Observer = d.Observer
+	}
 	if d.Vault != nil {
 		if err := d.Vault.EnsureDataKey(context.Background(), vault.PurposeContinuation); err != nil {
 			return fail(fmt.Errorf("gateway: the continuation key: %w", err))

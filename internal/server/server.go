@@ -74,6 +74,8 @@ import (
 	"github.com/phigate/phigate/internal/authority"
 	"github.com/phigate/phigate/internal/config"
 	"github.com/phigate/phigate/internal/diskspace"
+	"github.com/phigate/phigate/internal/gateway"
+	"github.com/phigate/phigate/internal/metrics"
 	"github.com/phigate/phigate/internal/monitor"
 	"github.com/phigate/phigate/internal/preauth"
 	"github.com/phigate/phigate/internal/store"
@@ -141,6 +143,8 @@ type gatewayDeps struct {
 	Monitor *monitor.Monitor
 	// Storage is the data directory's low-space watermark.
 	Storage *diskspace.Watermark
+	// Observer is told every request's outcome (the metrics).
+	Observer gateway.Observer
 }
 
 // runningGateway is a started gateway listener.
@@ -187,6 +191,9 @@ type node struct {
 	// pre, when set, records anonymous denials aggregated (a server
 	// run; Init records none)
 	pre *preauth.Recorder
+	// metrics are fed by the audit log, the authority's cache, the
+	// monitor's sinks, the admin API and the gateway
+	metrics *metrics.Metrics
 }
 
 // open opens (creating on first use) the node's parts in cfg.DataDir.
@@ -203,6 +210,7 @@ func open(ctx context.Context, cfg *config.Config, masterKey string, dev bool, n
 		logger.Warn("the data directory is accessible by group or others; chmod 700 it", "dir", dir)
 	}
 	n := &node{events: &vaultEvents{}}
+	n.metrics = newMetrics(n, now, logger)
 	if n.lock, err = lockDir(dir); err != nil {
 		return nil, err
 	}
@@ -249,6 +257,7 @@ func open(ctx context.Context, cfg *config.Config, masterKey string, dev bool, n
 		Now:  now,
 		Node: cfg.Audit.Node, Logger: logger,
 		WitnessFile: cfg.Audit.WitnessFile, WitnessURL: cfg.Audit.WitnessURL, Retention: cfg.Audit.Retention.Duration(),
+		Observer: n.metrics,
 	}
 	if sl := cfg.Audit.Syslog; sl.Addr != "" {
 		tc, err := tlsutil.ClientConfig(tlsutil.ClientOptions{CAFile: sl.CAFile, ServerName: sl.ServerName})
@@ -277,6 +286,7 @@ func open(ctx context.Context, cfg *config.Config, masterKey string, dev bool, n
 	acfg.Recorder = changeRecorder{log: n.audit}
 	acfg.Peppers, acfg.Sealer = vault.PepperRing{V: n.vault}, vaultSealer{n.vault}
 	acfg.ReplaySealer = replaySealer{n.vault}
+	acfg.Cache = n.metrics
 	n.auth = authority.New(n.store, h, acfg)
 	if err := n.auth.ReloadPeppers(ctx); err != nil { // the older live peppers verify too
 		return nil, err
@@ -570,6 +580,8 @@ func Run(ctx context.Context, opts Options) error {
 		Alerts:    n.store,
 		AlertSink: mon.sink,
 		Console:   con,
+		Metrics:   n.metrics.Handler(),
+		Observer:  n.metrics,
 	}
 	if auditView != nil {
 		apiOpts.AuditSearch = auditView // GET /v1/audit: every node's log, merged by time
@@ -595,10 +607,24 @@ func Run(ctx context.Context, opts Options) error {
 		fmt.Fprintln(console, "phigate is running in DEVELOPMENT mode: self-signed certificate, key files in "+cfg.DataDir+". Not for production.")
 	}
 	gw, err := startGateway(gatewayDeps{Config: cfg, Dev: opts.Dev, Now: now, Auth: auth, TLS: tlsutil.ServerConfig(reloader), Logger: log, Console: console,
-		Audit: n.audit, Vault: n.vault, PreAuth: n.pre, Throttle: mon.throttle(), Monitor: mon.mon, Storage: prot.space})
+		Audit: n.audit, Vault: n.vault, PreAuth: n.pre, Throttle: mon.throttle(), Monitor: mon.mon, Storage: prot.space, Observer: n.metrics})
 	if err != nil {
 		ln.Close()
 		return fmt.Errorf("gateway: %w", err)
+	}
+	msrv, maddr, err := startMetricsListener(cfg, n.metrics, tlsutil.ServerConfig(reloader), log)
+	if err != nil {
+		ln.Close()
+		if gw != nil {
+			shCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			gw.Shutdown(shCtx)
+			cancel()
+		}
+		return err
+	}
+	if msrv != nil {
+		defer msrv.Close()
+		log.Info("metrics served without a token", "listen", maddr)
 	}
 	// Both listeners are bound: only now is the bootstrap token issued,
 	// and it is printed in the same write as the addresses (announce).
