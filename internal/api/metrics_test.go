@@ -80,3 +80,21 @@ func TestAdminAnswersAreObservedByClassOutcomeAndReason(t *testing.T) {
 		}
 	}
 }
+
+// FuzzAdminClass: whatever the path, its class is one of the closed set.
+func FuzzAdminClass(f *testing.F) {
+	for _, s := range []string{"/v1/tokens", "/v1/tokens/tok_x/rotate", "/v1/tokensX", "/v1/audit/proof", "/console/", "/metrics", "", "/", "/.well-known/x", "/v1/patients/p1"} {
+		f.Add(s)
+	}
+	classes := obs.Classes()
+	f.Fuzz(func(t *testing.T, p string) {
+		c := adminClass(p)
+		ok := false
+		for _, k := range classes {
+			ok = ok || k == c
+		}
+		if !ok || (c != obs.ClassUnrouted && strings.Contains(c, p) && len(p) > 8) {
+			t.Fatalf("%q: class %q", p, c)
+		}
+	})
+}

@@ -1,6 +1,8 @@
 package config
 
 import (
+	"net"
+	"net/netip"
 	"strings"
 	"testing"
 )
@@ -38,4 +40,25 @@ func TestMetricsListenIsPrivateUnlessAllowedPublic(t *testing.T) {
 			t.Errorf("%q public=%v: %v, want a problem with %s", c.listen, c.public, err, c.bad)
 		}
 	}
+}
+
+// FuzzPrivateListen: never a panic, and an address it calls private is
+// an IP literal of a private, loopback or link-local range.
+func FuzzPrivateListen(f *testing.F) {
+	for _, s := range []string{"127.0.0.1:9100", "[::1]:1", "10.0.0.5:9100", "0.0.0.0:9100", ":9100", "host:1", "[::ffff:10.0.0.1]:1", "x", "[fe80::1%eth0]:9"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, addr string) {
+		if !PrivateListen(addr) {
+			return
+		}
+		host, _, err := net.SplitHostPort(addr)
+		if err != nil {
+			t.Fatalf("%q: private but not host:port", addr)
+		}
+		a, err := netip.ParseAddr(host)
+		if err != nil || a.IsUnspecified() || a.IsGlobalUnicast() && !a.Unmap().IsPrivate() {
+			t.Fatalf("%q: called private", addr)
+		}
+	})
 }
