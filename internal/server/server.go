@@ -47,6 +47,12 @@
 //     and /readyz says why, until the database is reachable again. A
 //     node outside dev mode starts only on a database phigate init
 //     prepared.
+//   - Metrics (internal/metrics, one registry per node) are fed by hooks
+//     in the options of the audit log, the authority's cache, the
+//     monitor's sinks, the admin API and the gateway; GET /metrics on the
+//     admin API needs admin:metrics; metrics.listen adds a TLS listener
+//     that serves only /metrics, without a token, on an address config
+//     accepts as private unless metrics.allow_public.
 //   - No log line holds anything of token shape: Run and Init wrap the
 //     logger they are given in RedactLogs, which redacts the message and
 //     every attribute before the handler writes it.
