@@ -1,10 +1,17 @@
 package api
 
 import (
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/phigate/phigate/internal/policy"
 
 	"github.com/phigate/phigate/internal/obs"
 	"github.com/phigate/phigate/pkg/client"
@@ -97,4 +104,43 @@ func FuzzAdminClass(f *testing.F) {
 			t.Fatalf("%q: class %q", p, c)
 		}
 	})
+}
+
+// TestEveryErrorCodeIsInReasonCodes reads every `code: "…"` of the
+// package's source: each must be in ReasonCodes (or a policy reason's),
+// else the metrics would count it as "other".
+func TestEveryErrorCodeIsInReasonCodes(t *testing.T) {
+	known := map[string]bool{}
+	for _, c := range ReasonCodes() {
+		known[c] = true
+	}
+	for r := policy.ReasonNone; r <= policy.Unavailable; r++ {
+		known[r.Code()] = true
+	}
+	fset := token.NewFileSet()
+	files, _ := filepath.Glob("*.go")
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		file, err := parser.ParseFile(fset, f, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ast.Inspect(file, func(n ast.Node) bool {
+			kv, ok := n.(*ast.KeyValueExpr)
+			if !ok {
+				return true
+			}
+			if id, ok := kv.Key.(*ast.Ident); !ok || id.Name != "code" {
+				return true
+			}
+			if lit, ok := kv.Value.(*ast.BasicLit); ok && lit.Kind == token.STRING {
+				if c, _ := strconv.Unquote(lit.Value); !known[c] {
+					t.Errorf("%s: code %q is not in ReasonCodes", fset.Position(lit.Pos()), c)
+				}
+			}
+			return true
+		})
+	}
 }
