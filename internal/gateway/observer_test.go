@@ -3,8 +3,13 @@ package gateway
 import (
 	"context"
 	"fmt"
+	"go/ast"
+	"go/parser"
+	gotoken "go/token"
 	"net/http"
 	"net/netip"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -165,5 +170,48 @@ func BenchmarkDecisionMetrics(b *testing.B) {
 		fillEvent(&x.ev, &v)
 		x.ev.Kind = KindComplete
 		fx.gw.observe(x)
+	}
+}
+
+// TestEveryCodeConstantIsInReasonCodes reads the package's Code*
+// constants from its source: each must be in ReasonCodes, else the
+// metrics would count it as "other".
+func TestEveryCodeConstantIsInReasonCodes(t *testing.T) {
+	known := map[string]bool{}
+	for _, c := range ReasonCodes() {
+		known[c] = true
+	}
+	fset := gotoken.NewFileSet()
+	files, _ := filepath.Glob("*.go")
+	n := 0
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		file, err := parser.ParseFile(fset, f, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ast.Inspect(file, func(nd ast.Node) bool {
+			vs, ok := nd.(*ast.ValueSpec)
+			if !ok {
+				return true
+			}
+			for i, name := range vs.Names {
+				if !strings.HasPrefix(name.Name, "Code") || i >= len(vs.Values) {
+					continue
+				}
+				if lit, ok := vs.Values[i].(*ast.BasicLit); ok && lit.Kind == gotoken.STRING {
+					n++
+					if c, _ := strconv.Unquote(lit.Value); !known[c] {
+						t.Errorf("%s: %s = %q is not in ReasonCodes", fset.Position(lit.Pos()), name.Name, c)
+					}
+				}
+			}
+			return true
+		})
+	}
+	if n < 10 {
+		t.Fatalf("found %d Code constants", n)
 	}
 }
