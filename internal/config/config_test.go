@@ -61,6 +61,7 @@ func TestExampleFileLoads(t *testing.T) {
 		Syslog: Syslog{Addr: "siem.example.org:6514", Format: "fhir"}, Anonymous: want.Audit.Anonymous}
 	want.Monitor.Sinks.Webhooks = []Webhook{{URL: "https://hooks.example.org/phigate", Secret: "secret:alert-webhook"}}
 	want.Store = "sqlite"
+	want.Metrics = Metrics{Listen: "10.0.0.5:9100"}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("example.yaml = %+v\nwant %+v", c, want)
 	}
