@@ -682,20 +682,42 @@ over, so compare it once with a copy taken on the server's machine.`,
 func (a *cli) auditProveCmd() *cobra.Command {
 	var key verifierFlags
 	var seq int64
-	var save string
+	var save, fromFile, toFile string
 	cmd := &cobra.Command{
-		Use:   "prove FILE --key KEYFILE | prove --seq N --key KEYFILE [--save FILE]",
-		Short: "Check a proof that an entry is in the audit log, with only the public key",
+		Use:   "prove FILE --key KEYFILE | prove --seq N --key KEYFILE [--save FILE] | prove --from OLD --to NEW --key KEYFILE [--save FILE] | prove --from OLD [--to NEW] --key KEYFILE PROOFFILE",
+		Short: "Check a proof that an entry is in the audit log, or that the log only grew between two checkpoints",
 		Long: `Prove checks a proof bundle (GET /v1/audit/proof?seq=N) offline: the
 checkpoint is signed by the log's key, and the entry's hash leads to its
 root. Give the bundle as FILE, or fetch it from the server with --seq (and
 keep it with --save). The key must come from somewhere you trust, not from
-the bundle's server.`,
+the bundle's server.
+
+With --from and --to (two signed checkpoints saved earlier, e.g. by
+"phigate audit checkpoint"; of a file of several, the last) it fetches
+the consistency proof between their sizes (GET /v1/audit/proof/consistency)
+and checks offline, with only the key and the two checkpoints, that the
+newer tree extends the older one unchanged: no entry the older covers was
+removed, changed or reordered. Given a saved proof FILE instead, nothing is
+fetched; without --to, the newer checkpoint is the one in the proof (checked
+with the key).`,
 		Example: `  phigate audit prove --seq 1234 --key audit.pub --save entry-1234.proof.json
-  phigate audit prove entry-1234.proof.json --key-text 'phigate/node-1+5a3c...+AXk...'`,
+  phigate audit prove entry-1234.proof.json --key-text 'phigate/node-1+5a3c...+AXk...'
+  phigate audit prove --from cp-monday.txt --to cp-tuesday.txt --key audit.pub --save mon-tue.json
+  phigate audit prove --from cp-monday.txt --to cp-tuesday.txt --key audit.pub mon-tue.json`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			fetch := cmd.Flags().Changed("seq")
+			cons := cmd.Flags().Changed("from") || cmd.Flags().Changed("to")
 			switch {
+			case cons && fetch:
+				return usagef("give --seq (an entry) or --from/--to (two checkpoints), not both")
+			case cons && !cmd.Flags().Changed("from"):
+				return usagef("--from CHECKPOINT is required with --to")
+			case cons && len(args) > 1:
+				return usagef("give at most one saved consistency proof FILE")
+			case cons && len(args) == 0 && !cmd.Flags().Changed("to"):
+				return usagef("give --to CHECKPOINT (to fetch the proof) or a saved consistency proof FILE")
+			case cons:
+				return nil
 			case fetch && len(args) > 0:
 				return usagef("give a bundle FILE or --seq, not both")
 			case !fetch && len(args) != 1:
@@ -706,7 +728,9 @@ the bundle's server.`,
 	}
 	key.add(cmd.Flags(), "required")
 	cmd.Flags().Int64Var(&seq, "seq", 0, "fetch the proof of this entry from the server")
-	cmd.Flags().StringVar(&save, "save", "", "with --seq, also write the bundle to this file")
+	cmd.Flags().StringVar(&save, "save", "", "with --seq or --from/--to, also write the proof to this file")
+	cmd.Flags().StringVar(&fromFile, "from", "", "file of the older signed checkpoint (its last one)")
+	cmd.Flags().StringVar(&toFile, "to", "", "file of the newer signed checkpoint (its last one)")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		vkey, err := key.load()
 		if err != nil {
@@ -718,6 +742,9 @@ the bundle's server.`,
 		v, err := audit.NewVerifier(vkey)
 		if err != nil {
 			return usageErr{err}
+		}
+		if fromFile != "" {
+			return a.proveConsistency(cmd, v, fromFile, toFile, args, save)
 		}
 		var data []byte
 		if len(args) == 1 {
@@ -764,6 +791,84 @@ the bundle's server.`,
 		})
 	}
 	return cmd
+}
+
+// proveConsistency checks (fetching it unless saved in args[0]) the
+// consistency proof between the checkpoints of the files from and to.
+func (a *cli) proveConsistency(cmd *cobra.Command, v note.Verifier, from, to string, args []string, save string) error {
+	older, err := readCheckpointFile(from, v)
+	if err != nil {
+		return err
+	}
+	var newer *audit.Checkpoint
+	if to != "" {
+		if newer, err = readCheckpointFile(to, v); err != nil {
+			return err
+		}
+		if newer.Size < older.Size {
+			return usagef("--to %s is of size %d, smaller than --from %s (%d): give the older checkpoint as --from", safe(to), newer.Size, safe(from), older.Size)
+		}
+	}
+	var data []byte
+	if len(args) == 1 {
+		if data, err = os.ReadFile(args[0]); err != nil {
+			return err
+		}
+	} else {
+		c, err := a.client()
+		if err != nil {
+			return err
+		}
+		p, err := c.AuditConsistency(cmd.Context(), older.Size, newer.Size)
+		if err != nil {
+			return err
+		}
+		data = p.Raw
+	}
+	p, err := audit.ParseConsistency(data)
+	if err != nil {
+		return err
+	}
+	if newer == nil {
+		if p.ToCheckpoint == "" {
+			return usagef("the proof carries no checkpoint of size %d: give --to CHECKPOINT", p.To)
+		}
+		if newer, err = audit.ParseCheckpoint([]byte(p.ToCheckpoint), v); err != nil {
+			return err
+		}
+	}
+	if err := audit.VerifyConsistency(p, older, newer); err != nil {
+		return err
+	}
+	if save != "" && len(args) == 0 {
+		if err := os.WriteFile(save, append(data, '\n'), 0o600); err != nil {
+			return err
+		}
+	}
+	type result struct {
+		Origin string `json:"origin"`
+		From   uint64 `json:"from"`
+		To     uint64 `json:"to"`
+		OK     bool   `json:"ok"`
+	}
+	return a.output(result{older.Origin, older.Size, newer.Size, true}, func(w io.Writer) error {
+		_, err := fmt.Fprintf(w, "OK: the log %s of %d entries (root %x) extends, unchanged, the log of %d entries (root %x) of the older checkpoint.\n", safe(older.Origin), newer.Size, newer.Root, older.Size, older.Root)
+		return err
+	})
+}
+
+// readCheckpointFile returns the last signed checkpoint of the file at
+// path, checked with v.
+func readCheckpointFile(path string, v note.Verifier) (*audit.Checkpoint, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	cp, err := audit.LastCheckpoint(data, v)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", safe(path), err)
+	}
+	return cp, nil
 }
 
 func proveBundle(data []byte, v note.Verifier) (*audit.Entry, *audit.Checkpoint, error) {
