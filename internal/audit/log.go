@@ -74,6 +74,12 @@ type Options struct {
 	// WitnessClient is the HTTP client for WitnessURL (nil: a client with
 	// a 10s timeout).
 	WitnessClient *http.Client
+	// Witnesses get every new checkpoint with its consistency proof (C2SP
+	// tlog-witness) and their cosignatures are kept (see cosign.go).
+	Witnesses []WitnessConfig
+	// WitnessQuorum is how many witnesses must cosign each checkpoint;
+	// fewer is logged as an alert.
+	WitnessQuorum int
 
 	// Syslog, when set, streams every entry to a SIEM (RFC 5424 over TLS).
 	Syslog *SyslogOptions
@@ -175,6 +181,7 @@ type Log struct {
 	notify    chan struct{} // closed and replaced on every commit
 
 	witness *witness
+	cosign  *cosigner
 	bgStop  context.CancelFunc
 	bg      sync.WaitGroup
 
@@ -283,6 +290,19 @@ func Open(ctx context.Context, dataDir string, opts Options) (*Log, error) {
 		l.witness = newWitness(opts, l.log)
 		l.witness.send(l.latest.Load())
 		l.goBackground(func() { l.witness.run(bgCtx) })
+	}
+	if len(opts.Witnesses) > 0 {
+		c, err := newCosigner(l, dataDir, opts, l.log)
+		if err != nil {
+			l.bgStop()
+			l.bg.Wait()
+			st.close()
+			w.close()
+			return nil, err
+		}
+		l.cosign = c
+		c.send(l.latest.Load())
+		l.goBackground(func() { c.run(bgCtx) })
 	}
 	if opts.Syslog != nil {
 		f, err := newForwarder(l, *opts.Syslog)

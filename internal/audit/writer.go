@@ -556,6 +556,9 @@ func (l *Log) checkpointSync() error {
 // publish makes cp the latest checkpoint (once it is durable and indexed).
 func (l *Log) publish(cp *Checkpoint) {
 	l.latest.Store(cp)
+	if l.cosign != nil {
+		l.cosign.send(cp)
+	}
 	if l.witness != nil {
 		l.witness.send(cp)
 	}

@@ -97,6 +97,9 @@
 //	    window: 1m                      # then one summary entry with the count; > 0
 //	    max_groups: 10000               # (source, reason) groups per window; more share source "*"
 //	    max_field_bytes: 256            # path+query, User-Agent, justification cut (marked); 32..4096
+//	  tiles:                            # the log read-only as C2SP tlog-tiles (TLS): /checkpoint, /tile/...
+//	    listen: 127.0.0.1:8445          # required unless access is off
+//	    access: token                   # off (default) | token (bearer, scope audit:read-tiles) | public
 //	scopes:
 //	  custom_resource_types: [MyType]   # resource types a SMART scope may name besides
 //	                                    # * and the FHIR R4 ones: an upper-case letter, then
@@ -608,6 +611,20 @@ type Audit struct {
 	Syslog Syslog `yaml:"syslog"`
 	// Anonymous sets how denials before authentication are aggregated.
 	Anonymous AnonymousDenials `yaml:"anonymous"`
+	// Tiles serves the log read-only as a C2SP tlog-tiles log.
+	Tiles AuditTiles `yaml:"tiles"`
+}
+
+// AuditTiles configures the tlog-tiles listener (TLS, read-only:
+// /checkpoint, /tile/...).
+type AuditTiles struct {
+	// Listen is its address (host:port); required unless Access is off.
+	Listen string `yaml:"listen"`
+	// Access: "off" (the default: no listener), "token" (a bearer token
+	// with the audit:read-tiles scope) or "public" (anyone who reaches
+	// the address: entries carry metadata such as subjects, token ids and
+	// addresses in the clear; only the PHI fields are sealed).
+	Access string `yaml:"access"`
 }
 
 // Syslog configures the audit log's syslog sink.

@@ -82,6 +82,16 @@ func (c *Config) check(dev bool, set func(path string) bool) []problem {
 	if u := c.Audit.WitnessURL; u != "" && !strings.HasPrefix(u, "https://") {
 		ps.add("audit.witness_url", "must be an https:// URL")
 	}
+	switch tl := c.Audit.Tiles; tl.Access {
+	case "", "off":
+		if tl.Listen != "" {
+			ps.add("audit.tiles.access", "set it to token or public to serve audit.tiles.listen (it is off)")
+		}
+	case "token", "public":
+		ps.listen("audit.tiles.listen", tl.Listen)
+	default:
+		ps.oneOf("audit.tiles.access", tl.Access, "off", "token", "public")
+	}
 	if sl := c.Audit.Syslog; sl.Addr != "" {
 		ps.listen("audit.syslog.addr", sl.Addr)
 		if sl.Format != "" {

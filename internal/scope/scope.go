@@ -35,6 +35,9 @@ const (
 	AdminKeys = "admin:keys"
 	// AdminMetrics allows reading the Prometheus metrics (GET /metrics).
 	AdminMetrics = "admin:metrics"
+	// AuditReadTiles allows reading the audit log's tlog-tiles listener
+	// (audit.tiles.access: token).
+	AuditReadTiles = "audit:read-tiles"
 	// Introspect allows RFC 7662 introspection of other tokens.
 	Introspect = "introspect"
 )

@@ -632,6 +632,16 @@ func Run(ctx context.Context, opts Options) error {
 		defer msrv.Close()
 		log.Info("metrics served without a token", "listen", maddr)
 	}
+	tiles, err := startTiles(cfg, n.audit, auth, tlsutil.ServerConfig(reloader), log)
+	if err != nil {
+		ln.Close()
+		if gw != nil {
+			shCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			gw.Shutdown(shCtx)
+			cancel()
+		}
+		return err
+	}
 	// Both listeners are bound: only now is the bootstrap token issued,
 	// and it is printed in the same write as the addresses (announce).
 	// A start that fails before this point has issued nothing.
@@ -698,6 +708,9 @@ serve:
 				log.Warn("shutdown: gateway", "err", err)
 			}
 		})
+	}
+	if tiles != nil {
+		stopping.Go(func() { tiles.Shutdown(shCtx) })
 	}
 	stopping.Wait()
 	stopRun()
