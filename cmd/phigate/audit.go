@@ -388,16 +388,22 @@ func (k *verifierFlags) load() (string, error) {
 
 func (a *cli) auditVerifyCmd() *cobra.Command {
 	var dataDir, cluster string
-	var cps, keyFiles []string
+	var cps, keyFiles, witnesses []string
+	var quorum int
 	var key verifierFlags
 	cmd := &cobra.Command{
-		Use:   "verify --data DIR | --cluster DSN [--checkpoint FILE]... [--key FILE | --keys FILE]",
+		Use:   "verify --data DIR | --cluster DSN [--checkpoint FILE]... [--key FILE | --keys FILE] [--witness VKEY]... [--witness-quorum K]",
 		Short: "Verify the whole audit log against its signed checkpoints",
 		Long: `Verify reads the audit log of the data directory, recomputes every entry's
 hash, rebuilds the Merkle tree and checks it against every signed checkpoint.
 With --checkpoint (a file of one or more checkpoints kept outside the log,
 e.g. by a witness) it also proves the log consistent with them, so a history
 rewritten by someone holding the signing key is caught too.
+
+With --witness (a witness's cosignature verifier key; repeatable) it also
+requires that --witness-quorum of them (default: all) cosigned the latest
+checkpoint, as kept in the data directory's audit.cosigned, and names those
+that did not.
 
 Exit status 0 when the log is intact; 1 with the first bad entry and why.
 Without --key the public key in the data directory is used: an auditor
@@ -419,6 +425,8 @@ database without a key given, or a key whose node is missing, is a failure.`,
 	cmd.Flags().StringArrayVar(&cps, "checkpoint", nil, "file of saved checkpoints to prove consistency with (repeatable)")
 	cmd.Flags().StringVar(&cluster, "cluster", "", clusterFlagHelp)
 	cmd.Flags().StringArrayVar(&keyFiles, "keys", nil, "with --cluster: file of the nodes' public keys, one a line (repeatable)")
+	cmd.Flags().StringArrayVar(&witnesses, "witness", nil, "cosignature verifier key of a witness (name+hash+key) that must have cosigned the latest checkpoint (repeatable)")
+	cmd.Flags().IntVar(&quorum, "witness-quorum", 0, "how many of the --witness keys must have cosigned (default: all)")
 	key.add(cmd.Flags(), "default: the copy in the data directory")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if (dataDir == "") == (cluster == "") {
@@ -427,9 +435,23 @@ database without a key given, or a key whose node is missing, is a failure.`,
 		if len(keyFiles) > 0 && cluster == "" {
 			return usagef("--keys is for --cluster; give --key for one log")
 		}
+		if len(witnesses) > 0 && cluster != "" {
+			return usagef("--witness checks one node's data directory: give --data DIR")
+		}
 		vkey, err := key.load()
 		if err != nil {
 			return err
+		}
+		if quorum == 0 {
+			quorum = len(witnesses)
+		}
+		if quorum < 0 || quorum > len(witnesses) {
+			return usagef("--witness-quorum %d: give at least that many --witness keys", quorum)
+		}
+		for _, w := range witnesses {
+			if _, err := audit.NewCosignatureVerifier(w); err != nil {
+				return usageErr{err}
+			}
 		}
 		opts := audit.VerifyOptions{Verifier: vkey}
 		for _, p := range cps {
@@ -464,9 +486,37 @@ database without a key given, or a key whose node is missing, is a failure.`,
 		if p := res.Problem; p != nil {
 			return fmt.Errorf("audit log NOT intact: %s", safe(p.Error()))
 		}
+		if len(witnesses) > 0 {
+			return a.checkWitnesses(dataDir, vkey, res.Checkpoint, witnesses, quorum)
+		}
 		return nil
 	}
 	return cmd
+}
+
+// checkWitnesses requires quorum cosignatures of the witnesses on cp.
+func (a *cli) checkWitnesses(dataDir, vkey string, cp *audit.Checkpoint, witnesses []string, quorum int) error {
+	if cp == nil {
+		return errors.New("the log has no signed checkpoint for the witnesses to have cosigned")
+	}
+	if vkey == "" {
+		var err error
+		if vkey, err = audit.ReadVerifierKey(dataDir); err != nil {
+			return err
+		}
+	}
+	v, err := audit.NewVerifier(vkey)
+	if err != nil {
+		return err
+	}
+	got, err := audit.CheckCosignatures(dataDir, cp, v, witnesses, quorum)
+	if err != nil {
+		return fmt.Errorf("audit log intact, but NOT witnessed: %s", safe(err.Error()))
+	}
+	if !a.json {
+		fmt.Fprintf(a.stdout, "Witnessed: checkpoint %d cosigned by %s (quorum %d).\n", cp.Size, safe(strings.Join(got, ", ")), quorum)
+	}
+	return nil
 }
 
 // verifyResult is the --json output of audit verify.

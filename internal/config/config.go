@@ -97,6 +97,11 @@
 //	    window: 1m                      # then one summary entry with the count; > 0
 //	    max_groups: 10000               # (source, reason) groups per window; more share source "*"
 //	    max_field_bytes: 256            # path+query, User-Agent, justification cut (marked); 32..4096
+//	  witnesses:                        # C2SP tlog-witness: each checkpoint submitted with its
+//	    - name: witness.example/w1      # consistency proof; cosignatures kept in audit.cosigned
+//	      url: https://witness.example/w1          # POST <url>/add-checkpoint
+//	      vkey: witness.example/w1+1a2b3c4d+BP...  # cosignature/v1 (Ed25519) verifier key
+//	  witness_quorum: 1                 # how many must cosign each checkpoint (default 1); fewer: alert
 //	  tiles:                            # the log read-only as C2SP tlog-tiles (TLS): /checkpoint, /tile/...
 //	    listen: 127.0.0.1:8445          # required unless access is off
 //	    access: token                   # off (default) | token (bearer, scope audit:read-tiles) | public
@@ -613,6 +618,21 @@ type Audit struct {
 	Anonymous AnonymousDenials `yaml:"anonymous"`
 	// Tiles serves the log read-only as a C2SP tlog-tiles log.
 	Tiles AuditTiles `yaml:"tiles"`
+	// Witnesses cosign each checkpoint (C2SP tlog-witness).
+	Witnesses []Witness `yaml:"witnesses"`
+	// WitnessQuorum is how many witnesses must cosign each checkpoint
+	// (fewer is alerted); default 1 when witnesses are set.
+	WitnessQuorum int `yaml:"witness_quorum"`
+}
+
+// Witness is a C2SP tlog-witness.
+type Witness struct {
+	// Name is the witness's key name, e.g. witness.example/w1.
+	Name string `yaml:"name"`
+	// URL is its prefix (https://): phigate POSTs to URL/add-checkpoint.
+	URL string `yaml:"url"`
+	// VKey is its cosignature/v1 verifier key: <name>+<hash>+<base64>.
+	VKey string `yaml:"vkey"`
 }
 
 // AuditTiles configures the tlog-tiles listener (TLS, read-only:

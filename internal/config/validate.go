@@ -82,6 +82,25 @@ func (c *Config) check(dev bool, set func(path string) bool) []problem {
 	if u := c.Audit.WitnessURL; u != "" && !strings.HasPrefix(u, "https://") {
 		ps.add("audit.witness_url", "must be an https:// URL")
 	}
+	names := map[string]bool{}
+	for i, w := range c.Audit.Witnesses {
+		at := fmt.Sprintf("audit.witnesses[%d]", i)
+		if w.Name == "" || strings.ContainsAny(w.Name, " +\t\n") {
+			ps.add(at+".name", "required: the witness's key name, without spaces or +")
+		} else if names[w.Name] {
+			ps.add(at+".name", "%s is listed twice", w.Name)
+		}
+		names[w.Name] = true
+		if !strings.HasPrefix(w.URL, "https://") {
+			ps.add(at+".url", "must be an https:// URL (the witness's prefix: phigate POSTs to <url>/add-checkpoint)")
+		}
+		if !strings.HasPrefix(w.VKey, w.Name+"+") || strings.Count(w.VKey, "+") != 2 {
+			ps.add(at+".vkey", "must be the witness's cosignature verifier key, %s+<hash>+<key>", w.Name)
+		}
+	}
+	if q := c.Audit.WitnessQuorum; q < 0 || q > len(c.Audit.Witnesses) {
+		ps.add("audit.witness_quorum", "must be from 0 to the number of audit.witnesses (%d)", len(c.Audit.Witnesses))
+	}
 	switch tl := c.Audit.Tiles; tl.Access {
 	case "", "off":
 		if tl.Listen != "" {

@@ -265,6 +265,12 @@ func open(ctx context.Context, cfg *config.Config, masterKey string, dev bool, n
 		WitnessFile: cfg.Audit.WitnessFile, WitnessURL: cfg.Audit.WitnessURL, Retention: cfg.Audit.Retention.Duration(),
 		Observer: n.metrics,
 	}
+	for _, w := range cfg.Audit.Witnesses {
+		aopts.Witnesses = append(aopts.Witnesses, audit.WitnessConfig{Name: w.Name, URL: w.URL, VKey: w.VKey})
+	}
+	if aopts.WitnessQuorum = cfg.Audit.WitnessQuorum; aopts.WitnessQuorum == 0 && len(aopts.Witnesses) > 0 {
+		aopts.WitnessQuorum = 1
+	}
 	if sl := cfg.Audit.Syslog; sl.Addr != "" {
 		tc, err := tlsutil.ClientConfig(tlsutil.ClientOptions{CAFile: sl.CAFile, ServerName: sl.ServerName})
 		if err != nil {
