@@ -81,3 +81,23 @@ func TestAuditVerifyRequiresWitnessCosignatures(t *testing.T) {
 		}
 	}
 }
+
+func TestAuditProveConsistencyUsageErrors(t *testing.T) {
+	_, vkey := auditDataDir(t, 2)
+	cp := writeFile(t, "cp.txt", "x")
+	for _, args := range [][]string{
+		{"audit", "prove", "--to", cp, "--key-text", vkey},                             // --to without --from
+		{"audit", "prove", "--from", cp, "--key-text", vkey},                           // neither --to nor a proof file
+		{"audit", "prove", "--from", cp, "--to", cp, "--seq", "1", "--key-text", vkey}, // both kinds
+		{"audit", "prove", "--from", cp, "--to", cp, "a.json", "b.json", "--key-text", vkey},
+		{"audit", "prove", "--from", cp, "--to", cp}, // no key
+	} {
+		if r := runCLI(t, nil, "", args...); r.code != 2 {
+			t.Errorf("%v: want a usage error: %+v", args, r)
+		}
+	}
+	// a checkpoint file that is not a checkpoint: a clear error, exit 1
+	if r := runCLI(t, nil, "", "audit", "prove", "--from", cp, "--to", cp, "--key-text", vkey, cp); r.code != 1 || !strings.Contains(r.stderr, "checkpoint") {
+		t.Errorf("a bad checkpoint file: %+v", r)
+	}
+}

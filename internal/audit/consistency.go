@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/transparency-dev/merkle/proof"
 	"golang.org/x/mod/sumdb/note"
@@ -64,38 +65,43 @@ func (l *Log) Consistency(ctx context.Context, from, to uint64) (*ConsistencyPro
 		p = [][]byte{}
 	}
 	out := &ConsistencyProof{Format: ConsistencyFormat, Origin: l.Origin(), From: from, To: to, Proof: p}
-	for _, c := range []struct {
-		size uint64
-		dst  *string
-	}{{from, &out.FromCheckpoint}, {to, &out.ToCheckpoint}} {
-		if c.size == latest.Size {
-			*c.dst = string(latest.Note)
-			continue
+	// the signed checkpoints at both sizes: the latest from memory, the
+	// others in one query
+	var want []int64
+	for _, size := range []uint64{from, to} {
+		if size != latest.Size {
+			want = append(want, int64(size))
 		}
-		n, err := l.st.checkpointNote(ctx, c.size)
-		if err != nil {
-			return nil, err
-		}
-		*c.dst = string(n)
 	}
-	return out, nil
-}
-
-// checkpointNote returns the stored checkpoint of exactly size, or nil.
-func (s *store) checkpointNote(ctx context.Context, size uint64) ([]byte, error) {
-	st, err := s.stmt(ctx, "SELECT note FROM checkpoints WHERE size = ?")
+	notes, err := l.st.checkpointNotes(ctx, want)
 	if err != nil {
 		return nil, err
 	}
-	var n []byte
-	err = st.QueryRowContext(ctx, int64(size)).Scan(&n)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, nil
+	notes[latest.Size] = latest.Note
+	out.FromCheckpoint, out.ToCheckpoint = string(notes[from]), string(notes[to])
+	return out, nil
+}
+
+// checkpointNotes returns the stored checkpoints of these sizes (absent
+// ones left out).
+func (s *store) checkpointNotes(ctx context.Context, sizes []int64) (map[uint64][]byte, error) {
+	out := make(map[uint64][]byte, 2)
+	if len(sizes) == 0 {
+		return out, nil
 	}
+	err := s.query(ctx, "SELECT size, note FROM checkpoints WHERE size IN (?"+strings.Repeat(",?", len(sizes)-1)+")", sizes, func(rows *sql.Rows) error {
+		var size int64
+		var n []byte
+		if err := rows.Scan(&size, &n); err != nil {
+			return err
+		}
+		out[uint64(size)] = n
+		return nil
+	})
 	if err != nil {
-		return nil, fmt.Errorf("audit: read checkpoint: %w", err)
+		return nil, fmt.Errorf("audit: read checkpoints: %w", err)
 	}
-	return n, nil
+	return out, nil
 }
 
 // ParseConsistency decodes a consistency proof (JSON, at most 256 KiB),
