@@ -129,6 +129,9 @@ type checkpointAnswer struct {
 	RootHash   string    `json:"root_hash"`
 	Checkpoint string    `json:"checkpoint"`
 	IssuedAt   time.Time `json:"issued_at,omitzero"`
+	// Cosigned is the checkpoint with the witnesses' cosignatures, once
+	// at least one witness cosigned it.
+	Cosigned string `json:"cosigned,omitempty"`
 }
 
 func (s *Server) auditCheckpoint(w http.ResponseWriter, r *http.Request, _ authority.Actor) {
@@ -149,7 +152,11 @@ func (s *Server) auditCheckpoint(w http.ResponseWriter, r *http.Request, _ autho
 		writeText(w, string(cp.Note))
 		return
 	}
-	writeJSON(w, http.StatusOK, checkpointAnswer{Origin: cp.Origin, Size: cp.Size, RootHash: base64.StdEncoding.EncodeToString(cp.Root), Checkpoint: string(cp.Note), IssuedAt: cp.Time})
+	ans := checkpointAnswer{Origin: cp.Origin, Size: cp.Size, RootHash: base64.StdEncoding.EncodeToString(cp.Root), Checkpoint: string(cp.Note), IssuedAt: cp.Time}
+	if c := l.Cosigned(r.Context(), cp); len(c) > len(cp.Note) {
+		ans.Cosigned = string(c)
+	}
+	writeJSON(w, http.StatusOK, ans)
 }
 
 func (s *Server) auditProof(w http.ResponseWriter, r *http.Request, ac authority.Actor) {

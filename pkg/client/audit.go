@@ -118,6 +118,9 @@ type AuditCheckpoint struct {
 	// keep it.
 	Checkpoint string    `json:"checkpoint"`
 	IssuedAt   time.Time `json:"issued_at,omitzero"`
+	// Cosigned is Checkpoint with the witnesses' cosignature lines, once
+	// a witness cosigned it (empty before).
+	Cosigned string `json:"cosigned,omitempty"`
 }
 
 // AuditProof is a proof bundle: an entry, its inclusion proof and a signed
