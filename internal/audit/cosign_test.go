@@ -303,3 +303,26 @@ func TestCosignatureVerifierKey(t *testing.T) {
 		}
 	}
 }
+
+func FuzzNewCosignatureVerifier(f *testing.F) {
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	s, _ := torchwood.NewCosignatureSigner("w.example/x", priv)
+	f.Add(s.Verifier().String())
+	f.Add("w.example/x+00000000+BAAA")
+	f.Add("a+b+c")
+	f.Fuzz(func(t *testing.T, vkey string) {
+		v, err := NewCosignatureVerifier(vkey)
+		if err != nil {
+			if !errors.Is(err, ErrBadCosignatureKey) {
+				t.Fatal(err)
+			}
+			return
+		}
+		if v.Name() == "" || strings.ContainsAny(v.Name(), " +\n") {
+			t.Fatalf("accepted name %q", v.Name())
+		}
+		if v.Verify([]byte("x"), make([]byte, 72)) {
+			t.Fatal("a zero signature verifies")
+		}
+	})
+}
