@@ -326,3 +326,62 @@ func FuzzNewCosignatureVerifier(f *testing.F) {
 		}
 	})
 }
+
+// TestWitnessRefusesAForkedHistory: two copies of one log (same key) grow
+// apart; the witness, having cosigned one, answers the other's proof with
+// 422, and the log reports it as a differing view.
+func TestWitnessRefusesAForkedHistory(t *testing.T) {
+	dirA := t.TempDir()
+	vkey, _, err := InitKeys(dirA, "fork-node", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := startLiteWitness(t, "witness.example/w4", vkey)
+	wv, _ := NewCosignatureVerifier(w.vkey)
+	ctx := context.Background()
+	logs := &syncBuf{}
+	open := func(dir string) *Log {
+		l, err := Open(ctx, dir, Options{Logger: slog.New(slog.NewTextHandler(logs, nil)), Witnesses: []WitnessConfig{w.config()}, WitnessClient: w.client})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	a := open(dirA)
+	appendN(t, a, 5)
+	cp, _ := a.Checkpoint(ctx, true)
+	waitCosigned(t, a, cp, logs, wv)
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	dirB := t.TempDir()
+	if out, err := exec.Command("cp", "-a", dirA+"/.", dirB).CombinedOutput(); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	a = open(dirA)
+	defer a.Close()
+	appendN(t, a, 10)
+	cp, _ = a.Checkpoint(ctx, true)
+	waitCosigned(t, a, cp, logs, wv)
+
+	b := open(dirB)
+	defer b.Close()
+	for i := 0; i < 20; i++ {
+		e := grant(1000 + i)
+		e.Reason = "another history"
+		if _, err := b.Append(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bcp, _ := b.Checkpoint(ctx, true)
+	deadline := time.Now().Add(15 * time.Second)
+	for !strings.Contains(logs.String(), "422") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no 422 reported:\n%s", logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := b.Cosigned(ctx, bcp); !bytes.Equal(n, bcp.Note) {
+		t.Fatal("the witness cosigned a forked history")
+	}
+}
