@@ -309,6 +309,8 @@ func TestOpenAPIContractHoldsAgainstTheRealServer(t *testing.T) {
 		{op: "auditCheckpoint", method: "GET", tmpl: "/v1/audit/checkpoint", path: "/v1/audit/checkpoint", bearer: weak, want: 403},
 		{op: "auditProof", method: "GET", tmpl: "/v1/audit/proof", path: "/v1/audit/proof?seq=0", bearer: admin, want: 200},
 		{op: "auditProof", method: "GET", tmpl: "/v1/audit/proof", path: "/v1/audit/proof?seq=x", bearer: admin, want: 400},
+		{op: "auditConsistency", method: "GET", tmpl: "/v1/audit/proof/consistency", path: "/v1/audit/proof/consistency?from=0&to=0", bearer: admin, want: 200},
+		{op: "auditConsistency", method: "GET", tmpl: "/v1/audit/proof/consistency", path: "/v1/audit/proof/consistency?from=2&to=1", bearer: admin, want: 400},
 		{op: "auditKey", method: "GET", tmpl: "/v1/audit/key", path: "/v1/audit/key", want: 200},
 		{op: "auditKey", method: "POST", as: "GET", tmpl: "/v1/audit/key", path: "/v1/audit/key", want: 405},
 		{op: "setSecret", method: "PUT", tmpl: "/v1/secrets/{name}", path: "/v1/secrets/ehr-token", bearer: admin, ctype: js, body: `{"value":"generated-at-test-time-` + t1.ID + `"}`, want: 200},
