@@ -40,9 +40,18 @@ type Options struct {
 	Record func(ctx context.Context, e *audit.Entry) error
 	// Vault serves the secret and key endpoints (nil: they answer 503).
 	Vault KeyVault
-	// Issuer is the "iss" of introspection answers.
+	// Issuer is the "iss" of introspection answers: the authorization
+	// server's issuer identifier (RFC 8414), as published in its metadata.
 	Issuer string
-	Logger *slog.Logger
+	// Audiences, when set, names the upstreams a token with these scopes
+	// can reach (the "aud" of introspection answers); the server computes
+	// it from the gateway's config. Nil: no "aud".
+	Audiences func(scopes scope.Set) []string
+	// Metadata, when set, is served at GET
+	// /.well-known/oauth-authorization-server (RFC 8414) without a token:
+	// the JSON document, built once by the server (internal/oauth).
+	Metadata []byte
+	Logger   *slog.Logger
 	// Throttle, when set, slows and refuses sources that keep sending
 	// invalid tokens (429 too_many_failures).
 	Throttle Throttle
@@ -129,8 +138,9 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /v1/tokens/{id}/rotate", s.authed(scope.AdminTokens, s.rotateToken))
 	m.HandleFunc("POST /v1/tokens/{id}/suspend", s.authed(scope.AdminTokens, s.suspendToken))
 	m.HandleFunc("POST /v1/tokens/{id}/reinstate", s.authed(scope.AdminTokens, s.reinstateToken))
-	m.HandleFunc("POST /v1/introspect", s.authed(scope.Introspect, s.introspect))
-	m.HandleFunc("POST /v1/revoke", s.authed("", s.revoke))
+	m.HandleFunc("POST /v1/introspect", s.clientAuthed(scope.Introspect, s.introspect))
+	m.HandleFunc("POST /v1/revoke", s.clientAuthed("", s.revoke))
+	m.HandleFunc("GET /.well-known/oauth-authorization-server", s.serverMetadata)
 	s.auditRoutes()
 	s.secretRoutes()
 	s.alertRoutes()
@@ -333,6 +343,23 @@ func (s *Server) recordDenied(r *http.Request, d authority.Decision, code string
 		return err
 	}
 	return nil
+}
+
+// serverMetadata serves the RFC 8414 document (public: discovery comes
+// before any credential); 404 when the server configured none.
+func (s *Server) serverMetadata(w http.ResponseWriter, r *http.Request) {
+	if len(s.opts.Metadata) == 0 {
+		s.writeError(w, r, &apiError{status: http.StatusNotFound, code: "not_found", msg: "no such endpoint"})
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "public, max-age=300")
+	h.Set("Content-Length", strconv.Itoa(len(s.opts.Metadata)))
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		w.Write(s.opts.Metadata)
+	}
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
