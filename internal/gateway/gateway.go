@@ -62,6 +62,11 @@ type Options struct {
 	// Observer, when set, is told every request's outcome and latencies
 	// (see Observer).
 	Observer Observer
+	// SMARTConfiguration, when set, is the SMART App Launch configuration
+	// (JSON, see internal/oauth) served without a token at
+	// {prefix}.well-known/smart-configuration of every fhir upstream.
+	// Nil: that path answers 404.
+	SMARTConfiguration []byte
 }
 
 // recordTimeout bounds the wait for a durable record.
