@@ -256,6 +256,12 @@ type Metrics struct {
 // Listener is a TCP listen address.
 type Listener struct {
 	Listen string `yaml:"listen"`
+	// Issuer (admin only) is the OAuth issuer identifier (RFC 8414): the
+	// https URL clients use for discovery, without query or fragment,
+	// also the base of the endpoints the metadata names. Empty:
+	// https://<the admin listener's bound address> (localhost for an
+	// unspecified host).
+	Issuer string `yaml:"issuer,omitempty"`
 }
 
 // Gateway configures the enforcing gateway.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -41,6 +42,12 @@ func (c *Config) check(dev bool, set func(path string) bool) []problem {
 		ps.add("data_dir", "required (the directory of phigate's data)")
 	}
 
+	if iss := c.Admin.Issuer; iss != "" {
+		u, err := url.Parse(iss)
+		if err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil || strings.ContainsAny(iss, "?#") {
+			ps.add("admin.issuer", "must be an https URL without query or fragment (the URL OAuth clients use for discovery)")
+		}
+	}
 	adminOK := ps.listen("admin.listen", c.Admin.Listen)
 	gatewayOK := ps.listen("gateway.listen", c.Gateway.Listen)
 	if adminOK && gatewayOK && c.Admin.Listen == c.Gateway.Listen && !strings.HasSuffix(c.Admin.Listen, ":0") {

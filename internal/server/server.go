@@ -83,6 +83,7 @@ import (
 	"github.com/phigate/phigate/internal/gateway"
 	"github.com/phigate/phigate/internal/metrics"
 	"github.com/phigate/phigate/internal/monitor"
+	"github.com/phigate/phigate/internal/oauth"
 	"github.com/phigate/phigate/internal/preauth"
 	"github.com/phigate/phigate/internal/store"
 	"github.com/phigate/phigate/internal/store/postgres"
@@ -151,6 +152,8 @@ type gatewayDeps struct {
 	Storage *diskspace.Watermark
 	// Observer is told every request's outcome (the metrics).
 	Observer gateway.Observer
+	// SMART is the SMART configuration the gateway serves (nil: none).
+	SMART []byte
 }
 
 // runningGateway is a started gateway listener.
@@ -578,7 +581,26 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
+	ln, err := net.Listen("tcp", cfg.Admin.Listen)
+	if err != nil {
+		return fmt.Errorf("admin listener: %w", err)
+	}
+	addr := ln.Addr().String()
+	// the OAuth discovery documents (issue 17): the issuer defaults to the
+	// bound admin address, so they are made once it is bound
+	issuer := issuerURL(cfg, addr)
+	mopts := metadataOptions(cfg, issuer)
+	serverMeta, err := oauth.ServerMetadata(mopts)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("admin.issuer: %w", err)
+	}
+	var smartDoc []byte
+	if doc, err := oauth.SMARTConfiguration(mopts); err == nil {
+		smartDoc = oauth.JSON(doc)
+	}
 	apiOpts := api.Options{
+		Issuer: issuer, Metadata: oauth.JSON(serverMeta), Audiences: audiences(cfg.Gateway),
 		MaxBody: cfg.Limits.MaxBodyBytes,
 		Ready:   n.ready,
 		Logger:  log,
@@ -609,17 +631,12 @@ func Run(ctx context.Context, opts Options) error {
 		MaxHeaderBytes:    cfg.Limits.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	ln, err := net.Listen("tcp", cfg.Admin.Listen)
-	if err != nil {
-		return fmt.Errorf("admin listener: %w", err)
-	}
-	addr := ln.Addr().String()
 
 	if opts.Dev {
 		fmt.Fprintln(console, "phigate is running in DEVELOPMENT mode: self-signed certificate, key files in "+cfg.DataDir+". Not for production.")
 	}
 	gw, err := startGateway(gatewayDeps{Config: cfg, Dev: opts.Dev, Now: now, Auth: auth, TLS: tlsutil.ServerConfig(reloader), Logger: log, Console: console,
-		Audit: n.audit, Vault: n.vault, PreAuth: n.pre, Throttle: mon.throttle(), Monitor: mon.mon, Storage: prot.space, Observer: n.metrics})
+		Audit: n.audit, Vault: n.vault, PreAuth: n.pre, Throttle: mon.throttle(), Monitor: mon.mon, Storage: prot.space, Observer: n.metrics, SMART: smartDoc})
 	if err != nil {
 		ln.Close()
 		return fmt.Errorf("gateway: %w", err)
