@@ -362,6 +362,9 @@ type Upstream struct {
 	// previous page of a search) stays valid. 0: the default
 	// (DefaultContinuationTTL).
 	ContinuationTTL Duration `yaml:"continuation_ttl"`
+	// CORS, when set, lets browser apps from its origins call the
+	// upstream (preflights answered without a token).
+	CORS CORS `yaml:"cors"`
 }
 
 // ResponseDefaults returns the upstream's response-check bound and
