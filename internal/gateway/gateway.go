@@ -787,6 +787,13 @@ func (g *Gateway) serveProxy(w http.ResponseWriter, r *http.Request, x *exchange
 		return
 	}
 	ev.Upstream = up.name
+	if isPreflight(r) {
+		g.servePreflight(w, r, ev, up) // before any token: browsers send none
+		return
+	}
+	if origin, ok := up.cors.allowed(r.Header); ok {
+		corsAnswer(w.Header(), origin) // every answer from here on, denials too
+	}
 	if up.target == nil {
 		g.refuse(w, r, ev, deny(http.StatusNotFound, CodeNotFound, "this upstream is reached only through forward auth (/v1/authz)"))
 		return
@@ -1116,6 +1123,7 @@ func (g *Gateway) modifyResponse(resp *http.Response) error {
 	for _, k := range []string{"X-Request-Id", "Set-Cookie", "Www-Authenticate", "Proxy-Authenticate"} {
 		delete(h, k)
 	}
+	stripCORS(h) // only the gateway's cors section grants an origin
 	x, _ := resp.Request.Context().Value(fwdKey{}).(*exchange)
 	if x == nil {
 		return nil
