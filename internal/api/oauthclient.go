@@ -146,10 +146,17 @@ type formHandler func(w http.ResponseWriter, r *http.Request, ac authority.Actor
 func (s *Server) clientAuthed(need string, h formHandler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		r = r.WithContext(contextWithOAuth(r))
-		form, e := s.readForm(w, r)
-		if e != nil {
-			s.writeError(w, r, e)
-			return
+		form, formErr := s.readForm(w, r)
+		if formErr != nil {
+			if len(r.Header.Values("Authorization")) == 0 {
+				// no credential anywhere: refused and recorded (aggregated,
+				// as anonymous) with the body's error
+				s.refuse(w, r, authority.Decision{Reason: policy.Malformed}, formErr.code, formErr)
+				return
+			}
+			// authenticate with the header first, as for any request:
+			// its failure is what is answered and recorded
+			form = url.Values{}
 		}
 		method, id, secret, e := clientCredentials(r, form)
 		if e != nil {
@@ -212,6 +219,10 @@ func (s *Server) clientAuthed(need string, h formHandler) http.HandlerFunc {
 				ae.wwwAuth = "" // no Bearer challenge for a client that did not use Bearer
 			}
 			s.writeError(w, r, ae)
+			return
+		}
+		if formErr != nil {
+			s.writeError(w, r, formErr)
 			return
 		}
 		h(w, r, authority.ActorOf(d), form)

@@ -203,6 +203,38 @@ func TestIntrospectClientAuthentication(t *testing.T) {
 	}
 }
 
+// TestBadBodyStillAuthenticatedFirst: a body that is not a form is
+// refused after the credential is checked (a wrong one is what the answer
+// says), and without any credential it is recorded.
+func TestBadBodyStillAuthenticatedFirst(t *testing.T) {
+	o := newOAuthEnv(t)
+	rs := o.create(client.CreateTokenRequest{Subject: "rs", Scopes: []string{"introspect"}})
+	send := func(auth string) resp {
+		req, _ := http.NewRequest("POST", o.srv.URL+"/v1/introspect", strings.NewReader(`{"token":"x"}`))
+		req.Header.Set("Content-Type", "application/json")
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		r, err := o.hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Body.Close()
+		b, _ := io.ReadAll(r.Body)
+		return resp{r.StatusCode, r.Header, b}
+	}
+	if r := send(basicAuth(rs.ID, rs.Secret)); r.status != 415 || oauthErr(t, r).Code != "unsupported_media_type" {
+		t.Fatalf("valid client, JSON body: %d %s", r.status, r.body)
+	}
+	before := o.recorded()
+	if r := send(basicAuth(rs.ID, "phi_"+strings.Repeat("d", 44))); r.status != 401 || oauthErr(t, r).Error != "invalid_client" {
+		t.Fatalf("wrong secret, JSON body: %d %s", r.status, r.body)
+	}
+	if r := send(""); r.status != 415 || o.recorded() != before+2 {
+		t.Fatalf("no credential, JSON body: %d %s, %d recorded", r.status, r.body, o.recorded()-before)
+	}
+}
+
 // TestClientIDMismatchIndistinguishable: a secret of another token under
 // a client id answers byte for byte (but the request id) what a wrong
 // secret answers, so the answer does not tell whose secret it is.
