@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"sync/atomic"
 
 	"github.com/phigate/phigate/internal/config"
 	"github.com/phigate/phigate/internal/oauth"
@@ -80,4 +81,22 @@ func audiences(gw config.Gateway) func(scope.Set) []string {
 		}
 		return out
 	}
+}
+
+// liveAudiences is audiences of the gateway config in force: SIGHUP
+// replaces it with the reloaded upstreams.
+type liveAudiences struct {
+	p atomic.Pointer[func(scope.Set) []string]
+}
+
+func (l *liveAudiences) set(gw config.Gateway) {
+	f := audiences(gw)
+	l.p.Store(&f)
+}
+
+func (l *liveAudiences) of(set scope.Set) []string {
+	if f := l.p.Load(); f != nil {
+		return (*f)(set)
+	}
+	return nil
 }

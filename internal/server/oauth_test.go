@@ -50,3 +50,21 @@ func TestAudiences(t *testing.T) {
 		}
 	}
 }
+
+// TestLiveAudiencesFollowReload: after set with the reloaded upstreams,
+// aud names the new ones only.
+func TestLiveAudiencesFollowReload(t *testing.T) {
+	var l liveAudiences
+	set, _ := scope.ParseSet([]string{"billing:read"})
+	if got := l.of(set); got != nil {
+		t.Fatalf("before any config: %q", got)
+	}
+	l.set(config.Gateway{Upstreams: []config.Upstream{{Name: "billing", Kind: config.KindHTTP, Routes: []config.Route{{Match: "GET /*", Scope: "billing:read"}}}}})
+	if got := l.of(set); !slices.Equal(got, []string{"billing"}) {
+		t.Fatalf("%q", got)
+	}
+	l.set(config.Gateway{Upstreams: []config.Upstream{{Name: "invoices", Kind: config.KindHTTP, Routes: []config.Route{{Match: "GET /*", Scope: "billing:read"}}}}})
+	if got := l.of(set); !slices.Equal(got, []string{"invoices"}) {
+		t.Fatalf("after reload: %q", got)
+	}
+}

@@ -479,10 +479,10 @@ func authorityConfig(cfg *config.Config, logger *slog.Logger) authority.Config {
 
 // reloadConfig re-reads the config file on SIGHUP and hands it to the
 // gateway. A file that does not load or validate changes nothing.
-func reloadConfig(ctx context.Context, file string, gw runningGateway, al *audit.Log, log *slog.Logger) {
+func reloadConfig(ctx context.Context, file string, gw runningGateway, al *audit.Log, log *slog.Logger) *config.Config {
 	if file == "" || gw == nil {
 		log.Warn("SIGHUP ignored: only the gateway section reloads, and this server runs without a config file or without a gateway (restart it to start one)")
-		return
+		return nil
 	}
 	cfg, err := config.Load(file)
 	if err == nil {
@@ -497,9 +497,10 @@ func reloadConfig(ctx context.Context, file string, gw runningGateway, al *audit
 	}
 	if err != nil {
 		log.Error("config reload failed; keeping the running configuration", "file", file, "err", err)
-		return
+		return nil
 	}
 	log.Info("config reloaded", "file", file)
+	return cfg
 }
 
 // Run serves until ctx is cancelled, then shuts down gracefully.
@@ -599,8 +600,10 @@ func Run(ctx context.Context, opts Options) error {
 	if doc, err := oauth.SMARTConfiguration(mopts); err == nil {
 		smartDoc = oauth.JSON(doc)
 	}
+	aud := &liveAudiences{}
+	aud.set(cfg.Gateway)
 	apiOpts := api.Options{
-		Issuer: issuer, Metadata: oauth.JSON(serverMeta), Audiences: audiences(cfg.Gateway),
+		Issuer: issuer, Metadata: oauth.JSON(serverMeta), Audiences: aud.of,
 		MaxBody: cfg.Limits.MaxBodyBytes,
 		Ready:   n.ready,
 		Logger:  log,
@@ -708,7 +711,9 @@ serve:
 			}
 			break serve
 		case <-hup:
-			reloadConfig(ctx, opts.ConfigFile, gw, n.audit, log)
+			if c := reloadConfig(ctx, opts.ConfigFile, gw, n.audit, log); c != nil {
+				aud.set(c.Gateway) // introspection's aud follows the upstreams
+			}
 		case <-ctx.Done():
 			break serve
 		}
