@@ -131,7 +131,7 @@ func (g *Gateway) serveSMART(w http.ResponseWriter, r *http.Request, ev *Event, 
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
-		g.refuse(w, r, ev, deny(http.StatusMethodNotAllowed, "method_not_allowed", "the SMART configuration is read with GET"))
+		g.refuse(w, r, ev, deny(http.StatusMethodNotAllowed, CodeMethodNotAllowed, "the SMART configuration is read with GET"))
 		return
 	}
 	ev.Public, ev.Subject, ev.Interaction = true, PublicSubject, "smart-configuration"

@@ -75,5 +75,5 @@ func ReasonCodes() []string {
 		CodeInvalidRequest, CodeInvalidPurpose, CodeAmbiguousFraming, CodeUnsupportedMedia, CodeTooLarge,
 		CodeNotFound, CodeAuditUnavailable, CodeUpstreamFailed, CodeUpstreamTimeout, CodeBodyUnavailable,
 		CodeMethodNotAllowed, CodeInsufficientScope, CodeInvalidContinuation, CodeAborted, CodeResponseTooLarge,
-		CodeTooManyFailures, CodeStorageLow, "internal"}
+		CodeTooManyFailures, CodeStorageLow, CodeCORSRefused, "internal"}
 }

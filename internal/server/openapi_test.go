@@ -313,6 +313,8 @@ func TestOpenAPIContractHoldsAgainstTheRealServer(t *testing.T) {
 		{op: "auditConsistency", method: "GET", tmpl: "/v1/audit/proof/consistency", path: "/v1/audit/proof/consistency?from=2&to=1", bearer: admin, want: 400},
 		{op: "auditKey", method: "GET", tmpl: "/v1/audit/key", path: "/v1/audit/key", want: 200},
 		{op: "auditKey", method: "POST", as: "GET", tmpl: "/v1/audit/key", path: "/v1/audit/key", want: 405},
+		{op: "serverMetadata", method: "GET", tmpl: "/.well-known/oauth-authorization-server", path: "/.well-known/oauth-authorization-server", want: 200},
+		{op: "serverMetadata", method: "POST", as: "GET", tmpl: "/.well-known/oauth-authorization-server", path: "/.well-known/oauth-authorization-server", want: 405},
 		{op: "setSecret", method: "PUT", tmpl: "/v1/secrets/{name}", path: "/v1/secrets/ehr-token", bearer: admin, ctype: js, body: `{"value":"generated-at-test-time-` + t1.ID + `"}`, want: 200},
 		{op: "setSecret", method: "PUT", tmpl: "/v1/secrets/{name}", path: "/v1/secrets/ehr-token", bearer: admin, ctype: js, body: `{}`, want: 400},
 		{op: "listSecrets", method: "GET", tmpl: "/v1/secrets", path: "/v1/secrets", bearer: admin, want: 200},
