@@ -41,6 +41,10 @@ type Actor struct {
 	// Superseded: the caller presented a secret that a rotation has
 	// replaced (see Decision.Superseded); it may not rotate its token.
 	Superseded bool
+
+	// client, when set, makes the actor a registered OAuth client (see
+	// IssueToClient): Token is then the client's registration as a bound.
+	client *clientLineage
 }
 
 // ActorOf returns the Actor for an allowed Decision.
@@ -218,6 +222,11 @@ func (a *Authority) create(ctx context.Context, ac *Actor, spec Spec) (string, *
 	}
 	if ac != nil {
 		rec.CreatedBy, rec.ParentID = ac.Token.ID, ac.Token.ID
+		if cl := ac.client; cl != nil {
+			// the lineage names the client; the token that registered it
+			// vouched for it (and revoking that token cascades here)
+			rec.ClientID, rec.CreatedBy, rec.ParentID = cl.clientID, cl.registrar, cl.registrar
+		}
 		if err := attenuate(*ac, rec, set); err != nil {
 			return "", nil, a.recordDenied(ctx, ActionCreated, ac, id, err)
 		}

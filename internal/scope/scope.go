@@ -38,6 +38,10 @@ const (
 	// AuditReadTiles allows reading the audit log's tlog-tiles listener
 	// (audit.tiles.access: token).
 	AuditReadTiles = "audit:read-tiles"
+	// AdminClients allows registering, listing and revoking the OAuth
+	// clients of SMART Backend Services (within the caller's own scopes
+	// and constraints).
+	AdminClients = "admin:clients"
 	// Introspect allows RFC 7662 introspection of other tokens.
 	Introspect = "introspect"
 )
