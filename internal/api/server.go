@@ -74,6 +74,9 @@ type Options struct {
 	// Observer, when set, is told every answer's route class, outcome,
 	// reason and latency (see Observer).
 	Observer Observer
+	// OAuth serves the client registry and the token endpoint (nil: they
+	// answer 503).
+	OAuth OAuth
 }
 
 // Observer is told the outcome of every admin API request
@@ -150,6 +153,7 @@ func (s *Server) routes() {
 	}
 	m.HandleFunc("GET /metrics", s.authed(scope.AdminMetrics, s.metrics))
 	m.HandleFunc("GET /v1/openapi.json", s.openAPI)
+	s.clientRoutes()
 }
 
 // metrics serves the Prometheus registry (Options.Metrics).

@@ -239,6 +239,8 @@ type Config struct {
 	// Metrics sets where the Prometheus metrics are served besides the
 	// admin API's GET /metrics (which needs admin:metrics).
 	Metrics Metrics `yaml:"metrics"`
+	// OAuth sets the SMART Backend Services token endpoint.
+	OAuth OAuth `yaml:"oauth"`
 }
 
 // Metrics configures the metrics listener: GET /metrics without a token,
@@ -251,6 +253,18 @@ type Metrics struct {
 	Listen string `yaml:"listen"`
 	// AllowPublic allows any address: metrics then go to whoever reaches it.
 	AllowPublic bool `yaml:"allow_public"`
+}
+
+// OAuth configures the token endpoint (package oauth).
+type OAuth struct {
+	// TokenEndpoint is the URL clients name as their assertion's aud,
+	// exactly (default https://<the admin listener's address>/v1/oauth/token).
+	TokenEndpoint string `yaml:"token_endpoint,omitempty"`
+	// TokenTTL is the life of an issued token: 1s..5m (default 5m).
+	TokenTTL Duration `yaml:"token_ttl,omitempty"`
+	// JWKSCAFile, when set, is the PEM bundle that verifies the TLS of
+	// clients' jwks_url servers instead of the system roots.
+	JWKSCAFile string `yaml:"jwks_ca_file,omitempty"`
 }
 
 // Listener is a TCP listen address.

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/phigate/phigate/internal/scope"
 )
@@ -48,6 +49,13 @@ func (c *Config) check(dev bool, set func(path string) bool) []problem {
 			ps.add("admin.issuer", "must be an https URL without query or fragment (the URL OAuth clients use for discovery)")
 		}
 	}
+	if t := c.OAuth.TokenTTL.Duration(); t != 0 && (t < time.Second || t > 5*time.Minute) {
+		ps.add("oauth.token_ttl", "must be 1s..5m (SMART Backend Services tokens are short-lived)")
+	}
+	if u := c.OAuth.TokenEndpoint; u != "" && (!strings.HasPrefix(u, "https://") || !strings.HasSuffix(u, "/v1/oauth/token")) {
+		ps.add("oauth.token_endpoint", "must be an https URL ending in /v1/oauth/token (the admin API's endpoint as clients reach it, e.g. through a load balancer)")
+	}
+
 	adminOK := ps.listen("admin.listen", c.Admin.Listen)
 	gatewayOK := ps.listen("gateway.listen", c.Gateway.Listen)
 	if adminOK && gatewayOK && c.Admin.Listen == c.Gateway.Listen && !strings.HasSuffix(c.Admin.Listen, ":0") {

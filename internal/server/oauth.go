@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync/atomic"
 
 	"github.com/phigate/phigate/internal/config"
@@ -15,7 +16,17 @@ import (
 // /v1/oauth/token (SMART Backend Services, issue 17 items 4-5). While it
 // does not, the metadata names no token endpoint and the gateway answers
 // the SMART configuration 404. The token endpoint's wiring sets it.
-func tokenEndpointEnabled(cfg *config.Config) bool { return false }
+func tokenEndpointEnabled(cfg *config.Config) bool { return true }
+
+// tokenEndpointURL is the token endpoint's URL, the "aud" every client
+// assertion must name: oauth.token_endpoint, else the issuer's
+// /v1/oauth/token. The metadata publishes the same URL (metadataOptions).
+func tokenEndpointURL(cfg *config.Config, issuer string) string {
+	if cfg.OAuth.TokenEndpoint != "" {
+		return cfg.OAuth.TokenEndpoint
+	}
+	return issuer + "/v1/oauth/token"
+}
 
 // issuerURL is the OAuth issuer: admin.issuer, else https:// and the
 // admin listener's bound address (localhost for an unspecified host).
@@ -41,7 +52,13 @@ func metadataOptions(cfg *config.Config, issuer string) oauth.MetadataOptions {
 		// what a client-credentials grant may ask for: SMART v2 system scopes
 		scopes = append(scopes, "system/*.cruds", "system/*.rs")
 	}
-	return oauth.MetadataOptions{Issuer: issuer, ScopesSupported: scopes, TokenEndpoint: te}
+	mo := oauth.MetadataOptions{Issuer: issuer, ScopesSupported: scopes, TokenEndpoint: te}
+	if te {
+		// the admin base the endpoints are published under: the token
+		// endpoint's, so the metadata names exactly the aud it checks
+		mo.AdminURL = strings.TrimSuffix(tokenEndpointURL(cfg, issuer), "/v1/oauth/token")
+	}
+	return mo
 }
 
 // audiences returns the "aud" of introspection answers: the names of the

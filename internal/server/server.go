@@ -591,6 +591,11 @@ func Run(ctx context.Context, opts Options) error {
 	// bound admin address, so they are made once it is bound
 	issuer := issuerURL(cfg, addr)
 	mopts := metadataOptions(cfg, issuer)
+	oauthSvc, err := startOAuth(cfg, n, auth, tokenEndpointURL(cfg, issuer), now)
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	serverMeta, err := oauth.ServerMetadata(mopts)
 	if err != nil {
 		ln.Close()
@@ -619,6 +624,7 @@ func Run(ctx context.Context, opts Options) error {
 		Console:   con,
 		Metrics:   n.metrics.Handler(),
 		Observer:  n.metrics,
+		OAuth:     oauthSvc,
 	}
 	if auditView != nil {
 		apiOpts.AuditSearch = auditView // GET /v1/audit: every node's log, merged by time
