@@ -1,116 +1,144 @@
 package main
 
-// `phigate server --dev` with the stock OAuth client openid-client
-// (testdata/openid-client/discovery.mjs): RFC 8414 discovery, RFC 7662
-// introspection with client_secret_basic and client_secret_post, and
-// RFC 7009 revocation, over HTTPS.
-
 import (
-	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/go-jose/go-jose/v4"
 
 	"github.com/phigate/phigate/internal/tlsutil"
 	"github.com/phigate/phigate/pkg/client"
 )
 
-const openidClientDir = "testdata/openid-client"
-
-// openidClient runs script in testdata/openid-client with input on stdin,
-// trusting caFile, or skips (outside CI) or fails (CI=true) when Node or
-// openid-client is missing.
-func openidClient(t *testing.T, caFile, script string, input any) map[string]struct {
-	OK    bool            `json:"ok"`
-	Value json.RawMessage `json:"value"`
-	Error string          `json:"error"`
-	Code  string          `json:"code"`
-	Cause string          `json:"cause"`
-} {
-	t.Helper()
-	missing := ""
-	node, err := exec.LookPath("node")
+// TestSMARTBackendServicesEndToEnd registers a client with the CLI, gets
+// tokens from the real server over HTTPS with the SDK's
+// BackendServicesSource and with the stock openid-client (Node), uses them
+// on the gateway for a system/ read, sees them refused past their scope,
+// and revokes the client and with it its tokens.
+func TestSMARTBackendServicesEndToEnd(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	g := startGatewayDev(t, dir, nil)
+	key, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
 	if err != nil {
-		missing = "node is not on PATH"
-	} else if _, err := os.Stat(filepath.Join(openidClientDir, "node_modules", "openid-client", "package.json")); err != nil {
-		missing = "the npm package openid-client is not installed in cmd/phigate/testdata/openid-client"
+		t.Fatal(err)
 	}
-	if missing != "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI=true but %s: .ci/run installs it", missing)
-		}
-		t.Skipf("skipped: this runs the stock OAuth client openid-client on Node, and %s; CI installs it (.ci/run), "+
-			"locally run `npm ci --ignore-scripts` in cmd/phigate/testdata/openid-client", missing)
+	pubSet, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: key.Public(), KeyID: "k1", Use: "sig", Algorithm: "ES384"}}})
+	jwksFile := filepath.Join(t.TempDir(), "client.jwks.json")
+	if err := os.WriteFile(jwksFile, pubSet, 0o600); err != nil {
+		t.Fatal(err)
 	}
-	in, _ := json.Marshal(input)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	var oc client.OAuthClient
+	g.mustJSON(t, g.adm, &oc, "client", "register", "--name", "lab-sync", "--jwks-file", jwksFile,
+		"--scope", "system/Observation.rs", "--cidr", "127.0.0.0/8")
+	if oc.Status != "active" || !strings.HasPrefix(oc.ID, "cli_") || oc.MaxTTL != "5m0s" {
+		t.Fatalf("registered %+v", oc)
+	}
+	// a private key in a JWKS is refused at registration
+	privSet, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: key, KeyID: "k1"}}})
+	privFile := filepath.Join(t.TempDir(), "private.jwks.json")
+	os.WriteFile(privFile, privSet, 0o600)
+	if _, errs, code := g.cli(t, g.adm, "", "client", "register", "--name", "x", "--jwks-file", privFile, "--scope", "system/Observation.rs"); code != 1 || !strings.Contains(errs, "private key") {
+		t.Errorf("private key registered: exit %d, %s", code, errs)
+	}
+
+	// the SDK
+	c, err := client.New("https://"+g.addr, client.WithPins(g.pin))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := c.BackendServicesSource(client.BackendServicesConfig{ClientID: oc.ID, Key: key, KeyID: "k1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, node, script)
-	cmd.Dir = openidClientDir
-	cmd.Env = append(os.Environ(), "NODE_EXTRA_CA_CERTS="+caFile, "NODE_OPTIONS=")
-	cmd.Stdin = bytes.NewReader(in)
-	var out, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("%s: %v: %s", script, err, stderr.String())
+	sdkTok, err := src.Token(ctx)
+	if err != nil {
+		t.Fatalf("BackendServicesSource.Token: %v", err)
 	}
-	var res map[string]struct {
-		OK    bool            `json:"ok"`
-		Value json.RawMessage `json:"value"`
-		Error string          `json:"error"`
-		Code  string          `json:"code"`
-		Cause string          `json:"cause"`
+	if again, _ := src.Token(ctx); again != sdkTok {
+		t.Error("the source did not cache its token")
 	}
-	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
-		t.Fatalf("%s output (%v): %s %s", script, err, out.String(), stderr.String())
+	tokens := map[string]string{"sdk": sdkTok}
+
+	// the stock openid-client
+	if node, err := exec.LookPath("node"); err != nil || !dirExists("testdata/openid-client/node_modules/openid-client") {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("node or openid-client missing (.ci/run installs them)")
+		}
+		t.Log("node or testdata/openid-client/node_modules missing: the openid-client half is skipped (npm ci --ignore-scripts there)")
+	} else {
+		jwk, _ := json.Marshal(jose.JSONWebKey{Key: key, KeyID: "k1", Algorithm: "ES384"})
+		cmd := exec.CommandContext(ctx, node, "client_credentials.mjs")
+		cmd.Dir = "testdata/openid-client"
+		cmd.Env = append(os.Environ(), "PHIGATE_ADDR=https://"+g.addr, "CLIENT_ID="+oc.ID, "CLIENT_JWK="+string(jwk),
+			"SCOPE=system/Observation.rs", "NODE_EXTRA_CA_CERTS="+filepath.Join(dir, "tls", tlsutil.SelfSignedCertName))
+		out, err := cmd.Output()
+		if err != nil {
+			var stderr string
+			if ee, ok := err.(*exec.ExitError); ok {
+				stderr = string(ee.Stderr)
+			}
+			t.Fatalf("client_credentials.mjs: %v\n%s", err, stderr)
+		}
+		var ans struct {
+			AccessToken string `json:"access_token"`
+			TokenType   string `json:"token_type"`
+			ExpiresIn   int    `json:"expires_in"`
+			Scope       string `json:"scope"`
+		}
+		if err := json.Unmarshal(out, &ans); err != nil || !strings.EqualFold(ans.TokenType, "bearer") || ans.ExpiresIn < 290 || ans.ExpiresIn > 300 || ans.Scope != "system/Observation.rs" {
+			t.Fatalf("openid-client's answer: %v %+v", err, ans)
+		}
+		tokens["openid-client"] = ans.AccessToken
 	}
-	return res
+
+	for who, tok := range tokens {
+		if r := g.request(t, "GET", "/fhir/Observation?patient=pat-1", tok, nil, ""); r.status != 200 {
+			t.Errorf("%s: system/Observation read: %d %s", who, r.status, r.body)
+		}
+		if r := g.request(t, "GET", "/fhir/Patient/pat-1", tok, nil, ""); r.status != 403 || r.code != "insufficient_scope" {
+			t.Errorf("%s: Patient read past the scope: %d %s", who, r.status, r.body)
+		}
+	}
+
+	// list, show, revoke: the client's tokens stop working
+	var list client.ClientList
+	g.mustJSON(t, g.adm, &list, "client", "list")
+	if len(list.Clients) != 1 || list.Clients[0].ID != oc.ID {
+		t.Errorf("client list %+v", list)
+	}
+	var shown client.OAuthClient
+	g.mustJSON(t, g.adm, &shown, "client", "show", oc.ID)
+	if shown.ID != oc.ID || len(shown.JWKS) == 0 {
+		t.Errorf("client show %+v", shown)
+	}
+	var rev client.OAuthClient
+	g.mustJSON(t, g.adm, &rev, "client", "revoke", oc.ID)
+	if rev.Status != "revoked" || len(rev.RevokedTokens) != len(tokens) {
+		t.Errorf("revoke: status %s, %d tokens revoked, want %d", rev.Status, len(rev.RevokedTokens), len(tokens))
+	}
+	for who, tok := range tokens {
+		if r := g.request(t, "GET", "/fhir/Observation?patient=pat-1", tok, nil, ""); r.status != 401 || r.code != "token_revoked" {
+			t.Errorf("%s: after the client's revocation: %d %s", who, r.status, r.body)
+		}
+	}
+	src.Invalidate()
+	if _, err := src.Token(ctx); err == nil || !strings.Contains(err.Error(), "invalid_client") {
+		t.Errorf("a revoked client's exchange = %v, want invalid_client", err)
+	}
 }
 
-func TestStockOAuthClientDiscoveryIntrospectionRevocation(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "data")
-	s := startDev(t, dir)
-	var rs, app client.IssuedToken
-	s.mustJSON(t, s.adm, &rs, "token", "create", "--subject", "fhir-server", "--scope", "introspect", "--ttl", "10m")
-	s.mustJSON(t, s.adm, &app, "token", "create", "--subject", "dr-who", "--scope", "patient/Observation.rs",
-		"--patient", "pat-1", "--meta", "fhirUser=Practitioner/123", "--ttl", "10m")
-	issuer := "https://" + s.addr
-	res := openidClient(t, filepath.Join(dir, "tls", tlsutil.SelfSignedCertName), "discovery.mjs",
-		map[string]string{"issuer": issuer, "client_id": rs.ID, "client_secret": rs.Secret, "token": app.Secret})
-	if len(res) != 6 {
-		t.Fatalf("steps: %+v", res)
-	}
-
-	d := res["discovery"]
-	var meta map[string]any
-	json.Unmarshal(d.Value, &meta)
-	if !d.OK || meta["issuer"] != issuer || meta["introspection_endpoint"] != issuer+"/v1/introspect" || meta["revocation_endpoint"] != issuer+"/v1/revoke" {
-		t.Fatalf("discovery: %+v", d)
-	}
-	for _, name := range []string{"introspect_basic", "introspect_post"} {
-		r := res[name]
-		var in client.Introspection
-		json.Unmarshal(r.Value, &in)
-		if !r.OK || !in.Active || in.Sub != "dr-who" || in.Scope != "patient/Observation.rs" || in.Jti != app.ID ||
-			in.PatientID != "pat-1" || in.FHIRUser != "Practitioner/123" || in.TokenType != "Bearer" || in.Iss != issuer ||
-			in.ClientID != app.CreatedBy || in.Nbf == 0 || in.Iat == 0 || in.Exp == 0 {
-			t.Errorf("%s: %+v %s", name, r, r.Value)
-		}
-	}
-	if r := res["revoke"]; !r.OK {
-		t.Errorf("revoke: %+v", r)
-	}
-	if r := res["introspect_after_revoke"]; !r.OK || string(bytes.TrimSpace(r.Value)) != `{"active":false}` {
-		t.Errorf("after revoke: %+v %s", r, r.Value)
-	}
-	// a wrong secret: openid-client reports the Basic challenge of the 401
-	// (it reads WWW-Authenticate before the RFC 6749 body)
-	if r := res["introspect_wrong_secret"]; r.OK || r.Code != "OAUTH_WWW_AUTHENTICATE_CHALLENGE" ||
-		!bytes.Contains([]byte(r.Cause), []byte(`"scheme":"basic","parameters":{"realm":"phigate"`)) {
-		t.Errorf("wrong secret: %+v", r)
-	}
+func dirExists(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.IsDir()
 }

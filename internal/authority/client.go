@@ -35,7 +35,10 @@ type ClientGrant struct {
 	MaxTTL time.Duration
 }
 
-type clientLineage struct{ clientID, registrar string }
+type clientLineage struct {
+	clientID, registrar string
+	at                  time.Time
+}
 
 // bound is the registration as an issuing record, valid from now for
 // MaxTTL: what attenuation compares an issued token against.
@@ -103,7 +106,7 @@ func (a *Authority) IssueToClient(ctx context.Context, g ClientGrant, scopes []s
 	if scopes == nil {
 		scopes = g.Scopes
 	}
-	ac := &Actor{Token: g.bound(now), Scopes: regSet, client: &clientLineage{clientID: g.ClientID, registrar: g.Registrar}}
+	ac := &Actor{Token: g.bound(now), Scopes: regSet, client: &clientLineage{clientID: g.ClientID, registrar: g.Registrar, at: now}}
 	return a.create(ctx, ac, Spec{
 		Subject: g.Subject, Kind: token.KindService, Scopes: scopes, TTL: ttl, MaxLifetime: ttl,
 		CIDRs: g.CIDRs, Hours: g.Hours, Rate: g.Rate, Purposes: g.Purposes, PurposeRequired: g.PurposeRequired,

@@ -160,6 +160,9 @@ func (a *Authority) Bootstrap(ctx context.Context, subject string, ttl, maxLifet
 
 func (a *Authority) create(ctx context.Context, ac *Actor, spec Spec) (string, *token.Record, error) {
 	now := a.cfg.Now().UTC()
+	if ac != nil && ac.client != nil {
+		now = ac.client.at // the instant the client's bound was made for
+	}
 	ttl := spec.TTL
 	if ttl == 0 {
 		ttl = a.cfg.DefaultTTL
