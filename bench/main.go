@@ -87,6 +87,7 @@ var scenarios = []scenario{
 	{"memory", "start time and RSS with many stored tokens (targets ≤ 5s, ≤ 400 MiB)", 16, runMemory},
 	{"gateway", "enforcing gateway vs a bare ReverseProxy over TLS, durable audit (targets ≥ 0.75, p50 ≤ fsync+0.5ms)", 64, runGateway},
 	{"cluster", "three nodes on PostgreSQL: revocation propagation (targets p50 ≤ 50ms, p99 ≤ 250ms) and first use on a node (cache miss p99 ≤ 2ms)", 1, runCluster},
+	{"token-endpoint", "SMART Backend Services token endpoint, ES384 assertions, inline JWKS, audit on (target ≥ 2000 tokens/s)", 16, runTokenEndpoint},
 	{"flood", "anonymous flood (no token, 2 KB query) through the gateway: audit bytes per request (target ≤ 200 B)", 32, runFlood},
 }
 
