@@ -506,3 +506,30 @@ func TestRevokingAClientRevokesItsLiveTokens(t *testing.T) {
 		t.Errorf("second Revoke = %v, want ErrRevoked", err)
 	}
 }
+
+func TestAReplayNeverLeavesALiveToken(t *testing.T) {
+	f := newFixture(t, nil)
+	c := f.register(oauth.Registration{})
+	a := sign(t, jose.ES384, ecKey, "ec1", f.claims(c.ID))
+	if _, err := f.svc.Exchange(t.Context(), req(a)); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, err := f.svc.Exchange(t.Context(), req(a)); err == nil {
+			t.Fatal("a replay got a token")
+		}
+	}
+	recs, _, err := f.st.ListTokens(t.Context(), store.TokenFilter{ClientID: c.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	live := 0
+	for _, r := range recs {
+		if r.Status == token.StatusActive {
+			live++
+		}
+	}
+	if live != 1 {
+		t.Fatalf("%d live tokens of the client after one exchange and three replays, want 1", live)
+	}
+}

@@ -162,19 +162,29 @@ func (s *Service) exchange(ctx context.Context, req TokenRequest) (string, *Issu
 	if oe != nil {
 		return claimed, nil, oe
 	}
-	// the replay cache: last, so that only a verified assertion is remembered
-	err = s.opts.Clients.UseAssertion(ctx, c.ID, cl.ID, cl.Expiry.Time(), now)
-	if errors.Is(err, store.ErrConflict) {
-		return claimed, nil, clientErr("assertion_replayed", "this jti was used before")
-	}
-	if err != nil {
-		return claimed, nil, fmt.Errorf("oauth: replay cache: %w", err)
-	}
+	// The replay cache, for a verified assertion only. Its durable insert
+	// runs alongside the token's issue (two commits' latency would be
+	// one after the other otherwise); a replay revokes the token just
+	// made, whose secret is then never returned.
 	ttl := min(c.MaxTTL, s.opts.TokenTTL)
 	if ttl <= 0 {
 		ttl = s.opts.TokenTTL
 	}
+	used := make(chan error, 1)
+	go func() { used <- s.opts.Clients.UseAssertion(ctx, c.ID, cl.ID, cl.Expiry.Time(), now) }()
 	secret, rec, err := s.opts.Authority.IssueToClient(ctx, grant(c, ttl), scopes, ttl)
+	uerr := <-used
+	if uerr != nil && err == nil {
+		if _, rerr := s.opts.Authority.Discard(context.WithoutCancel(ctx), rec.ID, "issued for a refused assertion ("+reasonOf(uerr)+"); never shown"); rerr != nil {
+			return claimed, nil, fmt.Errorf("oauth: revoking the token of a refused assertion: %w", rerr)
+		}
+	}
+	switch {
+	case errors.Is(uerr, store.ErrConflict):
+		return claimed, nil, clientErr("assertion_replayed", "this jti was used before")
+	case uerr != nil:
+		return claimed, nil, fmt.Errorf("oauth: replay cache: %w", uerr)
+	}
 	if err != nil {
 		var at *authority.AttenuationError
 		if errors.As(err, &at) {
@@ -184,6 +194,13 @@ func (s *Service) exchange(ctx context.Context, req TokenRequest) (string, *Issu
 	}
 	return claimed, &Issued{AccessToken: secret, ExpiresIn: int64(rec.ExpiresAt.Sub(rec.CreatedAt) / time.Second),
 		Scope: strings.Join(rec.Scopes, " "), Record: rec}, nil
+}
+
+func reasonOf(err error) string {
+	if errors.Is(err, store.ErrConflict) {
+		return "replayed jti"
+	}
+	return "replay cache unavailable"
 }
 
 // requested is the scopes asked for, each within the registration (one
