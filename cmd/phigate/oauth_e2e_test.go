@@ -50,6 +50,36 @@ func TestSMARTBackendServicesEndToEnd(t *testing.T) {
 		t.Errorf("private key registered: exit %d, %s", code, errs)
 	}
 
+	// the endpoint's refusals: RFC 6749 §5.2 bodies with the request id,
+	// no-store, explicit limits
+	hc := g.http(t)
+	for _, tc := range []struct {
+		name, ctype, body string
+		status            int
+		code              string
+	}{
+		{"UnsupportedGrant", "application/x-www-form-urlencoded", "grant_type=password&username=a", 400, "unsupported_grant_type"},
+		{"NoGrant", "application/x-www-form-urlencoded", "scope=x", 400, "invalid_request"},
+		{"GrantTwice", "application/x-www-form-urlencoded", "grant_type=client_credentials&grant_type=client_credentials", 400, "invalid_request"},
+		{"WrongAssertionType", "application/x-www-form-urlencoded", "grant_type=client_credentials&client_assertion_type=x&client_assertion=a.b.c", 400, "invalid_request"},
+		{"GarbageAssertion", "application/x-www-form-urlencoded", "grant_type=client_credentials&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion=a.b.c", 401, "invalid_client"},
+		{"JSONBody", "application/json", `{"grant_type":"client_credentials"}`, 415, "invalid_request"},
+		{"BodyOver16KiB", "application/x-www-form-urlencoded", "grant_type=client_credentials&x=" + strings.Repeat("a", 17<<10), 413, "invalid_request"},
+	} {
+		resp, err := hc.Post("https://"+g.addr+"/v1/oauth/token", tc.ctype, strings.NewReader(tc.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var e struct{ Error, ErrorDescription, RequestID string }
+		var raw map[string]string
+		json.NewDecoder(resp.Body).Decode(&raw)
+		resp.Body.Close()
+		e.Error, e.RequestID = raw["error"], raw["request_id"]
+		if resp.StatusCode != tc.status || e.Error != tc.code || e.RequestID == "" || resp.Header.Get("Cache-Control") != "no-store" {
+			t.Errorf("%s: %d %v cache-control %q; want %d %s with a request_id, no-store", tc.name, resp.StatusCode, raw, resp.Header.Get("Cache-Control"), tc.status, tc.code)
+		}
+	}
+
 	// the SDK
 	c, err := client.New("https://"+g.addr, client.WithPins(g.pin))
 	if err != nil {
