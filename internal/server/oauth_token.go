@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"time"
 
@@ -16,13 +17,15 @@ import (
 )
 
 // startOAuth builds the client registry and token endpoint over the node's
-// store (which must implement store.ClientStore), the authority and the
-// audit log. defaultEndpoint is the token endpoint's URL on the bound
-// admin listener, unless the config names another.
-func startOAuth(cfg *config.Config, n *node, auth *authority.Authority, defaultEndpoint string, now func() time.Time) (api.OAuth, error) {
+// store, the authority and the audit log. defaultEndpoint is the token
+// endpoint's URL on the bound admin listener, unless the config names
+// another. A store without store.ClientStore gives no registry (nil): the
+// endpoints then answer 503 saying so, and the rest of the server runs.
+func startOAuth(cfg *config.Config, n *node, auth *authority.Authority, defaultEndpoint string, now func() time.Time, log *slog.Logger) (api.OAuth, error) {
 	cs, ok := any(n.store).(store.ClientStore)
 	if !ok {
-		return nil, fmt.Errorf("oauth: the store does not keep OAuth clients")
+		log.Warn("the store does not keep OAuth clients: /v1/clients and /v1/oauth/token answer 503")
+		return nil, nil
 	}
 	tlsCfg, err := tlsutil.ClientConfig(tlsutil.ClientOptions{CAFile: cfg.OAuth.JWKSCAFile})
 	if err != nil {
@@ -38,7 +41,7 @@ func startOAuth(cfg *config.Config, n *node, auth *authority.Authority, defaultE
 			MaxResponseHeaderBytes: 16 << 10, TLSHandshakeTimeout: 5 * time.Second}},
 		Now: clk,
 	})
-	return oauth.New(oauth.Options{
+	svc, err := oauth.New(oauth.Options{
 		Clients: cs, Tokens: n.store, Authority: auth, Fetcher: fetch, TokenEndpoint: endpoint,
 		TokenTTL: cfg.OAuth.TokenTTL.Duration(), Now: clk,
 		Record: func(ctx context.Context, e *audit.Entry) error {
@@ -46,4 +49,8 @@ func startOAuth(cfg *config.Config, n *node, auth *authority.Authority, defaultE
 			return err
 		},
 	})
+	if err != nil {
+		return nil, err
+	}
+	return svc, nil
 }

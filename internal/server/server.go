@@ -591,7 +591,7 @@ func Run(ctx context.Context, opts Options) error {
 	// bound admin address, so they are made once it is bound
 	issuer := issuerURL(cfg, addr)
 	mopts := metadataOptions(cfg, issuer)
-	oauthSvc, err := startOAuth(cfg, n, auth, tokenEndpointURL(cfg, issuer), now)
+	oauthSvc, err := startOAuth(cfg, n, auth, tokenEndpointURL(cfg, issuer), now, log)
 	if err != nil {
 		ln.Close()
 		return err
