@@ -91,5 +91,5 @@ func ReasonCodes() []string {
 		"idempotency_key_reused", "idempotency_unavailable", "lifetime_ended", "issuer_revoked", "invalid_state",
 		"audit_unavailable", "attenuation", "internal", "storage_low", "not_ready", "too_many_failures",
 		"payload_too_large", "unsupported_media_type", "pepper_in_use", "pepper_current", "vault_unavailable", "already_acked",
-		"alerts_unavailable", "audit_busy", "denied", "invalid_client"}
+		"alerts_unavailable", "audit_busy", "denied", "invalid_client", "clients_unavailable", "already_revoked", "forbidden"}
 }

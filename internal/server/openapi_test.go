@@ -2,6 +2,8 @@ package server
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
@@ -13,7 +15,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/phigate/phigate/pkg/client"
@@ -258,8 +263,47 @@ func TestOpenAPIContractHoldsAgainstTheRealServer(t *testing.T) {
 	}
 	leak2 := tok(client.CreateTokenRequest{Subject: "svc:leaked-two", Scopes: []string{"user/Patient.r"}})
 
+	// a SMART Backend Services client and two of its assertions
+	ck, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	cset, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: ck.Public(), KeyID: "k1", Use: "sig"}}})
+	var oc client.OAuthClient
+	if a := ls.admin_("POST", "/v1/clients", map[string]any{"name": "contract", "jwks": json.RawMessage(cset), "scopes": []string{"system/Observation.rs"}}); a.status != http.StatusCreated {
+		t.Fatalf("register a client: %d %s", a.status, a.body)
+	} else {
+		json.Unmarshal(a.body, &oc)
+	}
+	gone := ls.admin_("POST", "/v1/clients", map[string]any{"name": "gone", "jwks": json.RawMessage(cset), "scopes": []string{"system/Observation.rs"}})
+	var goneC client.OAuthClient
+	json.Unmarshal(gone.body, &goneC)
+	signer, _ := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES384, Key: ck}, (&jose.SignerOptions{}).WithHeader("kid", "k1"))
+	assertion := func() string {
+		now := ls.clk.Now() // the live server's clock
+		a, err := jwt.Signed(signer).Claims(jwt.Claims{Issuer: oc.ID, Subject: oc.ID, Audience: jwt.Audience{"https://" + ls.admin + "/v1/oauth/token"},
+			ID: rand.Text(), Expiry: jwt.NewNumericDate(now.Add(time.Minute))}).Serialize()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	grant := func(a string) string {
+		return form(url.Values{"grant_type": {"client_credentials"}, "client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}, "client_assertion": {a}})
+	}
+
 	const js, fm = "application/json", "application/x-www-form-urlencoded"
 	cases := []apiCase{
+		{op: "registerClient", method: "POST", tmpl: "/v1/clients", path: "/v1/clients", bearer: admin, ctype: js,
+			body: `{"name":"c2","jwks_url":"https://keys.example/jwks.json","scopes":["system/Observation.rs"],"cidrs":["10.0.0.0/8"],"max_ttl":"4m"}`, want: 201},
+		{op: "registerClient", method: "POST", tmpl: "/v1/clients", path: "/v1/clients", bearer: admin, ctype: js, body: `{"name":"c3","jwks_url":"http://x","scopes":["system/Observation.rs"]}`, want: 400},
+		{op: "registerClient", method: "POST", tmpl: "/v1/clients", path: "/v1/clients", bearer: weak, ctype: js, body: `{"name":"c4","jwks_url":"https://x","scopes":["system/Observation.rs"]}`, want: 403},
+		{op: "listClients", method: "GET", tmpl: "/v1/clients", path: "/v1/clients?status=active&limit=10", bearer: admin, want: 200},
+		{op: "listClients", method: "GET", tmpl: "/v1/clients", path: "/v1/clients?status=paused", bearer: admin, want: 400},
+		{op: "getClient", method: "GET", tmpl: "/v1/clients/{id}", path: "/v1/clients/" + oc.ID, bearer: admin, want: 200},
+		{op: "getClient", method: "GET", tmpl: "/v1/clients/{id}", path: "/v1/clients/cli_nosuch", bearer: admin, want: 404},
+		{op: "oauthToken", method: "POST", tmpl: "/v1/oauth/token", path: "/v1/oauth/token", ctype: fm, body: grant(assertion()), want: 200},
+		{op: "oauthToken", method: "POST", tmpl: "/v1/oauth/token", path: "/v1/oauth/token", ctype: fm, body: grant("a.b.c"), want: 401},
+		{op: "oauthToken", method: "POST", tmpl: "/v1/oauth/token", path: "/v1/oauth/token", ctype: fm, body: "grant_type=password", want: 400},
+		{op: "revokeClient", method: "DELETE", tmpl: "/v1/clients/{id}", path: "/v1/clients/" + goneC.ID + "?reason=contract", bearer: admin, want: 200},
+		{op: "revokeClient", method: "DELETE", tmpl: "/v1/clients/{id}", path: "/v1/clients/" + goneC.ID, bearer: admin, want: 409},
 		{op: "healthz", method: "GET", tmpl: "/healthz", path: "/healthz", want: 200},
 		{op: "healthz", method: "POST", as: "GET", tmpl: "/healthz", path: "/healthz", want: 405},
 		{op: "readyz", method: "GET", tmpl: "/readyz", path: "/readyz", want: 200},
