@@ -5,8 +5,8 @@
 // CLIENT_ID, CLIENT_JWK (the client's P-384 private key as a JWK, generated
 // at run time by the Go test; its kid names it), SCOPE (space separated).
 // The server's certificate is trusted through NODE_EXTRA_CA_CERTS.
-// DISCOVERY=1 reads the metadata from /.well-known/oauth-authorization-server;
-// otherwise the Configuration is built from the same metadata by hand.
+// The metadata comes from discovery (/.well-known/oauth-authorization-server),
+// and the assertion's aud is the token endpoint it names.
 //
 // openid-client signs with the key's algorithm (ES384 for a P-384 key) and
 // puts the issuer in aud; SMART Backend Services (and phigate) want the
@@ -18,7 +18,7 @@ import * as client from 'openid-client';
 const addr = process.env.PHIGATE_ADDR;
 const clientId = process.env.CLIENT_ID;
 const jwk = JSON.parse(process.env.CLIENT_JWK);
-const tokenEndpoint = `${addr}/v1/oauth/token`;
+let tokenEndpoint; // from the discovered metadata
 
 const key = await crypto.subtle.importKey('jwk', jwk, { name: 'ECDSA', namedCurve: 'P-384' }, false, ['sign']);
 const auth = client.PrivateKeyJwt({ key, kid: jwk.kid }, {
@@ -28,18 +28,9 @@ const auth = client.PrivateKeyJwt({ key, kid: jwk.kid }, {
   },
 });
 
-let config;
-if (process.env.DISCOVERY === '1') {
-  config = await client.discovery(new URL(addr), clientId, undefined, auth);
-} else {
-  config = new client.Configuration({
-    issuer: addr,
-    token_endpoint: tokenEndpoint,
-    grant_types_supported: ['client_credentials'],
-    token_endpoint_auth_methods_supported: ['private_key_jwt'],
-    token_endpoint_auth_signing_alg_values_supported: ['RS384', 'ES384'],
-  }, clientId, undefined, auth);
-}
+const config = await client.discovery(new URL(addr), clientId, undefined, auth);
+tokenEndpoint = config.serverMetadata().token_endpoint;
+if (!tokenEndpoint) throw new Error('the discovered metadata names no token_endpoint');
 
 const params = {};
 if (process.env.SCOPE) params.scope = process.env.SCOPE;
