@@ -42,6 +42,9 @@ func compare(ctx context.Context, o options, scenario string, p *inproc, t *Targ
 		Name: "baseline", URL: b.URL, Method: t.Method, ContentType: t.ContentType,
 		Header: t.Header, Body: t.Body, Next: t.Next, Expect: expect,
 	}
+	if t.BaselineBody != nil {
+		bt.Body, bt.Next = t.BaselineBody, nil
+	}
 	res, err := l.RunRounds(ctx, []*Target{bt, t}, o.Warmup, o.Duration, o.Rounds)
 	if err != nil {
 		return nil, err

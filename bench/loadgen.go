@@ -49,6 +49,9 @@ type Target struct {
 	// Next, when set, gives the body of each request; ok=false means the
 	// work is done and the worker stops. It must be safe for concurrent use.
 	Next func() (body []byte, ok bool)
+	// BaselineBody, when set, is the baseline's fixed body instead of
+	// Next's (bodies that can be spent once, such as signed assertions).
+	BaselineBody []byte
 	// Expect is the only successful status (200 when zero).
 	Expect int
 	// Check, when set, validates a successful answer's body; an error makes

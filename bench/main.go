@@ -57,6 +57,9 @@ type options struct {
 	Identity string // alg of the identity assertion: HS256 or EdDSA
 	BarePool bool   // the bare proxy recycles its copy buffers as the gateway does
 
+	// token-endpoint
+	Alg string // ES384 or RS384
+
 	// flood
 	Aggregate bool // anonymous denials aggregated (false: each in full, as before)
 
@@ -87,6 +90,7 @@ var scenarios = []scenario{
 	{"memory", "start time and RSS with many stored tokens (targets ≤ 5s, ≤ 400 MiB)", 16, runMemory},
 	{"gateway", "enforcing gateway vs a bare ReverseProxy over TLS, durable audit (targets ≥ 0.75, p50 ≤ fsync+0.5ms)", 64, runGateway},
 	{"cluster", "three nodes on PostgreSQL: revocation propagation (targets p50 ≤ 50ms, p99 ≤ 250ms) and first use on a node (cache miss p99 ≤ 2ms)", 1, runCluster},
+	{"token-endpoint", "SMART Backend Services token endpoint, ES384 assertions, inline JWKS, audit on (target ≥ 2000 tokens/s)", 16, runTokenEndpoint},
 	{"flood", "anonymous flood (no token, 2 KB query) through the gateway: audit bytes per request (target ≤ 200 B)", 32, runFlood},
 }
 
@@ -182,6 +186,9 @@ func parseFlags(sc *scenario, args []string, stderr io.Writer) (options, error) 
 	if sc.name == "gateway" {
 		fs.StringVar(&o.Identity, "identity", "HS256", "how the gateways sign X-Phigate-Identity: HS256 (a key shared with the upstream) or EdDSA (the gateway's Ed25519 key)")
 		fs.BoolVar(&o.BarePool, "bare-pool", true, "give the bare proxy the gateway's copy-buffer pool (false: httputil's default, a new 32 KiB buffer per request)")
+	}
+	if sc.name == "token-endpoint" {
+		fs.StringVar(&o.Alg, "alg", "ES384", "the clients' assertion algorithm: ES384 (P-384) or RS384 (RSA 2048)")
 	}
 	if sc.name == "flood" {
 		fs.BoolVar(&o.Aggregate, "aggregate", true, "aggregate anonymous denials as configured (false: record each in full, the behaviour before issue 13)")

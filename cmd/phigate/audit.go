@@ -388,16 +388,22 @@ func (k *verifierFlags) load() (string, error) {
 
 func (a *cli) auditVerifyCmd() *cobra.Command {
 	var dataDir, cluster string
-	var cps, keyFiles []string
+	var cps, keyFiles, witnesses []string
+	var quorum int
 	var key verifierFlags
 	cmd := &cobra.Command{
-		Use:   "verify --data DIR | --cluster DSN [--checkpoint FILE]... [--key FILE | --keys FILE]",
+		Use:   "verify --data DIR | --cluster DSN [--checkpoint FILE]... [--key FILE | --keys FILE] [--witness VKEY]... [--witness-quorum K]",
 		Short: "Verify the whole audit log against its signed checkpoints",
 		Long: `Verify reads the audit log of the data directory, recomputes every entry's
 hash, rebuilds the Merkle tree and checks it against every signed checkpoint.
 With --checkpoint (a file of one or more checkpoints kept outside the log,
 e.g. by a witness) it also proves the log consistent with them, so a history
 rewritten by someone holding the signing key is caught too.
+
+With --witness (a witness's cosignature verifier key; repeatable) it also
+requires that --witness-quorum of them (default: all) cosigned the latest
+checkpoint, as kept in the data directory's audit.cosigned, and names those
+that did not.
 
 Exit status 0 when the log is intact; 1 with the first bad entry and why.
 Without --key the public key in the data directory is used: an auditor
@@ -419,6 +425,8 @@ database without a key given, or a key whose node is missing, is a failure.`,
 	cmd.Flags().StringArrayVar(&cps, "checkpoint", nil, "file of saved checkpoints to prove consistency with (repeatable)")
 	cmd.Flags().StringVar(&cluster, "cluster", "", clusterFlagHelp)
 	cmd.Flags().StringArrayVar(&keyFiles, "keys", nil, "with --cluster: file of the nodes' public keys, one a line (repeatable)")
+	cmd.Flags().StringArrayVar(&witnesses, "witness", nil, "cosignature verifier key of a witness (name+hash+key) that must have cosigned the latest checkpoint (repeatable)")
+	cmd.Flags().IntVar(&quorum, "witness-quorum", 0, "how many of the --witness keys must have cosigned (default: all)")
 	key.add(cmd.Flags(), "default: the copy in the data directory")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if (dataDir == "") == (cluster == "") {
@@ -427,9 +435,23 @@ database without a key given, or a key whose node is missing, is a failure.`,
 		if len(keyFiles) > 0 && cluster == "" {
 			return usagef("--keys is for --cluster; give --key for one log")
 		}
+		if len(witnesses) > 0 && cluster != "" {
+			return usagef("--witness checks one node's data directory: give --data DIR")
+		}
 		vkey, err := key.load()
 		if err != nil {
 			return err
+		}
+		if quorum == 0 {
+			quorum = len(witnesses)
+		}
+		if quorum < 0 || quorum > len(witnesses) {
+			return usagef("--witness-quorum %d: give at least that many --witness keys", quorum)
+		}
+		for _, w := range witnesses {
+			if _, err := audit.NewCosignatureVerifier(w); err != nil {
+				return usageErr{err}
+			}
 		}
 		opts := audit.VerifyOptions{Verifier: vkey}
 		for _, p := range cps {
@@ -464,9 +486,37 @@ database without a key given, or a key whose node is missing, is a failure.`,
 		if p := res.Problem; p != nil {
 			return fmt.Errorf("audit log NOT intact: %s", safe(p.Error()))
 		}
+		if len(witnesses) > 0 {
+			return a.checkWitnesses(dataDir, vkey, res.Checkpoint, witnesses, quorum)
+		}
 		return nil
 	}
 	return cmd
+}
+
+// checkWitnesses requires quorum cosignatures of the witnesses on cp.
+func (a *cli) checkWitnesses(dataDir, vkey string, cp *audit.Checkpoint, witnesses []string, quorum int) error {
+	if cp == nil {
+		return errors.New("the log has no signed checkpoint for the witnesses to have cosigned")
+	}
+	if vkey == "" {
+		var err error
+		if vkey, err = audit.ReadVerifierKey(dataDir); err != nil {
+			return err
+		}
+	}
+	v, err := audit.NewVerifier(vkey)
+	if err != nil {
+		return err
+	}
+	got, err := audit.CheckCosignatures(dataDir, cp, v, witnesses, quorum)
+	if err != nil {
+		return fmt.Errorf("audit log intact, but NOT witnessed: %s", safe(err.Error()))
+	}
+	if !a.json {
+		fmt.Fprintf(a.stdout, "Witnessed: checkpoint %d cosigned by %s (quorum %d).\n", cp.Size, safe(strings.Join(got, ", ")), quorum)
+	}
+	return nil
 }
 
 // verifyResult is the --json output of audit verify.
@@ -682,20 +732,42 @@ over, so compare it once with a copy taken on the server's machine.`,
 func (a *cli) auditProveCmd() *cobra.Command {
 	var key verifierFlags
 	var seq int64
-	var save string
+	var save, fromFile, toFile string
 	cmd := &cobra.Command{
-		Use:   "prove FILE --key KEYFILE | prove --seq N --key KEYFILE [--save FILE]",
-		Short: "Check a proof that an entry is in the audit log, with only the public key",
+		Use:   "prove FILE --key KEYFILE | prove --seq N --key KEYFILE [--save FILE] | prove --from OLD --to NEW --key KEYFILE [--save FILE] | prove --from OLD [--to NEW] --key KEYFILE PROOFFILE",
+		Short: "Check a proof that an entry is in the audit log, or that the log only grew between two checkpoints",
 		Long: `Prove checks a proof bundle (GET /v1/audit/proof?seq=N) offline: the
 checkpoint is signed by the log's key, and the entry's hash leads to its
 root. Give the bundle as FILE, or fetch it from the server with --seq (and
 keep it with --save). The key must come from somewhere you trust, not from
-the bundle's server.`,
+the bundle's server.
+
+With --from and --to (two signed checkpoints saved earlier, e.g. by
+"phigate audit checkpoint"; of a file of several, the last) it fetches
+the consistency proof between their sizes (GET /v1/audit/proof/consistency)
+and checks offline, with only the key and the two checkpoints, that the
+newer tree extends the older one unchanged: no entry the older covers was
+removed, changed or reordered. Given a saved proof FILE instead, nothing is
+fetched; without --to, the newer checkpoint is the one in the proof (checked
+with the key).`,
 		Example: `  phigate audit prove --seq 1234 --key audit.pub --save entry-1234.proof.json
-  phigate audit prove entry-1234.proof.json --key-text 'phigate/node-1+5a3c...+AXk...'`,
+  phigate audit prove entry-1234.proof.json --key-text 'phigate/node-1+5a3c...+AXk...'
+  phigate audit prove --from cp-monday.txt --to cp-tuesday.txt --key audit.pub --save mon-tue.json
+  phigate audit prove --from cp-monday.txt --to cp-tuesday.txt --key audit.pub mon-tue.json`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			fetch := cmd.Flags().Changed("seq")
+			cons := cmd.Flags().Changed("from") || cmd.Flags().Changed("to")
 			switch {
+			case cons && fetch:
+				return usagef("give --seq (an entry) or --from/--to (two checkpoints), not both")
+			case cons && !cmd.Flags().Changed("from"):
+				return usagef("--from CHECKPOINT is required with --to")
+			case cons && len(args) > 1:
+				return usagef("give at most one saved consistency proof FILE")
+			case cons && len(args) == 0 && !cmd.Flags().Changed("to"):
+				return usagef("give --to CHECKPOINT (to fetch the proof) or a saved consistency proof FILE")
+			case cons:
+				return nil
 			case fetch && len(args) > 0:
 				return usagef("give a bundle FILE or --seq, not both")
 			case !fetch && len(args) != 1:
@@ -706,7 +778,9 @@ the bundle's server.`,
 	}
 	key.add(cmd.Flags(), "required")
 	cmd.Flags().Int64Var(&seq, "seq", 0, "fetch the proof of this entry from the server")
-	cmd.Flags().StringVar(&save, "save", "", "with --seq, also write the bundle to this file")
+	cmd.Flags().StringVar(&save, "save", "", "with --seq or --from/--to, also write the proof to this file")
+	cmd.Flags().StringVar(&fromFile, "from", "", "file of the older signed checkpoint (its last one)")
+	cmd.Flags().StringVar(&toFile, "to", "", "file of the newer signed checkpoint (its last one)")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		vkey, err := key.load()
 		if err != nil {
@@ -718,6 +792,9 @@ the bundle's server.`,
 		v, err := audit.NewVerifier(vkey)
 		if err != nil {
 			return usageErr{err}
+		}
+		if fromFile != "" {
+			return a.proveConsistency(cmd, v, fromFile, toFile, args, save)
 		}
 		var data []byte
 		if len(args) == 1 {
@@ -764,6 +841,84 @@ the bundle's server.`,
 		})
 	}
 	return cmd
+}
+
+// proveConsistency checks (fetching it unless saved in args[0]) the
+// consistency proof between the checkpoints of the files from and to.
+func (a *cli) proveConsistency(cmd *cobra.Command, v note.Verifier, from, to string, args []string, save string) error {
+	older, err := readCheckpointFile(from, v)
+	if err != nil {
+		return err
+	}
+	var newer *audit.Checkpoint
+	if to != "" {
+		if newer, err = readCheckpointFile(to, v); err != nil {
+			return err
+		}
+		if newer.Size < older.Size {
+			return usagef("--to %s is of size %d, smaller than --from %s (%d): give the older checkpoint as --from", safe(to), newer.Size, safe(from), older.Size)
+		}
+	}
+	var data []byte
+	if len(args) == 1 {
+		if data, err = os.ReadFile(args[0]); err != nil {
+			return err
+		}
+	} else {
+		c, err := a.client()
+		if err != nil {
+			return err
+		}
+		p, err := c.AuditConsistency(cmd.Context(), older.Size, newer.Size)
+		if err != nil {
+			return err
+		}
+		data = p.Raw
+	}
+	p, err := audit.ParseConsistency(data)
+	if err != nil {
+		return err
+	}
+	if newer == nil {
+		if p.ToCheckpoint == "" {
+			return usagef("the proof carries no checkpoint of size %d: give --to CHECKPOINT", p.To)
+		}
+		if newer, err = audit.ParseCheckpoint([]byte(p.ToCheckpoint), v); err != nil {
+			return err
+		}
+	}
+	if err := audit.VerifyConsistency(p, older, newer); err != nil {
+		return err
+	}
+	if save != "" && len(args) == 0 {
+		if err := os.WriteFile(save, append(data, '\n'), 0o600); err != nil {
+			return err
+		}
+	}
+	type result struct {
+		Origin string `json:"origin"`
+		From   uint64 `json:"from"`
+		To     uint64 `json:"to"`
+		OK     bool   `json:"ok"`
+	}
+	return a.output(result{older.Origin, older.Size, newer.Size, true}, func(w io.Writer) error {
+		_, err := fmt.Fprintf(w, "OK: the log %s of %d entries (root %x) extends, unchanged, the log of %d entries (root %x) of the older checkpoint.\n", safe(older.Origin), newer.Size, newer.Root, older.Size, older.Root)
+		return err
+	})
+}
+
+// readCheckpointFile returns the last signed checkpoint of the file at
+// path, checked with v.
+func readCheckpointFile(path string, v note.Verifier) (*audit.Checkpoint, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	cp, err := audit.LastCheckpoint(data, v)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", safe(path), err)
+	}
+	return cp, nil
 }
 
 func proveBundle(data []byte, v note.Verifier) (*audit.Entry, *audit.Checkpoint, error) {

@@ -141,6 +141,11 @@ func TestCommandsSendTheRightRequest(t *testing.T) {
 	f.on("POST", "/v1/tokens/tok_abc/reinstate", 200, `{"id":"tok_abc","status":"active"}`)
 	f.on("GET", "/v1/tokens/self", 200, tokenJSON)
 	f.on("POST", "/v1/tokens/self/rotate", 200, issuedJSON)
+	clientJSON := `{"id":"cli_abc","name":"lab","subject":"client:cli_abc","jwks_url":"https://keys.example/jwks","scopes":["system/Observation.rs"],"max_ttl":"5m0s","created_by":"tok_root","status":"active","created_at":"2026-01-02T03:04:05Z","updated_at":"2026-01-02T03:04:05Z"}`
+	f.on("POST", "/v1/clients", 201, clientJSON)
+	f.on("GET", "/v1/clients", 200, `{"clients":[`+clientJSON+`]}`)
+	f.on("GET", "/v1/clients/cli_abc", 200, clientJSON)
+	f.on("DELETE", "/v1/clients/cli_abc", 200, `{"id":"cli_abc","status":"revoked","revoked_tokens":["tok_1","tok_2"]}`)
 	f.on("POST", "/v1/introspect", 200, `{"active":true,"sub":"alice","scope":"patient/Observation.rs","jti":"tok_abc","exp":1767323945}`)
 
 	tests := []struct {
@@ -155,6 +160,17 @@ func TestCommandsSendTheRightRequest(t *testing.T) {
 		stdout   []string // substrings of stdout
 		noStdout []string
 	}{
+		{
+			name: "client register",
+			args: []string{"client", "register", "--name", "lab", "--jwks-url", "https://keys.example/jwks", "--scope", "system/Observation.rs",
+				"--cidr", "10.1.0.0/16", "--rate", "10/s", "--burst", "5", "--purpose", "TREAT", "--ttl", "4m"},
+			method: "POST", path: "/v1/clients",
+			body:   `{"name":"lab","jwks_url":"https://keys.example/jwks","scopes":["system/Observation.rs"],"cidrs":["10.1.0.0/16"],"rate":{"per_second":10,"burst":5},"purposes":["TREAT"],"max_ttl":"4m"}`,
+			stdout: []string{"registered client cli_abc", "system/Observation.rs"},
+		},
+		{name: "client list", args: []string{"client", "list"}, method: "GET", path: "/v1/clients", query: "limit=1000", body: "-", stdout: []string{"cli_abc", "lab", "active"}},
+		{name: "client show", args: []string{"client", "show", "cli_abc"}, method: "GET", path: "/v1/clients/cli_abc", body: "-", stdout: []string{"client:cli_abc", "https://keys.example/jwks"}},
+		{name: "client revoke", args: []string{"client", "revoke", "cli_abc", "--reason", "retired"}, method: "DELETE", path: "/v1/clients/cli_abc", query: "reason=retired", body: "-", stdout: []string{"revoked client cli_abc and 2 of its tokens"}},
 		{
 			name:   "create minimal",
 			args:   []string{"token", "create", "--subject", "alice", "--scope", "patient/Observation.rs", "--ttl", "15m"},

@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/phigate/phigate/internal/audit"
 	"github.com/phigate/phigate/internal/store/postgres/pgtest"
 	"github.com/phigate/phigate/internal/tlsutil"
 	"github.com/phigate/phigate/pkg/client"
@@ -107,7 +108,19 @@ type clusterNode struct {
 // serves.
 func (c *cluster) start(name string) *clusterNode {
 	c.t.Helper()
-	n := &clusterNode{name: name, cfg: c.config(name), stderr: &syncBuffer{}, done: make(chan error, 1)}
+	return c.startWith(name, c.config(name))
+}
+
+// restart starts a stopped or killed node again on its own config and
+// data directory.
+func (c *cluster) restart(n *clusterNode) *clusterNode {
+	c.t.Helper()
+	return c.startWith(n.name, n.cfg)
+}
+
+func (c *cluster) startWith(name, cfg string) *clusterNode {
+	c.t.Helper()
+	n := &clusterNode{name: name, cfg: cfg, stderr: &syncBuffer{}, done: make(chan error, 1)}
 	n.cmd = exec.Command(c.bin, "server", "--config", n.cfg)
 	n.cmd.Env = c.env
 	pr, pw := io.Pipe()
@@ -369,13 +382,50 @@ func TestClusterKillOneNodeUnderLoadOthersServe(t *testing.T) {
 	if failed.Load() != 0 {
 		t.Fatalf("%d requests failed on the surviving nodes", failed.Load())
 	}
-	// Every node's audit log still verifies, the killed one's included.
-	// TODO(lead): once the audit mirror (issue 21 item 3, h-pgaudit) lands,
-	// verify all nodes' logs through the database here as well
-	// (phigate audit verify over the cluster); verifyNodeLogs is the hook.
+	// Every node's audit log still verifies, the killed one's included:
+	// each on its own disk, and all of them through the cluster's shared
+	// copy, after the killed node came back and its mirror caught up with
+	// what its journal kept.
+	b = c.restart(b)
+	if st, code, _ := c.call(hc, b, "GET", "/v1/tokens/self", secret, nil); st != http.StatusOK {
+		t.Fatalf("node-b after its restart: %d %s", st, code)
+	}
 	a.stop(t)
 	n3.stop(t)
+	b.stop(t)
 	verifyNodeLogs(t, c, a, b, n3)
+	verifyClusterLogs(t, c, a, b, n3)
+}
+
+// verifyClusterLogs runs phigate audit verify --cluster over the shared
+// database with the nodes' public keys read from their own data
+// directories (an auditor's copies, not the database's), and checks that
+// every node's log is there and verifies.
+func verifyClusterLogs(t *testing.T, c *cluster, nodes ...*clusterNode) {
+	t.Helper()
+	var keys []string
+	for _, n := range nodes {
+		k, err := audit.ReadVerifierKey(dataDirOf(t, n.cfg))
+		if err != nil {
+			t.Fatalf("the public key of %s: %v", n.name, err)
+		}
+		keys = append(keys, k)
+	}
+	keyFile := filepath.Join(t.TempDir(), "nodes.pub")
+	if err := os.WriteFile(keyFile, []byte(strings.Join(keys, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(c.bin, "audit", "verify", "--cluster", c.dsn, "--keys", keyFile)
+	cmd.Env = c.env
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("audit verify --cluster: %v\n%s", err, out)
+	}
+	for _, n := range nodes {
+		if !strings.Contains(string(out), "phigate/"+n.name) {
+			t.Errorf("audit verify --cluster does not report %s:\n%s", n.name, out)
+		}
+	}
 }
 
 // TestClusterPepperRotationReachesEveryNode: a pepper rotated on one node

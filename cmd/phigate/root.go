@@ -60,6 +60,7 @@ Client commands talk to the admin API configured by the environment:
 		a.agentCmd(),
 		a.alertsCmd(),
 		a.scanCmd(),
+		a.clientCmd(),
 	)
 	return root
 }

@@ -115,7 +115,12 @@ func errCode(t testing.TB, r resp) (code, field string) {
 	t.Helper()
 	var eb client.ErrorBody
 	if err := json.Unmarshal(r.body, &eb); err != nil {
-		t.Fatalf("error body is not JSON: %q", r.body)
+		// the OAuth endpoints answer in the RFC 6749 form
+		var ob OAuthError
+		if err := json.Unmarshal(r.body, &ob); err != nil || ob.Error == "" {
+			t.Fatalf("error body is not JSON: %q", r.body)
+		}
+		eb.Error.Code, eb.Error.RequestID, eb.Error.Field = ob.Code, ob.RequestID, ob.Field
 	}
 	if eb.Error.RequestID == "" || r.header.Get("X-Request-Id") != eb.Error.RequestID {
 		t.Fatalf("error without matching request id: %s", r.body)

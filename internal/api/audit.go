@@ -26,6 +26,10 @@ import (
 //	GET /v1/audit/checkpoint  the latest signed checkpoint (JSON, or the
 //	                          note itself with Accept: text/plain)
 //	GET /v1/audit/proof?seq=N a proof bundle (audit.ProofBundle)
+//	GET /v1/audit/proof/consistency?from=N&to=M
+//	                          the consistency proof between two tree sizes
+//	                          (audit.ConsistencyProof); like the checkpoint,
+//	                          it reveals no entry and is not recorded
 //	GET /v1/audit/key         the public verifier key (no token needed)
 
 // auditRoutes registers the audit-reading endpoints.
@@ -34,6 +38,7 @@ func (s *Server) auditRoutes() {
 	m.HandleFunc("GET /v1/audit", s.authed(scope.AdminAudit, s.auditSearch))
 	m.HandleFunc("GET /v1/audit/checkpoint", s.authed(scope.AdminAudit, s.auditCheckpoint))
 	m.HandleFunc("GET /v1/audit/proof", s.authed(scope.AdminAudit, s.auditProof))
+	m.HandleFunc("GET /v1/audit/proof/consistency", s.authed(scope.AdminAudit, s.auditConsistency))
 	m.HandleFunc("GET /v1/audit/key", s.auditKey)
 }
 
@@ -44,6 +49,8 @@ func auditError(err error) error {
 	switch {
 	case errors.As(err, &qe):
 		return badRequest(qe.Field, "%s", qe.Error())
+	case errors.Is(err, audit.ErrBadRange):
+		return badRequest("to", "%s", strings.TrimPrefix(err.Error(), "audit: "))
 	case errors.Is(err, audit.ErrNotFound):
 		return &apiError{status: http.StatusNotFound, code: "not_found", msg: "no audit entry with that sequence number"}
 	case errors.Is(err, audit.ErrPushback):
@@ -122,6 +129,9 @@ type checkpointAnswer struct {
 	RootHash   string    `json:"root_hash"`
 	Checkpoint string    `json:"checkpoint"`
 	IssuedAt   time.Time `json:"issued_at,omitzero"`
+	// Cosigned is the checkpoint with the witnesses' cosignatures, once
+	// at least one witness cosigned it.
+	Cosigned string `json:"cosigned,omitempty"`
 }
 
 func (s *Server) auditCheckpoint(w http.ResponseWriter, r *http.Request, _ authority.Actor) {
@@ -142,7 +152,11 @@ func (s *Server) auditCheckpoint(w http.ResponseWriter, r *http.Request, _ autho
 		writeText(w, string(cp.Note))
 		return
 	}
-	writeJSON(w, http.StatusOK, checkpointAnswer{Origin: cp.Origin, Size: cp.Size, RootHash: base64.StdEncoding.EncodeToString(cp.Root), Checkpoint: string(cp.Note), IssuedAt: cp.Time})
+	ans := checkpointAnswer{Origin: cp.Origin, Size: cp.Size, RootHash: base64.StdEncoding.EncodeToString(cp.Root), Checkpoint: string(cp.Note), IssuedAt: cp.Time}
+	if c := l.Cosigned(r.Context(), cp); len(c) > len(cp.Note) {
+		ans.Cosigned = string(c)
+	}
+	writeJSON(w, http.StatusOK, ans)
 }
 
 func (s *Server) auditProof(w http.ResponseWriter, r *http.Request, ac authority.Actor) {
@@ -177,6 +191,44 @@ func (s *Server) auditProof(w http.ResponseWriter, r *http.Request, ac authority
 		return
 	}
 	writeJSON(w, http.StatusOK, b)
+}
+
+func (s *Server) auditConsistency(w http.ResponseWriter, r *http.Request, _ authority.Actor) {
+	l := s.auditLog(w, r)
+	if l == nil {
+		return
+	}
+	q := r.URL.Query()
+	for k, v := range q {
+		if k != "from" && k != "to" {
+			s.writeError(w, r, badRequest(k, "unknown parameter"))
+			return
+		}
+		if len(v) > 1 {
+			s.writeError(w, r, badRequest(k, "given more than once"))
+			return
+		}
+	}
+	var sizes [2]uint64
+	for i, k := range []string{"from", "to"} {
+		raw := q.Get(k)
+		n, err := strconv.ParseUint(raw, 10, 64)
+		if err != nil || strconv.FormatUint(n, 10) != raw {
+			s.writeError(w, r, badRequest(k, "%s must be a tree size (0, 1, ...: the size line of a checkpoint)", k))
+			return
+		}
+		sizes[i] = n
+	}
+	if sizes[0] > sizes[1] {
+		s.writeError(w, r, badRequest("from", "from must not be larger than to"))
+		return
+	}
+	p, err := l.Consistency(r.Context(), sizes[0], sizes[1])
+	if err != nil {
+		s.writeError(w, r, auditError(err))
+		return
+	}
+	writeJSON(w, http.StatusOK, p)
 }
 
 // keyAnswer is the JSON of GET /v1/audit/key.

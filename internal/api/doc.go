@@ -4,8 +4,8 @@
 //
 // Guarantees:
 //
-//   - Deny by default: every route but /healthz, /readyz and /v1/audit/key
-//     (public by design) authenticates a
+//   - Deny by default: every route but /healthz, /readyz, /v1/audit/key
+//     and /v1/openapi.json (public by design) authenticates a
 //     phigate bearer token and checks the scope the route needs before it
 //     does anything else.
 //
@@ -85,4 +85,17 @@
 //	POST   /v1/keys/retire-pepper/{version} [admin:keys] 409 pepper_in_use while a live token is hashed with it
 //	GET    /console/...                    [a session] the web console (internal/console, Options.Console)
 //	GET    /healthz, /readyz               [none] liveness; readiness (store, audit log, disk space)
+//	GET    /metrics                        [admin:metrics] Prometheus (Options.Metrics; 404 without)
+//	GET    /v1/openapi.json                [none] the OpenAPI 3.1 description of these routes
+//
+// openapi.yaml (embedded, served as JSON) is the OpenAPI source. Its tests
+// hold it to the handlers: every route registered in this package is
+// documented there and every path there is registered (openapi_test.go,
+// which reads the patterns from the HandleFunc calls of the source), and
+// internal/server's contract test sends every documented operation to the
+// real server and validates each answer against the documented schema.
+//
+// With Options.Observer, every answer is reported (package obs): the
+// route class from the path's first segments, the outcome from the status
+// (2xx/3xx granted, 4xx denied, 5xx error), the error code as reason.
 package api

@@ -23,6 +23,7 @@ type apiError struct {
 	retry   time.Duration
 	wwwAuth string // RFC 6750 error attribute, when set
 	scope   string // the scope needed, for insufficient_scope
+	basic   bool   // challenge with Basic (a failed client_secret_basic)
 }
 
 func (e *apiError) Error() string { return e.code + ": " + e.msg }
@@ -98,6 +99,10 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		s.log.Error("internal error", "request_id", rid, "method", r.Method, "path", r.URL.Path, "err", err)
 		e = &apiError{status: http.StatusInternalServerError, code: "internal", msg: "internal error; the request id identifies it in the server log"}
 	}
+	if oauthErrors(r) {
+		s.writeOAuthError(w, rid, e)
+		return
+	}
 	h := w.Header()
 	if e.wwwAuth != "" || e.status == http.StatusUnauthorized {
 		v := `Bearer realm="phigate"`
@@ -122,6 +127,9 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		} `json:"error"`
 	}
 	body.Error.Code, body.Error.Message, body.Error.RequestID, body.Error.Field = e.code, e.msg, rid, e.field
+	if ow, ok := w.(*observed); ok {
+		ow.code = e.code
+	}
 	writeJSON(w, e.status, body)
 	if e.status >= 500 && e.status != http.StatusInternalServerError {
 		s.log.Warn("request refused", "request_id", rid, "status", e.status, "code", e.code)

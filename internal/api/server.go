@@ -17,6 +17,7 @@ import (
 	"github.com/phigate/phigate/internal/audit"
 	"github.com/phigate/phigate/internal/authority"
 	"github.com/phigate/phigate/internal/monitor"
+	"github.com/phigate/phigate/internal/obs"
 	"github.com/phigate/phigate/internal/policy"
 	"github.com/phigate/phigate/internal/reqctx"
 	"github.com/phigate/phigate/internal/scope"
@@ -39,9 +40,18 @@ type Options struct {
 	Record func(ctx context.Context, e *audit.Entry) error
 	// Vault serves the secret and key endpoints (nil: they answer 503).
 	Vault KeyVault
-	// Issuer is the "iss" of introspection answers.
+	// Issuer is the "iss" of introspection answers: the authorization
+	// server's issuer identifier (RFC 8414), as published in its metadata.
 	Issuer string
-	Logger *slog.Logger
+	// Audiences, when set, names the upstreams a token with these scopes
+	// can reach (the "aud" of introspection answers); the server computes
+	// it from the gateway's config. Nil: no "aud".
+	Audiences func(scopes scope.Set) []string
+	// Metadata, when set, is served at GET
+	// /.well-known/oauth-authorization-server (RFC 8414) without a token:
+	// the JSON document, built once by the server (internal/oauth).
+	Metadata []byte
+	Logger   *slog.Logger
 	// Throttle, when set, slows and refuses sources that keep sending
 	// invalid tokens (429 too_many_failures).
 	Throttle Throttle
@@ -58,6 +68,21 @@ type Options struct {
 	// Console, when set, serves /console/ (internal/console) behind this
 	// server's request ids, low-space refusal and panic guard.
 	Console http.Handler
+	// Metrics serves GET /metrics to a token with admin:metrics (nil: 404
+	// not_found, as if the route did not exist).
+	Metrics http.Handler
+	// Observer, when set, is told every answer's route class, outcome,
+	// reason and latency (see Observer).
+	Observer Observer
+	// OAuth serves the client registry and the token endpoint (nil: they
+	// answer 503).
+	OAuth OAuth
+}
+
+// Observer is told the outcome of every admin API request
+// (internal/metrics counts them). It MUST NOT block.
+type Observer interface {
+	ObserveRequest(obs.Request)
 }
 
 // Server is the admin API handler.
@@ -69,6 +94,10 @@ type Server struct {
 
 	ridPrefix string
 	ridSeq    atomic.Uint64
+
+	// the OpenAPI document as JSON (openapi.go), or why it is not
+	openapi    []byte
+	openapiErr error
 }
 
 type ctxKey int
@@ -89,6 +118,7 @@ func New(auth *authority.Authority, opts Options) *Server {
 	var b [6]byte
 	rand.Read(b[:])
 	s := &Server{auth: auth, opts: opts, log: opts.Logger, mux: http.NewServeMux(), ridPrefix: "req_" + hex.EncodeToString(b[:])}
+	s.openapi, s.openapiErr = OpenAPI()
 	s.routes()
 	return s
 }
@@ -111,8 +141,9 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /v1/tokens/{id}/rotate", s.authed(scope.AdminTokens, s.rotateToken))
 	m.HandleFunc("POST /v1/tokens/{id}/suspend", s.authed(scope.AdminTokens, s.suspendToken))
 	m.HandleFunc("POST /v1/tokens/{id}/reinstate", s.authed(scope.AdminTokens, s.reinstateToken))
-	m.HandleFunc("POST /v1/introspect", s.authed(scope.Introspect, s.introspect))
-	m.HandleFunc("POST /v1/revoke", s.authed("", s.revoke))
+	m.HandleFunc("POST /v1/introspect", s.clientAuthed(scope.Introspect, s.introspect))
+	m.HandleFunc("POST /v1/revoke", s.clientAuthed("", s.revoke))
+	m.HandleFunc("GET /.well-known/oauth-authorization-server", s.serverMetadata)
 	s.auditRoutes()
 	s.secretRoutes()
 	s.alertRoutes()
@@ -120,6 +151,18 @@ func (s *Server) routes() {
 		m.Handle("/console/", s.opts.Console)
 		m.Handle("/console", s.opts.Console)
 	}
+	m.HandleFunc("GET /metrics", s.authed(scope.AdminMetrics, s.metrics))
+	m.HandleFunc("GET /v1/openapi.json", s.openAPI)
+	s.clientRoutes()
+}
+
+// metrics serves the Prometheus registry (Options.Metrics).
+func (s *Server) metrics(w http.ResponseWriter, r *http.Request, _ authority.Actor) {
+	if s.opts.Metrics == nil {
+		s.writeError(w, r, &apiError{status: http.StatusNotFound, code: "not_found", msg: "metrics are not enabled on this server"})
+		return
+	}
+	s.opts.Metrics.ServeHTTP(w, r)
 }
 
 func (s *Server) methodNotAllowed(w http.ResponseWriter, r *http.Request) {
@@ -136,6 +179,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx := context.WithValue(r.Context(), ridKey, rid)
 	ctx = reqctx.With(ctx, reqctx.Info{RequestID: rid, Source: clientAddr(r), UserAgent: truncate(r.UserAgent(), 256), Purpose: r.Header.Get("X-Purpose-Of-Use")})
 	r = r.WithContext(ctx)
+	if s.opts.Observer != nil {
+		ow := &observed{ResponseWriter: w, start: s.auth.Config().Now()}
+		w = ow
+		defer s.observe(ow, r)
+	}
 	defer func() {
 		// defence in depth: a bug must not take the connection down
 		// without an answer, nor print a request's data in a stack trace
@@ -299,6 +347,23 @@ func (s *Server) recordDenied(r *http.Request, d authority.Decision, code string
 		return err
 	}
 	return nil
+}
+
+// serverMetadata serves the RFC 8414 document (public: discovery comes
+// before any credential); 404 when the server configured none.
+func (s *Server) serverMetadata(w http.ResponseWriter, r *http.Request) {
+	if len(s.opts.Metadata) == 0 {
+		s.writeError(w, r, &apiError{status: http.StatusNotFound, code: "not_found", msg: "no such endpoint"})
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "public, max-age=300")
+	h.Set("Content-Length", strconv.Itoa(len(s.opts.Metadata)))
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		w.Write(s.opts.Metadata)
+	}
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {

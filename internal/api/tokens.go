@@ -476,12 +476,16 @@ func (s *Server) rotate(w http.ResponseWriter, r *http.Request, ac authority.Act
 
 // introspect answers RFC 7662. The caller must hold "introspect" (or
 // admin:tokens); an inactive token is {"active":false} and nothing more.
-func (s *Server) introspect(w http.ResponseWriter, r *http.Request, ac authority.Actor) {
-	form, e := s.readForm(w, r)
-	if e != nil {
-		s.writeError(w, r, e)
-		return
-	}
+//
+// The members of an active answer: scope, token_type "Bearer", sub, exp,
+// iat and nbf (the token's creation), jti (its id), iss, client_id (the
+// OAuth client that issued it, else the token that created it, else the
+// token itself), aud (the upstreams its scopes reach, when the server
+// knows them), patient (the token's patient) and fhirUser (its metadata
+// key "fhirUser" when that is a relative reference to a Practitioner,
+// PractitionerRole, Patient, RelatedPerson or Person, as SMART defines
+// the claim), phigate_kind.
+func (s *Server) introspect(w http.ResponseWriter, r *http.Request, ac authority.Actor, form url.Values) {
 	secret := first(form["token"])
 	if secret == "" {
 		s.writeError(w, r, badRequest("token", "token: required"))
@@ -496,10 +500,65 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request, ac authority
 		writeJSON(w, http.StatusOK, client.Introspection{Active: false})
 		return
 	}
-	writeJSON(w, http.StatusOK, client.Introspection{
+	out := client.Introspection{
 		Active: true, Scope: set.String(), TokenType: "Bearer", Sub: rec.Subject, Exp: rec.ExpiresAt.Unix(),
-		Iat: rec.CreatedAt.Unix(), Jti: rec.ID, Iss: s.opts.Issuer, Kind: string(rec.Kind), PatientID: rec.PatientID,
-	})
+		Iat: rec.CreatedAt.Unix(), Nbf: rec.CreatedAt.Unix(), Jti: rec.ID, Iss: s.opts.Issuer, Kind: string(rec.Kind),
+		PatientID: rec.PatientID, ClientID: introspectionClientID(rec), FHIRUser: fhirUser(rec.Metadata),
+	}
+	if s.opts.Audiences != nil {
+		out.Aud = s.opts.Audiences(set)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// introspectionClientID is the client_id of an introspection answer.
+func introspectionClientID(rec *token.Record) string {
+	switch {
+	case rec.ClientID != "":
+		return rec.ClientID
+	case rec.CreatedBy != "":
+		return rec.CreatedBy
+	}
+	return rec.ID
+}
+
+// FHIRUserKey is the metadata key whose value introspection answers as
+// SMART's fhirUser.
+const FHIRUserKey = "fhirUser"
+
+// fhirUser returns meta's fhirUser when it is a relative FHIR reference
+// Type/id to a resource type SMART allows for the claim, else "".
+func fhirUser(meta map[string]string) string {
+	v := meta[FHIRUserKey]
+	if ValidFHIRUser(v) {
+		return v
+	}
+	return ""
+}
+
+// ValidFHIRUser reports whether v is a relative reference "Type/id" with
+// Type one of Practitioner, PractitionerRole, Patient, RelatedPerson,
+// Person and id a FHIR id ([A-Za-z0-9.-]{1,64}).
+func ValidFHIRUser(v string) bool {
+	typ, id, ok := strings.Cut(v, "/")
+	if !ok {
+		return false
+	}
+	switch typ {
+	case "Practitioner", "PractitionerRole", "Patient", "RelatedPerson", "Person":
+	default:
+		return false
+	}
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return true
 }
 
 func first(v []string) string {
@@ -511,12 +570,7 @@ func first(v []string) string {
 
 // revoke answers RFC 7009: the presented token is revoked if it is valid;
 // the answer is 200 either way.
-func (s *Server) revoke(w http.ResponseWriter, r *http.Request, ac authority.Actor) {
-	form, e := s.readForm(w, r)
-	if e != nil {
-		s.writeError(w, r, e)
-		return
-	}
+func (s *Server) revoke(w http.ResponseWriter, r *http.Request, ac authority.Actor, form url.Values) {
 	secret := first(form["token"])
 	if secret == "" {
 		s.writeError(w, r, badRequest("token", "token: required"))

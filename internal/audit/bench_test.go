@@ -306,3 +306,49 @@ func BenchmarkProof(b *testing.B) {
 	b.ReportMetric(float64(pct(lat, 0.99).Microseconds()), "p99-µs")
 	b.ReportMetric(float64(n), "entries")
 }
+
+// BenchmarkConsistency serves consistency proofs between random sizes
+// (from ≤ to) of a log of PHIGATE_AUDIT_BENCH_SIZE entries (default 1M;
+// the target is 10M, built like BenchmarkProof's log and cached
+// with PHIGATE_AUDIT_BENCH_DIR).
+func BenchmarkConsistency(b *testing.B) {
+	n := benchSize(1_000_000)
+	dir := benchLogDir(b, n)
+	l, err := Open(context.Background(), dir, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	ctx := context.Background()
+	size := l.latest.Load().Size
+	rnd := uint64(54321)
+	next := func() uint64 { rnd ^= rnd << 13; rnd ^= rnd >> 7; rnd ^= rnd << 17; return rnd % (size + 1) }
+	pair := func() (uint64, uint64) {
+		a, c := next(), next()
+		return min(a, c), max(a, c)
+	}
+	for i := 0; i < 200; i++ { // warm up
+		f, t := pair()
+		l.Consistency(ctx, f, t)
+	}
+	lat := make([]time.Duration, 0, b.N)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		from, to := pair()
+		t := time.Now()
+		p, err := l.Consistency(ctx, from, to)
+		lat = append(lat, time.Since(t))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(p.Proof) > 2*64 {
+			b.Fatal("proof too long")
+		}
+	}
+	b.StopTimer()
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	b.ReportMetric(float64(pct(lat, 0.5).Microseconds()), "p50-µs")
+	b.ReportMetric(float64(pct(lat, 0.99).Microseconds()), "p99-µs")
+	b.ReportMetric(float64(size), "entries")
+}

@@ -144,7 +144,17 @@
 // other, each followed by an empty line (SplitCheckpoints).
 //
 // A proof bundle (ProofBundle, JSON) is an entry's encoding, its RFC 6962
-// inclusion proof, and a signed checkpoint of a tree containing it.
+// inclusion proof, and a signed checkpoint of a tree containing it. A
+// consistency proof (ConsistencyProof, JSON; Log.Consistency) proves that
+// the tree of one size extends the tree of a smaller one unchanged
+// (RFC 6962 §2.1.2): with two signed checkpoints and the public key,
+// VerifyConsistency (or any RFC 6962 verifier) checks it.
+//
+// The log is also served read-only as C2SP tlog-tiles (TileHandler, see
+// tlogtiles.go: hash tiles of height 8 and entry bundles of the canonical
+// encodings, read from the database), and each checkpoint is submitted to
+// C2SP tlog-witness witnesses (Options.Witnesses), whose tlog-cosignature
+// cosignatures are kept in <data>/audit.cosigned (see cosign.go).
 //
 // # Storage
 //

@@ -41,6 +41,14 @@ const (
 	ActionServerStopped        Action = "server.stopped"
 	ActionAuditRead            Action = "audit.read" // the audit log itself was searched or a proof fetched
 	ActionAuditArchived        Action = "audit.archived"
+	// ActionClientRegistered and ActionClientRevoked: an OAuth client of
+	// SMART Backend Services was registered or revoked (Target: its id).
+	ActionClientRegistered Action = "client.registered"
+	ActionClientRevoked    Action = "client.revoked"
+	// ActionClientAuthFailed: the token endpoint refused a client's
+	// request (Target: the client id it claimed, if any; Reason: why;
+	// never the assertion).
+	ActionClientAuthFailed Action = "client.auth_failed"
 )
 
 const maxActionLen = 64
@@ -52,6 +60,7 @@ var knownActions = map[Action]bool{
 	ActionKeyRotated: true, ActionConfigLoaded: true, ActionServerStarted: true, ActionServerStopped: true,
 	ActionAuditRead: true, ActionAuditArchived: true, ActionTokenRotationRetried: true,
 	ActionAlertAcked: true, ActionIPBlocked: true,
+	ActionClientRegistered: true, ActionClientRevoked: true, ActionClientAuthFailed: true,
 }
 
 // Known reports whether a is one of the actions above.

@@ -74,12 +74,23 @@ type Options struct {
 	// WitnessClient is the HTTP client for WitnessURL (nil: a client with
 	// a 10s timeout).
 	WitnessClient *http.Client
+	// Witnesses get every new checkpoint with its consistency proof (C2SP
+	// tlog-witness) and their cosignatures are kept (see cosign.go).
+	Witnesses []WitnessConfig
+	// WitnessQuorum is how many witnesses must cosign each checkpoint;
+	// fewer is logged as an alert.
+	WitnessQuorum int
 
 	// Syslog, when set, streams every entry to a SIEM (RFC 5424 over TLS).
 	Syslog *SyslogOptions
 
 	// ReadConns is the number of read-only connections. 0 means 4.
 	ReadConns int
+
+	// Observer, when set, is told how long each Append waited and how
+	// many entries each group commit made durable (metrics). It MUST NOT
+	// block: ObserveCommit is called from the writer goroutine.
+	Observer Observer
 
 	// JournalSlotSize is the size of each of the journal's files (see
 	// journal.go); a batch larger than a slot gets a slot of its own. 0
@@ -170,6 +181,7 @@ type Log struct {
 	notify    chan struct{} // closed and replaced on every commit
 
 	witness *witness
+	cosign  *cosigner
 	bgStop  context.CancelFunc
 	bg      sync.WaitGroup
 
@@ -278,6 +290,19 @@ func Open(ctx context.Context, dataDir string, opts Options) (*Log, error) {
 		l.witness = newWitness(opts, l.log)
 		l.witness.send(l.latest.Load())
 		l.goBackground(func() { l.witness.run(bgCtx) })
+	}
+	if len(opts.Witnesses) > 0 {
+		c, err := newCosigner(l, dataDir, opts, l.log)
+		if err != nil {
+			l.bgStop()
+			l.bg.Wait()
+			st.close()
+			w.close()
+			return nil, err
+		}
+		l.cosign = c
+		c.send(l.latest.Load())
+		l.goBackground(func() { c.run(bgCtx) })
 	}
 	if opts.Syslog != nil {
 		f, err := newForwarder(l, *opts.Syslog)
@@ -499,6 +524,10 @@ func (l *Log) replay() (int, error) {
 func (l *Log) Append(ctx context.Context, e *Entry) (uint64, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, fmt.Errorf("audit: append: %w", err)
+	}
+	if o := l.opts.Observer; o != nil {
+		start := l.opts.Now()
+		defer func() { o.ObserveAppend(l.opts.Now().Sub(start)) }()
 	}
 	c, r, err := l.prepare(e, true)
 	if err != nil {

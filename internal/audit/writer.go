@@ -556,6 +556,9 @@ func (l *Log) checkpointSync() error {
 // publish makes cp the latest checkpoint (once it is durable and indexed).
 func (l *Log) publish(cp *Checkpoint) {
 	l.latest.Store(cp)
+	if l.cosign != nil {
+		l.cosign.send(cp)
+	}
 	if l.witness != nil {
 		l.witness.send(cp)
 	}
@@ -697,6 +700,9 @@ func (l *Log) commit(batch []*request) {
 		}
 	}
 	n := uint64(len(live))
+	if o := l.opts.Observer; o != nil {
+		o.ObserveCommit(len(live))
+	}
 	l.stats.commits.Add(1)
 	l.stats.entries.Add(n)
 	if n > l.stats.largest.Load() {

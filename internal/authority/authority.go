@@ -72,6 +72,16 @@ type Config struct {
 	// last-used time, so an idle timeout is judged on it before a token
 	// is refused as idle.
 	SharedStore bool
+	// Cache, when set, is told whether each verification was answered
+	// from the verification cache or read the store (metrics). Its methods
+	// are called on the request path: they MUST NOT block.
+	Cache CacheObserver
+}
+
+// CacheObserver counts the verification cache's hits and misses.
+type CacheObserver interface {
+	CacheHit()
+	CacheMiss()
 }
 
 // Authority issues and verifies tokens. Create it with New, start its
@@ -281,6 +291,13 @@ func (a *Authority) find(ctx context.Context, secret string, now time.Time, chec
 	hs := a.hashers.Load()
 	h := hs.current.Sum(secret)
 	ref, ok := a.cache.get(h)
+	if o := a.cfg.Cache; o != nil {
+		if ok {
+			o.CacheHit()
+		} else {
+			o.CacheMiss()
+		}
+	}
 	if !ok {
 		var err error
 		ref, ok, err = a.load(ctx, hs, h, secret)

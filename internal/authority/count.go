@@ -17,7 +17,7 @@ var ErrCannotCount = errors.New("authority: the store cannot count tokens")
 // tokenCounter is the optional capability of a store that counts tokens
 // by status without reading them (store/sqlite has it, with an index).
 type tokenCounter interface {
-	CountTokens(ctx context.Context, parentID string, now time.Time, within time.Duration) (store.TokenCounts, error)
+	CountTokensUnder(ctx context.Context, parentID string, now time.Time, within time.Duration) (store.TokenCounts, error)
 }
 
 // CountTokens counts the tokens ac may list (every token for a root
@@ -37,7 +37,7 @@ func (a *Authority) CountTokens(ctx context.Context, ac Actor, now time.Time, wi
 	if !ac.root() {
 		parent = ac.Token.ID
 	}
-	c, err := tc.CountTokens(ctx, parent, now, within)
+	c, err := tc.CountTokensUnder(ctx, parent, now, within)
 	if err != nil {
 		return c, fmt.Errorf("authority: count: %w", err)
 	}

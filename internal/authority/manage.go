@@ -41,6 +41,10 @@ type Actor struct {
 	// Superseded: the caller presented a secret that a rotation has
 	// replaced (see Decision.Superseded); it may not rotate its token.
 	Superseded bool
+
+	// client, when set, makes the actor a registered OAuth client (see
+	// IssueToClient): Token is then the client's registration as a bound.
+	client *clientLineage
 }
 
 // ActorOf returns the Actor for an allowed Decision.
@@ -156,6 +160,9 @@ func (a *Authority) Bootstrap(ctx context.Context, subject string, ttl, maxLifet
 
 func (a *Authority) create(ctx context.Context, ac *Actor, spec Spec) (string, *token.Record, error) {
 	now := a.cfg.Now().UTC()
+	if ac != nil && ac.client != nil {
+		now = ac.client.at // the instant the client's bound was made for
+	}
 	ttl := spec.TTL
 	if ttl == 0 {
 		ttl = a.cfg.DefaultTTL
@@ -218,6 +225,11 @@ func (a *Authority) create(ctx context.Context, ac *Actor, spec Spec) (string, *
 	}
 	if ac != nil {
 		rec.CreatedBy, rec.ParentID = ac.Token.ID, ac.Token.ID
+		if cl := ac.client; cl != nil {
+			// the lineage names the client; the token that registered it
+			// vouched for it (and revoking that token cascades here)
+			rec.ClientID, rec.CreatedBy, rec.ParentID = cl.clientID, cl.registrar, cl.registrar
+		}
 		if err := attenuate(*ac, rec, set); err != nil {
 			return "", nil, a.recordDenied(ctx, ActionCreated, ac, id, err)
 		}

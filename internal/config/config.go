@@ -97,6 +97,14 @@
 //	    window: 1m                      # then one summary entry with the count; > 0
 //	    max_groups: 10000               # (source, reason) groups per window; more share source "*"
 //	    max_field_bytes: 256            # path+query, User-Agent, justification cut (marked); 32..4096
+//	  witnesses:                        # C2SP tlog-witness: each checkpoint submitted with its
+//	    - name: witness.example/w1      # consistency proof; cosignatures kept in audit.cosigned
+//	      url: https://witness.example/w1          # POST <url>/add-checkpoint
+//	      vkey: witness.example/w1+1a2b3c4d+BP...  # cosignature/v1 (Ed25519) verifier key
+//	  witness_quorum: 1                 # how many must cosign each checkpoint (default 1); fewer: alert
+//	  tiles:                            # the log read-only as C2SP tlog-tiles (TLS): /checkpoint, /tile/...
+//	    listen: 127.0.0.1:8445          # required unless access is off
+//	    access: token                   # off (default) | token (bearer, scope audit:read-tiles) | public
 //	scopes:
 //	  custom_resource_types: [MyType]   # resource types a SMART scope may name besides
 //	                                    # * and the FHIR R4 ones: an upper-case letter, then
@@ -160,6 +168,11 @@
 //	                                    # Remaining uses are cluster-wide (one counter in the
 //	                                    # database); rate limits (--rate) are per node: a token
 //	                                    # used on N nodes may get N times its rate.
+//	metrics:                            # GET /metrics on the admin API needs a token with
+//	                                    # admin:metrics; this listener serves it without one
+//	  listen: 10.0.0.5:9100             # host:port, TLS with the server certificate (empty: none);
+//	                                    # loopback, private or link-local unless allow_public
+//	  allow_public: false               # true: any address (metrics to whoever reaches it)
 //
 // # Errors
 //
@@ -223,11 +236,46 @@ type Config struct {
 	Store string `yaml:"store"`
 	// Postgres tunes the PostgreSQL store and the cluster it makes.
 	Postgres Postgres `yaml:"postgres"`
+	// Metrics sets where the Prometheus metrics are served besides the
+	// admin API's GET /metrics (which needs admin:metrics).
+	Metrics Metrics `yaml:"metrics"`
+	// OAuth sets the SMART Backend Services token endpoint.
+	OAuth OAuth `yaml:"oauth"`
+}
+
+// Metrics configures the metrics listener: GET /metrics without a token,
+// over TLS with the server's certificate, for a scraper on a private
+// network.
+type Metrics struct {
+	// Listen is its host:port (empty: none). The host must be a loopback,
+	// private (RFC 1918, RFC 4193) or link-local address unless
+	// AllowPublic is set.
+	Listen string `yaml:"listen"`
+	// AllowPublic allows any address: metrics then go to whoever reaches it.
+	AllowPublic bool `yaml:"allow_public"`
+}
+
+// OAuth configures the token endpoint (package oauth).
+type OAuth struct {
+	// TokenEndpoint is the URL clients name as their assertion's aud,
+	// exactly (default https://<the admin listener's address>/v1/oauth/token).
+	TokenEndpoint string `yaml:"token_endpoint,omitempty"`
+	// TokenTTL is the life of an issued token: 1s..5m (default 5m).
+	TokenTTL Duration `yaml:"token_ttl,omitempty"`
+	// JWKSCAFile, when set, is the PEM bundle that verifies the TLS of
+	// clients' jwks_url servers instead of the system roots.
+	JWKSCAFile string `yaml:"jwks_ca_file,omitempty"`
 }
 
 // Listener is a TCP listen address.
 type Listener struct {
 	Listen string `yaml:"listen"`
+	// Issuer (admin only) is the OAuth issuer identifier (RFC 8414): the
+	// https URL clients use for discovery, without query or fragment,
+	// also the base of the endpoints the metadata names. Empty:
+	// https://<the admin listener's bound address> (localhost for an
+	// unspecified host).
+	Issuer string `yaml:"issuer,omitempty"`
 }
 
 // Gateway configures the enforcing gateway.
@@ -328,6 +376,9 @@ type Upstream struct {
 	// previous page of a search) stays valid. 0: the default
 	// (DefaultContinuationTTL).
 	ContinuationTTL Duration `yaml:"continuation_ttl"`
+	// CORS, when set, lets browser apps from its origins call the
+	// upstream (preflights answered without a token).
+	CORS CORS `yaml:"cors"`
 }
 
 // ResponseDefaults returns the upstream's response-check bound and
@@ -588,6 +639,35 @@ type Audit struct {
 	Syslog Syslog `yaml:"syslog"`
 	// Anonymous sets how denials before authentication are aggregated.
 	Anonymous AnonymousDenials `yaml:"anonymous"`
+	// Tiles serves the log read-only as a C2SP tlog-tiles log.
+	Tiles AuditTiles `yaml:"tiles"`
+	// Witnesses cosign each checkpoint (C2SP tlog-witness).
+	Witnesses []Witness `yaml:"witnesses"`
+	// WitnessQuorum is how many witnesses must cosign each checkpoint
+	// (fewer is alerted); default 1 when witnesses are set.
+	WitnessQuorum int `yaml:"witness_quorum"`
+}
+
+// Witness is a C2SP tlog-witness.
+type Witness struct {
+	// Name is the witness's key name, e.g. witness.example/w1.
+	Name string `yaml:"name"`
+	// URL is its prefix (https://): phigate POSTs to URL/add-checkpoint.
+	URL string `yaml:"url"`
+	// VKey is its cosignature/v1 verifier key: <name>+<hash>+<base64>.
+	VKey string `yaml:"vkey"`
+}
+
+// AuditTiles configures the tlog-tiles listener (TLS, read-only:
+// /checkpoint, /tile/...).
+type AuditTiles struct {
+	// Listen is its address (host:port); required unless Access is off.
+	Listen string `yaml:"listen"`
+	// Access: "off" (the default: no listener), "token" (a bearer token
+	// with the audit:read-tiles scope) or "public" (anyone who reaches
+	// the address: entries carry metadata such as subjects, token ids and
+	// addresses in the clear; only the PHI fields are sealed).
+	Access string `yaml:"access"`
 }
 
 // Syslog configures the audit log's syslog sink.

@@ -61,6 +61,7 @@ func TestExampleFileLoads(t *testing.T) {
 		Syslog: Syslog{Addr: "siem.example.org:6514", Format: "fhir"}, Anonymous: want.Audit.Anonymous}
 	want.Monitor.Sinks.Webhooks = []Webhook{{URL: "https://hooks.example.org/phigate", Secret: "secret:alert-webhook"}}
 	want.Store = "sqlite"
+	want.Metrics = Metrics{Listen: "10.0.0.5:9100"}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("example.yaml = %+v\nwant %+v", c, want)
 	}
@@ -190,7 +191,7 @@ postgres: {ca_file: db-ca.pem, max_conns: 8, poll_interval: 500ms, max_staleness
 	}
 	want := &Config{
 		DataDir: "./data",
-		Admin:   Listener{":8443"},
+		Admin:   Listener{Listen: ":8443"},
 		Gateway: Gateway{Listen: "[::1]:9443", Limits: Default().Gateway.Limits,
 			Metadata: PublicMetadata{PerMinute: 30, Burst: 5, MaxSources: 100, MaxBytes: 64 << 10}},
 		TLS: TLS{"c.pem", "k.pem"},
@@ -291,6 +292,10 @@ func TestParseRejects(t *testing.T) {
 			wantErr: `admin.listen: host "127.0.0.300" is neither`},
 		{name: "listen unbracketed IPv6", old: "listen: 127.0.0.1:8443", new: `listen: "::1:8443"`, wantLine: 3,
 			wantErr: "admin.listen:"},
+		{name: "issuer not https", old: "listen: 127.0.0.1:8443", new: "listen: 127.0.0.1:8443\n  issuer: http://auth.example", wantLine: 4,
+			wantErr: "admin.issuer: must be an https URL"},
+		{name: "issuer with query", old: "listen: 127.0.0.1:8443", new: "listen: 127.0.0.1:8443\n  issuer: https://auth.example/?a=b", wantLine: 4,
+			wantErr: "admin.issuer: must be an https URL"},
 		{name: "listen empty", old: "listen: 127.0.0.1:8443", new: `listen: ""`, wantLine: 3,
 			wantErr: "admin.listen: required"},
 		{name: "gateway on the admin address", old: "listen: 127.0.0.1:9443", new: "listen: 127.0.0.1:8443", wantLine: 5,

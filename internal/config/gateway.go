@@ -111,6 +111,7 @@ func (ps *problems) gateway(g *Gateway, rt scope.ResourceTypes) {
 }
 
 func (ps *problems) upstream(at string, u *Upstream, rt scope.ResourceTypes) {
+	ps.cors(at, &u.CORS)
 	if !validName(u.Name) {
 		ps.add(at+".name", "required: 1 to 64 characters a-z 0-9 - _, starting with a letter or digit (got %q)", truncate(u.Name, 70))
 	}

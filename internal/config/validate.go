@@ -4,9 +4,11 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/phigate/phigate/internal/scope"
 )
@@ -41,6 +43,19 @@ func (c *Config) check(dev bool, set func(path string) bool) []problem {
 		ps.add("data_dir", "required (the directory of phigate's data)")
 	}
 
+	if iss := c.Admin.Issuer; iss != "" {
+		u, err := url.Parse(iss)
+		if err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil || strings.ContainsAny(iss, "?#") {
+			ps.add("admin.issuer", "must be an https URL without query or fragment (the URL OAuth clients use for discovery)")
+		}
+	}
+	if t := c.OAuth.TokenTTL.Duration(); t != 0 && (t < time.Second || t > 5*time.Minute) {
+		ps.add("oauth.token_ttl", "must be 1s..5m (SMART Backend Services tokens are short-lived)")
+	}
+	if u := c.OAuth.TokenEndpoint; u != "" && (!strings.HasPrefix(u, "https://") || !strings.HasSuffix(u, "/v1/oauth/token")) {
+		ps.add("oauth.token_endpoint", "must be an https URL ending in /v1/oauth/token (the admin API's endpoint as clients reach it, e.g. through a load balancer)")
+	}
+
 	adminOK := ps.listen("admin.listen", c.Admin.Listen)
 	gatewayOK := ps.listen("gateway.listen", c.Gateway.Listen)
 	if adminOK && gatewayOK && c.Admin.Listen == c.Gateway.Listen && !strings.HasSuffix(c.Admin.Listen, ":0") {
@@ -49,6 +64,19 @@ func (c *Config) check(dev bool, set func(path string) bool) []problem {
 		} else {
 			ps.add("admin.listen", "must differ from gateway.listen (%s)", c.Gateway.Listen)
 		}
+	}
+
+	if m := c.Metrics; m.Listen != "" {
+		if ps.listen("metrics.listen", m.Listen) {
+			switch {
+			case (m.Listen == c.Admin.Listen || m.Listen == c.Gateway.Listen) && !strings.HasSuffix(m.Listen, ":0"):
+				ps.add("metrics.listen", "must differ from admin.listen and gateway.listen")
+			case !m.AllowPublic && !PrivateListen(m.Listen):
+				ps.add("metrics.listen", "%s is not a loopback, private or link-local address, and the metrics are served there without a token: use one, or set metrics.allow_public: true", m.Listen)
+			}
+		}
+	} else if m.AllowPublic {
+		ps.add("metrics.allow_public", "only with metrics.listen")
 	}
 
 	switch cert, key := c.TLS.CertFile, c.TLS.KeyFile; {
@@ -68,6 +96,35 @@ func (c *Config) check(dev bool, set func(path string) bool) []problem {
 	}
 	if u := c.Audit.WitnessURL; u != "" && !strings.HasPrefix(u, "https://") {
 		ps.add("audit.witness_url", "must be an https:// URL")
+	}
+	names := map[string]bool{}
+	for i, w := range c.Audit.Witnesses {
+		at := fmt.Sprintf("audit.witnesses[%d]", i)
+		if w.Name == "" || strings.ContainsAny(w.Name, " +\t\n") {
+			ps.add(at+".name", "required: the witness's key name, without spaces or +")
+		} else if names[w.Name] {
+			ps.add(at+".name", "%s is listed twice", w.Name)
+		}
+		names[w.Name] = true
+		if !strings.HasPrefix(w.URL, "https://") {
+			ps.add(at+".url", "must be an https:// URL (the witness's prefix: phigate POSTs to <url>/add-checkpoint)")
+		}
+		if !strings.HasPrefix(w.VKey, w.Name+"+") || strings.Count(w.VKey, "+") != 2 {
+			ps.add(at+".vkey", "must be the witness's cosignature verifier key, %s+<hash>+<key>", w.Name)
+		}
+	}
+	if q := c.Audit.WitnessQuorum; q < 0 || q > len(c.Audit.Witnesses) {
+		ps.add("audit.witness_quorum", "must be from 0 to the number of audit.witnesses (%d)", len(c.Audit.Witnesses))
+	}
+	switch tl := c.Audit.Tiles; tl.Access {
+	case "", "off":
+		if tl.Listen != "" {
+			ps.add("audit.tiles.access", "set it to token or public to serve audit.tiles.listen (it is off)")
+		}
+	case "token", "public":
+		ps.listen("audit.tiles.listen", tl.Listen)
+	default:
+		ps.oneOf("audit.tiles.access", tl.Access, "off", "token", "public")
 	}
 	if sl := c.Audit.Syslog; sl.Addr != "" {
 		ps.listen("audit.syslog.addr", sl.Addr)
@@ -222,4 +279,21 @@ func (ps *problems) scopes(s *Scopes) scope.ResourceTypes {
 	}
 	rt, _ := scope.NewResourceTypes(valid...)
 	return rt
+}
+
+// PrivateListen reports whether the host of the host:port addr is an IP
+// address that only a private network reaches: loopback, private (RFC
+// 1918, RFC 4193) or link-local. A host name or an empty host (every
+// interface) is not.
+func PrivateListen(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		return false
+	}
+	a = a.Unmap()
+	return a.IsLoopback() || a.IsPrivate() || a.IsLinkLocalUnicast()
 }

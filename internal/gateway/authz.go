@@ -4,14 +4,14 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
-	"time"
 )
 
 // serveAuthz is the forward-auth endpoint: it decides the original request
 // a proxy (nginx auth_request, Envoy ext_authz, Traefik ForwardAuth) asks
 // about, records the decision, and answers 200 with the identity headers or
 // the refusal. It never forwards anything itself.
-func (g *Gateway) serveAuthz(w http.ResponseWriter, r *http.Request, ev *Event, start time.Time) {
+func (g *Gateway) serveAuthz(w http.ResponseWriter, r *http.Request, x *exchange) {
+	ev, start := &x.ev, x.start
 	t := g.table.Load()
 	peer := peerAddr(r)
 	trustedPeer := t.trusted.contains(peer)
@@ -65,7 +65,7 @@ func (g *Gateway) serveAuthz(w http.ResponseWriter, r *http.Request, ev *Event, 
 		answerUnseen: true, // nor does the gateway see the answer
 	}
 	q.setIfNoneExist(r.Header)
-	v := g.decide(r.Context(), q)
+	v := g.decideObserved(r.Context(), q, x)
 	fillEvent(ev, &v)
 	if v.deny != nil {
 		g.refuse(w, r, ev, v.deny)
@@ -73,6 +73,7 @@ func (g *Gateway) serveAuthz(w http.ResponseWriter, r *http.Request, ev *Event, 
 	}
 	if !g.grant(r, ev) {
 		g.auth.Refund(v.admitted) // nothing was forwarded: the use and the rate token are the token's again
+		x.fail = errAudit
 		writeError(w, ev.RequestID, errAudit)
 		return
 	}

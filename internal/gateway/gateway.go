@@ -59,6 +59,14 @@ type Options struct {
 	Continuations Continuations
 	// Monitor, when set, is the monitor stage (see Monitor).
 	Monitor Monitor
+	// Observer, when set, is told every request's outcome and latencies
+	// (see Observer).
+	Observer Observer
+	// SMARTConfiguration, when set, is the SMART App Launch configuration
+	// (JSON, see internal/oauth) served without a token at
+	// {prefix}.well-known/smart-configuration of every fhir upstream.
+	// Nil: that path answers 404.
+	SMARTConfiguration []byte
 }
 
 // recordTimeout bounds the wait for a durable record.
@@ -288,13 +296,17 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	x := &exchange{start: start}
 	x.ridHeader[0] = rid
 	w.Header()["X-Request-Id"] = x.ridHeader[:1:1]
+	if g.opts.Observer != nil {
+		defer g.observe(x) // after the recovery below: it sees the answer given
+	}
 	defer func() {
 		if v := recover(); v != nil {
 			if v == http.ErrAbortHandler {
 				panic(v)
 			}
 			g.log.Error("panic in the gateway", "request_id", rid, "panic", fmt.Sprint(v))
-			g.writeRefusal(w, r, rid, deny(http.StatusInternalServerError, "internal", "internal error; the request id identifies it in the server log"))
+			x.fail = deny(http.StatusInternalServerError, "internal", "internal error; the request id identifies it in the server log")
+			g.writeRefusal(w, r, rid, x.fail)
 		}
 	}()
 	ev := &x.ev
@@ -308,6 +320,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if framing != nil {
 			dn = &denial{status: dn.status, code: dn.code, msg: dn.msg, retry: dn.retry, close: true}
 		}
+		ev.Reason, ev.Status = dn.code, dn.status // not recorded: for the observer
 		g.writeRefusal(w, r, rid, dn)
 		return
 	}
@@ -335,13 +348,16 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	switch {
 	case path == "/healthz":
+		x.unobserved = true
 		g.serveStatic(w, r, rid, []byte(`{"status":"ok"}`+"\n"))
 	case path == IdentityKeyPath:
+		x.unobserved = true
 		g.serveStatic(w, r, rid, g.signer.JWKS())
 	case authz:
-		g.serveAuthz(w, r, ev, start)
+		g.serveAuthz(w, r, x)
 	case strings.HasPrefix(path, "/.well-known/"):
-		writeError(w, rid, deny(http.StatusNotFound, CodeNotFound, "no such endpoint"))
+		x.fail = deny(http.StatusNotFound, CodeNotFound, "no such endpoint")
+		writeError(w, rid, x.fail)
 	default:
 		g.serveProxy(w, r, x)
 	}
@@ -508,6 +524,7 @@ func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, ev *Event, dn *
 		if dn.close {
 			fail = &denial{status: errAudit.status, code: errAudit.code, msg: errAudit.msg, retry: errAudit.retry, close: true}
 		}
+		ev.Reason, ev.Status = fail.code, fail.status // the answer given, for the observer (ev is not recorded again)
 		g.writeRefusal(w, r, ev.RequestID, fail)
 		return
 	}
@@ -709,6 +726,27 @@ type exchange struct {
 	// bounds the upstream's (secureMetadata)
 	public  bool
 	metaMax int64
+
+	// for the Observer: how long the decision and the upstream took
+	// (upStart: when the upstream was called); fail, the refusal answered
+	// when it is not ev's (after a grant, or never recorded); unobserved:
+	// /healthz and the identity key
+	decision, upstream time.Duration
+	decided, forwarded bool
+	upStart            time.Time
+	fail               *denial
+	unobserved         bool
+}
+
+// decideObserved is decide, timed for the Observer when there is one.
+func (g *Gateway) decideObserved(ctx context.Context, q *request, x *exchange) verdict {
+	if g.opts.Observer == nil {
+		return g.decide(ctx, q)
+	}
+	t0 := g.now()
+	v := g.decide(ctx, q)
+	x.decision, x.decided = g.now().Sub(t0), true
+	return v
 }
 
 // body reads the request body for the decision, once.
@@ -749,6 +787,13 @@ func (g *Gateway) serveProxy(w http.ResponseWriter, r *http.Request, x *exchange
 		return
 	}
 	ev.Upstream = up.name
+	if isPreflight(r) {
+		g.servePreflight(w, r, ev, up) // before any token: browsers send none
+		return
+	}
+	if origin, ok := up.cors.allowed(r.Header); ok {
+		corsAnswer(w.Header(), origin) // every answer from here on, denials too
+	}
 	if up.target == nil {
 		g.refuse(w, r, ev, deny(http.StatusNotFound, CodeNotFound, "this upstream is reached only through forward auth (/v1/authz)"))
 		return
@@ -800,7 +845,7 @@ func (g *Gateway) serveProxy(w http.ResponseWriter, r *http.Request, x *exchange
 		page: handle, isPage: isPage,
 	}
 	q.setIfNoneExist(r.Header)
-	v := g.decide(r.Context(), q)
+	v := g.decideObserved(r.Context(), q, x)
 	fillEvent(ev, &v)
 	if v.cont != nil {
 		// the grant names the search it continues, and the page fetched
@@ -812,6 +857,7 @@ func (g *Gateway) serveProxy(w http.ResponseWriter, r *http.Request, x *exchange
 	}
 	if !g.grant(r, ev) {
 		g.auth.Refund(v.admitted) // nothing was forwarded: the use and the rate token are the token's again
+		x.fail = errAudit
 		g.writeRefusal(w, r, ev.RequestID, errAudit)
 		return
 	}
@@ -868,6 +914,9 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, x *exchange, t
 	}
 	x.sw.ResponseWriter, x.sw.rid = w, x.ridHeader[:1:1]
 	g.bodyDeadlines(w, x)
+	if g.opts.Observer != nil {
+		x.upStart, x.forwarded = g.now(), true
+	}
 	defer func() {
 		// an exchange cut short (the client went away or stalled, the
 		// upstream broke off its answer) ends in a panic that makes
@@ -892,6 +941,9 @@ const CodeAborted = "aborted"
 func (g *Gateway) finish(r *http.Request, x *exchange, start time.Time, aborted bool) {
 	ev := &x.ev
 	x.counted.ended.Store(true)
+	if g.opts.Observer != nil {
+		x.upstream = g.now().Sub(x.upStart)
+	}
 	ev.Kind, ev.Status, ev.BytesIn, ev.BytesOut = KindComplete, x.sw.status, x.counted.n.Load(), x.sw.n
 	ev.Duration = g.now().Sub(start)
 	switch {
@@ -1071,6 +1123,7 @@ func (g *Gateway) modifyResponse(resp *http.Response) error {
 	for _, k := range []string{"X-Request-Id", "Set-Cookie", "Www-Authenticate", "Proxy-Authenticate"} {
 		delete(h, k)
 	}
+	stripCORS(h) // only the gateway's cors section grants an origin
 	x, _ := resp.Request.Context().Value(fwdKey{}).(*exchange)
 	if x == nil {
 		return nil

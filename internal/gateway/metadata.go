@@ -30,8 +30,8 @@ const (
 const CodeResponseTooLarge = "response_too_large"
 
 // smartConfigurationPath is the SMART App Launch discovery document below
-// a fhir upstream's prefix. It is answered 404 until the gateway has an
-// OAuth token endpoint to name in it.
+// a fhir upstream's prefix: Options.SMARTConfiguration, or 404 without
+// one (no OAuth token endpoint to name in it).
 const smartConfigurationPath = "/.well-known/smart-configuration"
 
 // smartSecurity is the rest[].security the gateway declares in a public
@@ -93,7 +93,7 @@ func publicMetadata(method, rest, rawQuery string) bool {
 func (g *Gateway) servePublic(w http.ResponseWriter, r *http.Request, x *exchange, t *table, up *upstream, rest string, peer, client netip.Addr, xff []string) bool {
 	ev := &x.ev
 	if rest == smartConfigurationPath {
-		g.refuse(w, r, ev, deny(http.StatusNotFound, CodeNotFound, "this gateway publishes no SMART configuration yet: it has no OAuth token endpoint"))
+		g.serveSMART(w, r, ev, client)
 		return true
 	}
 	if !publicMetadata(r.Method, rest, r.URL.RawQuery) {
@@ -106,6 +106,7 @@ func (g *Gateway) servePublic(w http.ResponseWriter, r *http.Request, x *exchang
 		return true
 	}
 	if !g.grant(r, ev) {
+		x.fail = errAudit
 		g.writeRefusal(w, r, ev.RequestID, errAudit)
 		return true
 	}
@@ -114,6 +115,48 @@ func (g *Gateway) servePublic(w http.ResponseWriter, r *http.Request, x *exchang
 	x.counted.r = r.Body // a GET or HEAD: checkHeaders refused a body
 	g.forward(w, r, x, t, up, rest, peer, client, xff)
 	return true
+}
+
+// serveSMART answers GET or HEAD of the SMART configuration: without a
+// token (an Authorization header is ignored), rate limited per source like
+// the capability statement, and recorded like it (Event.Public: the server
+// aggregates these entries, see internal/preauth), grant before the
+// answer and completion after. Another method is 405; no configuration,
+// 404.
+func (g *Gateway) serveSMART(w http.ResponseWriter, r *http.Request, ev *Event, client netip.Addr) {
+	doc := g.opts.SMARTConfiguration
+	if len(doc) == 0 {
+		g.refuse(w, r, ev, deny(http.StatusNotFound, CodeNotFound, "this gateway publishes no SMART configuration: it has no OAuth token endpoint"))
+		return
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		g.refuse(w, r, ev, deny(http.StatusMethodNotAllowed, CodeMethodNotAllowed, "the SMART configuration is read with GET"))
+		return
+	}
+	ev.Public, ev.Subject, ev.Interaction = true, PublicSubject, "smart-configuration"
+	if retry, ok := g.metaLimit.Load().admit(client, g.now()); !ok {
+		g.refuse(w, r, ev, &denial{status: http.StatusTooManyRequests, code: "rate_limited",
+			msg: "too many discovery requests from this address; try again later", retry: retry})
+		return
+	}
+	if !g.grant(r, ev) {
+		g.writeRefusal(w, r, ev.RequestID, errAudit)
+		return
+	}
+	start := g.now()
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "public, max-age=300")
+	h.Set("Content-Length", strconv.Itoa(len(doc)))
+	w.WriteHeader(http.StatusOK)
+	n := 0
+	if r.Method == http.MethodGet {
+		n, _ = w.Write(doc)
+	}
+	c := *ev
+	c.Kind, c.Status, c.BytesOut, c.Duration = KindComplete, http.StatusOK, int64(n), g.now().Sub(start)
+	g.complete(&c)
 }
 
 // publicHeaders adjusts the upstream request of a public capability

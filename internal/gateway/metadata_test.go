@@ -270,15 +270,61 @@ func TestPublicMetadataRefusesWhatItCannotSecure(t *testing.T) {
 	}
 }
 
-// TestSMARTConfigurationIsNotFoundUntilThereIsATokenEndpoint: the SMART
-// discovery document below a fhir prefix is 404 (an OperationOutcome),
-// with or without a token, and nothing is forwarded.
-func TestSMARTConfigurationIsNotFoundUntilThereIsATokenEndpoint(t *testing.T) {
+// TestSMARTConfigurationIsNotFoundWithoutATokenEndpoint: without a
+// configuration (no token endpoint) the SMART discovery document below a
+// fhir prefix is 404 (an OperationOutcome), with or without a token, and
+// nothing is forwarded.
+func TestSMARTConfigurationIsNotFoundWithoutATokenEndpoint(t *testing.T) {
 	fx := newFixture(t)
 	s, _ := fx.token(t, authority.Spec{Scopes: []string{"system/*.rs"}})
 	for _, secret := range []string{"", s} {
 		r := fx.do(t, call{path: "/fhir/.well-known/smart-configuration", secret: secret})
 		wantOutcome(t, "smart-configuration", r, 404, CodeNotFound, issueNotFound)
+	}
+	if n := fx.fhir.count.Load(); n != 0 {
+		t.Errorf("%d requests forwarded", n)
+	}
+}
+
+const testSMARTDoc = `{"issuer":"https://phigate.test","token_endpoint":"https://phigate.test/v1/oauth/token","capabilities":["permission-v2"]}`
+
+// TestSMARTConfigurationIsPublic: with a configuration, GET below each
+// fhir prefix answers it byte for byte without a token (a token sent,
+// valid or not, is ignored), recorded as public (grant and completion, no
+// token id); HEAD answers the headers; other methods 405; nothing is
+// forwarded; http upstreams have no such document (their paths need a
+// token).
+func TestSMARTConfigurationIsPublic(t *testing.T) {
+	fx := newFixture(t, fixtureOpts{options: func(_ *fixture, o *Options) { o.SMARTConfiguration = []byte(testSMARTDoc) }})
+	valid, _ := fx.token(t, authority.Spec{Scopes: []string{"billing:read"}})
+	for name, secret := range map[string]string{"no token": "", "a valid token": valid, "a malformed token": "phi_nonsense"} {
+		r := fx.do(t, call{path: "/fhir/.well-known/smart-configuration", secret: secret})
+		if r.status != 200 || r.body != testSMARTDoc || r.header.Get("Content-Type") != "application/json" {
+			t.Fatalf("%s: %d %q %s", name, r.status, r.header.Get("Content-Type"), r.body)
+		}
+		evs := fx.rec.byRequest(t, r.header.Get("X-Request-Id"), 2)
+		if len(evs) != 2 || evs[0].Kind != KindGrant || evs[1].Kind != KindComplete {
+			t.Fatalf("%s: events %+v", name, evs)
+		}
+		for _, ev := range evs {
+			if !ev.Public || ev.TokenID != "" || ev.Subject != PublicSubject || ev.Interaction != "smart-configuration" || ev.Upstream != "ehr" {
+				t.Fatalf("%s: event %+v", name, ev)
+			}
+		}
+		if evs[1].Status != 200 || evs[1].BytesOut != int64(len(testSMARTDoc)) {
+			t.Fatalf("%s: completion %+v", name, evs[1])
+		}
+	}
+	if r := fx.do(t, call{method: "HEAD", path: "/fhir/.well-known/smart-configuration"}); r.status != 200 || r.body != "" ||
+		r.header.Get("Content-Length") != fmt.Sprint(len(testSMARTDoc)) {
+		t.Fatalf("HEAD: %d %q %s", r.status, r.header.Get("Content-Length"), r.body)
+	}
+	r := fx.do(t, call{method: "POST", path: "/fhir/.well-known/smart-configuration", body: "{}", contentType: "application/json"})
+	if r.status != 405 || r.header.Get("Allow") != "GET, HEAD" {
+		t.Fatalf("POST: %d %q", r.status, r.header.Get("Allow"))
+	}
+	if r := fx.do(t, call{path: "/billing/.well-known/smart-configuration"}); r.status != 401 {
+		t.Fatalf("an http upstream's path served without a token: %d %s", r.status, r.body)
 	}
 	if n := fx.fhir.count.Load(); n != 0 {
 		t.Errorf("%d requests forwarded", n)

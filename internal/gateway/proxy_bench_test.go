@@ -17,6 +17,7 @@ import (
 
 	"github.com/phigate/phigate/internal/authority"
 	"github.com/phigate/phigate/internal/config"
+	"github.com/phigate/phigate/internal/metrics"
 )
 
 // discardRecorder records nothing: it isolates the gateway's own cost
@@ -39,11 +40,16 @@ func (discardRecorder) RecordAsync(*Event)                   {}
 // with the gateway's TLS configuration and copy-buffer pool, in front of
 // the same upstream.
 func BenchmarkProxy(b *testing.B) {
-	for _, alg := range []string{"bare", config.IdentityEdDSA, config.IdentityHS256} {
+	// EdDSA+metrics: EdDSA with the metrics observing every request
+	for _, alg := range []string{"bare", config.IdentityEdDSA, config.IdentityEdDSA + "+metrics", config.IdentityHS256} {
 		b.Run(alg, func(b *testing.B) {
 			fx := newFixture(b, fixtureOpts{recorder: discardRecorder{}, mutate: func(c *config.Gateway) {
 				if alg == config.IdentityHS256 {
 					c.Identity = config.Identity{Alg: alg, Key: "env:TEST_IDENTITY_KEY"}
+				}
+			}, options: func(_ *fixture, o *Options) {
+				if strings.HasSuffix(alg, "+metrics") {
+					o.Observer = metrics.New(metrics.Options{Reasons: reasons()})
 				}
 			}})
 			s, _ := fx.token(b, authority.Spec{Scopes: []string{"billing:read"}})

@@ -113,6 +113,8 @@ type upstream struct {
 	maxChecked    int64
 	hideExistence bool
 	contTTL       time.Duration
+	// cors is the upstream's CORS policy (nil: none; see cors.go)
+	cors *corsPolicy
 }
 
 type httpRoute struct {
@@ -255,6 +257,7 @@ func compileUpstream(ctx context.Context, c *config.Upstream, secrets SecretSour
 		u.routes = append(u.routes, httpRoute{pat: p, need: need})
 	}
 	slices.SortStableFunc(u.routes, func(a, b httpRoute) int { return route.Compare(&a.pat, &b.pat) })
+	u.cors = compileCORS(&c.CORS, u.fhir, u.routes)
 	for j, o := range c.Operations {
 		need, err := newRequirement(o.Scope)
 		if err != nil {

@@ -33,6 +33,15 @@ const (
 	AdminAlerts = "admin:alerts"
 	// AdminKeys allows rotating keys and managing upstream secrets.
 	AdminKeys = "admin:keys"
+	// AdminMetrics allows reading the Prometheus metrics (GET /metrics).
+	AdminMetrics = "admin:metrics"
+	// AuditReadTiles allows reading the audit log's tlog-tiles listener
+	// (audit.tiles.access: token).
+	AuditReadTiles = "audit:read-tiles"
+	// AdminClients allows registering, listing and revoking the OAuth
+	// clients of SMART Backend Services (within the caller's own scopes
+	// and constraints).
+	AdminClients = "admin:clients"
 	// Introspect allows RFC 7662 introspection of other tokens.
 	Introspect = "introspect"
 )

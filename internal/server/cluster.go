@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/phigate/phigate/internal/audit"
+	"github.com/phigate/phigate/internal/auditcluster"
 	"github.com/phigate/phigate/internal/config"
 	"github.com/phigate/phigate/internal/store/postgres"
 	"github.com/phigate/phigate/internal/vault"
@@ -181,6 +183,54 @@ func (n *node) followCluster(ctx context.Context, cfg *config.Config, log *slog.
 			cancel()
 			<-done
 			fol.Close()
+		})
+	}, nil
+}
+
+// mirrorAudit starts copying the node's audit log into the cluster's
+// shared tables (auditcluster: each node's log stays durable on its own
+// disk; the shared copy lags by at most the mirror's interval plus one
+// commit, and /readyz fails past its MaxLag or on a tamper alarm). It
+// returns the cluster's merged audit view for GET /v1/audit, nil without
+// a PostgreSQL store. stop MUST be called before the audit log closes;
+// it copies what is left, the final checkpoint excepted (the next start
+// copies that).
+func (n *node) mirrorAudit(ctx context.Context, now func() time.Time, log *slog.Logger) (view *auditcluster.Cluster, stop func(), err error) {
+	if n.pg == nil {
+		return nil, func() {}, nil
+	}
+	// Every node shares the vault, so any node opens every node's sealed
+	// fields and blind index: the merged view filters by patient too.
+	sealer := audit.VaultSealer(n.vault)
+	cl, err := auditcluster.New(ctx, n.pg.Pool(), auditcluster.Options{Now: now,
+		Sealer: func(string) audit.Sealer { return sealer }})
+	if err != nil {
+		return nil, nil, fmt.Errorf("cluster audit: %w", err)
+	}
+	m, err := cl.NewMirror(n.audit, auditcluster.MirrorOptions{Verifier: n.audit.PublicKey(), Logger: log})
+	if err != nil {
+		return nil, nil, fmt.Errorf("cluster audit: %w", err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := m.Run(ctx); err != nil && ctx.Err() == nil {
+			log.Error("cluster audit: the mirror stopped; this node's entries no longer reach the shared database", "err", err)
+		}
+	}()
+	n.mirror = m
+	var once sync.Once
+	return cl, func() {
+		once.Do(func() {
+			cancel()
+			<-done
+			// what was appended before the stop, in one last copy
+			sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer scancel()
+			if _, err := m.Sync(sctx); err != nil {
+				log.Warn("cluster audit: the last copy before shutdown failed; the next start copies it", "err", err)
+			}
 		})
 	}, nil
 }

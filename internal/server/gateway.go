@@ -123,7 +123,7 @@ func startGateway(d gatewayDeps) (runningGateway, error) {
 	gcfg := r.gatewayConfig(cfg)
 	gopts := gateway.Options{
 		Auth: d.Auth, Recorder: rec, Signer: signer, TLS: d.TLS, Limits: cfg.Limits, Logger: log,
-		Secrets: vaultSecrets{v: d.Vault}, Now: d.Now,
+		Secrets: vaultSecrets{v: d.Vault}, Now: d.Now, SMARTConfiguration: d.SMART,
 	}
 	if d.Throttle != nil {
 		gopts.Throttle = d.Throttle
@@ -133,6 +133,9 @@ func startGateway(d gatewayDeps) (runningGateway, error) {
 	}
 	if d.Storage != nil {
 		gopts.Storage = d.Storage
+	}
+	if d.Observer != nil {
+		gopts.Observer = d.Observer
 	}
 	if d.Vault != nil {
 		if err := d.Vault.EnsureDataKey(context.Background(), vault.PurposeContinuation); err != nil {

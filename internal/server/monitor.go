@@ -124,6 +124,9 @@ func startMonitor(ctx context.Context, cfg *config.Config, n *node, now func() t
 	if n.pg != nil {
 		snaps.prefix = "node/" + cfg.Audit.Node + "/"
 	}
+	if n.metrics != nil {
+		deliver = append(deliver, alertCounter{n.metrics})
+	}
 	fan := &sink.Fanout{Record: &sink.Recorder{Audit: n.audit, Store: n.store}, Deliver: deliver, Logger: log}
 	r.sink = fan
 	mon, err := monitor.New(monitorConfig(cfg), monitor.Options{Now: now, Sink: fan, Suspender: n.auth,

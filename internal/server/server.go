@@ -47,6 +47,12 @@
 //     and /readyz says why, until the database is reachable again. A
 //     node outside dev mode starts only on a database phigate init
 //     prepared.
+//   - Metrics (internal/metrics, one registry per node) are fed by hooks
+//     in the options of the audit log, the authority's cache, the
+//     monitor's sinks, the admin API and the gateway; GET /metrics on the
+//     admin API needs admin:metrics; metrics.listen adds a TLS listener
+//     that serves only /metrics, without a token, on an address config
+//     accepts as private unless metrics.allow_public.
 //   - No log line holds anything of token shape: Run and Init wrap the
 //     logger they are given in RedactLogs, which redacts the message and
 //     every attribute before the handler writes it.
@@ -70,10 +76,14 @@ import (
 
 	"github.com/phigate/phigate/internal/api"
 	"github.com/phigate/phigate/internal/audit"
+	"github.com/phigate/phigate/internal/auditcluster"
 	"github.com/phigate/phigate/internal/authority"
 	"github.com/phigate/phigate/internal/config"
 	"github.com/phigate/phigate/internal/diskspace"
+	"github.com/phigate/phigate/internal/gateway"
+	"github.com/phigate/phigate/internal/metrics"
 	"github.com/phigate/phigate/internal/monitor"
+	"github.com/phigate/phigate/internal/oauth"
 	"github.com/phigate/phigate/internal/preauth"
 	"github.com/phigate/phigate/internal/store"
 	"github.com/phigate/phigate/internal/store/postgres"
@@ -140,6 +150,10 @@ type gatewayDeps struct {
 	Monitor *monitor.Monitor
 	// Storage is the data directory's low-space watermark.
 	Storage *diskspace.Watermark
+	// Observer is told every request's outcome (the metrics).
+	Observer gateway.Observer
+	// SMART is the SMART configuration the gateway serves (nil: none).
+	SMART []byte
 }
 
 // runningGateway is a started gateway listener.
@@ -175,7 +189,10 @@ type node struct {
 	// cluster's changes (cluster.go).
 	pg    *postgres.Store
 	fresh *freshness
-	auth  *authority.Authority
+	// mirror copies the audit log into the cluster's shared tables (a
+	// cluster node, once Run started it), else nil.
+	mirror *auditcluster.Mirror
+	auth   *authority.Authority
 	// devKey is the development master key when the vault is opened
 	// with it (dev mode without a master key spec), else nil.
 	devKey     vault.Provider
@@ -183,6 +200,9 @@ type node struct {
 	// pre, when set, records anonymous denials aggregated (a server
 	// run; Init records none)
 	pre *preauth.Recorder
+	// metrics are fed by the audit log, the authority's cache, the
+	// monitor's sinks, the admin API and the gateway
+	metrics *metrics.Metrics
 }
 
 // open opens (creating on first use) the node's parts in cfg.DataDir.
@@ -199,6 +219,7 @@ func open(ctx context.Context, cfg *config.Config, masterKey string, dev bool, n
 		logger.Warn("the data directory is accessible by group or others; chmod 700 it", "dir", dir)
 	}
 	n := &node{events: &vaultEvents{}}
+	n.metrics = newMetrics(n, now, logger)
 	if n.lock, err = lockDir(dir); err != nil {
 		return nil, err
 	}
@@ -245,6 +266,13 @@ func open(ctx context.Context, cfg *config.Config, masterKey string, dev bool, n
 		Now:  now,
 		Node: cfg.Audit.Node, Logger: logger,
 		WitnessFile: cfg.Audit.WitnessFile, WitnessURL: cfg.Audit.WitnessURL, Retention: cfg.Audit.Retention.Duration(),
+		Observer: n.metrics,
+	}
+	for _, w := range cfg.Audit.Witnesses {
+		aopts.Witnesses = append(aopts.Witnesses, audit.WitnessConfig{Name: w.Name, URL: w.URL, VKey: w.VKey})
+	}
+	if aopts.WitnessQuorum = cfg.Audit.WitnessQuorum; aopts.WitnessQuorum == 0 && len(aopts.Witnesses) > 0 {
+		aopts.WitnessQuorum = 1
 	}
 	if sl := cfg.Audit.Syslog; sl.Addr != "" {
 		tc, err := tlsutil.ClientConfig(tlsutil.ClientOptions{CAFile: sl.CAFile, ServerName: sl.ServerName})
@@ -273,6 +301,7 @@ func open(ctx context.Context, cfg *config.Config, masterKey string, dev bool, n
 	acfg.Recorder = changeRecorder{log: n.audit}
 	acfg.Peppers, acfg.Sealer = vault.PepperRing{V: n.vault}, vaultSealer{n.vault}
 	acfg.ReplaySealer = replaySealer{n.vault}
+	acfg.Cache = n.metrics
 	n.auth = authority.New(n.store, h, acfg)
 	if err := n.auth.ReloadPeppers(ctx); err != nil { // the older live peppers verify too
 		return nil, err
@@ -330,6 +359,11 @@ func (n *node) ready(ctx context.Context) error {
 	}
 	if err := n.store.Ping(ctx); err != nil {
 		return err
+	}
+	if n.mirror != nil {
+		if err := n.mirror.Status().Err; err != nil {
+			return fmt.Errorf("the audit log's copy in the cluster database: %w", err)
+		}
 	}
 	return n.audit.Ready()
 }
@@ -445,10 +479,10 @@ func authorityConfig(cfg *config.Config, logger *slog.Logger) authority.Config {
 
 // reloadConfig re-reads the config file on SIGHUP and hands it to the
 // gateway. A file that does not load or validate changes nothing.
-func reloadConfig(ctx context.Context, file string, gw runningGateway, al *audit.Log, log *slog.Logger) {
+func reloadConfig(ctx context.Context, file string, gw runningGateway, al *audit.Log, log *slog.Logger) *config.Config {
 	if file == "" || gw == nil {
 		log.Warn("SIGHUP ignored: only the gateway section reloads, and this server runs without a config file or without a gateway (restart it to start one)")
-		return
+		return nil
 	}
 	cfg, err := config.Load(file)
 	if err == nil {
@@ -463,9 +497,10 @@ func reloadConfig(ctx context.Context, file string, gw runningGateway, al *audit
 	}
 	if err != nil {
 		log.Error("config reload failed; keeping the running configuration", "file", file, "err", err)
-		return
+		return nil
 	}
 	log.Info("config reloaded", "file", file)
+	return cfg
 }
 
 // Run serves until ctx is cancelled, then shuts down gracefully.
@@ -525,6 +560,11 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 	defer stopCluster()
+	auditView, stopMirror, err := n.mirrorAudit(runCtx, now, log)
+	if err != nil {
+		return err
+	}
+	defer stopMirror() // before n.close closes the audit log (defers run in reverse)
 	prot, err := startProtections(runCtx, cfg, n, opts.SpaceProbe, now, log)
 	if err != nil {
 		return err
@@ -542,7 +582,33 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
-	adminAPI := api.New(auth, api.Options{
+	ln, err := net.Listen("tcp", cfg.Admin.Listen)
+	if err != nil {
+		return fmt.Errorf("admin listener: %w", err)
+	}
+	addr := ln.Addr().String()
+	// the OAuth discovery documents (issue 17): the issuer defaults to the
+	// bound admin address, so they are made once it is bound
+	issuer := issuerURL(cfg, addr)
+	mopts := metadataOptions(cfg, issuer)
+	oauthSvc, err := startOAuth(cfg, n, auth, tokenEndpointURL(cfg, issuer), now, log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	serverMeta, err := oauth.ServerMetadata(mopts)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("admin.issuer: %w", err)
+	}
+	var smartDoc []byte
+	if doc, err := oauth.SMARTConfiguration(mopts); err == nil {
+		smartDoc = oauth.JSON(doc)
+	}
+	aud := &liveAudiences{}
+	aud.set(cfg.Gateway)
+	apiOpts := api.Options{
+		Issuer: issuer, Metadata: oauth.JSON(serverMeta), Audiences: aud.of,
 		MaxBody: cfg.Limits.MaxBodyBytes,
 		Ready:   n.ready,
 		Logger:  log,
@@ -556,7 +622,14 @@ func Run(ctx context.Context, opts Options) error {
 		Alerts:    n.store,
 		AlertSink: mon.sink,
 		Console:   con,
-	})
+		Metrics:   n.metrics.Handler(),
+		Observer:  n.metrics,
+		OAuth:     oauthSvc,
+	}
+	if auditView != nil {
+		apiOpts.AuditSearch = auditView // GET /v1/audit: every node's log, merged by time
+	}
+	adminAPI := api.New(auth, apiOpts)
 	srv := &http.Server{
 		Handler:           adminAPI,
 		TLSConfig:         tlsutil.ServerConfig(reloader),
@@ -567,20 +640,39 @@ func Run(ctx context.Context, opts Options) error {
 		MaxHeaderBytes:    cfg.Limits.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	ln, err := net.Listen("tcp", cfg.Admin.Listen)
-	if err != nil {
-		return fmt.Errorf("admin listener: %w", err)
-	}
-	addr := ln.Addr().String()
 
 	if opts.Dev {
 		fmt.Fprintln(console, "phigate is running in DEVELOPMENT mode: self-signed certificate, key files in "+cfg.DataDir+". Not for production.")
 	}
 	gw, err := startGateway(gatewayDeps{Config: cfg, Dev: opts.Dev, Now: now, Auth: auth, TLS: tlsutil.ServerConfig(reloader), Logger: log, Console: console,
-		Audit: n.audit, Vault: n.vault, PreAuth: n.pre, Throttle: mon.throttle(), Monitor: mon.mon, Storage: prot.space})
+		Audit: n.audit, Vault: n.vault, PreAuth: n.pre, Throttle: mon.throttle(), Monitor: mon.mon, Storage: prot.space, Observer: n.metrics, SMART: smartDoc})
 	if err != nil {
 		ln.Close()
 		return fmt.Errorf("gateway: %w", err)
+	}
+	msrv, maddr, err := startMetricsListener(cfg, n.metrics, tlsutil.ServerConfig(reloader), log)
+	if err != nil {
+		ln.Close()
+		if gw != nil {
+			shCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			gw.Shutdown(shCtx)
+			cancel()
+		}
+		return err
+	}
+	if msrv != nil {
+		defer msrv.Close()
+		log.Info("metrics served without a token", "listen", maddr)
+	}
+	tiles, err := startTiles(cfg, n.audit, auth, tlsutil.ServerConfig(reloader), log)
+	if err != nil {
+		ln.Close()
+		if gw != nil {
+			shCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			gw.Shutdown(shCtx)
+			cancel()
+		}
+		return err
 	}
 	// Both listeners are bound: only now is the bootstrap token issued,
 	// and it is printed in the same write as the addresses (announce).
@@ -625,7 +717,9 @@ serve:
 			}
 			break serve
 		case <-hup:
-			reloadConfig(ctx, opts.ConfigFile, gw, n.audit, log)
+			if c := reloadConfig(ctx, opts.ConfigFile, gw, n.audit, log); c != nil {
+				aud.set(c.Gateway) // introspection's aud follows the upstreams
+			}
 		case <-ctx.Done():
 			break serve
 		}
@@ -648,6 +742,9 @@ serve:
 				log.Warn("shutdown: gateway", "err", err)
 			}
 		})
+	}
+	if tiles != nil {
+		stopping.Go(func() { tiles.Shutdown(shCtx) })
 	}
 	stopping.Wait()
 	stopRun()

@@ -79,9 +79,9 @@ type Store interface {
 	// stored revision equals rec.Revision; the stored revision becomes
 	// rec.Revision+1 and is written back into rec. ErrNotFound if absent,
 	// ErrConflict if the revision is stale. RemainingUses and LastUsedAt are
-	// not changed by UpdateToken (see ReserveUses, TouchLastUsed), nor is
-	// NotAfter, which is fixed when the token is created; everything else
-	// is.
+	// not changed by UpdateToken (see ReserveUses, TouchLastUsed), nor are
+	// NotAfter and ClientID, which are fixed when the token is created;
+	// everything else is.
 	UpdateToken(ctx context.Context, rec *token.Record) error
 
 	// SetStatus sets status, reason and StatusChangedAt=at on each listed
@@ -199,6 +199,8 @@ type TokenFilter struct {
 	Status  token.Status
 	// ParentID lists the tokens created under this one.
 	ParentID string
+	// ClientID lists the tokens issued to this OAuth client.
+	ClientID string
 	// After is the cursor: the last id of the previous page.
 	After string
 	Limit int

@@ -118,6 +118,9 @@ type AuditCheckpoint struct {
 	// keep it.
 	Checkpoint string    `json:"checkpoint"`
 	IssuedAt   time.Time `json:"issued_at,omitzero"`
+	// Cosigned is Checkpoint with the witnesses' cosignature lines, once
+	// a witness cosigned it (empty before).
+	Cosigned string `json:"cosigned,omitempty"`
 }
 
 // AuditProof is a proof bundle: an entry, its inclusion proof and a signed
@@ -132,6 +135,19 @@ type AuditProof struct {
 	Inclusion  [][]byte        `json:"inclusion"`
 	Checkpoint string          `json:"checkpoint"`
 	Raw        json.RawMessage `json:"-"`
+}
+
+// AuditConsistency is a consistency proof between two sizes of the log
+// (the JSON of audit.ConsistencyProof); Raw is the answer as received.
+type AuditConsistency struct {
+	Format         string          `json:"format"`
+	Origin         string          `json:"origin"`
+	From           uint64          `json:"from"`
+	To             uint64          `json:"to"`
+	Proof          [][]byte        `json:"proof"`
+	FromCheckpoint string          `json:"from_checkpoint,omitempty"`
+	ToCheckpoint   string          `json:"to_checkpoint,omitempty"`
+	Raw            json.RawMessage `json:"-"`
 }
 
 // AuditKey is the log's public verifier key.
@@ -189,6 +205,23 @@ func (c *Client) AuditProof(ctx context.Context, seq uint64) (*AuditProof, error
 	var out AuditProof
 	if err := json.Unmarshal(raw, &out); err != nil {
 		return nil, fmt.Errorf("phigate: decoding the proof bundle: %w", err)
+	}
+	out.Raw = raw
+	return &out, nil
+}
+
+// AuditConsistency returns the consistency proof between the trees of
+// sizes from and to (GET /v1/audit/proof/consistency; needs admin:audit).
+// It proves nothing by itself: check it against checkpoints you saved.
+func (c *Client) AuditConsistency(ctx context.Context, from, to uint64) (*AuditConsistency, error) {
+	var raw json.RawMessage
+	q := url.Values{"from": {strconv.FormatUint(from, 10)}, "to": {strconv.FormatUint(to, 10)}}
+	if err := c.do(ctx, request{method: http.MethodGet, path: "/v1/audit/proof/consistency", query: q, auth: true}, &raw); err != nil {
+		return nil, err
+	}
+	var out AuditConsistency
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return nil, fmt.Errorf("phigate: decoding the consistency proof: %w", err)
 	}
 	out.Raw = raw
 	return &out, nil

@@ -83,6 +83,25 @@
 // server presenting any of them is accepted, so that a certificate
 // rollover to the backup key needs no client change.
 //
+// # SMART Backend Services
+//
+// A registered client (RegisterClient, phigate client register) gets its
+// tokens with a signed assertion instead of a secret: a
+// BackendServicesSource signs one (ES384 for an ECDSA P-384 key, RS384 for
+// RSA; a fresh jti, exp at most 5 minutes ahead) with a crypto.Signer,
+// exchanges it at POST /v1/oauth/token, caches the token and exchanges a
+// new assertion when a third of the token's life is left:
+//
+//	c, err := client.New(addr, client.WithPins(pin))
+//	src, err := c.BackendServicesSource(client.BackendServicesConfig{
+//		ClientID: "cli_…", Key: key, KeyID: "lab-2026",
+//		Scopes: []string{"system/Observation.rs"},
+//	})
+//	tok, err := src.Token(ctx) // Authorization: Bearer tok, at the gateway
+//
+// It is safe for concurrent use, and never puts the token or the
+// assertion in an error.
+//
 // # Secrets
 //
 // The SDK sends the bearer token only in the Authorization header of API

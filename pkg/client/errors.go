@@ -66,6 +66,24 @@ func decodeAPIError(resp *http.Response, body []byte, redact ...string) *APIErro
 		e.Message = clean(eb.Error.Message, redact)
 		e.RequestID = clean(eb.Error.RequestID, redact)
 		e.Field = clean(eb.Error.Field, redact)
+	} else {
+		// the OAuth endpoints (/v1/introspect, /v1/revoke) answer in the
+		// RFC 6749 §5.2 form, with phigate's code as phigate_code
+		var ob struct {
+			Error       string `json:"error"`
+			Description string `json:"error_description"`
+			RequestID   string `json:"request_id"`
+			Code        string `json:"phigate_code"`
+			Field       string `json:"field"`
+		}
+		if json.Unmarshal(body, &ob) == nil {
+			code := ob.Code
+			if code == "" {
+				code = ob.Error
+			}
+			e.Code, e.Message = clean(code, redact), clean(ob.Description, redact)
+			e.RequestID, e.Field = clean(ob.RequestID, redact), clean(ob.Field, redact)
+		}
 	}
 	if e.Code == "" {
 		if c := challengeError(resp.Header.Get("WWW-Authenticate")); c != "" {

@@ -171,6 +171,16 @@ type Introspection struct {
 	Iss       string `json:"iss,omitempty"`
 	Kind      string `json:"phigate_kind,omitempty"`
 	PatientID string `json:"patient,omitempty"`
+	// Nbf is when the token became valid (its creation).
+	Nbf int64 `json:"nbf,omitempty"`
+	// ClientID is the OAuth client that issued the token, else the token
+	// that created it, else the token's own id.
+	ClientID string `json:"client_id,omitempty"`
+	// Aud names the upstreams the token's scopes can reach.
+	Aud []string `json:"aud,omitempty"`
+	// FHIRUser is the SMART fhirUser (a relative reference such as
+	// Practitioner/123), from the token's metadata key "fhirUser".
+	FHIRUser string `json:"fhirUser,omitempty"`
 }
 
 // ErrorBody is every error answer: {"error":{"code","message","request_id"}}.

@@ -93,6 +93,7 @@ type row struct {
 	maxLifetime, idleTimeout                int64
 	rotations                               int64
 	rotatedAt, rotatedFrom                  any
+	clientID                                any
 	revision                                int64
 	attrs                                   string // JSON; a string, for the STRICT TEXT column
 }
@@ -135,6 +136,7 @@ func encodeRecord(rec *token.Record) (*row, error) {
 		revision:     rec.Revision,
 		rotations:    rec.Rotations,
 		rotatedFrom:  nullString(rec.RotatedFrom),
+		clientID:     nullString(rec.ClientID),
 	}
 	if rec.RemainingUses != nil {
 		r.remainingUses = *rec.RemainingUses
@@ -188,7 +190,7 @@ func encodeRecord(rec *token.Record) (*row, error) {
 const tokenCols = `t.id, t.subject, t.kind, t.status, t.status_reason, t.status_changed_at,
 	t.parent_id, t.created_by, t.created_at, t.expires_at, t.updated_at, t.last_used_at,
 	t.remaining_uses, t.max_lifetime, t.idle_timeout, t.revision, t.attrs, t.not_after,
-	t.rotations, t.rotated_at, t.rotated_from`
+	t.rotations, t.rotated_at, t.rotated_from, t.client_id`
 
 // recordScan holds the scan destinations of one token row.
 type recordScan struct {
@@ -202,6 +204,7 @@ type recordScan struct {
 	rotations                               int64
 	rotatedAt                               sql.NullInt64
 	rotatedFrom                             sql.NullString
+	clientID                                sql.NullString
 	pepperVersion                           int64
 	secretCreatedAt, secretNotAfter         sql.NullInt64
 }
@@ -212,7 +215,7 @@ func (s *recordScan) dest() []any {
 		&s.id, &s.subject, &s.kind, &s.status, &s.statusReason, &s.statusChangedAt,
 		&s.parentID, &s.createdBy, &s.createdAt, &s.expiresAt, &s.updatedAt, &s.lastUsedAt,
 		&s.remainingUses, &s.maxLifetime, &s.idleTimeout, &s.revision, &s.attrs, &s.notAfter,
-		&s.rotations, &s.rotatedAt, &s.rotatedFrom,
+		&s.rotations, &s.rotatedAt, &s.rotatedFrom, &s.clientID,
 	}
 }
 
@@ -252,6 +255,7 @@ func (s *recordScan) record() (*token.Record, error) {
 		Rotations:       s.rotations,
 		RotatedAt:       decTime(s.rotatedAt),
 		RotatedFrom:     s.rotatedFrom.String,
+		ClientID:        s.clientID.String,
 	}
 	if s.remainingUses.Valid {
 		v := s.remainingUses.Int64

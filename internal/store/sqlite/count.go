@@ -2,52 +2,42 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
+	"fmt"
 	"time"
-
-	"github.com/phigate/phigate/internal/store"
 )
 
-// CountTokens counts the tokens (those created under parentID when it is
-// not empty) by status, an active token past its expiry at now as
-// expired, and the active ones expiring before now+within, in one read
-// transaction. It counts ranges of the covering index tokens_status
-// (status, expires_at, parent_id), never reading a record: an optional
-// capability beyond store.Store (authority uses it when the store has it).
-func (s *Store) CountTokens(ctx context.Context, parentID string, now time.Time, within time.Duration) (store.TokenCounts, error) {
-	var c store.TokenCounts
-	if err := s.checkOpen("count tokens"); err != nil {
-		return c, err
+// CountTokens counts the tokens by status at time at: "active",
+// "suspended", "revoked", and "expired" for an active token whose expiry
+// is not after at. It reads every token's status once (one scan of the
+// table, about 10 ms per 100,000 tokens): for metrics, which cache the
+// answer (internal/metrics), not for a request path.
+func (s *Store) CountTokens(ctx context.Context, at time.Time) (map[string]int64, error) {
+	const what = "count tokens"
+	if err := s.checkOpen(what); err != nil {
+		return nil, err
 	}
-	n, soon := now.UnixNano(), now.Add(within).UnixNano()
-	// five range counts over the index (count(*) of a range evaluates
-	// nothing per row), the parent, when asked for, checked per entry
-	where, args := "", []any{}
-	if parentID != "" {
-		where, args = " AND parent_id = ?", []any{parentID}
+	atv, err := encTime(at)
+	if err != nil || atv == nil {
+		return nil, fmt.Errorf("sqlite: %s: a time is required", what)
 	}
-	counts := []struct {
-		dst  *int
-		cond string
-		args []any
-	}{
-		{&c.Active, "status = 'active' AND (expires_at IS NULL OR expires_at > ?)", []any{n}},
-		{&c.Expired, "status = 'active' AND expires_at <= ?", []any{n}},
-		{&c.Expiring, "status = 'active' AND expires_at > ? AND expires_at < ?", []any{n, soon}},
-		{&c.Suspended, "status = 'suspended'", nil},
-		{&c.Revoked, "status = 'revoked'", nil},
-	}
-	// one read transaction: the five counts are of one snapshot
-	tx, err := s.readDB.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	rows, err := s.readDB.QueryContext(ctx, `SELECT
+		CASE WHEN status = 'active' AND expires_at IS NOT NULL AND expires_at <= ?1 THEN 'expired' ELSE status END AS st,
+		COUNT(*) FROM tokens GROUP BY st`, atv)
 	if err != nil {
-		return c, s.readErr("count tokens", err)
+		return nil, s.readErr(what, err)
 	}
-	defer tx.Rollback()
-	for _, k := range counts {
-		q := "SELECT count(*) FROM tokens INDEXED BY tokens_status WHERE " + k.cond + where
-		if err := tx.QueryRowContext(ctx, q, append(k.args, args...)...).Scan(k.dst); err != nil {
-			return c, s.readErr("count tokens", err)
+	defer rows.Close()
+	out := map[string]int64{}
+	for rows.Next() {
+		var st string
+		var n int64
+		if err := rows.Scan(&st, &n); err != nil {
+			return nil, s.readErr(what, err)
 		}
+		out[st] = n
 	}
-	return c, nil
+	if err := rows.Err(); err != nil {
+		return nil, s.readErr(what, err)
+	}
+	return out, nil
 }

@@ -142,7 +142,44 @@ CREATE TABLE alerts (
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX alerts_token ON alerts (token_id, id);
 `,
-	// 5: counting tokens by status without reading them (CountTokens,
+	// 5: SMART Backend Services (store.ClientStore).
+	//
+	// tokens.client_id is token.Record.ClientID, NULL when empty, fixed at
+	// creation. oauth_clients holds store.Client: jwks the inline key set
+	// (public keys only) or NULL with jwks_url; attrs the scopes and
+	// constraints as JSON (the attrs of a token, same keys) and max_ttl in
+	// nanoseconds. oauth_assertions is the replay cache: one row per
+	// (client, jti) until its exp, deleted after.
+	`
+ALTER TABLE tokens ADD COLUMN client_id TEXT;
+CREATE INDEX tokens_client ON tokens (client_id, id) WHERE client_id IS NOT NULL;
+
+CREATE TABLE oauth_clients (
+    id                TEXT    NOT NULL PRIMARY KEY,
+    name              TEXT    NOT NULL,
+    subject           TEXT    NOT NULL,
+    jwks              TEXT,
+    jwks_url          TEXT,
+    attrs             TEXT    NOT NULL DEFAULT '{}',
+    max_ttl           INTEGER NOT NULL DEFAULT 0,
+    created_by        TEXT    NOT NULL DEFAULT '',
+    status            TEXT    NOT NULL CHECK (status IN ('active', 'revoked')),
+    status_reason     TEXT    NOT NULL DEFAULT '',
+    created_at        INTEGER NOT NULL,
+    updated_at        INTEGER,
+    status_changed_at INTEGER,
+    CHECK ((jwks IS NULL) <> (jwks_url IS NULL))
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE oauth_assertions (
+    client_id  TEXT    NOT NULL,
+    jti        TEXT    NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (client_id, jti)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX oauth_assertions_expiry ON oauth_assertions (expires_at);
+`,
+	// 6: counting tokens by status without reading them (CountTokens,
 	// the console's overview): a covering index.
 	`
 CREATE INDEX tokens_status ON tokens (status, expires_at, parent_id);

@@ -47,12 +47,12 @@ func (s *Store) CreateToken(ctx context.Context, rec *token.Record, sec token.Se
 		_, err := tx.exec(`INSERT INTO tokens (id, subject, kind, status, status_reason, status_changed_at,
 			parent_id, created_by, created_at, expires_at, updated_at, last_used_at,
 			remaining_uses, max_lifetime, idle_timeout, revision, attrs, not_after,
-			rotations, rotated_at, rotated_from)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			rotations, rotated_at, rotated_from, client_id)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			r.id, r.subject, r.kind, r.status, r.statusReason, r.statusChangedAt,
 			r.parentID, r.createdBy, r.createdAt, r.expiresAt, r.updatedAt, r.lastUsedAt,
 			r.remainingUses, r.maxLifetime, r.idleTimeout, r.revision, r.attrs, r.notAfter,
-			r.rotations, r.rotatedAt, r.rotatedFrom)
+			r.rotations, r.rotatedAt, r.rotatedFrom, r.clientID)
 		if isUniqueViolation(err) {
 			return fmt.Errorf("id exists: %w", store.ErrConflict)
 		}
@@ -147,6 +147,10 @@ func (s *Store) ListTokens(ctx context.Context, f store.TokenFilter) ([]*token.R
 	if f.ParentID != "" {
 		q.WriteString(" AND t.parent_id = ?")
 		args = append(args, f.ParentID)
+	}
+	if f.ClientID != "" {
+		q.WriteString(" AND t.client_id = ?")
+		args = append(args, f.ClientID)
 	}
 	// One row more than the page tells whether there is a next page.
 	q.WriteString(" ORDER BY t.id LIMIT ?")

@@ -54,7 +54,7 @@ var cases = []testCase{
 }
 
 // allCases is the whole suite: the token clauses and the alert clauses.
-var allCases = append(slices.Clip(cases), alertCases...)
+var allCases = append(append(slices.Clip(cases), alertCases...), clientCases...)
 
 // concurrency is the number of goroutines of the concurrency tests: as many
 // as a busy gateway has requests in flight against one store.
@@ -101,6 +101,7 @@ func testRoundTripKeepsEveryField(e *env) {
 		r.Rotations = 12
 		r.RotatedAt = base.Add(4*time.Second + 11)
 		r.RotatedFrom = "fp_0123456789abcdef"
+		r.ClientID = "cli_0123456789abcdefghijkl"
 	})
 	sec := e.create(rec)
 	want := rec.Clone()
@@ -122,6 +123,11 @@ func testRoundTripKeepsEveryField(e *env) {
 		e.t.Fatalf("ListTokens(parent) = %d records, next %q; want 1, \"\"", len(recs), next)
 	}
 	e.checkRecord("ListTokens", recs[0], want)
+	recs, _, err = e.s.ListTokens(e.ctx, store.TokenFilter{ClientID: rec.ClientID})
+	if err != nil || len(recs) != 1 {
+		e.t.Fatalf("ListTokens(client) = %d records, %v; want 1", len(recs), err)
+	}
+	e.checkRecord("ListTokens(client)", recs[0], want)
 
 	secs, err := e.s.Secrets(e.ctx, rec.ID)
 	if err != nil {
@@ -354,6 +360,7 @@ func testUpdateReplacesAllButUsesAndLastUsed(e *env) {
 		r.LastUsedAt = lastUsed
 		r.NotAfter = notAfter
 		r.Revision = 4
+		r.ClientID = "cli_issuer"
 	})
 	if n, err := e.s.ReserveUses(e.ctx, rec.ID, 3); err != nil || n != 3 {
 		e.t.Fatalf("ReserveUses = %d, %v; want 3, nil", n, err)
@@ -391,6 +398,7 @@ func testUpdateReplacesAllButUsesAndLastUsed(e *env) {
 	upd.Rotations = 99                        // rotation's
 	upd.RotatedAt = base.Add(time.Hour)
 	upd.RotatedFrom = "fp_ffffffffffffffff"
+	upd.ClientID = "cli_other" // fixed at creation
 
 	if err := e.s.UpdateToken(e.ctx, upd); err != nil {
 		e.t.Fatalf("UpdateToken: %v", err)
@@ -403,6 +411,7 @@ func testUpdateReplacesAllButUsesAndLastUsed(e *env) {
 	want.LastUsedAt = lastUsed
 	want.NotAfter = notAfter
 	want.Rotations, want.RotatedAt, want.RotatedFrom = 0, time.Time{}, ""
+	want.ClientID = "cli_issuer"
 	e.checkRecord("after update", e.get(rec.ID), want)
 	got, _, err := e.s.TokenBySecret(e.ctx, sec.Hash)
 	if err != nil {

@@ -26,7 +26,9 @@
 // the helper that hashed it, and no message prints a hash.
 //
 // The alert clauses (alerts.go) hold CreateAlert, Alert, ListAlerts and
-// AckAlert the same way.
+// AckAlert the same way, and the client clauses (clients.go) the optional
+// store.ClientStore: a backend that implements it MUST pass them; one that
+// does not has them skipped.
 //
 // BenchCreate and BenchTokenBySecret are the matching benchmarks.
 package storetest
