@@ -28,7 +28,7 @@ const auth = client.PrivateKeyJwt({ key, kid: jwk.kid }, {
   },
 });
 
-const config = await client.discovery(new URL(addr), clientId, undefined, auth);
+const config = await client.discovery(new URL(addr), clientId, undefined, auth, { algorithm: 'oauth2' }); // RFC 8414, not OpenID discovery
 tokenEndpoint = config.serverMetadata().token_endpoint;
 if (!tokenEndpoint) throw new Error('the discovered metadata names no token_endpoint');
 
