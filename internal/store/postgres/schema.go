@@ -149,6 +149,44 @@ CREATE TABLE vault_changes (
 );
 INSERT INTO vault_changes (one, gen) VALUES (1, 0);
 `,
+	// 3: SMART Backend Services (store.ClientStore, see clients.go), as in
+	// SQLite's version 5. tokens.client_id (there since version 1) gets
+	// the index ListTokens' ClientID filter uses. oauth_clients holds
+	// store.Client: jwks the inline key set (public keys only) or NULL
+	// with jwks_url; attrs the scopes and constraints as JSON text (the
+	// attrs of a token, same keys); max_ttl in nanoseconds.
+	// oauth_assertions is the replay cache shared by the nodes: one row
+	// per (client, jti) until its exp; a row past its exp no longer
+	// counts and is replaced or purged.
+	`
+CREATE INDEX tokens_client ON tokens (client_id, id) WHERE client_id IS NOT NULL;
+
+CREATE TABLE oauth_clients (
+    id                text COLLATE "C" NOT NULL PRIMARY KEY,
+    name              text   NOT NULL,
+    subject           text   NOT NULL,
+    jwks              text,
+    jwks_url          text,
+    attrs             text   NOT NULL DEFAULT '{}',
+    max_ttl           bigint NOT NULL DEFAULT 0 CHECK (max_ttl >= 0),
+    created_by        text   NOT NULL DEFAULT '',
+    status            text   NOT NULL CHECK (status IN ('active', 'revoked')),
+    status_reason     text   NOT NULL DEFAULT '',
+    created_at        timestamptz NOT NULL,
+    updated_at        timestamptz,
+    status_changed_at timestamptz,
+    CHECK ((jwks IS NULL) <> (jwks_url IS NULL))
+);
+CREATE INDEX oauth_clients_created_by ON oauth_clients (created_by, id);
+
+CREATE TABLE oauth_assertions (
+    client_id  text COLLATE "C" NOT NULL,
+    jti        text COLLATE "C" NOT NULL,
+    expires_at timestamptz NOT NULL,
+    PRIMARY KEY (client_id, jti)
+);
+CREATE INDEX oauth_assertions_expiry ON oauth_assertions (expires_at);
+`,
 }
 
 // SchemaVersion is the schema version this code writes and understands.

@@ -126,6 +126,9 @@ func (s *Store) ListTokens(ctx context.Context, f store.TokenFilter) ([]*token.R
 	if f.ParentID != "" {
 		add("t.parent_id =", f.ParentID)
 	}
+	if f.ClientID != "" {
+		add("t.client_id =", f.ClientID)
+	}
 	args = append(args, limit+1)
 	fmt.Fprintf(&q, " ORDER BY t.id LIMIT $%d", len(args))
 	return queryPage(ctx, s, what, q.String(), args, limit, func(rows pgx.Rows) (*token.Record, error) {
@@ -195,13 +198,13 @@ func (s *Store) UpdateToken(ctx context.Context, rec *token.Record) error {
 	}
 	// remaining_uses and last_used_at belong to ReserveUses/ReleaseUses
 	// and TouchLastUsed, not_after is fixed at creation, the rotation
-	// columns belong to RotateSecret.
+	// columns belong to RotateSecret, client_id is fixed at creation.
 	n, err := s.changeRows(ctx, `WITH u AS (UPDATE tokens SET subject = $2, kind = $3, status = $4, status_reason = $5,
-			status_changed_at = $6, parent_id = $7, created_by = $8, client_id = $9, created_at = $10, expires_at = $11,
-			updated_at = $12, max_lifetime = $13, idle_timeout = $14, attrs = $15, revision = revision + 1,
+			status_changed_at = $6, parent_id = $7, created_by = $8, created_at = $9, expires_at = $10,
+			updated_at = $11, max_lifetime = $12, idle_timeout = $13, attrs = $14, revision = revision + 1,
 			change_xid = pg_current_xact_id()
-			WHERE id = $16 AND revision = $17 RETURNING id, revision)`+notifyFrom,
-		s.channel, r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[15], r[16], r[21], rec.ID, rec.Revision)
+			WHERE id = $15 AND revision = $16 RETURNING id, revision)`+notifyFrom,
+		s.channel, r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[9], r[10], r[11], r[15], r[16], r[21], rec.ID, rec.Revision)
 	if err != nil {
 		return s.fail(ctx, name, err)
 	}
