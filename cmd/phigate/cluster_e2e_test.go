@@ -43,6 +43,8 @@ type cluster struct {
 	admin    string // the bootstrap admin token
 	// tuning of every node's postgres section
 	poll, staleness string
+	// extra is appended to every node's config
+	extra string
 }
 
 func newCluster(t *testing.T, dsn string) *cluster {
@@ -73,7 +75,7 @@ tls: {cert_file: %s, key_file: %s}
 store: %q
 audit: {node: %s}
 postgres: {poll_interval: %s, max_staleness: %s, max_conns: 4}
-`, dir, c.certFile, c.keyFile, c.dsn, node, c.poll, c.staleness)
+%s`, dir, c.certFile, c.keyFile, c.dsn, node, c.poll, c.staleness, c.extra)
 	f := filepath.Join(c.t.TempDir(), node+".yaml")
 	if err := os.WriteFile(f, []byte(doc), 0o600); err != nil {
 		c.t.Fatal(err)
