@@ -14,6 +14,11 @@
 //     the token's row lock (phigate_reserve_uses), so remaining uses never
 //     go below zero whichever nodes take them; UpdateToken compares the
 //     revision in the UPDATE itself.
+//   - OAuth clients (store.ClientStore, clients.go): UseAssertion is one
+//     INSERT … ON CONFLICT DO UPDATE that takes a (client, jti) only when
+//     absent or past its exp, so an assertion used on one node is refused
+//     on every other until its exp; RevokeClient is one UPDATE of the
+//     active row. Nodes cache no client: each token request reads it.
 //   - Change feed: every change that makes a node's verification cache
 //     stale (UpdateToken, SetStatus, RotateSecret/RotateSecretWith) stamps
 //     the row with its transaction id and sends NOTIFY on Channel() with
