@@ -228,7 +228,7 @@ func TestEndToEndWalkthrough(t *testing.T) {
 	// create a scoped token with constraints
 	var it client.IssuedToken
 	s.mustJSON(t, s.adm, &it, "token", "create", "--subject", "lab-app", "--scope", "patient/Observation.rs",
-		"--ttl", "2s", "--cidr", "127.0.0.0/8", "--meta", "team=lab")
+		"--ttl", "6s", "--cidr", "127.0.0.0/8", "--meta", "team=lab")
 	if it.Secret == "" || it.ID == "" || it.Scopes[0] != "patient/Observation.rs" {
 		t.Fatalf("issued %+v", it.Token)
 	}
@@ -260,8 +260,10 @@ func TestEndToEndWalkthrough(t *testing.T) {
 		t.Fatalf("scoped token listing tokens: %d %s", resp.StatusCode, body)
 	}
 
-	// see it expire
-	time.Sleep(2100 * time.Millisecond)
+	// see it expire (the server runs on the wall clock: wait for the
+	// expiry it gave, so a slow machine neither expires the token before
+	// its uses above nor checks too early)
+	time.Sleep(time.Until(it.ExpiresAt) + 200*time.Millisecond)
 	_, errs, code = s.cli(t, it.Secret, "", "token", "self")
 	if code == 0 || !strings.Contains(errs, "token_expired") {
 		t.Fatalf("after expiry: %d %s", code, errs)
