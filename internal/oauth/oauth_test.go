@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -531,5 +532,51 @@ func TestAReplayNeverLeavesALiveToken(t *testing.T) {
 	}
 	if live != 1 {
 		t.Fatalf("%d live tokens of the client after one exchange and three replays, want 1", live)
+	}
+}
+
+// revokingStore revokes the client, as a racing DELETE /v1/clients/{id}
+// on any node would, right after the token endpoint's first read of it:
+// the grant saw it active, the token is issued after the revocation.
+type revokingStore struct {
+	*sqlite.Store
+	reads atomic.Int32
+	at    time.Time
+}
+
+func (s *revokingStore) Client(ctx context.Context, id string) (*store.Client, error) {
+	c, err := s.Store.Client(ctx, id)
+	if err == nil && s.reads.Add(1) == 1 {
+		if _, rerr := s.Store.RevokeClient(ctx, id, "revoked during a grant", s.at); rerr != nil {
+			return nil, rerr
+		}
+	}
+	return c, err
+}
+
+// TestGrantRacingTheClientsRevocationLeavesNoLiveToken: a client revoked
+// between the grant's check and its token's issue gets no token (the one
+// made is revoked before its secret is returned), though the revocation's
+// sweep of the client's tokens ran before that token existed.
+func TestGrantRacingTheClientsRevocationLeavesNoLiveToken(t *testing.T) {
+	f := newFixture(t, nil)
+	c := f.register(oauth.Registration{})
+	rs := &revokingStore{Store: f.st, at: f.clk.Now()}
+	svc, err := oauth.New(oauth.Options{Clients: rs, Tokens: f.st, Authority: f.auth, TokenEndpoint: endpoint,
+		Record: f.rec.record, Now: f.clk.Now, Fetcher: oauth.NewFetcher(oauth.FetcherOptions{Now: f.clk.Now})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	iss, err := svc.Exchange(t.Context(), req(sign(t, jose.ES384, ecKey, "ec1", f.claims(c.ID))))
+	var oe *oauth.Error
+	if !errors.As(err, &oe) || oe.Reason != "client_revoked" || iss != nil {
+		t.Fatalf("grant racing the revocation = %+v, %v; want invalid_client client_revoked", iss, err)
+	}
+	recs, _, err := f.st.ListTokens(t.Context(), store.TokenFilter{ClientID: c.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 1 || recs[0].Status != token.StatusRevoked {
+		t.Fatalf("the client's tokens after the race: %+v; want the one issued, revoked", recs)
 	}
 }

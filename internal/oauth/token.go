@@ -192,6 +192,21 @@ func (s *Service) exchange(ctx context.Context, req TokenRequest) (string, *Issu
 		}
 		return claimed, nil, err
 	}
+	// A revocation of the client racing this grant: it marks the client
+	// revoked, then revokes the client's tokens. Read after the token is
+	// durable, the client is either still active (the revocation's token
+	// sweep comes later and finds this token) or revoked (the sweep may
+	// have missed it: discard it here). Either way no token of a revoked
+	// client survives, on this node or another.
+	if cur, cerr := s.opts.Clients.Client(ctx, c.ID); cerr != nil || cur.Status != store.ClientActive {
+		if _, rerr := s.opts.Authority.Discard(context.WithoutCancel(ctx), rec.ID, "issued while its client was revoked; never shown"); rerr != nil {
+			return claimed, nil, fmt.Errorf("oauth: revoking the token of a revoked client: %w", rerr)
+		}
+		if cerr != nil && !errors.Is(cerr, store.ErrNotFound) {
+			return claimed, nil, fmt.Errorf("oauth: client: %w", cerr)
+		}
+		return claimed, nil, clientErr("client_revoked", "the client is revoked")
+	}
 	return claimed, &Issued{AccessToken: secret, ExpiresIn: int64(rec.ExpiresAt.Sub(rec.CreatedAt) / time.Second),
 		Scope: strings.Join(rec.Scopes, " "), Record: rec}, nil
 }
