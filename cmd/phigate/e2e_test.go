@@ -109,7 +109,7 @@ func startDev(t *testing.T, dir string, extra ...string) *devServer {
 	bin := phigateBinary(t)
 	s := &devServer{dir: dir, stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan error, 1)}
 	pr, pw := io.Pipe()
-	s.cmd = exec.Command(bin, append([]string{"server", "--dev", "--data", dir, "--admin-listen", "127.0.0.1:0"}, extra...)...)
+	s.cmd = exec.Command(bin, append([]string{"server", "--dev", "--data", dir, "--admin-listen", "127.0.0.1:0", "--gateway-listen", "127.0.0.1:0"}, extra...)...)
 	s.cmd.Stdout = io.MultiWriter(pw, s.stdout)
 	s.cmd.Stderr = s.stderr
 	if err := s.cmd.Start(); err != nil {
