@@ -129,13 +129,6 @@ func (s *Store) ListAlerts(ctx context.Context, f store.AlertFilter) ([]*store.A
 	if err := s.checkOpen(what); err != nil {
 		return nil, "", err
 	}
-	limit := f.Limit
-	switch {
-	case limit <= 0:
-		limit = defaultLimit
-	case limit > maxLimit:
-		limit = maxLimit
-	}
 	var q strings.Builder
 	q.WriteString("SELECT " + alertCols + " FROM alerts WHERE id > ?")
 	args := []any{f.After}
@@ -165,14 +158,9 @@ func (s *Store) ListAlerts(ctx context.Context, f store.AlertFilter) ([]*store.A
 		q.WriteString(" AND created_at " + b.op + " ?")
 		args = append(args, v)
 	}
-	q.WriteString(" ORDER BY id LIMIT ?")
-	args = append(args, limit+1)
-	return queryPage(ctx, s, what, q.String(), args, limit, func(rows *sql.Rows) (*store.Alert, error) {
-		var sc alertScan
-		if err := rows.Scan(sc.dest()...); err != nil {
-			return nil, scanError{err}
-		}
-		return sc.alert()
+	return queryPage(ctx, s, what, &q, "id", args, f.Limit, func() ([]any, func() (*store.Alert, error)) {
+		sc := new(alertScan)
+		return sc.dest(), sc.alert
 	}, func(a *store.Alert) string { return a.ID })
 }
 

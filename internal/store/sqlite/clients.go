@@ -143,13 +143,6 @@ func (s *Store) ListClients(ctx context.Context, f store.ClientFilter) ([]*store
 	if err := s.checkOpen(what); err != nil {
 		return nil, "", err
 	}
-	limit := f.Limit
-	switch {
-	case limit <= 0:
-		limit = defaultLimit
-	case limit > maxLimit:
-		limit = maxLimit
-	}
 	var q strings.Builder
 	q.WriteString("SELECT " + clientCols + " FROM oauth_clients WHERE id > ?")
 	args := []any{f.After}
@@ -161,14 +154,9 @@ func (s *Store) ListClients(ctx context.Context, f store.ClientFilter) ([]*store
 		q.WriteString(" AND created_by = ?")
 		args = append(args, f.CreatedBy)
 	}
-	q.WriteString(" ORDER BY id LIMIT ?")
-	args = append(args, limit+1)
-	return queryPage(ctx, s, what, q.String(), args, limit, func(rows *sql.Rows) (*store.Client, error) {
-		var sc clientScan
-		if err := rows.Scan(sc.dest()...); err != nil {
-			return nil, scanError{err}
-		}
-		return sc.client()
+	return queryPage(ctx, s, what, &q, "id", args, f.Limit, func() ([]any, func() (*store.Client, error)) {
+		sc := new(clientScan)
+		return sc.dest(), sc.client
 	}, func(c *store.Client) string { return c.ID })
 }
 

@@ -112,7 +112,7 @@ func (s *Store) TokenBySecret(ctx context.Context, hash token.Hash) (*token.Reco
 	return rec, sc.secret(hash), nil
 }
 
-// Page sizes of ListTokens.
+// Page sizes of the listings (ListTokens, ListAlerts, ListClients).
 const (
 	defaultLimit = 100
 	maxLimit     = 1000
@@ -123,13 +123,6 @@ func (s *Store) ListTokens(ctx context.Context, f store.TokenFilter) ([]*token.R
 	const what = "list tokens"
 	if err := s.checkOpen(what); err != nil {
 		return nil, "", err
-	}
-	limit := f.Limit
-	switch {
-	case limit <= 0:
-		limit = defaultLimit
-	case limit > maxLimit:
-		limit = maxLimit
 	}
 	var q strings.Builder
 	q.WriteString("SELECT " + tokenCols + " FROM tokens t WHERE t.id > ?")
@@ -152,39 +145,44 @@ func (s *Store) ListTokens(ctx context.Context, f store.TokenFilter) ([]*token.R
 		q.WriteString(" AND t.client_id = ?")
 		args = append(args, f.ClientID)
 	}
-	// One row more than the page tells whether there is a next page.
-	q.WriteString(" ORDER BY t.id LIMIT ?")
-	args = append(args, limit+1)
-
-	return queryPage(ctx, s, what, q.String(), args, limit, func(rows *sql.Rows) (*token.Record, error) {
-		var sc recordScan
-		if err := rows.Scan(sc.dest()...); err != nil {
-			return nil, scanError{err}
-		}
-		return sc.record()
+	return queryPage(ctx, s, what, &q, "t.id", args, f.Limit, func() ([]any, func() (*token.Record, error)) {
+		sc := new(recordScan)
+		return sc.dest(), sc.record
 	}, func(r *token.Record) string { return r.ID })
 }
 
-// queryPage runs a listing query that asks for limit+1 rows, decodes each
-// row with scan, and returns at most limit items with the id of the last
-// one as the next page's cursor ("" when the extra row was not there).
-// A read error is reported as readErr does, a row that does not decode
-// as a plain error.
-func queryPage[T any](ctx context.Context, s *Store, what, query string, args []any, limit int,
-	scan func(*sql.Rows) (T, error), id func(T) string) ([]T, string, error) {
-	rows, err := s.readDB.QueryContext(ctx, query, args...)
+// queryPage finishes a listing query (q holds its SELECT … WHERE, args
+// its arguments) with ORDER BY idCol and a LIMIT one row past the page,
+// which tells whether there is a next page. limit is the filter's: zero
+// or less is defaultLimit, more than maxLimit is maxLimit. Each row is
+// scanned into the destinations row returns and made an item by its
+// decode; at most limit items come back, with the id of the last one as
+// the next page's cursor ("" when the extra row was not there). A read or
+// scan error is reported as readErr does, a row that does not decode as
+// a plain error.
+func queryPage[T any](ctx context.Context, s *Store, what string, q *strings.Builder, idCol string, args []any,
+	limit int, row func() (dest []any, decode func() (T, error)), id func(T) string) ([]T, string, error) {
+	switch {
+	case limit <= 0:
+		limit = defaultLimit
+	case limit > maxLimit:
+		limit = maxLimit
+	}
+	q.WriteString(" ORDER BY " + idCol + " LIMIT ?")
+	args = append(args, limit+1)
+	rows, err := s.readDB.QueryContext(ctx, q.String(), args...)
 	if err != nil {
 		return nil, "", s.readErr(what, err)
 	}
 	defer rows.Close()
 	var out []T
 	for rows.Next() {
-		v, err := scan(rows)
+		dest, decode := row()
+		if err := rows.Scan(dest...); err != nil {
+			return nil, "", s.readErr(what, err)
+		}
+		v, err := decode()
 		if err != nil {
-			var se scanError
-			if errors.As(err, &se) {
-				return nil, "", s.readErr(what, se.err)
-			}
 			return nil, "", fmt.Errorf("sqlite: %s: %w", what, err)
 		}
 		out = append(out, v)
@@ -199,12 +197,6 @@ func queryPage[T any](ctx context.Context, s *Store, what, query string, args []
 	}
 	return out, next, nil
 }
-
-// scanError marks a failure of rows.Scan (a read error) apart from a row
-// that scanned but does not decode.
-type scanError struct{ err error }
-
-func (e scanError) Error() string { return e.err.Error() }
 
 // UpdateToken implements store.Store.
 func (s *Store) UpdateToken(ctx context.Context, rec *token.Record) error {
