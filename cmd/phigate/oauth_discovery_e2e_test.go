@@ -7,13 +7,9 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/phigate/phigate/internal/tlsutil"
 	"github.com/phigate/phigate/pkg/client"
@@ -32,32 +28,11 @@ func openidClient(t *testing.T, caFile, script string, input any) map[string]str
 	Cause string          `json:"cause"`
 } {
 	t.Helper()
-	missing := ""
-	node, err := exec.LookPath("node")
+	in, err := json.Marshal(input)
 	if err != nil {
-		missing = "node is not on PATH"
-	} else if _, err := os.Stat(filepath.Join(openidClientDir, "node_modules", "openid-client", "package.json")); err != nil {
-		missing = "the npm package openid-client is not installed in cmd/phigate/testdata/openid-client"
+		t.Fatal(err)
 	}
-	if missing != "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI=true but %s: .ci/run installs it", missing)
-		}
-		t.Skipf("skipped: this runs the stock OAuth client openid-client on Node, and %s; CI installs it (.ci/run), "+
-			"locally run `npm ci --ignore-scripts` in cmd/phigate/testdata/openid-client", missing)
-	}
-	in, _ := json.Marshal(input)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, node, script)
-	cmd.Dir = openidClientDir
-	cmd.Env = append(os.Environ(), "NODE_EXTRA_CA_CERTS="+caFile, "NODE_OPTIONS=")
-	cmd.Stdin = bytes.NewReader(in)
-	var out, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("%s: %v: %s", script, err, stderr.String())
-	}
+	out := runNodeScript(t, openidClientDir, "openid-client", script, caFile, in)
 	var res map[string]struct {
 		OK    bool            `json:"ok"`
 		Value json.RawMessage `json:"value"`
@@ -65,8 +40,8 @@ func openidClient(t *testing.T, caFile, script string, input any) map[string]str
 		Code  string          `json:"code"`
 		Cause string          `json:"cause"`
 	}
-	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
-		t.Fatalf("%s output (%v): %s %s", script, err, out.String(), stderr.String())
+	if err := json.Unmarshal(out, &res); err != nil {
+		t.Fatalf("%s output (%v): %s", script, err, out)
 	}
 	return res
 }

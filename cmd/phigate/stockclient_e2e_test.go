@@ -6,15 +6,10 @@ package main
 // meeting refusals.
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/phigate/phigate/internal/tlsutil"
 	"github.com/phigate/phigate/pkg/client"
@@ -34,32 +29,11 @@ func stockClient(t *testing.T, caFile string, plan []map[string]any) []struct {
 	Message string            `json:"message"`
 } {
 	t.Helper()
-	missing := ""
-	node, err := exec.LookPath("node")
+	in, err := json.Marshal(plan)
 	if err != nil {
-		missing = "node is not on PATH"
-	} else if _, err := os.Stat(filepath.Join(stockClientDir, "node_modules", "fhir-kit-client", "package.json")); err != nil {
-		missing = "the npm package fhir-kit-client is not installed in internal/gateway/testdata/node"
+		t.Fatal(err)
 	}
-	if missing != "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI=true but %s: .ci/run installs it", missing)
-		}
-		t.Skipf("skipped: this runs the stock FHIR client fhir-kit-client on Node, and %s; CI installs it (.ci/run), "+
-			"locally run `npm ci --ignore-scripts` in internal/gateway/testdata/node", missing)
-	}
-	in, _ := json.Marshal(plan)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, node, "client.mjs")
-	cmd.Dir = stockClientDir
-	cmd.Env = append(os.Environ(), "NODE_EXTRA_CA_CERTS="+caFile, "NODE_OPTIONS=")
-	cmd.Stdin = bytes.NewReader(in)
-	var out, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("client.mjs: %v: %s", err, stderr.String())
-	}
+	out := runNodeScript(t, stockClientDir, "fhir-kit-client", "client.mjs", caFile, in)
 	var res []struct {
 		OK      bool              `json:"ok"`
 		Pages   []json.RawMessage `json:"pages"`
@@ -68,8 +42,8 @@ func stockClient(t *testing.T, caFile string, plan []map[string]any) []struct {
 		Data    json.RawMessage   `json:"data"`
 		Message string            `json:"message"`
 	}
-	if err := json.Unmarshal(out.Bytes(), &res); err != nil || len(res) != len(plan) {
-		t.Fatalf("client.mjs output (%v): %s %s", err, out.String(), stderr.String())
+	if err := json.Unmarshal(out, &res); err != nil || len(res) != len(plan) {
+		t.Fatalf("client.mjs output (%v): %s", err, out)
 	}
 	return res
 }
