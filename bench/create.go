@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
 )
 
 // createGoal: durable token creation must reach 35% of the baseline's
@@ -24,12 +23,7 @@ func runCreate(ctx context.Context, o options, log *slog.Logger, _ io.Writer) (*
 	if o.Store != "" {
 		return runCreatePostgres(ctx, o, log)
 	}
-	dir, err := os.MkdirTemp("", "phigate-bench-create-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(dir)
-	p, err := startInProcess(ctx, dir, log)
+	p, err := startInTempDir(ctx, "phigate-bench-create-", log)
 	if err != nil {
 		return nil, err
 	}

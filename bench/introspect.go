@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"os"
 
 	"github.com/phigate/phigate/pkg/client"
 )
@@ -21,12 +20,7 @@ const introspectGoal = 0.70
 // with scope "introspect" asks about one active subject token, again and
 // again, from o.Concurrency clients.
 func runIntrospect(ctx context.Context, o options, log *slog.Logger, _ io.Writer) (*Report, error) {
-	dir, err := os.MkdirTemp("", "phigate-bench-introspect-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(dir)
-	p, err := startInProcess(ctx, dir, log)
+	p, err := startInTempDir(ctx, "phigate-bench-introspect-", log)
 	if err != nil {
 		return nil, err
 	}

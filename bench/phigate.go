@@ -30,6 +30,24 @@ type inproc struct {
 
 	cancel context.CancelFunc
 	done   chan error
+	// tempDir, when set, is the data directory Close removes.
+	tempDir string
+}
+
+// startInTempDir is startInProcess on a fresh temporary directory named
+// after prefix, which Close removes once the server has stopped.
+func startInTempDir(ctx context.Context, prefix string, log *slog.Logger) (*inproc, error) {
+	dir, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		return nil, err
+	}
+	p, err := startInProcess(ctx, dir, log)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	p.tempDir = dir
+	return p, nil
 }
 
 // startInProcess initialises dataDir (which must be empty or absent), which
@@ -102,6 +120,9 @@ func startNode(ctx context.Context, dataDir string, log *slog.Logger, o nodeOpti
 
 // Close stops the server and waits for its shutdown.
 func (p *inproc) Close() error {
+	if p.tempDir != "" {
+		defer os.RemoveAll(p.tempDir)
+	}
 	p.cancel()
 	select {
 	case err := <-p.done:

@@ -15,7 +15,6 @@ import (
 	"io"
 	"log/slog"
 	"net/url"
-	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -37,12 +36,7 @@ const tokenEndpointGoal = 2000
 // load generator does not spend the CPU the server needs), every answer a
 // durable, audited token.
 func runTokenEndpoint(ctx context.Context, o options, log *slog.Logger, progress io.Writer) (*Report, error) {
-	dir, err := os.MkdirTemp("", "phigate-bench-oauth-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(dir)
-	p, err := startInProcess(ctx, dir, log)
+	p, err := startInTempDir(ctx, "phigate-bench-oauth-", log)
 	if err != nil {
 		return nil, err
 	}
