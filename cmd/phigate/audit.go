@@ -165,15 +165,7 @@ func (a *cli) auditSearchCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return a.output(page, func(w io.Writer) error {
-				if err := printAuditTable(w, page.Entries); err != nil {
-					return err
-				}
-				if page.Next != "" {
-					fmt.Fprintf(a.stderr, "More entries: --after %s, or --all.\n", safe(page.Next))
-				}
-				return nil
-			})
+			return a.outputAuditPage(page)
 		}
 		list := client.AuditPage{Entries: []client.AuditEntry{}}
 		for e, err := range c.AllAudit(cmd.Context(), q) {
@@ -316,6 +308,20 @@ func auditRow(e *client.AuditEntry) string {
 	return strings.Join([]string{strconv.FormatUint(e.Seq, 10), e.Time.UTC().Format("2006-01-02T15:04:05.000Z"),
 		safe(e.Action), safe(e.Outcome), safe(e.Actor.Subject), safe(e.Actor.TokenID), safe(e.Source.IP),
 		safe(what), safe(reason)}, "\t")
+}
+
+// outputAuditPage prints one page of audit entries (a table, or the page
+// as JSON with --json) and, when more follow, how to get them.
+func (a *cli) outputAuditPage(p *client.AuditPage) error {
+	return a.output(p, func(w io.Writer) error {
+		if err := printAuditTable(w, p.Entries); err != nil {
+			return err
+		}
+		if p.Next != "" {
+			fmt.Fprintf(a.stderr, "More entries: --after %s, or --all.\n", safe(p.Next))
+		}
+		return nil
+	})
 }
 
 func printAuditTable(w io.Writer, es []client.AuditEntry) error {

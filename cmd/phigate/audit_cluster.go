@@ -152,15 +152,7 @@ func (a *cli) searchCluster(ctx context.Context, dsn string, q *audit.Query, aft
 	if err := json.Unmarshal(b, &cp); err != nil {
 		return err
 	}
-	return a.output(cp, func(w io.Writer) error {
-		if err := printAuditTable(w, cp.Entries); err != nil {
-			return err
-		}
-		if cp.Next != "" {
-			fmt.Fprintf(a.stderr, "More entries: --after %s, or --all.\n", safe(cp.Next))
-		}
-		return nil
-	})
+	return a.outputAuditPage(&cp)
 }
 
 // exportCluster writes the merged entries matching q.
