@@ -108,19 +108,11 @@ func (sc *alertScan) alert() (*store.Alert, error) {
 
 // Alert implements store.Store.
 func (s *Store) Alert(ctx context.Context, id string) (*store.Alert, error) {
-	what := "alert " + id
-	if err := s.checkOpen(what); err != nil {
-		return nil, err
-	}
-	var sc alertScan
-	if err := s.readDB.QueryRowContext(ctx, "SELECT "+alertCols+" FROM alerts WHERE id = ?", id).Scan(sc.dest()...); err != nil {
-		return nil, s.readErr(what, err)
-	}
-	a, err := sc.alert()
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: %s: %w", what, err)
-	}
-	return a, nil
+	return queryOne(ctx, s, "alert "+id, "SELECT "+alertCols+" FROM alerts WHERE id = ?", id,
+		func() ([]any, func() (*store.Alert, error)) {
+			sc := new(alertScan)
+			return sc.dest(), sc.alert
+		})
 }
 
 // ListAlerts implements store.Store.

@@ -122,19 +122,11 @@ func (sc *clientScan) client() (*store.Client, error) {
 
 // Client implements store.ClientStore.
 func (s *Store) Client(ctx context.Context, id string) (*store.Client, error) {
-	what := "client " + id
-	if err := s.checkOpen(what); err != nil {
-		return nil, err
-	}
-	var sc clientScan
-	if err := s.readDB.QueryRowContext(ctx, "SELECT "+clientCols+" FROM oauth_clients WHERE id = ?", id).Scan(sc.dest()...); err != nil {
-		return nil, s.readErr(what, err)
-	}
-	c, err := sc.client()
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: %s: %w", what, err)
-	}
-	return c, nil
+	return queryOne(ctx, s, "client "+id, "SELECT "+clientCols+" FROM oauth_clients WHERE id = ?", id,
+		func() ([]any, func() (*store.Client, error)) {
+			sc := new(clientScan)
+			return sc.dest(), sc.client
+		})
 }
 
 // ListClients implements store.ClientStore.

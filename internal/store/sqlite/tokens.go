@@ -151,6 +151,27 @@ func (s *Store) ListTokens(ctx context.Context, f store.TokenFilter) ([]*token.R
 	}, func(r *token.Record) string { return r.ID })
 }
 
+// queryOne reads the one row query selects with the argument id (what
+// names it in errors), scanned into the destinations row returns and made
+// an item by its decode. No row is store.ErrNotFound (as readErr says),
+// a row that does not decode a plain error.
+func queryOne[T any](ctx context.Context, s *Store, what, query, id string,
+	row func() (dest []any, decode func() (T, error))) (T, error) {
+	var zero T
+	if err := s.checkOpen(what); err != nil {
+		return zero, err
+	}
+	dest, decode := row()
+	if err := s.readDB.QueryRowContext(ctx, query, id).Scan(dest...); err != nil {
+		return zero, s.readErr(what, err)
+	}
+	v, err := decode()
+	if err != nil {
+		return zero, fmt.Errorf("sqlite: %s: %w", what, err)
+	}
+	return v, nil
+}
+
 // queryPage finishes a listing query (q holds its SELECT … WHERE, args
 // its arguments) with ORDER BY idCol and a LIMIT one row past the page,
 // which tells whether there is a next page. limit is the filter's: zero
