@@ -2,11 +2,9 @@ package api
 
 import (
 	"go/ast"
-	"go/parser"
 	"go/token"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -117,16 +115,8 @@ func TestEveryErrorCodeIsInReasonCodes(t *testing.T) {
 	for r := policy.ReasonNone; r <= policy.Unavailable; r++ {
 		known[r.Code()] = true
 	}
-	fset := token.NewFileSet()
-	files, _ := filepath.Glob("*.go")
-	for _, f := range files {
-		if strings.HasSuffix(f, "_test.go") {
-			continue
-		}
-		file, err := parser.ParseFile(fset, f, nil, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
+	fset, files := parseSource(t)
+	for _, file := range files {
 		ast.Inspect(file, func(n ast.Node) bool {
 			kv, ok := n.(*ast.KeyValueExpr)
 			if !ok {

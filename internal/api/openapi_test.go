@@ -14,6 +14,31 @@ import (
 	"testing"
 )
 
+// parseSource parses the files of this package (the tests' excepted);
+// fset places their nodes.
+func parseSource(t *testing.T) (fset *token.FileSet, files []*ast.File) {
+	t.Helper()
+	names, err := filepath.Glob("*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fset = token.NewFileSet()
+	for _, name := range names {
+		if strings.HasSuffix(name, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, name, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, f)
+	}
+	if len(files) == 0 {
+		t.Fatal("no source files found")
+	}
+	return fset, files
+}
+
 // registeredRoutes extracts the route patterns of the admin mux from the
 // package's source: every HandleFunc or Handle call whose pattern is a
 // string literal, in the files of this package (the tests' excepted). A
@@ -21,20 +46,9 @@ import (
 // the test, so that none can escape the coverage check.
 func registeredRoutes(t *testing.T) map[string]string {
 	t.Helper()
-	fset := token.NewFileSet()
-	files, err := filepath.Glob("*.go")
-	if err != nil {
-		t.Fatal(err)
-	}
+	fset, files := parseSource(t)
 	routes := map[string]string{} // "GET /v1/tokens" → file:line
-	for _, f := range files {
-		if strings.HasSuffix(f, "_test.go") {
-			continue
-		}
-		file, err := parser.ParseFile(fset, f, nil, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, file := range files {
 		ast.Inspect(file, func(n ast.Node) bool {
 			call, ok := n.(*ast.CallExpr)
 			if !ok {
