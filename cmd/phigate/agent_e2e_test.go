@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/tls"
 	"encoding/json"
@@ -45,18 +44,7 @@ func startAgent(t *testing.T, env []string, args ...string) *runningAgent {
 	}
 	go func() { ag.done <- ag.cmd.Wait(); pw.Close() }()
 	t.Cleanup(func() { ag.stop(t) })
-	found := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			if m := reHealth.FindStringSubmatch(sc.Text()); m != nil {
-				select {
-				case found <- m[1]:
-				default:
-				}
-			}
-		}
-	}()
+	found := firstMatch(pr, reHealth)
 	select {
 	case ag.health = <-found:
 	case <-time.After(15 * time.Second):

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -133,18 +134,7 @@ func (c *cluster) startWith(name, cfg string) *clusterNode {
 	}
 	go func() { n.done <- n.cmd.Wait(); pw.Close() }()
 	c.t.Cleanup(func() { n.stop(c.t) })
-	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			if m := reAddr.FindStringSubmatch(sc.Text()); m != nil {
-				select {
-				case addr <- m[1]:
-				default:
-				}
-			}
-		}
-	}()
+	addr := firstMatch(pr, reAddr)
 	select {
 	case n.addr = <-addr:
 	case err := <-n.done:
@@ -530,4 +520,23 @@ func TestClusterFailsClosedWithoutTheDatabaseAndRecovers(t *testing.T) {
 	if !strings.Contains(a.stderr.String(), "refusing every request") {
 		t.Errorf("node-a did not log that it refused requests:\n%s", a.stderr.String())
 	}
+}
+
+// firstMatch reads r line by line to its end and sends the first
+// submatch of re found in a line on the channel it returns (buffered:
+// later matches are dropped).
+func firstMatch(r io.Reader, re *regexp.Regexp) <-chan string {
+	found := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(r)
+		for sc.Scan() {
+			if m := re.FindStringSubmatch(sc.Text()); m != nil {
+				select {
+				case found <- m[1]:
+				default:
+				}
+			}
+		}
+	}()
+	return found
 }
