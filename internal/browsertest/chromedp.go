@@ -213,7 +213,13 @@ func (b *Browser) Messages() []Message {
 // Errors returns the console errors, page errors, error log entries and
 // CSP violations collected so far.
 func (b *Browser) Errors() []Message {
-	return Result{Console: b.Messages()}.Errors()
+	var out []Message
+	for _, m := range b.Messages() {
+		if m.Type == "error" || m.Type == "pageerror" {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 var unsafeName = regexp.MustCompile(`[^A-Za-z0-9_.-]+`)

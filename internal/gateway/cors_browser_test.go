@@ -7,8 +7,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/chromedp/chromedp"
 
 	"github.com/phigate/phigate/internal/authority"
 	"github.com/phigate/phigate/internal/browsertest"
@@ -21,7 +24,7 @@ import (
 // blocked by the browser itself (fetch rejects), though the gateway
 // answered it.
 func TestBrowserCORS(t *testing.T) {
-	browsertest.Require(t)
+	browsertest.RequireChromium(t)
 	page := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Write([]byte(`<!doctype html><title>app</title><p>a browser app</p>`))
@@ -48,33 +51,55 @@ func TestBrowserCORS(t *testing.T) {
 		t.Fatal(err)
 	}
 	port := fx.addr[strings.LastIndexByte(fx.addr, ':')+1:]
-	res := browsertest.Run(t, "testdata/cors_fetch.mjs", map[string]any{
-		"pages": []string{app.URL + "/", other.URL + "/"},
-		"url":   "https://localhost:" + port + "/fhir/Observation?code=x",
-		"token": tok,
-	}, browsertest.Options{SPKIPins: []string{browsertest.SPKIPin(gwCert), browsertest.SPKIPin(app.Certificate()), browsertest.SPKIPin(other.Certificate())}})
-	var got []struct {
+	b := browsertest.NewBrowser(t, browsertest.Options{SPKIPins: []string{browsertest.SPKIPin(gwCert), browsertest.SPKIPin(app.Certificate()), browsertest.SPKIPin(other.Certificate())}})
+	url := "https://localhost:" + port + "/fhir/Observation?code=x"
+	type fetched struct {
 		OK     bool   `json:"ok"`
 		Status int    `json:"status"`
 		Body   string `json:"body"`
 		Error  string `json:"error"`
 	}
-	if err := json.Unmarshal(res.Value, &got); err != nil || len(got) != 2 {
-		t.Fatalf("result %s: %v", res.Value, err)
+	// Each page (a browser app's origin) fetches the search through the
+	// gateway with the bearer token, as a SMART app in a patient portal
+	// would; the result is whether the fetch resolved, its status and
+	// body, or the error the browser gave.
+	fetchFrom := func(name, pageURL string) fetched {
+		t.Helper()
+		b.SetPage(name)
+		if _, err := chromedp.Run(b.Ctx(), chromedp.NavigateResponse(pageURL)); err != nil {
+			t.Fatalf("%s: %v", pageURL, err)
+		}
+		js := `(async () => {
+			try {
+				const r = await fetch(` + strconv.Quote(url) + `, {headers: {Authorization: 'Bearer ' + ` + strconv.Quote(tok) + `, Accept: 'application/fhir+json'}});
+				return JSON.stringify({ok: true, status: r.status, body: await r.text()});
+			} catch (e) {
+				return JSON.stringify({ok: false, error: String(e && e.message || e)});
+			}
+		})()`
+		out, err := chromedp.Run(b.Ctx(), chromedp.Evaluate[string](js, chromedp.EvalAwaitPromise))
+		if err != nil {
+			t.Fatalf("fetch from %s: %v", pageURL, err)
+		}
+		var f fetched
+		if err := json.Unmarshal([]byte(out), &f); err != nil {
+			t.Fatalf("fetch from %s: %s: %v", pageURL, out, err)
+		}
+		return f
 	}
-	if a := got[0]; !a.OK || a.Status != 200 || !strings.Contains(a.Body, `"id":"obs-1"`) {
-		t.Fatalf("the allowed origin's fetch: %+v; console %+v", a, res.Console)
+	if a := fetchFrom("page1", app.URL+"/"); !a.OK || a.Status != 200 || !strings.Contains(a.Body, `"id":"obs-1"`) {
+		t.Fatalf("the allowed origin's fetch: %+v; console %+v", a, b.Messages())
 	}
-	if o := got[1]; o.OK || !strings.Contains(o.Error, "Failed to fetch") {
+	if o := fetchFrom("page2", other.URL+"/"); o.OK || !strings.Contains(o.Error, "Failed to fetch") {
 		t.Fatalf("the other origin's fetch was not blocked by the browser: %+v", o)
 	}
 	blocked := false
-	for _, m := range res.Errors() {
+	for _, m := range b.Errors() {
 		if m.Page == "page2" && strings.Contains(m.Text, "CORS") {
 			blocked = true
 		}
 	}
 	if !blocked {
-		t.Errorf("the browser reported no CORS block for the other origin; console %+v", res.Console)
+		t.Errorf("the browser reported no CORS block for the other origin; console %+v", b.Messages())
 	}
 }
