@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
 
@@ -93,13 +94,21 @@ func TestBrowserCORS(t *testing.T) {
 	if o := fetchFrom("page2", other.URL+"/"); o.OK || !strings.Contains(o.Error, "Failed to fetch") {
 		t.Fatalf("the other origin's fetch was not blocked by the browser: %+v", o)
 	}
-	blocked := false
-	for _, m := range b.Errors() {
-		if m.Page == "page2" && strings.Contains(m.Text, "CORS") {
-			blocked = true
+	// The browser's report of the block is an event of the DevTools
+	// protocol, which may arrive after the fetch rejected: wait for it
+	// (bounded), rather than reading the messages once.
+	blocked := func() bool {
+		for _, m := range b.Errors() {
+			if m.Page == "page2" && strings.Contains(m.Text, "CORS") {
+				return true
+			}
 		}
+		return false
 	}
-	if !blocked {
+	for deadline := time.Now().Add(5 * time.Second); !blocked() && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !blocked() {
 		t.Errorf("the browser reported no CORS block for the other origin; console %+v", b.Messages())
 	}
 }
