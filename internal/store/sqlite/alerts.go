@@ -1,7 +1,6 @@
 package sqlite
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -16,36 +15,9 @@ import (
 const alertCols = `id, detector, severity, token_id, subject, source, summary, evidence,
 	audit_seqs, action, created_at, state, acked_at, acked_by, ack_note`
 
-// validateAlert refuses alerts the store must not hold (store.CreateAlert).
-func validateAlert(a *store.Alert) error {
-	switch {
-	case a == nil:
-		return errors.New("nil alert")
-	case a.ID == "":
-		return errors.New("empty alert id")
-	case a.Detector == "":
-		return errors.New("empty detector")
-	case !a.Severity.Valid():
-		return fmt.Errorf("unknown severity %q", a.Severity)
-	case a.CreatedAt.IsZero():
-		return errors.New("zero created_at")
-	case !a.AckedAt.IsZero() || a.AckedBy != "" || a.AckNote != "":
-		return errors.New("a new alert is open: ack fields set")
-	case a.State != "" && a.State != store.AlertOpen:
-		return fmt.Errorf("a new alert is open, not %q", a.State)
-	}
-	if len(a.Evidence) > 0 {
-		ev := bytes.TrimSpace(a.Evidence)
-		if !json.Valid(ev) || len(ev) == 0 || ev[0] != '{' {
-			return errors.New("evidence is not a JSON object")
-		}
-	}
-	return nil
-}
-
 // CreateAlert implements store.Store.
 func (s *Store) CreateAlert(ctx context.Context, a *store.Alert) error {
-	if err := validateAlert(a); err != nil {
+	if err := store.ValidateNewAlert(a); err != nil {
 		return fmt.Errorf("sqlite: create alert: %w", err)
 	}
 	name := "create alert " + a.ID

@@ -19,30 +19,9 @@ var _ store.ClientStore = (*Store)(nil)
 const clientCols = `id, name, subject, jwks, jwks_url, attrs, max_ttl, created_by, status,
 	status_reason, created_at, updated_at, status_changed_at`
 
-// validateClient refuses clients the store must not hold (CreateClient).
-func validateClient(c *store.Client) error {
-	switch {
-	case c == nil:
-		return errors.New("nil client")
-	case c.ID == "":
-		return errors.New("empty client id")
-	case c.Name == "":
-		return errors.New("empty client name")
-	case c.Status != store.ClientActive:
-		return fmt.Errorf("a new client is active, not %q", c.Status)
-	case c.CreatedAt.IsZero():
-		return errors.New("zero created_at")
-	case (len(c.JWKS) == 0) == (c.JWKSURL == ""):
-		return errors.New("exactly one of jwks and jwks_url must be set")
-	case c.MaxTTL < 0:
-		return errors.New("negative max ttl")
-	}
-	return nil
-}
-
 // CreateClient implements store.ClientStore.
 func (s *Store) CreateClient(ctx context.Context, c *store.Client) error {
-	if err := validateClient(c); err != nil {
+	if err := store.ValidateNewClient(c); err != nil {
 		return fmt.Errorf("sqlite: create client: %w", err)
 	}
 	name := "create client " + c.ID
